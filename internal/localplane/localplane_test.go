@@ -1,0 +1,180 @@
+package localplane_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	"github.com/projectcalico/api/pkg/lib/numorstring"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
+)
+
+func TestPlane(t *testing.T) {
+	p := localplane.New(t, localplane.Options{Nodes: 3})
+	ctx := context.Background()
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("GlobalNetworkPolicy is cluster-scoped and round-trips", func(t *testing.T) {
+		order := 100.0
+		gnp := &calicov3.GlobalNetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "nlb-default-flows-allow"},
+			Spec: calicov3.GlobalNetworkPolicySpec{
+				Order: &order, Selector: "has(kubernetes-host)", PreDNAT: true, ApplyOnForward: true,
+				Types: []calicov3.PolicyType{calicov3.PolicyTypeIngress},
+				Ingress: []calicov3.Rule{{
+					Action: calicov3.Allow, Protocol: protocol("UDP"),
+					Source:      calicov3.EntityRule{Nets: []string{"192.0.2.0/24"}},
+					Destination: calicov3.EntityRule{Ports: []numorstring.Port{numorstring.SinglePort(30000)}},
+				}},
+			},
+		}
+		if err := c.Create(ctx, gnp); err != nil {
+			t.Fatalf("create GlobalNetworkPolicy: %v", err)
+		}
+		got := &calicov3.GlobalNetworkPolicy{}
+		if err := c.Get(ctx, client.ObjectKey{Name: gnp.Name}, got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Namespace != "" || !got.Spec.PreDNAT || got.Spec.Ingress[0].Source.Nets[0] != "192.0.2.0/24" {
+			t.Fatalf("policy did not round-trip: %+v", got.Spec)
+		}
+		set := &calicov3.GlobalNetworkSet{ObjectMeta: metav1.ObjectMeta{Name: "exporters"},
+			Spec: calicov3.GlobalNetworkSetSpec{Nets: []string{"198.51.100.0/24"}}}
+		if err := c.Create(ctx, set); err != nil {
+			t.Fatalf("create GlobalNetworkSet: %v", err)
+		}
+	})
+
+	t.Run("KafkaTopic is served as v1 and v1beta2 and validated", func(t *testing.T) {
+		for _, version := range []string{"v1", "v1beta2"} {
+			topic := &unstructured.Unstructured{}
+			topic.SetGroupVersionKind(schema.GroupVersionKind{Group: "kafka.strimzi.io", Version: version, Kind: "KafkaTopic"})
+			topic.SetNamespace("default")
+			topic.SetName("sfacctd-flows-" + version)
+			topic.SetLabels(map[string]string{"strimzi.io/cluster": "telemetry"})
+			topic.Object["spec"] = map[string]any{"partitions": int64(6), "replicas": int64(3),
+				"config": map[string]any{"retention.ms": "86400000"}}
+			if err := c.Create(ctx, topic); err != nil {
+				t.Fatalf("create KafkaTopic %s: %v", version, err)
+			}
+		}
+		bad := &unstructured.Unstructured{}
+		bad.SetGroupVersionKind(schema.GroupVersionKind{Group: "kafka.strimzi.io", Version: "v1", Kind: "KafkaTopic"})
+		bad.SetNamespace("default")
+		bad.SetName("zero-partitions")
+		bad.Object["spec"] = map[string]any{"partitions": int64(0), "replicas": int64(3)}
+		if err := c.Create(ctx, bad); !apierrors.IsInvalid(err) {
+			t.Fatalf("partitions 0 must be rejected by the schema, got %v", err)
+		}
+	})
+
+	t.Run("AWS account is seeded in moto and matches the Nodes", func(t *testing.T) {
+		ec := ec2.NewFromConfig(p.AWS.Config())
+		subnets, err := ec.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{
+			{Name: aws.String("vpc-id"), Values: []string{p.AWS.VPCID}},
+			{Name: aws.String("tag:kubernetes.io/role/elb"), Values: []string{"1"}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		zones := map[string]bool{}
+		for _, s := range subnets.Subnets {
+			zones[aws.ToString(s.AvailabilityZone)] = true
+		}
+		if len(subnets.Subnets) != 3 || len(zones) < 2 {
+			t.Fatalf("want 3 tagged subnets over >= 2 zones, got %d over %v", len(subnets.Subnets), zones)
+		}
+		sgs, err := ec.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{p.AWS.NodeSecurityGroupID}})
+		if err != nil || len(sgs.SecurityGroups) != 1 || aws.ToString(sgs.SecurityGroups[0].VpcId) != p.AWS.VPCID {
+			t.Fatalf("node security group not found in the VPC: %v %+v", err, sgs)
+		}
+		var nodes corev1.NodeList
+		if err := c.List(ctx, &nodes); err != nil {
+			t.Fatal(err)
+		}
+		if len(nodes.Items) != 3 {
+			t.Fatalf("want 3 Nodes, got %d", len(nodes.Items))
+		}
+		for i, inst := range p.AWS.Instances {
+			out, err := ec.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{inst.ID}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := out.Reservations[0].Instances[0]
+			if aws.ToString(got.PrivateIpAddress) != inst.PrivateIP || aws.ToString(got.SecurityGroups[0].GroupId) != p.AWS.NodeSecurityGroupID {
+				t.Errorf("instance %d does not match the seed: %+v", i, got)
+			}
+			node := &corev1.Node{}
+			if err := c.Get(ctx, client.ObjectKey{Name: inst.NodeName}, node); err != nil {
+				t.Fatal(err)
+			}
+			if node.Spec.ProviderID != inst.ProviderID || node.Status.Addresses[0].Address != inst.PrivateIP {
+				t.Errorf("Node %s does not match instance %s: %+v", node.Name, inst.ID, node)
+			}
+		}
+	})
+
+	t.Run("kubeconfig file reaches the API server", func(t *testing.T) {
+		cfg, err := clientcmd.BuildConfigFromFlags("", p.Kubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kc, err := client.New(cfg, client.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := kc.Get(ctx, client.ObjectKey{Name: "default"}, &corev1.Namespace{}); err != nil {
+			t.Fatalf("kubeconfig client: %v", err)
+		}
+	})
+}
+
+func TestStopRemovesEverything(t *testing.T) {
+	p, err := localplane.Start(context.Background(), localplane.Options{Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, endpoint := p.Dir, p.AWS.Endpoint
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("plane folder %s still exists", dir)
+	}
+	ec := ec2.NewFromConfig(p.AWS.Config(), func(o *ec2.Options) { o.RetryMaxAttempts = 1 })
+	if _, err := ec.DescribeVpcs(context.Background(), &ec2.DescribeVpcsInput{}); err == nil {
+		t.Errorf("moto at %s still answers after Stop", endpoint)
+	}
+}
+
+func TestMissingBinariesSayHowToBuild(t *testing.T) {
+	t.Setenv("KUBEBUILDER_ASSETS", t.TempDir())
+	_, err := localplane.Start(context.Background(), localplane.Options{NoAWS: true})
+	if err == nil || !strings.Contains(err.Error(), "make controlplane") {
+		t.Fatalf("want an error naming `make controlplane`, got %v", err)
+	}
+}
+
+func protocol(name string) *numorstring.Protocol {
+	p := numorstring.ProtocolFromString(name)
+	return &p
+}
+
+
+
