@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 
-	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 )
 
@@ -38,16 +35,4 @@ func CRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 		out = append(out, crd)
 	}
 	return out, nil
-}
-
-// Scheme holds the built-in Kubernetes types and Calico's projectcalico.org/v3.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err) // static registration; cannot fail at run time
-	}
-	if err := calicov3.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
 }

@@ -23,6 +23,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 )
 
 // Options tune what Start brings up.
@@ -77,8 +79,8 @@ func Start(ctx context.Context, opts Options) (p *Plane, err error) {
 	}()
 
 	p.env = &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDInstallOptions:     envtest.CRDInstallOptions{CRDs: crds},
+		BinaryAssetsDirectory:   assets,
+		CRDInstallOptions:       envtest.CRDInstallOptions{CRDs: crds},
 		ControlPlaneStopTimeout: 30 * time.Second,
 	}
 	if p.Config, err = p.env.Start(); err != nil {
@@ -142,7 +144,7 @@ func (p *Plane) Stop() error {
 // Client returns a controller-runtime client for the plane, with the
 // Kubernetes and Calico types registered.
 func (p *Plane) Client() (client.Client, error) {
-	return client.New(p.Config, client.Options{Scheme: Scheme()})
+	return client.New(p.Config, client.Options{Scheme: kubeapi.Scheme()})
 }
 
 func (p *Plane) writeKubeconfig() error {

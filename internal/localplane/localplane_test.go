@@ -175,6 +175,3 @@ func protocol(name string) *numorstring.Protocol {
 	p := numorstring.ProtocolFromString(name)
 	return &p
 }
-
-
-

@@ -1,0 +1,81 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
+)
+
+// protoV6 serves the provider in-process to the real terraform CLI
+// (TF_ACC_TERRAFORM_PATH, set by the GNUmakefile: nothing is downloaded).
+var protoV6 = map[string]func() (tfprotov6.ProviderServer, error){
+	"telemetry": providerserver.NewProtocol6WithError(New("test")()),
+}
+
+var (
+	planOnce sync.Once
+	plane    *localplane.Plane
+	planeErr error
+)
+
+// testPlane is the package's local control plane, started on first use and
+// stopped by TestMain.
+func testPlane(t *testing.T) *localplane.Plane {
+	t.Helper()
+	planOnce.Do(func() { plane, planeErr = localplane.Start(context.Background(), localplane.Options{}) })
+	if planeErr != nil {
+		t.Fatalf("local control plane: %v", planeErr)
+	}
+	return plane
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if plane != nil {
+		if err := plane.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping local control plane:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// requireAcc fails, rather than skips, when the acceptance environment is
+// missing: `make test` sets both, and a silent skip would hide a broken CI.
+func requireAcc(t *testing.T) {
+	t.Helper()
+	if os.Getenv("TF_ACC") == "" {
+		t.Fatal("TF_ACC is not set: run the tests with `make test`, which sets TF_ACC=1 and TF_ACC_TERRAFORM_PATH")
+	}
+	if os.Getenv("TF_ACC_TERRAFORM_PATH") == "" {
+		t.Fatal("TF_ACC_TERRAFORM_PATH is not set: point it at a terraform binary (`make test` does); " +
+			"terraform-plugin-testing would otherwise try to download one")
+	}
+}
+
+// providerConfig is a provider block reaching the test plane.
+func providerConfig(p *localplane.Plane) string {
+	return fmt.Sprintf(`
+provider "telemetry" {
+  kubernetes {
+    config_path = %q
+  }
+  aws {
+    region     = %q
+    access_key = %q
+    secret_key = %q
+    endpoints {
+      ec2   = %q
+      elbv2 = %q
+      sts   = %q
+    }
+  }
+}
+`, p.Kubeconfig, p.AWS.Region, localplane.AccessKeyID, localplane.SecretAccessKey, p.AWS.Endpoint, p.AWS.Endpoint, p.AWS.Endpoint)
+}
