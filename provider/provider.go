@@ -65,7 +65,9 @@ func (p *telemetryProvider) Configure(ctx context.Context, req provider.Configur
 }
 
 func (p *telemetryProvider) Resources(context.Context) []func() resource.Resource {
-	return nil
+	return []func() resource.Resource{
+		newSiteResource,
+	}
 }
 
 func (p *telemetryProvider) DataSources(context.Context) []func() datasource.DataSource {

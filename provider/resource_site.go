@@ -1,0 +1,532 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+)
+
+var (
+	_ resource.ResourceWithConfigure   = (*siteResource)(nil)
+	_ resource.ResourceWithModifyPlan  = (*siteResource)(nil)
+	_ resource.ResourceWithImportState = (*siteResource)(nil)
+)
+
+// siteResource is telemetry_site: one PoP exporting flows, and the Strimzi
+// KafkaTopic its flows go to.
+type siteResource struct {
+	clients *clients
+}
+
+func newSiteResource() resource.Resource { return &siteResource{} }
+
+type siteModel struct {
+	ID                     types.String   `tfsdk:"id"`
+	Name                   types.String   `tfsdk:"name"`
+	Kafka                  types.Object   `tfsdk:"kafka"`
+	TopicPrefix            types.String   `tfsdk:"topic_prefix"`
+	ExpectedFlowsPerSecond types.Int64    `tfsdk:"expected_flows_per_second"`
+	Partitions             types.Int64    `tfsdk:"partitions"`
+	Replicas               types.Int64    `tfsdk:"replicas"`
+	Retention              types.String   `tfsdk:"retention"`
+	MinInsyncReplicas      types.Int64    `tfsdk:"min_insync_replicas"`
+	FlowSources            types.Set      `tfsdk:"flow_sources"`
+	Labels                 types.Map      `tfsdk:"labels"`
+	WaitForReady           types.Bool     `tfsdk:"wait_for_ready"`
+	TopicName              types.String   `tfsdk:"topic_name"`
+	APIVersion             types.String   `tfsdk:"api_version"`
+	Timeouts               timeouts.Value `tfsdk:"timeouts"`
+}
+
+type siteKafkaModel struct {
+	Cluster   types.String `tfsdk:"cluster"`
+	Namespace types.String `tfsdk:"namespace"`
+}
+
+var siteKafkaAttrTypes = map[string]attr.Type{"cluster": types.StringType, "namespace": types.StringType}
+
+const (
+	defaultTopicPrefix   = "sfacctd-flows-"
+	defaultSiteTimeout   = 5 * time.Minute
+	readyPollInterval    = 2 * time.Second
+	strimziTopicFinalize = "strimzi.io/topic-operator"
+)
+
+func (r *siteResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_site"
+}
+
+func (r *siteResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	replace := []planmodifier.String{stringplanmodifier.RequiresReplace()}
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "A telemetry site: one PoP whose devices export flows (sFlow/IPFIX), and the Strimzi " +
+			"`KafkaTopic` its flows are written to.\n\n" +
+			"The topic is `<topic_prefix><name>` in the Kafka cluster's namespace, labelled `strimzi.io/cluster` " +
+			"so the Topic Operator manages it. It is written with `kafka.strimzi.io/v1` where the cluster serves it " +
+			"and `v1beta2` otherwise, decided at apply time (never at plan time). Writes are server-side applies " +
+			"that own only the fields below, so status, finalizers and config keys added by others never show " +
+			"as a diff.\n\n" +
+			"The default partition count is derived from `expected_flows_per_second`: " +
+			"`max(1, ceil(flows/s x 500 B / 2.5 MB/s))`, i.e. one partition per 5,000 flows/s (see " +
+			"`telemetry_kafka_sizing` for the reasoning). Partitions never decrease: a lower derived value keeps " +
+			"the current count, and an explicit decrease is refused at plan time.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{Computed: true,
+				MarkdownDescription: "`<namespace>/<topic name>` of the KafkaTopic; the import ID.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"name": schema.StringAttribute{Required: true, PlanModifiers: replace,
+				Validators:          []validator.String{dnsLabelValidator{max: 63}},
+				MarkdownDescription: "The PoP ID, a lowercase DNS label (e.g. `ams01`). Changing it replaces the topic."},
+			"kafka": schema.SingleNestedAttribute{Required: true,
+				PlanModifiers:       []planmodifier.Object{objectplanmodifier.RequiresReplace()},
+				MarkdownDescription: "The Strimzi Kafka cluster the topic belongs to. Changing it replaces the topic.",
+				Attributes: map[string]schema.Attribute{
+					"cluster": schema.StringAttribute{Required: true, Validators: []validator.String{dnsLabelValidator{max: 63}},
+						MarkdownDescription: "Name of the `Kafka` resource (the `strimzi.io/cluster` label)."},
+					"namespace": schema.StringAttribute{Required: true, Validators: []validator.String{dnsLabelValidator{max: 63}},
+						MarkdownDescription: "Namespace of the Kafka cluster, where the KafkaTopic is created."},
+				}},
+			"topic_prefix": schema.StringAttribute{Optional: true, Computed: true, PlanModifiers: replace,
+				Default: stringdefault.StaticString(defaultTopicPrefix),
+				Validators: []validator.String{stringvalidator.RegexMatches(topicPrefixPattern,
+					"must be lowercase letters, digits, '-' and '.', starting with a letter or digit")},
+				MarkdownDescription: "Prefix of the topic name. Default `" + defaultTopicPrefix + "`. Changing it replaces the topic."},
+			"expected_flows_per_second": schema.Int64Attribute{Optional: true, Computed: true,
+				Default:             int64default.StaticInt64(1000),
+				Validators:          []validator.Int64{int64validator.Between(1, 100_000_000)},
+				MarkdownDescription: "Flow records per second the site is expected to export. Default 1000. Drives the default `partitions` and `telemetry_kafka_sizing`."},
+			"partitions": schema.Int64Attribute{Optional: true, Computed: true,
+				Validators:          []validator.Int64{int64validator.Between(1, 10000)},
+				MarkdownDescription: "Partitions of the topic. Default derived from `expected_flows_per_second`. Can grow in place, never shrink."},
+			"replicas": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(3),
+				Validators:          []validator.Int64{int64validator.Between(1, 32767)},
+				MarkdownDescription: "Replication factor. Default 3."},
+			"retention": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("24h"),
+				Validators:          []validator.String{durationValidator{}},
+				MarkdownDescription: "How long flows are kept (`retention.ms`), e.g. `24h`, `7d`. Default `24h`."},
+			"min_insync_replicas": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(2),
+				Validators:          []validator.Int64{int64validator.AtLeast(1)},
+				MarkdownDescription: "`min.insync.replicas`; at most `replicas`. Default 2."},
+			"flow_sources": schema.SetAttribute{Optional: true, ElementType: types.StringType,
+				Validators: []validator.Set{setvalidator.ValueStringsAre(cidrValidator{}), setvalidator.SizeAtLeast(1)},
+				MarkdownDescription: "CIDRs of the site's exporting devices, in canonical form. Feed their union to " +
+					"`telemetry_nlb_ingress.allowed_sources`. Recorded on the KafkaTopic as an annotation."},
+			"labels": schema.MapAttribute{Optional: true, ElementType: types.StringType,
+				Validators:          []validator.Map{mapvalidator.KeysAre(stringvalidator.NoneOf(reservedLabels...))},
+				MarkdownDescription: "Extra labels on the KafkaTopic. Labels others add are left alone and never show as a diff."},
+			"wait_for_ready": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+				MarkdownDescription: "Wait until the Topic Operator reports the topic Ready at its current generation. Default false."},
+			"topic_name": schema.StringAttribute{Computed: true,
+				MarkdownDescription: "The Kafka topic name, `<topic_prefix><name>`."},
+			"api_version": schema.StringAttribute{Computed: true,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+				MarkdownDescription: "The KafkaTopic API version in use, `kafka.strimzi.io/v1` or `kafka.strimzi.io/v1beta2`."},
+			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+func (r *siteResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.clients = clientsFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+// ModifyPlan derives the partition count, refuses a decrease and checks
+// min_insync_replicas against replicas, all at plan time and without any API
+// call.
+func (r *siteResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() {
+		return // destroy
+	}
+	var plan, config siteModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.Config.Get(ctx, &config)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	var prior *siteModel
+	if !req.State.Raw.IsNull() {
+		prior = &siteModel{}
+		resp.Diagnostics.Append(req.State.Get(ctx, prior)...)
+	}
+
+	switch {
+	case !config.Partitions.IsNull() && !config.Partitions.IsUnknown():
+		if prior != nil && config.Partitions.ValueInt64() < prior.Partitions.ValueInt64() {
+			resp.Diagnostics.AddAttributeError(path.Root("partitions"), "Partitions cannot decrease",
+				fmt.Sprintf("The topic has %d partitions and the configuration asks for %d. Kafka cannot remove "+
+					"partitions. Keep %d or more, or replace the topic (terraform apply -replace=...), which "+
+					"deletes its data.", prior.Partitions.ValueInt64(), config.Partitions.ValueInt64(), prior.Partitions.ValueInt64()))
+		}
+	case config.Partitions.IsNull() && !plan.ExpectedFlowsPerSecond.IsUnknown():
+		n := derivePartitions(plan.ExpectedFlowsPerSecond.ValueInt64())
+		if prior != nil && prior.Partitions.ValueInt64() > n {
+			n = prior.Partitions.ValueInt64() // never shrink a derived count
+		}
+		plan.Partitions = types.Int64Value(n)
+	default:
+		plan.Partitions = types.Int64Unknown()
+	}
+
+	if !plan.MinInsyncReplicas.IsUnknown() && !plan.Replicas.IsUnknown() &&
+		plan.MinInsyncReplicas.ValueInt64() > plan.Replicas.ValueInt64() {
+		resp.Diagnostics.AddAttributeError(path.Root("min_insync_replicas"), "min_insync_replicas exceeds replicas",
+			fmt.Sprintf("min_insync_replicas (%d) must not exceed replicas (%d): producers with acks=all could never write.",
+				plan.MinInsyncReplicas.ValueInt64(), plan.Replicas.ValueInt64()))
+	}
+
+	plan.TopicName = types.StringUnknown()
+	plan.ID = types.StringUnknown()
+	if kafka, ok := knownKafka(ctx, plan.Kafka); ok && !plan.Name.IsUnknown() && !plan.TopicPrefix.IsUnknown() {
+		topic := plan.TopicPrefix.ValueString() + plan.Name.ValueString()
+		if len(topic) > 249 {
+			resp.Diagnostics.AddAttributeError(path.Root("name"), "Topic name too long",
+				fmt.Sprintf("%q is %d characters; Kafka allows 249.", topic, len(topic)))
+		}
+		plan.TopicName = types.StringValue(topic)
+		plan.ID = types.StringValue(kafka.Namespace.ValueString() + "/" + topic)
+	}
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+func knownKafka(ctx context.Context, o types.Object) (siteKafkaModel, bool) {
+	var k siteKafkaModel
+	if o.IsNull() || o.IsUnknown() {
+		return k, false
+	}
+	if diags := o.As(ctx, &k, objectAsOptions); diags.HasError() {
+		return k, false
+	}
+	return k, !k.Cluster.IsUnknown() && !k.Namespace.IsUnknown()
+}
+
+func (r *siteResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan siteModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := plan.Timeouts.Create(ctx, defaultSiteTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	c, version, ok := r.kube(ctx, "", &resp.Diagnostics)
+	if !ok {
+		return
+	}
+	spec, d := plan.spec(ctx)
+	resp.Diagnostics.Append(d...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	existing := spec.topic(version)
+	if err := c.Get(ctx, client.ObjectKeyFromObject(existing), existing); err == nil {
+		resp.Diagnostics.AddError("KafkaTopic already exists",
+			fmt.Sprintf("KafkaTopic %s/%s already exists. To manage it with Terraform, import it: "+
+				"terraform import <address> %s/%s", spec.Namespace, spec.topicName(), spec.Namespace, spec.topicName()))
+		return
+	} else if !apierrors.IsNotFound(err) {
+		resp.Diagnostics.AddError("Cannot read the KafkaTopic", err.Error())
+		return
+	}
+	r.apply(ctx, c, version, spec, &plan, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *siteResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan, state siteModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := plan.Timeouts.Update(ctx, defaultSiteTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	c, version, ok := r.kube(ctx, state.APIVersion.ValueString(), &resp.Diagnostics)
+	if !ok {
+		return
+	}
+	spec, d := plan.spec(ctx)
+	resp.Diagnostics.Append(d...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	r.apply(ctx, c, version, spec, &plan, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+// apply writes the topic server-side, optionally waits for Ready, and fills
+// the computed attributes of the plan.
+func (r *siteResource) apply(ctx context.Context, c client.Client, version string, spec siteSpec, plan *siteModel, diags *diag.Diagnostics) {
+	u := spec.topic(version)
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+		client.FieldOwner(annotations.ProviderManager), client.ForceOwnership); err != nil {
+		diags.AddError("Cannot write the KafkaTopic", fmt.Sprintf("applying KafkaTopic %s/%s: %v", spec.Namespace, spec.topicName(), err))
+		return
+	}
+	if plan.WaitForReady.ValueBool() {
+		if err := waitTopicReady(ctx, c, u); err != nil {
+			diags.AddError("KafkaTopic not Ready", err.Error())
+			return
+		}
+	}
+	plan.ID = types.StringValue(spec.Namespace + "/" + spec.topicName())
+	plan.TopicName = types.StringValue(spec.topicName())
+	plan.APIVersion = types.StringValue(kubeapi.StrimziGroup + "/" + version)
+}
+
+func waitTopicReady(ctx context.Context, c client.Client, want *unstructured.Unstructured) error {
+	var why string
+	err := wait.PollUntilContextCancel(ctx, readyPollInterval, true, func(ctx context.Context) (bool, error) {
+		got := &unstructured.Unstructured{}
+		got.SetGroupVersionKind(want.GroupVersionKind())
+		if err := c.Get(ctx, client.ObjectKeyFromObject(want), got); err != nil {
+			why = err.Error()
+			return false, nil
+		}
+		var ready bool
+		ready, why = topicReady(got)
+		return ready, nil
+	})
+	if err != nil {
+		return fmt.Errorf("KafkaTopic %s/%s did not become Ready (%s). Is the Strimzi Topic Operator running and "+
+			"watching namespace %s? Raise timeouts or set wait_for_ready = false.", want.GetNamespace(), want.GetName(), why, want.GetNamespace())
+	}
+	return nil
+}
+
+func (r *siteResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state siteModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ns, name, err := splitID(state.ID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddError("Invalid ID", err.Error())
+		return
+	}
+	c, version, ok := r.kube(ctx, state.APIVersion.ValueString(), &resp.Diagnostics)
+	if !ok {
+		return
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(kubeapi.KafkaTopic(version))
+	err = c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, u)
+	if meta.IsNoMatchError(err) && state.APIVersion.ValueString() != "" {
+		// The version in state is no longer served (Strimzi 1.0 dropped v1beta2).
+		if c, version, ok = r.kube(ctx, "", &resp.Diagnostics); !ok {
+			return
+		}
+		u.SetGroupVersionKind(kubeapi.KafkaTopic(version))
+		err = c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, u)
+	}
+	if apierrors.IsNotFound(err) {
+		resp.State.RemoveResource(ctx) // deleted outside Terraform: plan a re-create
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read the KafkaTopic", err.Error())
+		return
+	}
+	var known []string
+	if !state.Labels.IsNull() {
+		for k := range state.Labels.Elements() {
+			known = append(known, k)
+		}
+	} else if !state.Name.IsNull() {
+		known = []string{} // no labels configured: report none
+	}
+	spec, err := siteFromTopic(u, known)
+	if err != nil {
+		resp.Diagnostics.AddError("Unexpected KafkaTopic", err.Error())
+		return
+	}
+	resp.Diagnostics.Append(state.setFrom(ctx, spec)...)
+	state.APIVersion = types.StringValue(kubeapi.StrimziGroup + "/" + version)
+	if state.WaitForReady.IsNull() {
+		state.WaitForReady = types.BoolValue(false)
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *siteResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state siteModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := state.Timeouts.Delete(ctx, defaultSiteTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ns, name, err := splitID(state.ID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddError("Invalid ID", err.Error())
+		return
+	}
+	c, version, ok := r.kube(ctx, state.APIVersion.ValueString(), &resp.Diagnostics)
+	if !ok {
+		return
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(kubeapi.KafkaTopic(version))
+	u.SetNamespace(ns)
+	u.SetName(name)
+	if err := c.Delete(ctx, u); err != nil && !apierrors.IsNotFound(err) {
+		resp.Diagnostics.AddError("Cannot delete the KafkaTopic", err.Error())
+		return
+	}
+	err = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		err := c.Get(ctx, client.ObjectKeyFromObject(u), u)
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		msg := fmt.Sprintf("KafkaTopic %s/%s is still present after deletion was requested.", ns, name)
+		if slices.Contains(u.GetFinalizers(), strimziTopicFinalize) {
+			msg += " It is held by the finalizer " + strimziTopicFinalize + ": the Strimzi Topic Operator must be " +
+				"running to delete the Kafka topic and release it."
+		}
+		resp.Diagnostics.AddError("KafkaTopic not deleted", msg)
+	}
+}
+
+// ImportState takes `<namespace>/<name>` of the KafkaTopic.
+func (r *siteResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	if _, _, err := splitID(req.ID); err != nil {
+		resp.Diagnostics.AddError("Invalid import ID", err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
+}
+
+// kube returns a client and the KafkaTopic version to use: the one in state
+// when given, otherwise the newest served (discovered now, at apply time).
+func (r *siteResource) kube(_ context.Context, stateVersion string, diags *diag.Diagnostics) (client.Client, string, bool) {
+	if r.clients == nil {
+		diags.AddError("Provider not configured", "the telemetry provider was not configured")
+		return nil, "", false
+	}
+	c, disco, err := r.clients.Kube()
+	if err != nil {
+		diags.AddError("Kubernetes configuration", err.Error())
+		return nil, "", false
+	}
+	if v, ok := strings.CutPrefix(stateVersion, kubeapi.StrimziGroup+"/"); ok && v != "" {
+		return c, v, true
+	}
+	version, err := servedKafkaTopicVersion(disco)
+	if err != nil {
+		diags.AddError("Cannot reach the Kubernetes API server", kubeReachError(r.clients, err))
+		return nil, "", false
+	}
+	if version == "" {
+		diags.AddError("Strimzi is not installed",
+			"The cluster serves no KafkaTopic API (kafka.strimzi.io/v1 or v1beta2). Install the Strimzi operator and its CRDs first.")
+		return nil, "", false
+	}
+	return c, version, true
+}
+
+// spec converts a known plan to a siteSpec.
+func (m *siteModel) spec(ctx context.Context) (siteSpec, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	kafka, _ := knownKafka(ctx, m.Kafka)
+	retention, err := parseDuration(m.Retention.ValueString())
+	if err != nil {
+		diags.AddAttributeError(path.Root("retention"), "Invalid duration", err.Error())
+	}
+	s := siteSpec{
+		Name: m.Name.ValueString(), Cluster: kafka.Cluster.ValueString(), Namespace: kafka.Namespace.ValueString(),
+		TopicPrefix: m.TopicPrefix.ValueString(), ExpectedFlowsPerSecond: m.ExpectedFlowsPerSecond.ValueInt64(),
+		Partitions: m.Partitions.ValueInt64(), Replicas: m.Replicas.ValueInt64(), MinInsync: m.MinInsyncReplicas.ValueInt64(),
+		Retention: retention, Labels: map[string]string{},
+	}
+	diags.Append(m.FlowSources.ElementsAs(ctx, &s.FlowSources, false)...)
+	if !m.Labels.IsNull() {
+		diags.Append(m.Labels.ElementsAs(ctx, &s.Labels, false)...)
+	}
+	return s, diags
+}
+
+// setFrom refreshes the model from what the cluster holds. Values that mean
+// the same as the state's (a retention of "1d" versus "24h") keep the
+// state's spelling, so refresh never invents a diff.
+func (m *siteModel) setFrom(ctx context.Context, s siteSpec) diag.Diagnostics {
+	var diags diag.Diagnostics
+	m.ID = types.StringValue(s.Namespace + "/" + s.topicName())
+	m.Name = types.StringValue(s.Name)
+	m.Kafka = types.ObjectValueMust(siteKafkaAttrTypes, map[string]attr.Value{
+		"cluster": types.StringValue(s.Cluster), "namespace": types.StringValue(s.Namespace)})
+	m.TopicPrefix = types.StringValue(s.TopicPrefix)
+	m.TopicName = types.StringValue(s.topicName())
+	m.ExpectedFlowsPerSecond = types.Int64Value(s.ExpectedFlowsPerSecond)
+	m.Partitions = types.Int64Value(s.Partitions)
+	m.Replicas = types.Int64Value(s.Replicas)
+	m.MinInsyncReplicas = types.Int64Value(s.MinInsync)
+	if prior, err := parseDuration(m.Retention.ValueString()); err != nil || prior != s.Retention {
+		m.Retention = types.StringValue(formatDuration(s.Retention))
+	}
+	if len(s.FlowSources) == 0 {
+		m.FlowSources = types.SetNull(types.StringType)
+	} else {
+		var d diag.Diagnostics
+		m.FlowSources, d = types.SetValueFrom(ctx, types.StringType, s.FlowSources)
+		diags.Append(d...)
+	}
+	if len(s.Labels) == 0 && m.Labels.IsNull() {
+		m.Labels = types.MapNull(types.StringType)
+	} else {
+		var d diag.Diagnostics
+		m.Labels, d = types.MapValueFrom(ctx, types.StringType, s.Labels)
+		diags.Append(d...)
+	}
+	return diags
+}
+
+func splitID(id string) (namespace, name string, err error) {
+	ns, n, ok := strings.Cut(id, "/")
+	if !ok || ns == "" || n == "" || strings.Contains(n, "/") {
+		return "", "", errors.New(`expected "<namespace>/<name>", got "` + id + `"`)
+	}
+	return ns, n, nil
+}

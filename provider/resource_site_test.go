@@ -1,0 +1,362 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
+)
+
+func TestDerivePartitions(t *testing.T) {
+	for fps, want := range map[int64]int64{1: 1, 1000: 1, 5000: 1, 5001: 2, 12000: 3, 100000: 20} {
+		if got := derivePartitions(fps); got != want {
+			t.Errorf("derivePartitions(%d) = %d, want %d", fps, got, want)
+		}
+	}
+}
+
+func TestSiteTopicRoundTrip(t *testing.T) {
+	s := siteSpec{Name: "ams01", Cluster: "telemetry", Namespace: "kafka", TopicPrefix: "sfacctd-flows-",
+		ExpectedFlowsPerSecond: 12000, Partitions: 3, Replicas: 3, MinInsync: 2, Retention: 7 * 24 * time.Hour,
+		FlowSources: []string{"198.51.100.0/24", "192.0.2.0/24"}, Labels: map[string]string{"team": "netops"}}
+	u := s.topic("v1")
+	if u.GetName() != "sfacctd-flows-ams01" || u.GetLabels()["strimzi.io/cluster"] != "telemetry" {
+		t.Fatalf("topic metadata: %v %v", u.GetName(), u.GetLabels())
+	}
+	if ms := nestedInt(u.Object, "spec", "config", "retention.ms"); ms != 604800000 {
+		t.Fatalf("retention.ms = %d", ms)
+	}
+	// Labels added by others are not reported when the state tracks others.
+	labels := u.GetLabels()
+	labels["added-by-someone"] = "x"
+	u.SetLabels(labels)
+	got, err := siteFromTopic(u, []string{"team"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(s.FlowSources)
+	if got.Name != s.Name || got.TopicPrefix != s.TopicPrefix || got.Partitions != 3 || got.Retention != s.Retention ||
+		!slices.Equal(got.FlowSources, s.FlowSources) || len(got.Labels) != 1 || got.ExpectedFlowsPerSecond != 12000 {
+		t.Fatalf("round trip: got %+v, want %+v", got, s)
+	}
+	// Import (no prior state) reports every label but the provider's own.
+	if got, _ := siteFromTopic(u, nil); len(got.Labels) != 2 {
+		t.Fatalf("import labels: %v", got.Labels)
+	}
+	// Config written by hand as strings still reads.
+	u.Object["spec"].(map[string]any)["config"] = map[string]any{"retention.ms": "3600000", "min.insync.replicas": "1"}
+	if got, _ := siteFromTopic(u, nil); got.Retention != time.Hour || got.MinInsync != 1 {
+		t.Fatalf("string config: %+v", got)
+	}
+	delete(u.GetLabels(), "x")
+	u.SetLabels(map[string]string{})
+	if _, err := siteFromTopic(u, nil); err == nil {
+		t.Fatal("a topic without the site label is not a site")
+	}
+}
+
+func TestTopicReady(t *testing.T) {
+	u := &unstructured.Unstructured{Object: map[string]any{}}
+	u.SetGeneration(2)
+	if ok, why := topicReady(u); ok || why == "" {
+		t.Fatal("no status is not ready")
+	}
+	u.Object["status"] = map[string]any{"observedGeneration": int64(1), "conditions": []any{map[string]any{"type": "Ready", "status": "True"}}}
+	if ok, _ := topicReady(u); ok {
+		t.Fatal("ready at an older generation is not ready")
+	}
+	u.Object["status"].(map[string]any)["observedGeneration"] = int64(2)
+	if ok, _ := topicReady(u); !ok {
+		t.Fatal("ready at the current generation")
+	}
+}
+
+func TestDurations(t *testing.T) {
+	for in, want := range map[string]time.Duration{"24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour, "90m": 90 * time.Minute} {
+		got, err := parseDuration(in)
+		if err != nil || got != want {
+			t.Errorf("parseDuration(%q) = %v, %v", in, got, err)
+		}
+	}
+	if _, err := parseDuration("7x"); err == nil {
+		t.Error("7x is not a duration")
+	}
+	for d, want := range map[time.Duration]string{48 * time.Hour: "2d", 5 * time.Hour: "5h", 90 * time.Minute: "90m", 1500 * time.Millisecond: "1500ms"} {
+		if got := formatDuration(d); got != want {
+			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func siteConfig(p *localplane.Plane, name, extra string) string {
+	return providerConfig(p) + fmt.Sprintf(`
+resource "telemetry_site" "pop" {
+  name = %q
+  kafka = {
+    cluster   = "telemetry"
+    namespace = "default"
+  }
+  expected_flows_per_second = 12000
+  flow_sources              = ["192.0.2.0/24", "198.51.100.0/25"]
+  wait_for_ready            = true
+%s
+}
+`, name, extra)
+}
+
+func getTopic(ctx context.Context, c client.Client, name string) (*unstructured.Unstructured, error) {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(kubeapi.KafkaTopic("v1"))
+	return u, c.Get(ctx, client.ObjectKey{Namespace: "default", Name: name}, u)
+}
+
+func TestAccSite(t *testing.T) {
+	requireAcc(t)
+	p := testPlane(t)
+	ctx := context.Background()
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := standin.StartTopicOperator(c)
+	defer op.Stop()
+	addr := "telemetry_site.pop"
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		CheckDestroy: func(*terraform.State) error {
+			for _, name := range []string{"sfacctd-flows-ams01", "sfacctd-flows-fra02"} {
+				if _, err := getTopic(ctx, c, name); !apierrors.IsNotFound(err) {
+					return fmt.Errorf("KafkaTopic %s still exists after destroy (%v)", name, err)
+				}
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{ // create: derived partitions, defaults, waits for Ready
+				Config: siteConfig(p, "ams01", `labels = { team = "netops" }`),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("id"), knownvalue.StringExact("default/sfacctd-flows-ams01")),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("partitions"), knownvalue.Int64Exact(3)),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("replicas"), knownvalue.Int64Exact(3)),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("retention"), knownvalue.StringExact("24h")),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("api_version"), knownvalue.StringExact("kafka.strimzi.io/v1")),
+				},
+				Check: func(*terraform.State) error {
+					u, err := getTopic(ctx, c, "sfacctd-flows-ams01")
+					if err != nil {
+						return err
+					}
+					if ok, why := topicReady(u); !ok {
+						return fmt.Errorf("apply returned before the topic was Ready: %s", why)
+					}
+					if u.GetLabels()["strimzi.io/cluster"] != "telemetry" || nestedInt(u.Object, "spec", "partitions") != 3 ||
+						nestedInt(u.Object, "spec", "config", "retention.ms") != 86400000 {
+						return fmt.Errorf("KafkaTopic content: %v", u.Object)
+					}
+					return nil
+				},
+			},
+			{ // update in place
+				Config: siteConfig(p, "ams01", `
+  partitions = 6
+  retention  = "7d"
+  labels     = { team = "netops", tier = "edge" }`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+				}},
+				Check: func(*terraform.State) error {
+					u, err := getTopic(ctx, c, "sfacctd-flows-ams01")
+					if err != nil {
+						return err
+					}
+					if nestedInt(u.Object, "spec", "partitions") != 6 || nestedInt(u.Object, "spec", "config", "retention.ms") != 7*86400000 ||
+						u.GetLabels()["tier"] != "edge" {
+						return fmt.Errorf("update not applied: %v", u.Object)
+					}
+					return nil
+				},
+			},
+			{ // import by namespace/name
+				ResourceName:            addr,
+				ImportState:             true,
+				ImportStateId:           "default/sfacctd-flows-ams01",
+				ImportStateVerify:       true,
+				ImportStateVerifyIgnore: []string{"wait_for_ready", "timeouts"},
+			},
+			{ // server-added fields never cause a diff
+				PreConfig: func() {
+					u, err := getTopic(ctx, c, "sfacctd-flows-ams01")
+					if err != nil {
+						t.Fatal(err)
+					}
+					labels := u.GetLabels()
+					labels["added-by-someone"] = "yes"
+					u.SetLabels(labels)
+					u.Object["spec"].(map[string]any)["config"].(map[string]any)["cleanup.policy"] = "delete"
+					if err := c.Update(ctx, u); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: siteConfig(p, "ams01", `
+  partitions = 6
+  retention  = "7d"
+  labels     = { team = "netops", tier = "edge" }`),
+				PlanOnly: true,
+			},
+			{ // changed outside Terraform: the plan shows the update and applies it
+				PreConfig: func() {
+					u, err := getTopic(ctx, c, "sfacctd-flows-ams01")
+					if err != nil {
+						t.Fatal(err)
+					}
+					u.Object["spec"].(map[string]any)["config"].(map[string]any)["retention.ms"] = int64(3600000)
+					if err := c.Update(ctx, u); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: siteConfig(p, "ams01", `
+  partitions = 6
+  retention  = "7d"
+  labels     = { team = "netops", tier = "edge" }`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+				}},
+				Check: func(*terraform.State) error {
+					u, _ := getTopic(ctx, c, "sfacctd-flows-ams01")
+					if got := nestedInt(u.Object, "spec", "config", "retention.ms"); got != 7*86400000 {
+						return fmt.Errorf("retention not restored: %d", got)
+					}
+					if u.GetLabels()["added-by-someone"] != "yes" {
+						return fmt.Errorf("a label added by someone else was removed")
+					}
+					return nil
+				},
+			},
+			{ // a partition decrease is refused at plan time
+				Config:      siteConfig(p, "ams01", `partitions = 2`),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`Partitions cannot decrease(.|\n)*has 6 partitions and the configuration asks\s+for 2`),
+			},
+			{ // a lower derived count keeps the current one
+				Config: siteConfig(p, "ams01", `labels = { team = "netops", tier = "edge" }
+  retention = "7d"`),
+				PlanOnly: true,
+			},
+			{ // deleted outside Terraform: the next plan re-creates it
+				PreConfig: func() {
+					u, _ := getTopic(ctx, c, "sfacctd-flows-ams01")
+					if err := c.Delete(ctx, u); err != nil {
+						t.Fatal(err)
+					}
+					deadline := time.Now().Add(10 * time.Second)
+					for time.Now().Before(deadline) {
+						if _, err := getTopic(ctx, c, "sfacctd-flows-ams01"); apierrors.IsNotFound(err) {
+							return
+						}
+						time.Sleep(100 * time.Millisecond)
+					}
+					t.Fatal("the stand-in operator did not release the topic")
+				},
+				Config: siteConfig(p, "ams01", `
+  partitions = 6
+  retention  = "7d"
+  labels     = { team = "netops", tier = "edge" }`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionCreate),
+				}},
+			},
+			{ // a new name replaces the topic
+				Config: siteConfig(p, "fra02", `partitions = 6`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionReplace),
+				}},
+				Check: func(*terraform.State) error {
+					if _, err := getTopic(ctx, c, "sfacctd-flows-ams01"); !apierrors.IsNotFound(err) {
+						return fmt.Errorf("old topic not deleted on replace: %v", err)
+					}
+					_, err := getTopic(ctx, c, "sfacctd-flows-fra02")
+					return err
+				},
+			},
+		},
+	})
+}
+
+// Bad input is rejected at plan time with a message that says what is wrong.
+func TestAccSitePlanTimeErrors(t *testing.T) {
+	requireAcc(t)
+	p := testPlane(t)
+	cases := map[string]struct {
+		name, extra string
+		want        string
+	}{
+		"invalid name":       {"PoP_1", "", `"PoP_1" must be a lowercase DNS label`},
+		"host bits set":      {"ams01", `flow_sources = ["192.0.2.1/24"]`, `host bits are set; the network is 192.0.2.0/24`},
+		"bare address":       {"ams01", `flow_sources = ["192.0.2.1"]`, `for one address write\s+192.0.2.1/32`},
+		"bad retention":      {"ams01", `retention = "forever"`, `"forever" must be a positive duration`},
+		"insync > replicas":  {"ams01", "replicas = 2\n  min_insync_replicas = 3", `min_insync_replicas \(3\) must not exceed replicas \(2\)`},
+		"reserved label":     {"ams01", `labels = { "strimzi.io/cluster" = "other" }`, `strimzi.io/cluster`},
+		"partitions too low": {"ams01", `partitions = 0`, `partitions value must be between 1 and 10000`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			cfg := providerConfig(p) + fmt.Sprintf(`
+resource "telemetry_site" "pop" {
+  name  = %q
+  kafka = { cluster = "telemetry", namespace = "default" }
+  %s
+}`, tc.name, tc.extra)
+			resource.Test(t, resource.TestCase{
+				ProtoV6ProviderFactories: protoV6,
+				Steps:                    []resource.TestStep{{Config: cfg, PlanOnly: true, ExpectError: regexp.MustCompile(tc.want)}},
+			})
+		})
+	}
+}
+
+// Planning a new site makes no API call: it plans against an API server that
+// does not exist, with provider values unknown until apply.
+func TestAccSitePlanNeedsNoAPI(t *testing.T) {
+	requireAcc(t)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{{
+			Config: `
+resource "terraform_data" "cluster" {
+  input = "https://127.0.0.1:1"
+}
+provider "telemetry" {
+  kubernetes {
+    host = terraform_data.cluster.output
+  }
+}
+resource "telemetry_site" "pop" {
+  name  = "ams01"
+  kafka = { cluster = "telemetry", namespace = "kafka" }
+}`,
+			PlanOnly:           true,
+			ExpectNonEmptyPlan: true,
+			ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{
+				plancheck.ExpectKnownValue("telemetry_site.pop", tfjsonpath.New("topic_name"), knownvalue.StringExact("sfacctd-flows-ams01")),
+				plancheck.ExpectKnownValue("telemetry_site.pop", tfjsonpath.New("partitions"), knownvalue.Int64Exact(1)),
+			}},
+		}},
+	})
+}
