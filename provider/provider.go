@@ -73,5 +73,6 @@ func (p *telemetryProvider) Resources(context.Context) []func() resource.Resourc
 func (p *telemetryProvider) DataSources(context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{
 		newEnvironmentDataSource,
+		newKafkaSizingDataSource,
 	}
 }
