@@ -67,6 +67,7 @@ func (p *telemetryProvider) Configure(ctx context.Context, req provider.Configur
 func (p *telemetryProvider) Resources(context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		newSiteResource,
+		newNLBIngressResource,
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 )
@@ -79,3 +80,5 @@ provider "telemetry" {
 }
 `, p.Kubeconfig, p.AWS.Region, localplane.AccessKeyID, localplane.SecretAccessKey, p.AWS.Endpoint, p.AWS.Endpoint, p.AWS.Endpoint)
 }
+
+func objectMeta(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name} }

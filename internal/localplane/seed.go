@@ -22,7 +22,8 @@ const (
 	SecretAccessKey = "testing"
 )
 
-// Subnet is a seeded subnet, tagged for internet-facing load balancers.
+// Subnet is a seeded subnet, tagged for internet-facing and internal load
+// balancers alike.
 type Subnet struct {
 	ID, CIDR, AZ string
 }
@@ -88,7 +89,8 @@ func seedAccount(ctx context.Context, endpoint string, nodes int) (AWS, error) {
 		out, err := ec.CreateSubnet(ctx, &ec2.CreateSubnetInput{
 			VpcId: vpc.Vpc.VpcId, CidrBlock: aws.String(sn.CIDR), AvailabilityZone: aws.String(sn.AZ),
 			TagSpecifications: tagSpec(ec2types.ResourceTypeSubnet,
-				"Name", ClusterName+"-"+sn.AZ, clusterTag, "shared", "kubernetes.io/role/elb", "1"),
+				"Name", ClusterName+"-"+sn.AZ, clusterTag, "shared",
+				"kubernetes.io/role/elb", "1", "kubernetes.io/role/internal-elb", "1"),
 		})
 		if err != nil {
 			return a, fmt.Errorf("CreateSubnet %s: %w", sn.CIDR, err)

@@ -1,0 +1,193 @@
+package standin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbv2types "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+)
+
+// ServiceFinalizer is the AWS Load Balancer Controller's finalizer on Services.
+const ServiceFinalizer = "service.k8s.aws/resources"
+
+// LoadBalancerController stands in for the AWS Load Balancer Controller's
+// visible effects on NLB Services: it creates an NLB in the (emulated) AWS
+// API with the subnets and security groups the Service's annotations name,
+// writes its DNS name into the Service's status, and on deletion deletes the
+// NLB before releasing its finalizer. It writes no security-group rules and
+// no target groups.
+type LoadBalancerController struct {
+	c      client.Client
+	ec2    *ec2.Client
+	elb    *elbv2.Client
+	vpcID  string
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu     sync.Mutex
+	errors []error
+}
+
+// StartLoadBalancerController runs the stand-in until Stop.
+func StartLoadBalancerController(c client.Client, cfg aws.Config, vpcID string) *LoadBalancerController {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &LoadBalancerController{c: c, ec2: ec2.NewFromConfig(cfg), elb: elbv2.NewFromConfig(cfg), vpcID: vpcID,
+		cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			s.reconcileAll(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	return s
+}
+
+// Stop ends the stand-in.
+func (s *LoadBalancerController) Stop() {
+	s.cancel()
+	<-s.done
+}
+
+// Errors are the failures seen so far, for tests to report.
+func (s *LoadBalancerController) Errors() []error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.errors)
+}
+
+func (s *LoadBalancerController) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.errors) < 20 {
+		s.errors = append(s.errors, err)
+	}
+}
+
+func (s *LoadBalancerController) reconcileAll(ctx context.Context) {
+	var list corev1.ServiceList
+	if err := s.c.List(ctx, &list); err != nil {
+		return
+	}
+	for i := range list.Items {
+		svc := &list.Items[i]
+		if !lbc.IsNLB(svc) {
+			continue
+		}
+		if err := s.reconcile(ctx, svc); err != nil && ctx.Err() == nil {
+			s.fail(fmt.Errorf("%s/%s: %w", svc.Namespace, svc.Name, err))
+		}
+	}
+}
+
+// LoadBalancerName is the NLB name the stand-in gives a Service (32
+// characters at most, like the real controller's k8s-<ns>-<name>-<hash>).
+func LoadBalancerName(svc *corev1.Service) string {
+	sum := sha256.Sum256([]byte(svc.Namespace + "/" + svc.Name))
+	prefix := "k8s-" + svc.Namespace + "-" + svc.Name
+	if len(prefix) > 21 {
+		prefix = prefix[:21]
+	}
+	return prefix + "-" + hex.EncodeToString(sum[:])[:10]
+}
+
+func (s *LoadBalancerController) reconcile(ctx context.Context, svc *corev1.Service) error {
+	name := LoadBalancerName(svc)
+	if svc.DeletionTimestamp != nil {
+		if !slices.Contains(svc.Finalizers, ServiceFinalizer) {
+			return nil
+		}
+		if err := s.deleteLB(ctx, name); err != nil {
+			return err
+		}
+		svc.Finalizers = slices.DeleteFunc(svc.Finalizers, func(f string) bool { return f == ServiceFinalizer })
+		return s.c.Update(ctx, svc)
+	}
+	if !slices.Contains(svc.Finalizers, ServiceFinalizer) {
+		svc.Finalizers = append(svc.Finalizers, ServiceFinalizer)
+		if err := s.c.Update(ctx, svc); err != nil {
+			return err
+		}
+	}
+	if len(svc.Status.LoadBalancer.Ingress) > 0 {
+		return nil
+	}
+	subnets := lbc.SplitList(svc.Annotations[lbc.Subnets])
+	if len(subnets) == 0 {
+		var err error
+		if subnets, err = s.taggedSubnets(ctx, lbc.SchemeOf(svc)); err != nil {
+			return err
+		}
+	}
+	scheme := elbv2types.LoadBalancerSchemeEnumInternal
+	if lbc.SchemeOf(svc) == lbc.SchemeInternetFacing {
+		scheme = elbv2types.LoadBalancerSchemeEnumInternetFacing
+	}
+	out, err := s.elb.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{
+		Name: aws.String(name), Type: elbv2types.LoadBalancerTypeEnumNetwork, Scheme: scheme,
+		Subnets: subnets, SecurityGroups: lbc.SplitList(svc.Annotations[lbc.SecurityGroups]),
+		Tags: []elbv2types.Tag{{Key: aws.String("service.k8s.aws/stack"), Value: aws.String(svc.Namespace + "/" + svc.Name)}},
+	})
+	if err != nil {
+		return fmt.Errorf("CreateLoadBalancer: %w", err)
+	}
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{Hostname: aws.ToString(out.LoadBalancers[0].DNSName)}}
+	return s.c.Status().Update(ctx, svc)
+}
+
+// taggedSubnets picks one subnet per zone among those tagged for the scheme.
+func (s *LoadBalancerController) taggedSubnets(ctx context.Context, scheme string) ([]string, error) {
+	tag := "kubernetes.io/role/internal-elb"
+	if scheme == lbc.SchemeInternetFacing {
+		tag = "kubernetes.io/role/elb"
+	}
+	out, err := s.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{
+		{Name: aws.String("vpc-id"), Values: []string{s.vpcID}},
+		{Name: aws.String("tag-key"), Values: []string{tag}},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	zones := map[string]bool{}
+	for _, sn := range out.Subnets {
+		if az := aws.ToString(sn.AvailabilityZone); !zones[az] {
+			zones[az] = true
+			ids = append(ids, aws.ToString(sn.SubnetId))
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("no subnet tagged %s in %s", tag, s.vpcID)
+	}
+	return ids, nil
+}
+
+func (s *LoadBalancerController) deleteLB(ctx context.Context, name string) error {
+	out, err := s.elb.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{Names: []string{name}})
+	if err != nil {
+		return nil // LoadBalancerNotFound: already gone
+	}
+	for _, lb := range out.LoadBalancers {
+		if _, err := s.elb.DeleteLoadBalancer(ctx, &elbv2.DeleteLoadBalancerInput{LoadBalancerArn: lb.LoadBalancerArn}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

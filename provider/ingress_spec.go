@@ -1,0 +1,299 @@
+package provider
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+)
+
+// ingressSpec is telemetry_nlb_ingress in plain Go. The Service it renders,
+// the security-group rules it needs and the rule count of the per-source
+// model are pure functions of it, table-tested without a server.
+type ingressSpec struct {
+	Name, Namespace string
+	Selector        map[string]string
+	Ports           []ingressPort
+	Sources         cidrset.Set
+	TargetType      string // lbc.TargetInstance or lbc.TargetIP
+	Scheme          string
+	Subnets         []string
+	ETP             corev1.ServiceExternalTrafficPolicy
+	NodeSG          string
+	// NLBSecurityGroup: the NLB has its own (frontend) security group, the
+	// AWS Load Balancer Controller's default since v2.6.
+	NLBSecurityGroup bool
+	NodePortMin      int32
+	NodePortMax      int32
+	Annotations      map[string]string
+}
+
+type ingressPort struct {
+	Name       string
+	Protocol   string // UDP, TCP or TCP_UDP
+	Port       int32
+	TargetPort int32
+}
+
+const protocolTCPUDP = "TCP_UDP"
+
+// protocols a port stands for: TCP_UDP is both.
+func (p ingressPort) protocols() []string {
+	if p.Protocol == protocolTCPUDP {
+		return []string{"TCP", "UDP"}
+	}
+	return []string{p.Protocol}
+}
+
+// Annotations the provider writes itself; user annotations may not set them.
+var managedServiceAnnotations = []string{
+	lbc.Type, lbc.NLBTargetType, lbc.Scheme, lbc.TargetGroupAttributes, lbc.Subnets, lbc.SecurityGroups,
+	lbc.ManageBackendSecurityGroupRule, lbc.SourceRanges, disableNLBSecurityGroup,
+	annotations.NLBPolicy, nodeSecurityGroupAnnotation,
+}
+
+const (
+	// disableNLBSecurityGroup makes the controller (v2.14+) create the NLB
+	// without a security group of its own.
+	disableNLBSecurityGroup = "service.beta.kubernetes.io/aws-load-balancer-disable-nlb-sg"
+	// nodeSecurityGroupAnnotation records the node group, for import.
+	nodeSecurityGroupAnnotation = "telemetry-platform.io/node-security-group"
+)
+
+// service renders the Service for the AWS Load Balancer Controller:
+// loadBalancerClass service.k8s.aws/nlb, client IPs preserved, source ranges
+// aggregated, per-source security-group rules switched off in either of the
+// controller's modes, and the nlb-policy controller opted in.
+func (s ingressSpec) service(frontendSG string) *corev1ac.ServiceApplyConfiguration {
+	ann := map[string]string{}
+	for k, v := range s.Annotations {
+		ann[k] = v
+	}
+	ann[lbc.NLBTargetType] = s.TargetType
+	ann[lbc.Scheme] = s.Scheme
+	ann[lbc.TargetGroupAttributes] = lbc.PreserveClientIP
+	ann[lbc.ManageBackendSecurityGroupRule] = "false"
+	ann[annotations.NLBPolicy] = annotations.Enabled
+	ann[nodeSecurityGroupAnnotation] = s.NodeSG
+	if len(s.Subnets) > 0 {
+		ann[lbc.Subnets] = strings.Join(s.Subnets, ",")
+	}
+	if s.NLBSecurityGroup {
+		ann[lbc.SecurityGroups] = frontendSG
+	} else {
+		ann[disableNLBSecurityGroup] = "true"
+	}
+	spec := corev1ac.ServiceSpec().
+		WithType(corev1.ServiceTypeLoadBalancer).
+		WithLoadBalancerClass(lbc.LoadBalancerClass).
+		WithSelector(s.Selector).
+		WithExternalTrafficPolicy(s.ETP).
+		WithLoadBalancerSourceRanges(s.Sources.Strings()...)
+	for _, p := range s.Ports {
+		for _, proto := range p.protocols() {
+			name := p.Name
+			if p.Protocol == protocolTCPUDP {
+				name += "-" + strings.ToLower(proto)
+			}
+			spec.WithPorts(corev1ac.ServicePort().WithName(name).WithProtocol(corev1.Protocol(proto)).
+				WithPort(p.Port).WithTargetPort(intstr.FromInt32(p.TargetPort)))
+		}
+	}
+	return corev1ac.Service(s.Name, s.Namespace).
+		WithLabels(map[string]string{annotations.ManagedBy: annotations.ProviderManager}).
+		WithAnnotations(ann).
+		WithSpec(spec)
+}
+
+// portsFromService reads the ports back, merging the TCP and UDP halves of a
+// TCP_UDP port ("<name>-tcp", "<name>-udp" on the same port).
+func portsFromService(svc *corev1.Service) []ingressPort {
+	var out []ingressPort
+	seen := map[int]bool{}
+	for i, p := range svc.Spec.Ports {
+		if seen[i] {
+			continue
+		}
+		port := ingressPort{Name: p.Name, Protocol: string(p.Protocol), Port: p.Port, TargetPort: p.TargetPort.IntVal}
+		if p.TargetPort.IntVal == 0 {
+			port.TargetPort = p.Port
+		}
+		base, isTCP := strings.CutSuffix(p.Name, "-tcp")
+		if !isTCP {
+			base, _ = strings.CutSuffix(p.Name, "-udp")
+		}
+		for j := i + 1; j < len(svc.Spec.Ports); j++ {
+			q := svc.Spec.Ports[j]
+			if !seen[j] && q.Port == p.Port && q.TargetPort == p.TargetPort && q.Protocol != p.Protocol &&
+				base != p.Name && (q.Name == base+"-tcp" || q.Name == base+"-udp") {
+				seen[j] = true
+				port.Name, port.Protocol = base, protocolTCPUDP
+			}
+		}
+		out = append(out, port)
+	}
+	return out
+}
+
+// portProblems lists what is wrong with a set of ports: duplicate names, and
+// the same port number claimed twice for one protocol (TCP_UDP claims both).
+func portProblems(ports []ingressPort) []string {
+	var problems []string
+	names := map[string]bool{}
+	claimed := map[string]string{}
+	for _, p := range ports {
+		if names[p.Name] {
+			problems = append(problems, fmt.Sprintf("port name %q is used twice", p.Name))
+		}
+		names[p.Name] = true
+		for _, proto := range p.protocols() {
+			key := proto + "/" + strconv.Itoa(int(p.Port))
+			if other, ok := claimed[key]; ok {
+				problems = append(problems, fmt.Sprintf("ports %q and %q both claim %s %d", other, p.Name, proto, p.Port))
+			}
+			claimed[key] = p.Name
+		}
+	}
+	return problems
+}
+
+// sgRule is one inbound security-group rule the ingress owns.
+type sgRule struct {
+	Group    string // "frontend" or "node"
+	Protocol string // "tcp" or "udp"
+	From, To int32
+	// Source is a CIDR, or symbolic: "frontend" (the NLB's group) or "vpc"
+	// (the VPC's CIDR blocks), resolved at apply.
+	Source string
+}
+
+const (
+	sourceFrontend = "frontend"
+	sourceVPC      = "vpc"
+)
+
+// String is the rule as shown in the plan, e.g.
+// "node: udp 30000-32767 from frontend".
+func (r sgRule) String() string {
+	ports := strconv.Itoa(int(r.From))
+	if r.To != r.From {
+		ports += "-" + strconv.Itoa(int(r.To))
+	}
+	return fmt.Sprintf("%s: %s %s from %s", r.Group, r.Protocol, ports, r.Source)
+}
+
+// desiredRules are the security-group rules of the ingress: bounded by its
+// ports and protocols, never by its sources. Per-source filtering is Calico's
+// job (the nlb-policy controller), at the node.
+//
+// With an NLB security group (frontend): the frontend group admits each
+// listener port and protocol from anywhere (per address family of the
+// sources), and the node group admits the frontend group, per protocol, on
+// the NodePort range (instance targets) or each target port (ip targets).
+// Health checks are TCP and come from the NLB, so TCP is always admitted.
+//
+// Without one (node): the node group admits each protocol from anywhere on
+// the NodePort range or target ports, and TCP from the VPC for health checks.
+func (s ingressSpec) desiredRules() []sgRule {
+	var anywhere []string
+	if len(s.Sources.V4()) > 0 {
+		anywhere = append(anywhere, "0.0.0.0/0")
+	}
+	if len(s.Sources.V6()) > 0 {
+		anywhere = append(anywhere, "::/0")
+	}
+	var rules []sgRule
+	add := func(r sgRule) {
+		if !slices.Contains(rules, r) {
+			rules = append(rules, r)
+		}
+	}
+	// backend ranges per protocol: the NodePort range, or each target port.
+	type span struct{ from, to int32 }
+	backend := map[string][]span{}
+	addBackend := func(proto string, sp span) {
+		if !slices.Contains(backend[proto], sp) {
+			backend[proto] = append(backend[proto], sp)
+		}
+	}
+	for _, p := range s.Ports {
+		for _, proto := range append(p.protocols(), "TCP") {
+			if s.TargetType == lbc.TargetIP {
+				addBackend(strings.ToLower(proto), span{p.TargetPort, p.TargetPort})
+			} else {
+				addBackend(strings.ToLower(proto), span{s.NodePortMin, s.NodePortMax})
+			}
+		}
+	}
+	if s.NLBSecurityGroup {
+		for _, p := range s.Ports {
+			for _, proto := range p.protocols() {
+				for _, cidr := range anywhere {
+					add(sgRule{Group: "frontend", Protocol: strings.ToLower(proto), From: p.Port, To: p.Port, Source: cidr})
+				}
+			}
+		}
+		for _, proto := range sortedKeys(backend) {
+			for _, sp := range backend[proto] {
+				add(sgRule{Group: "node", Protocol: proto, From: sp.from, To: sp.to, Source: sourceFrontend})
+			}
+		}
+	} else {
+		clientProtos := map[string]bool{}
+		for _, p := range s.Ports {
+			for _, proto := range p.protocols() {
+				clientProtos[strings.ToLower(proto)] = true
+			}
+		}
+		for _, proto := range sortedKeys(backend) {
+			for _, sp := range backend[proto] {
+				if clientProtos[proto] {
+					for _, cidr := range anywhere {
+						add(sgRule{Group: "node", Protocol: proto, From: sp.from, To: sp.to, Source: cidr})
+					}
+				} else {
+					add(sgRule{Group: "node", Protocol: proto, From: sp.from, To: sp.to, Source: sourceVPC})
+				}
+			}
+		}
+	}
+	slices.SortFunc(rules, func(a, b sgRule) int { return cmp.Compare(a.String(), b.String()) })
+	return rules
+}
+
+// ruleStrings renders rules for the plan.
+func ruleStrings(rules []sgRule) []string {
+	out := make([]string, len(rules))
+	for i, r := range rules {
+		out[i] = r.String()
+	}
+	return out
+}
+
+// perSourceModel is what the AWS Load Balancer Controller would have written
+// for the same inputs when managing the rules itself (lbc.PerSourceRules).
+func (s ingressSpec) perSourceModel(subnets int) int {
+	var perPort []int
+	for _, p := range s.Ports {
+		perPort = append(perPort, len(p.protocols()))
+	}
+	return lbc.PerSourceRules(s.Sources.Len(), perPort, subnets)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,167 @@
+package provider
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+)
+
+func baseIngress() ingressSpec {
+	return ingressSpec{
+		Name: "flows", Namespace: "telemetry", Selector: map[string]string{"app": "sfacctd"},
+		Ports: []ingressPort{
+			{Name: "sflow", Protocol: "UDP", Port: 6343, TargetPort: 6343},
+			{Name: "ipfix", Protocol: protocolTCPUDP, Port: 4739, TargetPort: 4739},
+		},
+		Sources:    cidrset.MustParse("192.0.2.0/24", "198.51.100.0/24"),
+		TargetType: lbc.TargetInstance, Scheme: lbc.SchemeInternetFacing, ETP: corev1.ServiceExternalTrafficPolicyLocal,
+		NodeSG: "sg-0node", NLBSecurityGroup: true, NodePortMin: 30000, NodePortMax: 32767,
+	}
+}
+
+func TestDesiredRules(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*ingressSpec)
+		want   []string
+	}{
+		{"frontend mode, instance targets", func(*ingressSpec) {}, []string{
+			"frontend: tcp 4739 from 0.0.0.0/0",
+			"frontend: udp 4739 from 0.0.0.0/0",
+			"frontend: udp 6343 from 0.0.0.0/0",
+			"node: tcp 30000-32767 from frontend",
+			"node: udp 30000-32767 from frontend",
+		}},
+		{"frontend mode, ip targets: per target port, TCP for health checks", func(s *ingressSpec) {
+			s.TargetType = lbc.TargetIP
+			s.Ports[0].TargetPort = 16343
+		}, []string{
+			"frontend: tcp 4739 from 0.0.0.0/0",
+			"frontend: udp 4739 from 0.0.0.0/0",
+			"frontend: udp 6343 from 0.0.0.0/0",
+			"node: tcp 16343 from frontend",
+			"node: tcp 4739 from frontend",
+			"node: udp 16343 from frontend",
+			"node: udp 4739 from frontend",
+		}},
+		{"IPv6 sources add ::/0", func(s *ingressSpec) {
+			s.Sources = cidrset.MustParse("2001:db8::/32")
+			s.Ports = s.Ports[:1]
+		}, []string{
+			"frontend: udp 6343 from ::/0",
+			"node: tcp 30000-32767 from frontend",
+			"node: udp 30000-32767 from frontend",
+		}},
+		{"node mode: clients per protocol from anywhere, health checks from the VPC", func(s *ingressSpec) {
+			s.NLBSecurityGroup = false
+			s.Ports = s.Ports[:1]
+		}, []string{
+			"node: tcp 30000-32767 from vpc",
+			"node: udp 30000-32767 from 0.0.0.0/0",
+		}},
+		{"node mode with a TCP port: its rule covers health checks", func(s *ingressSpec) { s.NLBSecurityGroup = false }, []string{
+			"node: tcp 30000-32767 from 0.0.0.0/0",
+			"node: udp 30000-32767 from 0.0.0.0/0",
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := baseIngress()
+			tc.mutate(&s)
+			if got := ruleStrings(s.desiredRules()); !slices.Equal(got, tc.want) {
+				t.Fatalf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
+			}
+		})
+	}
+}
+
+// The footprint is bounded by ports: sources do not change it.
+func TestRulesDoNotGrowWithSources(t *testing.T) {
+	s := baseIngress()
+	few := len(s.desiredRules())
+	var many []string
+	for i := 0; i < 1000; i++ {
+		many = append(many, fmt.Sprintf("10.%d.%d.0/24", i/128, (i%128)*2))
+	}
+	s.Sources = cidrset.MustParse(many...)
+	if s.Sources.Len() != 1000 {
+		t.Fatalf("test sources aggregated to %d", s.Sources.Len())
+	}
+	if got := len(s.desiredRules()); got != few {
+		t.Fatalf("%d rules with 1000 sources, %d with 2", got, few)
+	}
+	// What the AWS Load Balancer Controller would need: 1000 x (1 + 2) + 3 x 2.
+	if got := s.perSourceModel(3); got != 3006 {
+		t.Fatalf("per-source model = %d", got)
+	}
+}
+
+func TestServiceRendering(t *testing.T) {
+	s := baseIngress()
+	s.Subnets = []string{"subnet-a", "subnet-b"}
+	s.Annotations = map[string]string{"service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval": "10"}
+	ac := s.service("sg-0front")
+	ann := ac.Annotations
+	for k, want := range map[string]string{
+		lbc.SecurityGroups: "sg-0front", lbc.ManageBackendSecurityGroupRule: "false", lbc.TargetGroupAttributes: lbc.PreserveClientIP,
+		lbc.Subnets: "subnet-a,subnet-b", "telemetry-platform.io/nlb-policy": "enabled", lbc.Scheme: lbc.SchemeInternetFacing,
+		"service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval": "10",
+	} {
+		if ann[k] != want {
+			t.Errorf("annotation %s = %q, want %q", k, ann[k], want)
+		}
+	}
+	if _, ok := ann[disableNLBSecurityGroup]; ok {
+		t.Error("frontend mode must not disable the NLB security group")
+	}
+	if *ac.Spec.LoadBalancerClass != lbc.LoadBalancerClass || len(ac.Spec.Ports) != 3 ||
+		!slices.Equal(ac.Spec.LoadBalancerSourceRanges, []string{"192.0.2.0/24", "198.51.100.0/24"}) {
+		t.Fatalf("spec: %+v", ac.Spec)
+	}
+	s.NLBSecurityGroup = false
+	if ann := s.service("").Annotations; ann[disableNLBSecurityGroup] != "true" || ann[lbc.SecurityGroups] != "" {
+		t.Errorf("node mode annotations: %v", ann)
+	}
+}
+
+func TestPortsRoundTrip(t *testing.T) {
+	s := baseIngress()
+	s.Ports = append(s.Ports, ingressPort{Name: "metrics-tcp", Protocol: "TCP", Port: 9000, TargetPort: 9100})
+	ac := s.service("sg-0front")
+	svc := &corev1.Service{}
+	for _, p := range ac.Spec.Ports {
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: *p.Name, Protocol: *p.Protocol, Port: *p.Port, TargetPort: *p.TargetPort})
+	}
+	if got := portsFromService(svc); !slices.Equal(got, s.Ports) {
+		t.Fatalf("got %+v\nwant %+v", got, s.Ports)
+	}
+	// A lone "-tcp" port is not half of a TCP_UDP pair; an unset target port means the port.
+	svc.Spec.Ports = []corev1.ServicePort{{Name: "x-tcp", Protocol: "TCP", Port: 1, TargetPort: intstr.FromInt32(0)}}
+	if got := portsFromService(svc); len(got) != 1 || got[0].Protocol != "TCP" || got[0].TargetPort != 1 {
+		t.Fatalf("lone port: %+v", got)
+	}
+}
+
+func TestPortProblems(t *testing.T) {
+	ports := []ingressPort{
+		{Name: "a", Protocol: "UDP", Port: 6343},
+		{Name: "a", Protocol: "TCP", Port: 1},
+		{Name: "b", Protocol: protocolTCPUDP, Port: 6343},
+		{Name: "c", Protocol: "TCP", Port: 9000},
+	}
+	got := portProblems(ports)
+	want := []string{`port name "a" is used twice`, `ports "a" and "b" both claim UDP 6343`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q", got)
+	}
+	if p := portProblems(baseIngress().Ports); len(p) != 0 {
+		t.Fatalf("valid ports: %v", p)
+	}
+}

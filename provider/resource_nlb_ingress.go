@@ -1,0 +1,753 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/boolplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+)
+
+var (
+	_ resource.ResourceWithConfigure   = (*nlbIngressResource)(nil)
+	_ resource.ResourceWithModifyPlan  = (*nlbIngressResource)(nil)
+	_ resource.ResourceWithImportState = (*nlbIngressResource)(nil)
+)
+
+// nlbIngressResource is telemetry_nlb_ingress: the NLB entry point of the
+// exporters' flows, whose security-group footprint is bounded by its ports.
+type nlbIngressResource struct {
+	clients *clients
+}
+
+func newNLBIngressResource() resource.Resource { return &nlbIngressResource{} }
+
+type ingressModel struct {
+	ID                      types.String   `tfsdk:"id"`
+	Name                    types.String   `tfsdk:"name"`
+	Namespace               types.String   `tfsdk:"namespace"`
+	Selector                types.Map      `tfsdk:"selector"`
+	Ports                   types.List     `tfsdk:"ports"`
+	AllowedSources          types.Set      `tfsdk:"allowed_sources"`
+	TargetType              types.String   `tfsdk:"target_type"`
+	Scheme                  types.String   `tfsdk:"scheme"`
+	Subnets                 types.List     `tfsdk:"subnets"`
+	ExternalTrafficPolicy   types.String   `tfsdk:"external_traffic_policy"`
+	NodeSecurityGroupID     types.String   `tfsdk:"node_security_group_id"`
+	NLBSecurityGroup        types.Bool     `tfsdk:"nlb_security_group"`
+	NodePortRange           types.String   `tfsdk:"node_port_range"`
+	Annotations             types.Map      `tfsdk:"annotations"`
+	WaitForLoadBalancer     types.Bool     `tfsdk:"wait_for_load_balancer"`
+	Timeouts                timeouts.Value `tfsdk:"timeouts"`
+	SourceRanges            types.List     `tfsdk:"source_ranges"`
+	FrontendSecurityGroupID types.String   `tfsdk:"frontend_security_group_id"`
+	SecurityGroupRules      types.List     `tfsdk:"security_group_rules"`
+	PerSourceModel          types.Int64    `tfsdk:"security_group_rules_per_source_model"`
+	VPCID                   types.String   `tfsdk:"vpc_id"`
+	LoadBalancerARN         types.String   `tfsdk:"load_balancer_arn"`
+	DNSName                 types.String   `tfsdk:"dns_name"`
+	SubnetCIDRs             types.List     `tfsdk:"subnet_cidrs"`
+	State                   types.String   `tfsdk:"state"`
+}
+
+type ingressPortModel struct {
+	Name       types.String `tfsdk:"name"`
+	Protocol   types.String `tfsdk:"protocol"`
+	Port       types.Int64  `tfsdk:"port"`
+	TargetPort types.Int64  `tfsdk:"target_port"`
+}
+
+var ingressPortAttrTypes = map[string]attr.Type{
+	"name": types.StringType, "protocol": types.StringType, "port": types.Int64Type, "target_port": types.Int64Type,
+}
+
+const defaultIngressTimeout = 10 * time.Minute
+
+func (r *nlbIngressResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_nlb_ingress"
+}
+
+func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	replace := []planmodifier.String{stringplanmodifier.RequiresReplace()}
+	stateForUnknown := []planmodifier.String{stringplanmodifier.UseStateForUnknown()}
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "The NLB entry point of the exporters' flows: a Kubernetes Service of type LoadBalancer " +
+			"for the AWS Load Balancer Controller, and the few security-group rules it needs.\n\n" +
+			"Left to itself, the AWS Load Balancer Controller writes one security-group rule per allowed source " +
+			"CIDR per port (plus one per NLB subnet for health checks) and stops at AWS's 60 rules per group. " +
+			"This resource switches that off (`manage-backend-security-group-rules: false`, and a frontend security " +
+			"group it creates and brings) and writes rules bounded by the ports instead: each listener port from " +
+			"anywhere on the frontend group, and the frontend group to the NodePort range (or target ports) on the " +
+			"node group. Per-source filtering happens at the nodes, in Calico GlobalNetworkPolicies that the " +
+			"`nlb-policy` controller generates from the Service's `loadBalancerSourceRanges`; the Service opts in " +
+			"with `telemetry-platform.io/nlb-policy: enabled`.\n\n" +
+			"`security_group_rules` lists what this resource owns in AWS and `security_group_rules_per_source_model` " +
+			"what the controller would have written, so the plan shows the saving. Rules changed or deleted outside " +
+			"Terraform show as a diff and are restored.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{Computed: true, PlanModifiers: stateForUnknown,
+				MarkdownDescription: "`<namespace>/<name>` of the Service; the import ID."},
+			"name": schema.StringAttribute{Required: true, PlanModifiers: replace, Validators: []validator.String{dnsLabelValidator{max: 63}},
+				MarkdownDescription: "Name of the Service."},
+			"namespace": schema.StringAttribute{Required: true, PlanModifiers: replace, Validators: []validator.String{dnsLabelValidator{max: 63}},
+				MarkdownDescription: "Namespace of the Service (the collectors')."},
+			"selector": schema.MapAttribute{Required: true, ElementType: types.StringType,
+				Validators:          []validator.Map{mapvalidator.SizeAtLeast(1)},
+				MarkdownDescription: "Labels of the collector pods."},
+			"ports": schema.ListNestedAttribute{Required: true,
+				Validators:          []validator.List{listvalidator.SizeBetween(1, 50)},
+				MarkdownDescription: "Listener ports. Names and port/protocol pairs must be unique.",
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"name": schema.StringAttribute{Required: true, Validators: []validator.String{dnsLabelValidator{max: 59}},
+						MarkdownDescription: "Port name (a TCP_UDP port becomes `<name>-tcp` and `<name>-udp` in the Service)."},
+					"protocol": schema.StringAttribute{Required: true,
+						Validators:          []validator.String{stringvalidator.OneOf("UDP", "TCP", protocolTCPUDP)},
+						MarkdownDescription: "`UDP`, `TCP` or `TCP_UDP` (one NLB listener for both)."},
+					"port": schema.Int64Attribute{Required: true, Validators: []validator.Int64{int64validator.Between(1, 65535)},
+						MarkdownDescription: "Listener port, e.g. 6343 (sFlow) or 4739 (IPFIX)."},
+					"target_port": schema.Int64Attribute{Optional: true, Computed: true,
+						Validators:          []validator.Int64{int64validator.Between(1, 65535)},
+						PlanModifiers:       []planmodifier.Int64{int64planmodifier.UseStateForUnknown()},
+						MarkdownDescription: "Port of the collector pods. Default `port`."},
+				}},
+			},
+			"allowed_sources": schema.SetAttribute{Required: true, ElementType: types.StringType,
+				Validators: []validator.Set{setvalidator.SizeAtLeast(1), setvalidator.ValueStringsAre(cidrValidator{})},
+				MarkdownDescription: "CIDRs allowed to send, typically the union of the sites' `flow_sources`. Aggregated into " +
+					"the Service's `loadBalancerSourceRanges`. There is no implicit \"allow all\": write `0.0.0.0/0` to mean it."},
+			"target_type": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(lbc.TargetInstance),
+				Validators:          []validator.String{stringvalidator.OneOf(lbc.TargetInstance, lbc.TargetIP)},
+				MarkdownDescription: "NLB target type, `instance` (NodePorts) or `ip` (pod IPs). Default `instance`."},
+			"scheme": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(lbc.SchemeInternal),
+				Validators:          []validator.String{stringvalidator.OneOf(lbc.SchemeInternal, lbc.SchemeInternetFacing)},
+				MarkdownDescription: "`internal` or `internet-facing`. Default `internal`, as the AWS Load Balancer Controller's."},
+			"subnets": schema.ListAttribute{Optional: true, ElementType: types.StringType,
+				Validators:          []validator.List{listvalidator.ValueStringsAre(stringvalidator.RegexMatches(subnetIDPattern, "must be a subnet ID (subnet-...)"))},
+				MarkdownDescription: "Subnet IDs of the NLB; by default the controller picks tagged subnets."},
+			"external_traffic_policy": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("Local"),
+				Validators:          []validator.String{stringvalidator.OneOf("Local", "Cluster")},
+				MarkdownDescription: "`Local` (default: no second hop, client IP kept end to end) or `Cluster`."},
+			"node_security_group_id": schema.StringAttribute{Required: true,
+				Validators:          []validator.String{stringvalidator.RegexMatches(sgIDPattern, "must be a security group ID (sg-...)")},
+				MarkdownDescription: "The nodes' security group, which gets one rule per protocol."},
+			"nlb_security_group": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true),
+				PlanModifiers: []planmodifier.Bool{boolplanmodifier.RequiresReplace()},
+				MarkdownDescription: "Give the NLB a frontend security group (the AWS Load Balancer Controller's default since v2.6). " +
+					"When false the NLB has none (`disable-nlb-sg`, controller v2.14+) and the node group admits the clients " +
+					"per protocol instead. Default true. Changing it replaces the ingress: AWS cannot add security groups to " +
+					"an NLB created without them, nor remove them all."},
+			"node_port_range": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("30000-32767"),
+				Validators:          []validator.String{stringvalidator.RegexMatches(portRangePattern, `must be "<from>-<to>"`)},
+				MarkdownDescription: "The cluster's NodePort range (`--service-node-port-range`). Default `30000-32767`."},
+			"annotations": schema.MapAttribute{Optional: true, ElementType: types.StringType,
+				Validators:          []validator.Map{mapvalidator.KeysAre(stringvalidator.NoneOf(managedServiceAnnotations...))},
+				MarkdownDescription: "Extra Service annotations, e.g. health-check settings of the AWS Load Balancer Controller."},
+			"wait_for_load_balancer": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+				MarkdownDescription: "Wait for the NLB (the Service's status hostname) and read it through ELBv2. Default false."},
+			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+			"source_ranges": schema.ListAttribute{Computed: true, ElementType: types.StringType,
+				MarkdownDescription: "`allowed_sources` aggregated (overlaps removed, neighbours merged), as written to the Service."},
+			"frontend_security_group_id": schema.StringAttribute{Computed: true,
+				MarkdownDescription: "The NLB's frontend security group (empty when `nlb_security_group` is false)."},
+			"security_group_rules": schema.ListAttribute{Computed: true, ElementType: types.StringType,
+				MarkdownDescription: "The inbound rules this resource owns, e.g. `frontend: udp 6343 from 0.0.0.0/0`, " +
+					"`node: udp 30000-32767 from frontend`."},
+			"security_group_rules_per_source_model": schema.Int64Attribute{Computed: true,
+				MarkdownDescription: "Rules the AWS Load Balancer Controller would write for the same inputs: " +
+					"sources x ports (TCP_UDP twice) + NLB subnets x ports. AWS allows 60 per group by default."},
+			"vpc_id":            schema.StringAttribute{Computed: true, MarkdownDescription: "VPC of the node security group."},
+			"load_balancer_arn": schema.StringAttribute{Computed: true, MarkdownDescription: "ARN of the NLB, once it exists."},
+			"dns_name":          schema.StringAttribute{Computed: true, MarkdownDescription: "DNS name of the NLB, once it exists."},
+			"subnet_cidrs": schema.ListAttribute{Computed: true, ElementType: types.StringType,
+				MarkdownDescription: "CIDRs of the NLB's subnets, where its health checks come from."},
+			"state": schema.StringAttribute{Computed: true, MarkdownDescription: "State of the NLB (`provisioning`, `active`, ...)."},
+		},
+	}
+}
+
+var (
+	subnetIDPattern  = regexp.MustCompile(`^subnet-[0-9a-f]+$`)
+	sgIDPattern      = regexp.MustCompile(`^sg-[0-9a-f]+$`)
+	portRangePattern = regexp.MustCompile(`^[0-9]{1,5}-[0-9]{1,5}$`)
+)
+
+func (r *nlbIngressResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.clients = clientsFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+// ModifyPlan validates the ports and computes, without any API call, the
+// source ranges, the security-group rules and the per-source model, so the
+// plan shows them and AWS drift shows as a diff.
+func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() {
+		return
+	}
+	var plan ingressModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	var prior *ingressModel
+	if !req.State.Raw.IsNull() {
+		prior = &ingressModel{}
+		resp.Diagnostics.Append(req.State.Get(ctx, prior)...)
+	}
+	spec, known, d := plan.spec(ctx)
+	resp.Diagnostics.Append(d...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if known.ports {
+		for _, problem := range portProblems(spec.Ports) {
+			resp.Diagnostics.AddAttributeError(path.Root("ports"), "Duplicate ports", problem)
+		}
+		// Fill target_port defaults in the plan.
+		plan.Ports = portsValue(spec.Ports)
+	}
+	if known.sources {
+		plan.SourceRanges = stringList(spec.Sources.Strings())
+	}
+	if known.all() {
+		plan.SecurityGroupRules = stringList(ruleStrings(spec.desiredRules()))
+		subnets := -1
+		if len(spec.Subnets) > 0 {
+			subnets = len(spec.Subnets)
+		} else if prior != nil && !prior.SubnetCIDRs.IsNull() && len(prior.SubnetCIDRs.Elements()) > 0 {
+			subnets = len(prior.SubnetCIDRs.Elements())
+		}
+		if subnets >= 0 {
+			plan.PerSourceModel = types.Int64Value(int64(spec.perSourceModel(subnets)))
+		}
+	}
+	if !plan.NLBSecurityGroup.IsUnknown() && !plan.NLBSecurityGroup.ValueBool() {
+		plan.FrontendSecurityGroupID = types.StringValue("")
+	} else if prior != nil && prior.FrontendSecurityGroupID.ValueString() != "" {
+		plan.FrontendSecurityGroupID = prior.FrontendSecurityGroupID
+	}
+	if prior != nil && prior.NodeSecurityGroupID.Equal(plan.NodeSecurityGroupID) {
+		plan.VPCID = prior.VPCID
+	}
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+func (r *nlbIngressResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan ingressModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := plan.Timeouts.Create(ctx, defaultIngressTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, ok := r.kube(&resp.Diagnostics)
+	if !ok {
+		return
+	}
+	existing := &corev1.Service{}
+	err := c.Get(ctx, client.ObjectKey{Namespace: plan.Namespace.ValueString(), Name: plan.Name.ValueString()}, existing)
+	if err == nil {
+		resp.Diagnostics.AddError("Service already exists", fmt.Sprintf("Service %s/%s already exists. To manage it with "+
+			"Terraform, import it: terraform import <address> %s/%s", existing.Namespace, existing.Name, existing.Namespace, existing.Name))
+		return
+	} else if !apierrors.IsNotFound(err) {
+		resp.Diagnostics.AddError("Cannot reach the Kubernetes API server", kubeReachError(r.clients, err))
+		return
+	}
+	r.apply(ctx, c, &plan, nil, &resp.Diagnostics)
+	// Save what was created even on a later failure, so a retry adopts it.
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *nlbIngressResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan, state ingressModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := plan.Timeouts.Update(ctx, defaultIngressTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, ok := r.kube(&resp.Diagnostics)
+	if !ok {
+		return
+	}
+	r.apply(ctx, c, &plan, &state, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+// apply converges AWS and the Service on the plan: the frontend group first
+// (the Service names it), then the rules, then the Service; then, when asked,
+// it waits for the NLB. It fills the plan's computed attributes.
+func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, prior *ingressModel, diags *diag.Diagnostics) {
+	spec, _, d := plan.spec(ctx)
+	diags.Append(d...)
+	if diags.HasError() {
+		return
+	}
+	a, ok := r.aws(ctx, diags)
+	if !ok {
+		return
+	}
+	vpcID, vpcCIDRs, err := a.vpcOf(ctx, spec.NodeSG)
+	if err != nil {
+		diags.AddAttributeError(path.Root("node_security_group_id"), "Cannot use the node security group", err.Error())
+		return
+	}
+	plan.VPCID = types.StringValue(vpcID)
+	plan.ID = types.StringValue(spec.Namespace + "/" + spec.Name)
+	owner := ruleOwner(spec.Namespace, spec.Name)
+
+	frontend := ""
+	if spec.NLBSecurityGroup {
+		known := ""
+		if prior != nil {
+			known = prior.FrontendSecurityGroupID.ValueString()
+		}
+		if frontend, err = a.ensureFrontend(ctx, spec.Namespace, spec.Name, vpcID, known); err != nil {
+			diags.AddError("Cannot create the frontend security group", err.Error())
+			return
+		}
+	}
+	plan.FrontendSecurityGroupID = types.StringValue(frontend)
+	desired := spec.desiredRules()
+	if err := a.reconcileRules(ctx, owner, frontend, spec.NodeSG, vpcCIDRs, desired); err != nil {
+		diags.AddError("Cannot write the security-group rules", err.Error())
+		return
+	}
+	plan.SecurityGroupRules = stringList(ruleStrings(desired))
+	plan.SourceRanges = stringList(spec.Sources.Strings())
+	plan.Ports = portsValue(spec.Ports)
+
+	if err := c.Apply(ctx, spec.service(frontend), client.FieldOwner(annotations.ProviderManager), client.ForceOwnership); err != nil {
+		diags.AddError("Cannot write the Service", fmt.Sprintf("applying Service %s/%s: %v", spec.Namespace, spec.Name, err))
+		return
+	}
+	lb, err := r.loadBalancer(ctx, c, a, spec, plan.WaitForLoadBalancer.ValueBool())
+	if err != nil {
+		diags.AddError("Load balancer not ready", err.Error())
+		return
+	}
+	plan.setLoadBalancer(lb)
+	if plan.PerSourceModel.IsUnknown() {
+		subnets := len(spec.Subnets)
+		if subnets == 0 && lb != nil {
+			subnets = len(lb.SubnetCIDRs)
+		}
+		if subnets == 0 {
+			subnets = r.taggedSubnetCount(ctx, a, vpcID, spec.Scheme)
+		}
+		plan.PerSourceModel = types.Int64Value(int64(spec.perSourceModel(subnets)))
+	}
+}
+
+// loadBalancer finds the Service's NLB; with wait it polls until the
+// controller has written the hostname and the NLB exists.
+func (r *nlbIngressResource) loadBalancer(ctx context.Context, c client.Client, a ingressAWS, spec ingressSpec, waitFor bool) (*loadBalancer, error) {
+	var lb *loadBalancer
+	var why string
+	check := func(ctx context.Context) (bool, error) {
+		svc := &corev1.Service{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: spec.Namespace, Name: spec.Name}, svc); err != nil {
+			return false, err
+		}
+		host := ""
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			if in.Hostname != "" {
+				host = in.Hostname
+			}
+		}
+		if host == "" {
+			why = "the Service has no load balancer hostname in its status yet"
+			return false, nil
+		}
+		var err error
+		if lb, err = a.findLoadBalancer(ctx, host); err != nil {
+			return false, err
+		}
+		if lb == nil {
+			why = "no load balancer named " + host + " in ELBv2"
+		}
+		return lb != nil, nil
+	}
+	if !waitFor {
+		_, err := check(ctx)
+		return lb, err
+	}
+	if err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, check); err != nil {
+		return nil, fmt.Errorf("waiting for the NLB of Service %s/%s: %s (%v). Is the AWS Load Balancer Controller running? "+
+			"kubectl -n %s describe service %s shows its events.", spec.Namespace, spec.Name, why, err, spec.Namespace, spec.Name)
+	}
+	return lb, nil
+}
+
+// taggedSubnetCount is how many subnets the controller would pick for the
+// scheme (one per zone among the tagged ones), for the per-source model when
+// no NLB exists yet.
+func (r *nlbIngressResource) taggedSubnetCount(ctx context.Context, a ingressAWS, vpcID, scheme string) int {
+	tag := "kubernetes.io/role/internal-elb"
+	if scheme == lbc.SchemeInternetFacing {
+		tag = "kubernetes.io/role/elb"
+	}
+	out, err := a.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{
+		{Name: aws.String("vpc-id"), Values: []string{vpcID}},
+		{Name: aws.String("tag-key"), Values: []string{tag}},
+	}})
+	if err != nil {
+		return 0
+	}
+	zones := map[string]bool{}
+	for _, s := range out.Subnets {
+		zones[aws.ToString(s.AvailabilityZone)] = true
+	}
+	return len(zones)
+}
+
+func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state ingressModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ns, name, err := splitID(state.ID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddError("Invalid ID", err.Error())
+		return
+	}
+	c, ok := r.kube(&resp.Diagnostics)
+	if !ok {
+		return
+	}
+	svc := &corev1.Service{}
+	err = c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, svc)
+	if apierrors.IsNotFound(err) {
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read the Service", kubeReachError(r.clients, err))
+		return
+	}
+	resp.Diagnostics.Append(state.setFromService(ctx, svc)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	a, ok := r.aws(ctx, &resp.Diagnostics)
+	if !ok {
+		return
+	}
+	vpcID, vpcCIDRs, err := a.vpcOf(ctx, state.NodeSecurityGroupID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read the node security group", err.Error())
+		return
+	}
+	state.VPCID = types.StringValue(vpcID)
+	rules, err := a.actualRules(ctx, ruleOwner(ns, name), state.FrontendSecurityGroupID.ValueString(),
+		state.NodeSecurityGroupID.ValueString(), vpcCIDRs)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read the security-group rules", err.Error())
+		return
+	}
+	slices.SortFunc(rules, func(a, b sgRule) int { return strings.Compare(a.String(), b.String()) })
+	state.SecurityGroupRules = stringList(ruleStrings(rules))
+	spec, known, _ := state.spec(ctx)
+	lb, err := r.loadBalancer(ctx, c, a, spec, false)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read the load balancer", err.Error())
+		return
+	}
+	state.setLoadBalancer(lb)
+	if state.PerSourceModel.IsNull() && known.all() {
+		subnets := len(spec.Subnets)
+		if subnets == 0 && lb != nil {
+			subnets = len(lb.SubnetCIDRs)
+		}
+		state.PerSourceModel = types.Int64Value(int64(spec.perSourceModel(subnets)))
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *nlbIngressResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state ingressModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := state.Timeouts.Delete(ctx, defaultIngressTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ns, name, err := splitID(state.ID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddError("Invalid ID", err.Error())
+		return
+	}
+	c, ok := r.kube(&resp.Diagnostics)
+	if !ok {
+		return
+	}
+	// The Service goes first: the controller then deletes the NLB, which
+	// frees the frontend group.
+	svc := &corev1.Service{}
+	svc.Namespace, svc.Name = ns, name
+	if err := c.Delete(ctx, svc); err != nil && !apierrors.IsNotFound(err) {
+		resp.Diagnostics.AddError("Cannot delete the Service", err.Error())
+		return
+	}
+	err = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(svc), svc)), nil
+	})
+	if err != nil {
+		resp.Diagnostics.AddError("Service not deleted", fmt.Sprintf("Service %s/%s is still present (finalizers %v): "+
+			"the AWS Load Balancer Controller must be running to delete the NLB and release it.", ns, name, svc.Finalizers))
+		return
+	}
+	a, ok := r.aws(ctx, &resp.Diagnostics)
+	if !ok {
+		return
+	}
+	_, vpcCIDRs, err := a.vpcOf(ctx, state.NodeSecurityGroupID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read the node security group", err.Error())
+		return
+	}
+	frontend := state.FrontendSecurityGroupID.ValueString()
+	if err := a.reconcileRules(ctx, ruleOwner(ns, name), frontend, state.NodeSecurityGroupID.ValueString(), vpcCIDRs, nil); err != nil {
+		resp.Diagnostics.AddError("Cannot revoke the security-group rules", err.Error())
+		return
+	}
+	if frontend != "" {
+		if err := a.deleteFrontend(ctx, frontend); err != nil {
+			resp.Diagnostics.AddError("Cannot delete the frontend security group", err.Error())
+		}
+	}
+}
+
+func (r *nlbIngressResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	if _, _, err := splitID(req.ID); err != nil {
+		resp.Diagnostics.AddError("Invalid import ID", err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
+}
+
+func (r *nlbIngressResource) kube(diags *diag.Diagnostics) (client.Client, bool) {
+	if r.clients == nil {
+		diags.AddError("Provider not configured", "the telemetry provider was not configured")
+		return nil, false
+	}
+	c, _, err := r.clients.Kube()
+	if err != nil {
+		diags.AddError("Kubernetes configuration", err.Error())
+		return nil, false
+	}
+	return c, true
+}
+
+func (r *nlbIngressResource) aws(ctx context.Context, diags *diag.Diagnostics) (ingressAWS, bool) {
+	ec, err := r.clients.EC2(ctx)
+	if err != nil {
+		diags.AddError("AWS configuration", err.Error())
+		return ingressAWS{}, false
+	}
+	elb, err := r.clients.ELBv2(ctx)
+	if err != nil {
+		diags.AddError("AWS configuration", err.Error())
+		return ingressAWS{}, false
+	}
+	return ingressAWS{ec2: ec, elb: elb}, true
+}
+
+// knownInputs says which parts of a plan are known.
+type knownInputs struct{ ports, sources, rest bool }
+
+func (k knownInputs) all() bool { return k.ports && k.sources && k.rest }
+
+// spec converts the model; parts whose values are unknown are left empty
+// and reported in knownInputs.
+func (m *ingressModel) spec(ctx context.Context) (ingressSpec, knownInputs, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	var known knownInputs
+	s := ingressSpec{
+		Name: m.Name.ValueString(), Namespace: m.Namespace.ValueString(),
+		TargetType: m.TargetType.ValueString(), Scheme: m.Scheme.ValueString(),
+		ETP:    corev1.ServiceExternalTrafficPolicy(m.ExternalTrafficPolicy.ValueString()),
+		NodeSG: m.NodeSecurityGroupID.ValueString(), NLBSecurityGroup: m.NLBSecurityGroup.ValueBool(),
+		Selector: map[string]string{}, Annotations: map[string]string{},
+	}
+	known.rest = !m.TargetType.IsUnknown() && !m.NLBSecurityGroup.IsUnknown() && !m.NodePortRange.IsUnknown()
+	if lo, hi, ok := strings.Cut(m.NodePortRange.ValueString(), "-"); ok {
+		a, _ := strconv.Atoi(lo)
+		b, _ := strconv.Atoi(hi)
+		if a < 1 || b > 65535 || a > b {
+			diags.AddAttributeError(path.Root("node_port_range"), "Invalid port range", m.NodePortRange.ValueString()+" is not a port range")
+		}
+		s.NodePortMin, s.NodePortMax = int32(a), int32(b)
+	}
+	if !m.Selector.IsUnknown() {
+		diags.Append(m.Selector.ElementsAs(ctx, &s.Selector, false)...)
+	}
+	if !m.Annotations.IsNull() && !m.Annotations.IsUnknown() {
+		diags.Append(m.Annotations.ElementsAs(ctx, &s.Annotations, false)...)
+	}
+	if !m.Subnets.IsNull() && !m.Subnets.IsUnknown() {
+		diags.Append(m.Subnets.ElementsAs(ctx, &s.Subnets, false)...)
+	}
+	if !m.AllowedSources.IsUnknown() {
+		var raw []string
+		diags.Append(m.AllowedSources.ElementsAs(ctx, &raw, true)...)
+		set, errs := cidrset.Parse(raw)
+		for _, err := range errs {
+			diags.AddAttributeError(path.Root("allowed_sources"), "Invalid CIDR", err.Error())
+		}
+		s.Sources = set
+		known.sources = !slices.ContainsFunc(m.AllowedSources.Elements(), attr.Value.IsUnknown)
+	}
+	if !m.Ports.IsUnknown() {
+		var ports []ingressPortModel
+		diags.Append(m.Ports.ElementsAs(ctx, &ports, false)...)
+		known.ports = true
+		for _, p := range ports {
+			if p.Name.IsUnknown() || p.Protocol.IsUnknown() || p.Port.IsUnknown() {
+				known.ports = false
+			}
+			target := p.TargetPort.ValueInt64()
+			if p.TargetPort.IsNull() || p.TargetPort.IsUnknown() {
+				target = p.Port.ValueInt64()
+			}
+			s.Ports = append(s.Ports, ingressPort{Name: p.Name.ValueString(), Protocol: p.Protocol.ValueString(),
+				Port: int32(p.Port.ValueInt64()), TargetPort: int32(target)})
+		}
+	}
+	return s, known, diags
+}
+
+// setFromService refreshes the model from the Service. allowed_sources keeps
+// the configured spelling while it aggregates to what the Service holds.
+func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) diag.Diagnostics {
+	var diags diag.Diagnostics
+	// On import the state holds nothing but the ID.
+	importing := m.Namespace.IsNull()
+	m.ID = types.StringValue(svc.Namespace + "/" + svc.Name)
+	m.Name = types.StringValue(svc.Name)
+	m.Namespace = types.StringValue(svc.Namespace)
+	sel, d := types.MapValueFrom(ctx, types.StringType, svc.Spec.Selector)
+	diags.Append(d...)
+	m.Selector = sel
+	m.Ports = portsValue(portsFromService(svc))
+	ranges := lbc.SourceRangesOf(svc)
+	current, _ := cidrset.Parse(ranges)
+	m.SourceRanges = stringList(current.Strings())
+	var configured []string
+	if !m.AllowedSources.IsNull() {
+		diags.Append(m.AllowedSources.ElementsAs(ctx, &configured, false)...)
+	}
+	if prior, _ := cidrset.Parse(configured); len(configured) == 0 || !slices.Equal(prior.Strings(), current.Strings()) {
+		m.AllowedSources, d = types.SetValueFrom(ctx, types.StringType, ranges)
+		diags.Append(d...)
+	}
+	ann := svc.Annotations
+	m.TargetType = types.StringValue(lbc.TargetType(svc))
+	m.Scheme = types.StringValue(lbc.SchemeOf(svc))
+	if subnets := lbc.SplitList(ann[lbc.Subnets]); len(subnets) > 0 {
+		m.Subnets = stringList(subnets)
+	} else {
+		m.Subnets = types.ListNull(types.StringType)
+	}
+	m.ExternalTrafficPolicy = types.StringValue(string(svc.Spec.ExternalTrafficPolicy))
+	m.NodeSecurityGroupID = types.StringValue(ann[nodeSecurityGroupAnnotation])
+	m.NLBSecurityGroup = types.BoolValue(ann[disableNLBSecurityGroup] != "true")
+	m.FrontendSecurityGroupID = types.StringValue(ann[lbc.SecurityGroups])
+	if m.NodePortRange.IsNull() {
+		m.NodePortRange = types.StringValue("30000-32767")
+	}
+	if m.WaitForLoadBalancer.IsNull() {
+		m.WaitForLoadBalancer = types.BoolValue(false)
+	}
+	// User annotations: the keys already tracked, or on import every one the
+	// provider does not write itself.
+	user := map[string]string{}
+	tracked := m.Annotations.Elements()
+	for k, v := range ann {
+		if slices.Contains(managedServiceAnnotations, k) {
+			continue
+		}
+		if _, ok := tracked[k]; ok || importing {
+			user[k] = v
+		}
+	}
+	if len(user) == 0 && m.Annotations.IsNull() {
+		m.Annotations = types.MapNull(types.StringType)
+	} else {
+		m.Annotations, d = types.MapValueFrom(ctx, types.StringType, user)
+		diags.Append(d...)
+	}
+	return diags
+}
+
+func (m *ingressModel) setLoadBalancer(lb *loadBalancer) {
+	if lb == nil {
+		lb = &loadBalancer{}
+	}
+	m.LoadBalancerARN = types.StringValue(lb.ARN)
+	m.DNSName = types.StringValue(lb.DNSName)
+	m.State = types.StringValue(lb.State)
+	m.SubnetCIDRs = stringList(lb.SubnetCIDRs)
+}
+
+func portsValue(ports []ingressPort) types.List {
+	var elems []attr.Value
+	for _, p := range ports {
+		elems = append(elems, types.ObjectValueMust(ingressPortAttrTypes, map[string]attr.Value{
+			"name": types.StringValue(p.Name), "protocol": types.StringValue(p.Protocol),
+			"port": types.Int64Value(int64(p.Port)), "target_port": types.Int64Value(int64(p.TargetPort)),
+		}))
+	}
+	return types.ListValueMust(types.ObjectType{AttrTypes: ingressPortAttrTypes}, elems)
+}
+
+func stringList(values []string) types.List {
+	elems := make([]attr.Value, len(values))
+	for i, v := range values {
+		elems[i] = types.StringValue(v)
+	}
+	return types.ListValueMust(types.StringType, elems)
+}

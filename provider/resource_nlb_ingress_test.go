@@ -1,0 +1,295 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
+)
+
+// hundredSources are 100 non-adjacent /32s: they do not aggregate, so the
+// per-source model needs a rule for each.
+func hundredSources() string {
+	var s []string
+	for i := 0; i < 100; i++ {
+		s = append(s, fmt.Sprintf("%q", fmt.Sprintf("198.51.100.%d/32", 2*i)))
+	}
+	return "[" + strings.Join(s, ", ") + "]"
+}
+
+func ingressConfig(p *localplane.Plane, namespace, sources, extra string) string {
+	return providerConfig(p) + fmt.Sprintf(`
+resource "telemetry_nlb_ingress" "flows" {
+  name      = "flows"
+  namespace = %q
+  selector  = { app = "sfacctd" }
+  ports = [
+    { name = "sflow", protocol = "UDP", port = 6343 },
+    { name = "ipfix", protocol = "TCP_UDP", port = 4739, target_port = 4740 },
+  ]
+  allowed_sources        = %s
+  scheme                 = "internet-facing"
+  node_security_group_id = %q
+  wait_for_load_balancer = true
+%s
+}
+`, namespace, sources, p.AWS.NodeSecurityGroupID, extra)
+}
+
+// ownedRules counts the inbound permissions of a group (all of them, or
+// those described as owned by the ingress).
+func ownedRules(ctx context.Context, ec *ec2.Client, group, owner string) (int, error) {
+	out, err := ec.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{group}})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, p := range out.SecurityGroups[0].IpPermissions {
+		for _, r := range p.IpRanges {
+			if owner == "" || aws.ToString(r.Description) == owner {
+				n++
+			}
+		}
+		for _, r := range p.Ipv6Ranges {
+			if owner == "" || aws.ToString(r.Description) == owner {
+				n++
+			}
+		}
+		for _, r := range p.UserIdGroupPairs {
+			if owner == "" || aws.ToString(r.Description) == owner {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+func TestAccNLBIngress(t *testing.T) {
+	requireAcc(t)
+	p := testPlane(t)
+	ctx := context.Background()
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"telemetry", "collectors"} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: objectMeta(ns)}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	lbcStandIn := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
+	defer func() {
+		lbcStandIn.Stop()
+		for _, err := range lbcStandIn.Errors() {
+			t.Errorf("load balancer controller stand-in: %v", err)
+		}
+	}()
+	ec := ec2.NewFromConfig(p.AWS.Config())
+	addr := "telemetry_nlb_ingress.flows"
+	var frontend string
+	owner := ruleOwner("telemetry", "flows")
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		CheckDestroy: func(*terraform.State) error {
+			for _, ns := range []string{"telemetry", "collectors"} {
+				if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "flows"}, &corev1.Service{}); !apierrors.IsNotFound(err) {
+					return fmt.Errorf("Service %s/flows still exists (%v)", ns, err)
+				}
+				if n, err := ownedRules(ctx, ec, p.AWS.NodeSecurityGroupID, ruleOwner(ns, "flows")); err != nil || n != 0 {
+					return fmt.Errorf("node group still has %d rules of %s/flows (%v)", n, ns, err)
+				}
+			}
+			out, err := ec.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
+				{Name: aws.String("tag-key"), Values: []string{ingressOwnerTag}}}})
+			if err != nil || len(out.SecurityGroups) != 0 {
+				return fmt.Errorf("frontend groups left: %v (%v)", out, err)
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{ // create: 100 sources, footprint bounded by ports, NLB found through ELBv2
+				Config: ingressConfig(p, "telemetry", hundredSources(), ""),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("security_group_rules"), knownvalue.ListExact([]knownvalue.Check{
+						knownvalue.StringExact("frontend: tcp 4739 from 0.0.0.0/0"),
+						knownvalue.StringExact("frontend: udp 4739 from 0.0.0.0/0"),
+						knownvalue.StringExact("frontend: udp 6343 from 0.0.0.0/0"),
+						knownvalue.StringExact("node: tcp 30000-32767 from frontend"),
+						knownvalue.StringExact("node: udp 30000-32767 from frontend"),
+					})),
+					// 100 sources x (1 + 2) protocols + 3 subnets x 2 ports.
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("security_group_rules_per_source_model"), knownvalue.Int64Exact(306)),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("source_ranges"), knownvalue.ListSizeExact(100)),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("vpc_id"), knownvalue.StringExact(p.AWS.VPCID)),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("subnet_cidrs"), knownvalue.ListSizeExact(3)),
+					// moto names network load balancers "app/" in their ARNs; AWS says "net/".
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("load_balancer_arn"), knownvalue.StringRegexp(regexp.MustCompile(`^arn:aws:elasticloadbalancing:.*loadbalancer/(net|app)/k8s-telemetry-flows-`))),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("ports").AtSliceIndex(0).AtMapKey("target_port"), knownvalue.Int64Exact(6343)),
+				},
+				Check: func(s *terraform.State) error {
+					frontend = s.RootModule().Resources[addr].Primary.Attributes["frontend_security_group_id"]
+					svc := &corev1.Service{}
+					if err := c.Get(ctx, client.ObjectKey{Namespace: "telemetry", Name: "flows"}, svc); err != nil {
+						return err
+					}
+					if !lbc.IsNLB(svc) || lbc.BackendRulesManaged(svc) || svc.Annotations[lbc.SecurityGroups] != frontend ||
+						len(svc.Spec.LoadBalancerSourceRanges) != 100 || len(svc.Spec.Ports) != 3 {
+						return fmt.Errorf("Service not as expected: %+v", svc)
+					}
+					if n, err := ownedRules(ctx, ec, frontend, ""); err != nil || n != 3 {
+						return fmt.Errorf("frontend group has %d rules (%v), want 3", n, err)
+					}
+					if n, err := ownedRules(ctx, ec, p.AWS.NodeSecurityGroupID, owner); err != nil || n != 2 {
+						return fmt.Errorf("node group has %d owned rules (%v), want 2", n, err)
+					}
+					return nil
+				},
+			},
+			{ // update in place: more sources and a port
+				Config: ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
+  annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+					plancheck.ExpectKnownValue(addr, tfjsonpath.New("source_ranges"), knownvalue.ListExact([]knownvalue.Check{
+						knownvalue.StringExact("192.0.2.0/24"), knownvalue.StringExact("203.0.113.0/24")})),
+					plancheck.ExpectKnownValue(addr, tfjsonpath.New("security_group_rules_per_source_model"), knownvalue.Int64Exact(2*3+3*2)),
+				}},
+			},
+			{ // import by namespace/name
+				ResourceName:            addr,
+				ImportState:             true,
+				ImportStateId:           "telemetry/flows",
+				ImportStateVerify:       true,
+				ImportStateVerifyIgnore: []string{"timeouts", "wait_for_load_balancer", "allowed_sources"},
+			},
+			{ // a rule deleted and a rule added outside Terraform: the plan shows the update, apply restores
+				PreConfig: func() {
+					// moto matches a group reference's description on revoke (AWS ignores it).
+					_, err := ec.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{GroupId: aws.String(p.AWS.NodeSecurityGroupID),
+						IpPermissions: []ec2types.IpPermission{{IpProtocol: aws.String("udp"), FromPort: aws.Int32(30000), ToPort: aws.Int32(32767),
+							UserIdGroupPairs: []ec2types.UserIdGroupPair{{GroupId: aws.String(frontend), Description: aws.String(owner)}}}}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					_, err = ec.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(frontend),
+						IpPermissions: []ec2types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(22), ToPort: aws.Int32(22),
+							IpRanges: []ec2types.IpRange{{CidrIp: aws.String("0.0.0.0/0")}}}}})
+					if err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
+  annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+				}},
+				Check: func(*terraform.State) error {
+					if n, _ := ownedRules(ctx, ec, p.AWS.NodeSecurityGroupID, owner); n != 2 {
+						return fmt.Errorf("node rule not restored: %d", n)
+					}
+					if n, _ := ownedRules(ctx, ec, frontend, ""); n != 3 {
+						return fmt.Errorf("foreign frontend rule not removed: %d rules", n)
+					}
+					return nil
+				},
+			},
+			{ // the Service edited outside Terraform
+				PreConfig: func() {
+					svc := &corev1.Service{}
+					if err := c.Get(ctx, client.ObjectKey{Namespace: "telemetry", Name: "flows"}, svc); err != nil {
+						t.Fatal(err)
+					}
+					svc.Spec.LoadBalancerSourceRanges = []string{"0.0.0.0/0"}
+					if err := c.Update(ctx, svc); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
+  annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+				}},
+				Check: func(*terraform.State) error {
+					svc := &corev1.Service{}
+					_ = c.Get(ctx, client.ObjectKey{Namespace: "telemetry", Name: "flows"}, svc)
+					if strings.Join(svc.Spec.LoadBalancerSourceRanges, ",") != "192.0.2.0/24,203.0.113.0/24" {
+						return fmt.Errorf("source ranges not restored: %v", svc.Spec.LoadBalancerSourceRanges)
+					}
+					return nil
+				},
+			},
+			{ // a new namespace replaces the ingress
+				Config: ingressConfig(p, "collectors", `["192.0.2.0/24"]`, ""),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionReplace),
+				}},
+			},
+			{ // without an NLB security group: the node group admits clients per protocol
+				Config: ingressConfig(p, "collectors", `["192.0.2.0/24"]`, `nlb_security_group = false`),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("frontend_security_group_id"), knownvalue.StringExact("")),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("security_group_rules"), knownvalue.ListExact([]knownvalue.Check{
+						knownvalue.StringExact("node: tcp 30000-32767 from 0.0.0.0/0"),
+						knownvalue.StringExact("node: udp 30000-32767 from 0.0.0.0/0"),
+					})),
+				},
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionReplace),
+				}},
+			},
+		},
+	})
+}
+
+func TestAccNLBIngressPlanTimeErrors(t *testing.T) {
+	requireAcc(t)
+	p := testPlane(t)
+	cases := map[string]struct{ ports, sources, want string }{
+		"duplicate port": {`[{ name = "a", protocol = "UDP", port = 6343 }, { name = "b", protocol = "TCP_UDP", port = 6343 }]`,
+			`["192.0.2.0/24"]`, `ports "a" and "b" both claim UDP 6343`},
+		"duplicate name": {`[{ name = "a", protocol = "UDP", port = 1 }, { name = "a", protocol = "UDP", port = 2 }]`,
+			`["192.0.2.0/24"]`, `port name "a" is used twice`},
+		"unknown protocol": {`[{ name = "a", protocol = "SCTP", port = 1 }]`, `["192.0.2.0/24"]`, `value must be one of`},
+		"port out of range": {`[{ name = "a", protocol = "UDP", port = 70000 }]`, `["192.0.2.0/24"]`,
+			`value must be between 1 and 65535`},
+		"invalid CIDR": {`[{ name = "a", protocol = "UDP", port = 1 }]`, `["192.0.2.0/24", "300.0.0.0/8"]`, `"300.0.0.0/8": not a CIDR`},
+		"no sources":   {`[{ name = "a", protocol = "UDP", port = 1 }]`, `[]`, `set must contain at least 1 elements`},
+		"no ports":     {`[]`, `["192.0.2.0/24"]`, `list must contain at least 1 elements`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			cfg := providerConfig(p) + fmt.Sprintf(`
+resource "telemetry_nlb_ingress" "flows" {
+  name                   = "flows"
+  namespace              = "telemetry"
+  selector               = { app = "sfacctd" }
+  ports                  = %s
+  allowed_sources        = %s
+  node_security_group_id = "sg-0123"
+}`, tc.ports, tc.sources)
+			resource.Test(t, resource.TestCase{
+				ProtoV6ProviderFactories: protoV6,
+				Steps:                    []resource.TestStep{{Config: cfg, PlanOnly: true, ExpectError: regexp.MustCompile(tc.want)}},
+			})
+		})
+	}
+}
