@@ -1,5 +1,9 @@
 # A pre-flight check: fail the plan early when the cluster lacks what the
 # telemetry pipeline needs.
+variable "vpc_id" {
+  type = string
+}
+
 data "telemetry_environment" "this" {
   vpc_id = var.vpc_id
 }

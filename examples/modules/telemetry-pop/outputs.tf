@@ -1,0 +1,27 @@
+output "topics" {
+  description = "Kafka topic of each site."
+  value       = { for k, s in telemetry_site.this : k => s.topic_name }
+}
+
+output "nlb_dns_name" {
+  description = "Where exporters send their flows."
+  value       = telemetry_nlb_ingress.flows.dns_name
+}
+
+output "security_group_rules" {
+  description = "The rules the ingress created, and what the per-source model would have needed."
+  value = {
+    created          = length(telemetry_nlb_ingress.flows.security_group_rules)
+    per_source_model = telemetry_nlb_ingress.flows.security_group_rules_per_source_model
+  }
+}
+
+output "kafka_sizing" {
+  description = "Brokers, partitions and storage the sites need."
+  value = {
+    brokers                  = data.telemetry_kafka_sizing.this.brokers
+    total_partitions         = data.telemetry_kafka_sizing.this.total_partitions
+    storage_per_broker_bytes = data.telemetry_kafka_sizing.this.storage_per_broker_bytes
+    network_in_bytes_per_sec = data.telemetry_kafka_sizing.this.network_in_bytes_per_second
+  }
+}

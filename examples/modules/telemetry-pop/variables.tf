@@ -1,0 +1,40 @@
+variable "kafka" {
+  description = "The Strimzi Kafka cluster the sites' topics belong to."
+  type = object({
+    cluster   = string
+    namespace = string
+  })
+}
+
+variable "sites" {
+  description = "The PoPs exporting flows, by name (a lowercase DNS label)."
+  type = map(object({
+    expected_flows_per_second = number
+    flow_sources              = set(string)
+    retention                 = optional(string, "24h")
+  }))
+}
+
+variable "collector" {
+  description = "Where the collectors run and how exporters reach them."
+  type = object({
+    namespace              = string
+    selector               = map(string)
+    node_security_group_id = string
+    scheme                 = optional(string, "internet-facing")
+    ports = optional(list(object({
+      name     = string
+      protocol = string
+      port     = number
+      })), [
+      { name = "sflow", protocol = "UDP", port = 6343 },
+      { name = "ipfix", protocol = "TCP_UDP", port = 4739 },
+    ])
+  })
+}
+
+variable "wait" {
+  description = "Wait for the topics to be Ready and the NLB to exist."
+  type        = bool
+  default     = true
+}
