@@ -7,9 +7,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-logr/logr"
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 )
@@ -38,6 +40,7 @@ func testPlane(t *testing.T) *localplane.Plane {
 }
 
 func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime
 	code := m.Run()
 	if plane != nil {
 		if err := plane.Stop(); err != nil {

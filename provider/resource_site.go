@@ -58,7 +58,7 @@ type siteModel struct {
 	ExpectedFlowsPerSecond types.Int64    `tfsdk:"expected_flows_per_second"`
 	Partitions             types.Int64    `tfsdk:"partitions"`
 	Replicas               types.Int64    `tfsdk:"replicas"`
-	Retention              types.String   `tfsdk:"retention"`
+	Retention              durationValue  `tfsdk:"retention"`
 	MinInsyncReplicas      types.Int64    `tfsdk:"min_insync_replicas"`
 	FlowSources            types.Set      `tfsdk:"flow_sources"`
 	Labels                 types.Map      `tfsdk:"labels"`
@@ -131,7 +131,8 @@ func (r *siteResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 			"replicas": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(3),
 				Validators:          []validator.Int64{int64validator.Between(1, 32767)},
 				MarkdownDescription: "Replication factor. Default 3."},
-			"retention": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("24h"),
+			"retention": schema.StringAttribute{Optional: true, Computed: true, CustomType: durationType{},
+				Default:             stringdefault.StaticString("24h"),
 				Validators:          []validator.String{durationValidator{}},
 				MarkdownDescription: "How long flows are kept (`retention.ms`), e.g. `24h`, `7d`. Default `24h`."},
 			"min_insync_replicas": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(2),
@@ -195,6 +196,15 @@ func (r *siteResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 		plan.Partitions = types.Int64Value(n)
 	default:
 		plan.Partitions = types.Int64Unknown()
+	}
+
+	// A default ("24h") is not checked for semantic equality by the
+	// framework: keep the state's spelling ("1d" after an import) when it
+	// denotes the same duration.
+	if prior != nil {
+		if same, _ := plan.Retention.StringSemanticEquals(ctx, prior.Retention); same {
+			plan.Retention = prior.Retention
+		}
 	}
 
 	if !plan.MinInsyncReplicas.IsUnknown() && !plan.Replicas.IsUnknown() &&
@@ -504,7 +514,7 @@ func (m *siteModel) setFrom(ctx context.Context, s siteSpec) diag.Diagnostics {
 	m.Replicas = types.Int64Value(s.Replicas)
 	m.MinInsyncReplicas = types.Int64Value(s.MinInsync)
 	if prior, err := parseDuration(m.Retention.ValueString()); err != nil || prior != s.Retention {
-		m.Retention = types.StringValue(formatDuration(s.Retention))
+		m.Retention = newDuration(formatDuration(s.Retention))
 	}
 	if len(s.FlowSources) == 0 {
 		m.FlowSources = types.SetNull(types.StringType)

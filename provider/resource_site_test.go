@@ -14,8 +14,11 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
@@ -358,5 +361,95 @@ resource "telemetry_site" "pop" {
 				plancheck.ExpectKnownValue("telemetry_site.pop", tfjsonpath.New("partitions"), knownvalue.Int64Exact(1)),
 			}},
 		}},
+	})
+}
+
+// On a cluster that serves only kafka.strimzi.io/v1beta2 (Strimzi before
+// 0.49), the site uses v1beta2, found at apply time.
+func TestAccSiteOnV1beta2OnlyCluster(t *testing.T) {
+	requireAcc(t)
+	p := testPlane(t)
+	ctx := context.Background()
+	scheme := runtime.NewScheme()
+	_ = apiextensionsv1.AddToScheme(scheme)
+	c, err := client.New(p.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setServed := func(v1 bool) {
+		t.Helper()
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := c.Get(ctx, client.ObjectKey{Name: "kafkatopics.kafka.strimzi.io"}, crd); err != nil {
+			t.Fatal(err)
+		}
+		for i := range crd.Spec.Versions {
+			v := &crd.Spec.Versions[i]
+			v.Served = v.Name == "v1beta2" || v1
+			v.Storage = (v.Name == "v1") == v1
+		}
+		if err := c.Update(ctx, crd); err != nil {
+			t.Fatal(err)
+		}
+		disco, err := discovery.NewDiscoveryClientForConfig(p.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got, err := servedKafkaTopicVersion(disco)
+			if err == nil && (got == "v1") == v1 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("discovery still says %q (%v)", got, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	setServed(false)
+	t.Cleanup(func() { setServed(true) })
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{
+			{
+				Config: providerConfig(p) + `
+resource "telemetry_site" "old" {
+  name  = "lis13"
+  kafka = { cluster = "telemetry", namespace = "default" }
+}`,
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("telemetry_site.old", tfjsonpath.New("api_version"), knownvalue.StringExact("kafka.strimzi.io/v1beta2")),
+				},
+			},
+			{ // forget it without deleting it...
+				Config: providerConfig(p) + `
+removed {
+  from = telemetry_site.old
+  lifecycle {
+    destroy = false
+  }
+}`,
+			},
+			{ // ...import reads retention back as "1d"...
+				Config: providerConfig(p) + `
+resource "telemetry_site" "old" {
+  name  = "lis13"
+  kafka = { cluster = "telemetry", namespace = "default" }
+}`,
+				ResourceName:       "telemetry_site.old",
+				ImportState:        true,
+				ImportStateId:      "default/sfacctd-flows-lis13",
+				ImportStatePersist: true,
+			},
+			{ // ...which means the default "24h": no diff
+				Config: providerConfig(p) + `
+resource "telemetry_site" "old" {
+  name  = "lis13"
+  kafka = { cluster = "telemetry", namespace = "default" }
+}`,
+				PlanOnly: true,
+			},
+		},
 	})
 }
