@@ -1,0 +1,352 @@
+// Package nlbpolicy is the nlb-policy controller: for every NLB Service of
+// the AWS Load Balancer Controller that opts in, it generates the Calico
+// GlobalNetworkPolicies that do the per-source filtering the load balancer
+// controller's security-group rules would have done, and guarantees their
+// clean-up.
+//
+// Desired computes the objects from the observed Service (a pure function,
+// table-tested); the Reconciler applies the difference.
+package nlbpolicy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	"github.com/projectcalico/api/pkg/lib/numorstring"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+)
+
+// Options are the controller-wide settings Desired depends on.
+type Options struct {
+	// HostEndpointSelector selects the nodes' host endpoints (instance targets).
+	HostEndpointSelector string
+	// Order of the Allow policy; the Deny policy gets Order+1.
+	Order float64
+	// NetworkSetThreshold: past this many source nets, the nets move into a
+	// GlobalNetworkSet referenced by selector.
+	NetworkSetThreshold int
+}
+
+// DefaultOptions are the flags' defaults.
+func DefaultOptions() Options {
+	return Options{HostEndpointSelector: "has(kubernetes.io/hostname)", Order: 100, NetworkSetThreshold: 50}
+}
+
+// Input is what Desired reads: the Service and what the reconciler resolved
+// for it.
+type Input struct {
+	Service *corev1.Service
+	// HealthCheckCIDRs are the NLB's subnet CIDRs (resolved through AWS, the
+	// annotation or a flag); invalid entries are reported and dropped.
+	HealthCheckCIDRs []string
+	// DefaultSources apply when the Service lists no source range at all:
+	// 0.0.0.0/0 for internet-facing NLBs, the VPC's CIDRs for internal ones,
+	// as the AWS Load Balancer Controller does.
+	DefaultSources []string
+}
+
+// Output is the desired state for one Service.
+type Output struct {
+	Policies    []*calicov3.GlobalNetworkPolicy
+	NetworkSets []*calicov3.GlobalNetworkSet
+	// Problems are invalid inputs, reported as Events; the valid part is
+	// still enforced and nothing is widened.
+	Problems []string
+	// Waiting, when set, says why no policy can be computed yet (a NodePort
+	// not allocated): the reconciler waits, it does not error.
+	Waiting string
+	// Sources is the aggregated set of allowed source nets.
+	Sources cidrset.Set
+}
+
+// Labels on generated objects.
+func ownerLabels(svc *corev1.Service) map[string]string {
+	return map[string]string{
+		annotations.ManagedBy:      annotations.NLBPolicyManager,
+		annotations.OwnerNamespace: svc.Namespace,
+		annotations.OwnerName:      svc.Name,
+		annotations.OwnerUID:       string(svc.UID),
+	}
+}
+
+// BaseName is the dot-free, deterministic name prefix of a Service's
+// objects: nlb-<namespace>-<name>-<hash of namespace/name>. Namespace and
+// name are DNS labels (no dots), the hash keeps "a-b"/"c" and "a"/"b-c"
+// apart, and the whole stays far below Calico's 253 characters.
+func BaseName(namespace, name string) string {
+	sum := sha256.Sum256([]byte(namespace + "/" + name))
+	return fmt.Sprintf("nlb-%s-%s-%s", namespace, name, hex.EncodeToString(sum[:])[:8])
+}
+
+// Desired computes the GlobalNetworkPolicies (and GlobalNetworkSet) that
+// enforce a Service's allowed sources:
+//
+//   - instance targets: a pre-DNAT policy on the nodes' host endpoints that
+//     allows the sources to the Service's NodePorts (per protocol) and the
+//     health-check CIDRs to the health-check NodePort (or, without one, the
+//     NodePorts over TCP), then a Deny for the same ports at a later order;
+//   - ip targets: a policy selecting the Service's pods that allows the same
+//     to the target ports, then a Deny for those ports at a later order.
+//     Like any Calico policy selecting pods, it isolates them for ingress in
+//     the default tier: other traffic to them needs its own allow policy.
+func Desired(in Input, opts Options) Output {
+	svc := in.Service
+	var out Output
+
+	// Sources: the Service's ranges, else the controller's default. A list
+	// given but entirely invalid allows nothing: it never falls back to the
+	// default, which would widen.
+	raw := lbc.SourceRangesOf(svc)
+	if len(raw) == 0 {
+		raw = in.DefaultSources
+		if len(raw) == 0 {
+			out.Problems = append(out.Problems, "no source ranges and no default for this scheme (internal NLB without known VPC CIDRs): no client is allowed")
+		}
+	}
+	sources, errs := cidrset.Parse(raw)
+	for _, err := range errs {
+		out.Problems = append(out.Problems, fmt.Sprintf("invalid source range %v: ignored", err))
+	}
+	out.Sources = sources
+	health, errs := cidrset.Parse(in.HealthCheckCIDRs)
+	for _, err := range errs {
+		out.Problems = append(out.Problems, fmt.Sprintf("invalid health-check CIDR %v: ignored", err))
+	}
+	if health.Len() == 0 {
+		out.Problems = append(out.Problems, "no health-check CIDRs known: NLB health checks are not allowed and targets will be unhealthy")
+	}
+
+	ipTargets := lbc.TargetType(svc) == lbc.TargetIP
+	selector := opts.HostEndpointSelector
+	if ipTargets {
+		var problem string
+		selector, problem = podSelector(svc)
+		if problem != "" {
+			out.Problems = append(out.Problems, problem)
+		}
+		if selector == "" {
+			out.Waiting = "the Service has no selector: no pods to protect"
+			return out
+		}
+	} else if s, ok := svc.Annotations[annotations.HostEndpointSelector]; ok {
+		if err := calicopolicy.ValidateSelector(s); err != nil {
+			out.Problems = append(out.Problems, fmt.Sprintf("invalid %s %q (%v): using %q", annotations.HostEndpointSelector, s, err, selector))
+		} else {
+			selector = s
+		}
+	}
+
+	// Ports per protocol: NodePorts (instance) or target ports (ip).
+	ports := map[string][]numorstring.Port{}
+	addPort := func(proto string, p numorstring.Port) {
+		if !slices.Contains(ports[proto], p) {
+			ports[proto] = append(ports[proto], p)
+		}
+	}
+	for _, sp := range svc.Spec.Ports {
+		proto := string(sp.Protocol)
+		if proto == "" {
+			proto = "TCP"
+		}
+		if ipTargets {
+			switch {
+			case sp.TargetPort.StrVal != "":
+				addPort(proto, numorstring.NamedPort(sp.TargetPort.StrVal))
+			case sp.TargetPort.IntVal != 0:
+				addPort(proto, numorstring.SinglePort(uint16(sp.TargetPort.IntVal)))
+			default:
+				addPort(proto, numorstring.SinglePort(uint16(sp.Port)))
+			}
+			continue
+		}
+		if sp.NodePort == 0 {
+			out.Waiting = fmt.Sprintf("port %q has no NodePort yet", sp.Name)
+			return out
+		}
+		addPort(proto, numorstring.SinglePort(uint16(sp.NodePort)))
+	}
+	if len(ports) == 0 {
+		out.Waiting = "the Service has no ports"
+		return out
+	}
+	for proto := range ports {
+		ports[proto] = uniquePorts(ports[proto])
+	}
+	// Health checks are TCP: to the health-check NodePort (externalTrafficPolicy
+	// Local), else to the traffic ports over TCP.
+	var healthPorts []numorstring.Port
+	switch {
+	case ipTargets:
+		for _, ps := range ports {
+			healthPorts = append(healthPorts, ps...)
+		}
+	case svc.Spec.HealthCheckNodePort != 0:
+		healthPorts = []numorstring.Port{numorstring.SinglePort(uint16(svc.Spec.HealthCheckNodePort))}
+	default:
+		for _, ps := range ports {
+			healthPorts = append(healthPorts, ps...)
+		}
+	}
+	healthPorts = uniquePorts(healthPorts)
+
+	base := BaseName(svc.Namespace, svc.Name)
+	labels := ownerLabels(svc)
+	protocols := sortedKeys(ports)
+
+	// Source entity: nets inline, or a GlobalNetworkSet past the threshold.
+	var sourceRules []familyRule
+	if sources.Len() > opts.NetworkSetThreshold {
+		set := &calicov3.GlobalNetworkSet{
+			TypeMeta:   metav1.TypeMeta{APIVersion: calicov3.GroupVersionCurrent, Kind: calicov3.KindGlobalNetworkSet},
+			ObjectMeta: metav1.ObjectMeta{Name: base + "-sources", Labels: withLabel(labels, netSetLabel, base)},
+			Spec:       calicov3.GlobalNetworkSetSpec{Nets: sources.Strings()},
+		}
+		out.NetworkSets = append(out.NetworkSets, set)
+		sourceRules = []familyRule{{EntityRule: calicov3.EntityRule{Selector: fmt.Sprintf("%s == '%s'", netSetLabel, base)}}}
+	} else {
+		sourceRules = netsByFamily(sources)
+	}
+
+	var allow, deny []calicov3.Rule
+	for _, proto := range protocols {
+		for _, src := range sourceRules {
+			allow = append(allow, calicov3.Rule{Action: calicov3.Allow, Protocol: protocol(proto), IPVersion: src.ipVersion(),
+				Source: src.EntityRule, Destination: calicov3.EntityRule{Ports: ports[proto]}})
+		}
+	}
+	for _, src := range netsByFamily(health) {
+		allow = append(allow, calicov3.Rule{Action: calicov3.Allow, Protocol: protocol("TCP"), IPVersion: src.ipVersion(),
+			Source: src.EntityRule, Destination: calicov3.EntityRule{Ports: healthPorts}})
+	}
+	denyPorts := map[string][]numorstring.Port{}
+	for proto, ps := range ports {
+		denyPorts[proto] = ps
+	}
+	denyPorts["TCP"] = uniquePorts(append(slices.Clone(denyPorts["TCP"]), healthPorts...))
+	for _, proto := range sortedKeys(denyPorts) {
+		deny = append(deny, calicov3.Rule{Action: calicov3.Deny, Protocol: protocol(proto),
+			Destination: calicov3.EntityRule{Ports: denyPorts[proto]}})
+	}
+
+	policy := func(suffix string, order float64, rules []calicov3.Rule) *calicov3.GlobalNetworkPolicy {
+		p := &calicov3.GlobalNetworkPolicy{
+			TypeMeta:   metav1.TypeMeta{APIVersion: calicov3.GroupVersionCurrent, Kind: calicov3.KindGlobalNetworkPolicy},
+			ObjectMeta: metav1.ObjectMeta{Name: base + suffix, Labels: labels},
+			Spec: calicov3.GlobalNetworkPolicySpec{
+				Order: &order, Selector: selector, Ingress: rules,
+				Types: []calicov3.PolicyType{calicov3.PolicyTypeIngress},
+			},
+		}
+		if !ipTargets {
+			p.Spec.PreDNAT, p.Spec.ApplyOnForward = true, true
+		}
+		return p
+	}
+	if len(allow) > 0 {
+		out.Policies = append(out.Policies, policy("-allow", opts.Order, allow))
+	}
+	out.Policies = append(out.Policies, policy("-deny", opts.Order+1, deny))
+	return out
+}
+
+// netSetLabel marks a generated GlobalNetworkSet for its policy's selector.
+const netSetLabel = "telemetry-platform.io/netset"
+
+type familyRule struct {
+	calicov3.EntityRule
+	version int
+}
+
+func (f familyRule) ipVersion() *int {
+	if f.version == 0 {
+		return nil
+	}
+	v := f.version
+	return &v
+}
+
+// netsByFamily splits nets into one entity per address family, since a
+// Calico rule matches one IP version.
+func netsByFamily(s cidrset.Set) []familyRule {
+	var out []familyRule
+	for _, fam := range []struct {
+		nets    []netip.Prefix
+		version int
+	}{{s.V4(), 4}, {s.V6(), 6}} {
+		if len(fam.nets) == 0 {
+			continue
+		}
+		var nets []string
+		for _, p := range fam.nets {
+			nets = append(nets, p.String())
+		}
+		out = append(out, familyRule{EntityRule: calicov3.EntityRule{Nets: nets}, version: fam.version})
+	}
+	return out
+}
+
+// podSelector renders the Service's selector as a Calico selector scoped to
+// its namespace.
+func podSelector(svc *corev1.Service) (string, string) {
+	if len(svc.Spec.Selector) == 0 {
+		return "", ""
+	}
+	parts := []string{fmt.Sprintf("projectcalico.org/namespace == '%s'", svc.Namespace)}
+	for _, k := range sortedKeys(svc.Spec.Selector) {
+		v := svc.Spec.Selector[k]
+		if strings.ContainsAny(k+v, `'"`) {
+			return "", fmt.Sprintf("selector %s=%s cannot be expressed as a Calico selector", k, v)
+		}
+		parts = append(parts, fmt.Sprintf("%s == '%s'", k, v))
+	}
+	return strings.Join(parts, " && "), ""
+}
+
+func protocol(name string) *numorstring.Protocol {
+	p := numorstring.ProtocolFromString(name)
+	return &p
+}
+
+func uniquePorts(ps []numorstring.Port) []numorstring.Port {
+	var out []numorstring.Port
+	for _, p := range ps {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b numorstring.Port) int {
+		if a.MinPort != b.MinPort {
+			return int(a.MinPort) - int(b.MinPort)
+		}
+		return strings.Compare(a.PortName, b.PortName)
+	})
+	return out
+}
+
+func withLabel(m map[string]string, k, v string) map[string]string {
+	out := map[string]string{k: v}
+	for key, val := range m {
+		out[key] = val
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,256 @@
+package nlbpolicy
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+)
+
+func nlbService(mutate ...func(*corev1.Service)) *corev1.Service {
+	class := lbc.LoadBalancerClass
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "flows", UID: "0a1b",
+			Annotations: map[string]string{annotations.NLBPolicy: annotations.Enabled}},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &class,
+			Selector:                 map[string]string{"app": "sfacctd"},
+			ExternalTrafficPolicy:    corev1.ServiceExternalTrafficPolicyLocal,
+			HealthCheckNodePort:      31000,
+			LoadBalancerSourceRanges: []string{"192.0.2.0/24", "198.51.100.0/25"},
+			Ports: []corev1.ServicePort{
+				{Name: "sflow", Protocol: corev1.ProtocolUDP, Port: 6343, TargetPort: intstr.FromInt32(6343), NodePort: 30001},
+				{Name: "ipfix-tcp", Protocol: corev1.ProtocolTCP, Port: 4739, TargetPort: intstr.FromInt32(4740), NodePort: 30002},
+				{Name: "ipfix-udp", Protocol: corev1.ProtocolUDP, Port: 4739, TargetPort: intstr.FromInt32(4740), NodePort: 30002},
+			},
+		},
+	}
+	for _, m := range mutate {
+		m(svc)
+	}
+	return svc
+}
+
+var (
+	hostEP = calicopolicy.Endpoint{Host: true, Labels: map[string]string{"kubernetes.io/hostname": "ip-10-0-0-4.ec2.internal"}}
+	podEP  = calicopolicy.Endpoint{Labels: map[string]string{"app": "sfacctd", "projectcalico.org/namespace": "telemetry"}}
+)
+
+type probe struct {
+	src      string
+	protocol string
+	port     uint16
+	want     calicopolicy.Verdict
+}
+
+// check evaluates probes against the desired objects, as Calico would.
+func check(t *testing.T, out Output, ep calicopolicy.Endpoint, preDNAT bool, probes []probe) {
+	t.Helper()
+	for _, p := range probes {
+		got, err := calicopolicy.Evaluate(out.Policies, out.NetworkSets, ep, calicopolicy.Packet{
+			Src: netip.MustParseAddr(p.src), Protocol: p.protocol, DstPort: p.port}, preDNAT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Verdict != p.want {
+			t.Errorf("%s %s:%d: %v (by %s), want %v", p.src, p.protocol, p.port, got.Verdict, got.By, p.want)
+		}
+	}
+}
+
+const (
+	allowed = calicopolicy.Allowed
+	denied  = calicopolicy.Denied
+	nothing = calicopolicy.NoDecision
+)
+
+func TestDesiredInstanceTargets(t *testing.T) {
+	out := Desired(Input{Service: nlbService(), HealthCheckCIDRs: []string{"10.0.0.0/20", "10.0.16.0/20"}}, DefaultOptions())
+	if len(out.Problems) != 0 || out.Waiting != "" || len(out.Policies) != 2 || len(out.NetworkSets) != 0 {
+		t.Fatalf("%+v", out)
+	}
+	for _, p := range out.Policies {
+		if !p.Spec.PreDNAT || !p.Spec.ApplyOnForward || p.Spec.Selector != "has(kubernetes.io/hostname)" {
+			t.Errorf("%s: not a pre-DNAT host endpoint policy: %+v", p.Name, p.Spec)
+		}
+		if p.Labels[annotations.OwnerUID] != "0a1b" || p.Labels[annotations.ManagedBy] != annotations.NLBPolicyManager {
+			t.Errorf("%s: labels %v", p.Name, p.Labels)
+		}
+	}
+	if *out.Policies[0].Spec.Order >= *out.Policies[1].Spec.Order {
+		t.Error("the Deny policy must come after the Allow policy")
+	}
+	check(t, out, hostEP, true, []probe{
+		{"192.0.2.7", "UDP", 30001, allowed},     // listed source, sFlow NodePort
+		{"198.51.100.100", "UDP", 30002, allowed}, // listed, IPFIX over UDP
+		{"198.51.100.100", "TCP", 30002, allowed}, // listed, IPFIX over TCP (TCP_UDP)
+		{"198.51.100.200", "UDP", 30001, denied},  // outside the /25
+		{"203.0.113.1", "TCP", 30002, denied},     // unlisted
+		{"10.0.3.3", "TCP", 31000, allowed},       // health check from an NLB subnet
+		{"10.0.3.3", "UDP", 30001, denied},        // health-check CIDRs are not sources
+		{"203.0.113.1", "TCP", 31000, denied},     // health-check port closed to others
+		{"203.0.113.1", "TCP", 22, nothing},       // other ports are not this policy's business
+		{"203.0.113.1", "UDP", 30003, nothing},
+	})
+}
+
+func TestDesiredIPTargets(t *testing.T) {
+	svc := nlbService(func(s *corev1.Service) { s.Annotations[lbc.NLBTargetType] = lbc.TargetIP })
+	out := Desired(Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/20"}}, DefaultOptions())
+	if len(out.Policies) != 2 || out.Policies[0].Spec.PreDNAT {
+		t.Fatalf("%+v", out)
+	}
+	if want := "projectcalico.org/namespace == 'telemetry' && app == 'sfacctd'"; out.Policies[0].Spec.Selector != want {
+		t.Fatalf("selector %q", out.Policies[0].Spec.Selector)
+	}
+	check(t, out, podEP, false, []probe{
+		{"192.0.2.7", "UDP", 6343, allowed},
+		{"192.0.2.7", "TCP", 4740, allowed},
+		{"10.0.1.1", "TCP", 4740, allowed}, // health check to the target port
+		{"203.0.113.1", "UDP", 6343, denied},
+		{"203.0.113.1", "TCP", 9100, denied}, // isolated, as any Calico policy selecting pods
+	})
+	// Pods of another namespace with the same labels are not selected.
+	other := calicopolicy.Endpoint{Labels: map[string]string{"app": "sfacctd", "projectcalico.org/namespace": "other"}}
+	check(t, out, other, false, []probe{{"203.0.113.1", "UDP", 6343, allowed}})
+}
+
+func TestDesiredFailsClosed(t *testing.T) {
+	cases := []struct {
+		name     string
+		mutate   func(*corev1.Service)
+		defaults []string
+		problem  string
+		probes   []probe
+	}{
+		{"invalid ranges are dropped, the valid part enforced",
+			func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"192.0.2.0/24", "not-a-cidr", "198.51.100.1/24"} }, nil,
+			`invalid source range "not-a-cidr"`,
+			[]probe{{"192.0.2.1", "UDP", 30001, allowed}, {"198.51.100.1", "UDP", 30001, denied}}},
+		{"all ranges invalid: nobody, never the default",
+			func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"garbage"} }, []string{"0.0.0.0/0"},
+			`invalid source range`,
+			[]probe{{"192.0.2.1", "UDP", 30001, denied}, {"10.0.0.1", "TCP", 31000, allowed}}},
+		{"no ranges: the default (internet-facing 0.0.0.0/0)",
+			func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = nil }, []string{"0.0.0.0/0"}, "",
+			[]probe{{"203.0.113.1", "UDP", 30001, allowed}}},
+		{"no ranges and no default (internal, VPC unknown): nobody",
+			func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = nil }, nil, "no client is allowed",
+			[]probe{{"203.0.113.1", "UDP", 30001, denied}}},
+		{"annotation source ranges",
+			func(s *corev1.Service) {
+				s.Spec.LoadBalancerSourceRanges = nil
+				s.Annotations[lbc.SourceRanges] = "203.0.113.0/24"
+			}, []string{"0.0.0.0/0"}, "",
+			[]probe{{"203.0.113.1", "UDP", 30001, allowed}, {"192.0.2.1", "UDP", 30001, denied}}},
+		{"invalid host endpoint selector: the default is used",
+			func(s *corev1.Service) { s.Annotations[annotations.HostEndpointSelector] = "has(" }, nil, "invalid telemetry-platform.io/host-endpoint-selector",
+			[]probe{{"192.0.2.1", "UDP", 30001, allowed}, {"203.0.113.1", "UDP", 30001, denied}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := Desired(Input{Service: nlbService(tc.mutate), HealthCheckCIDRs: []string{"10.0.0.0/20"}, DefaultSources: tc.defaults}, DefaultOptions())
+			if tc.problem == "" && len(out.Problems) > 0 || tc.problem != "" && !strings.Contains(strings.Join(out.Problems, "\n"), tc.problem) {
+				t.Fatalf("problems %q, want %q", out.Problems, tc.problem)
+			}
+			check(t, out, hostEP, true, tc.probes)
+		})
+	}
+}
+
+func TestDesiredWaitsForNodePorts(t *testing.T) {
+	out := Desired(Input{Service: nlbService(func(s *corev1.Service) { s.Spec.Ports[1].NodePort = 0 })}, DefaultOptions())
+	if out.Waiting == "" || len(out.Policies) != 0 {
+		t.Fatalf("%+v", out)
+	}
+}
+
+func TestDesiredNetworkSetPastThreshold(t *testing.T) {
+	var ranges []string
+	for i := 0; i < 60; i++ {
+		ranges = append(ranges, fmt.Sprintf("198.18.%d.0/25", 2*i))
+	}
+	svc := nlbService(func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = ranges })
+	out := Desired(Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/20"}}, DefaultOptions())
+	if len(out.NetworkSets) != 1 || len(out.NetworkSets[0].Spec.Nets) != 60 {
+		t.Fatalf("network sets: %+v", out.NetworkSets)
+	}
+	for _, r := range out.Policies[0].Spec.Ingress {
+		if len(r.Source.Nets) > 10 {
+			t.Fatalf("nets left inline: %d", len(r.Source.Nets))
+		}
+	}
+	check(t, out, hostEP, true, []probe{{"198.18.4.1", "UDP", 30001, allowed}, {"198.18.5.1", "UDP", 30001, denied}})
+}
+
+func TestDesiredIPv6(t *testing.T) {
+	svc := nlbService(func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"2001:db8::/48", "192.0.2.0/24"} })
+	out := Desired(Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/20"}}, DefaultOptions())
+	check(t, out, hostEP, true, []probe{
+		{"2001:db8::5", "UDP", 30001, allowed}, {"2001:db9::5", "UDP", 30001, denied}, {"192.0.2.5", "UDP", 30001, allowed},
+	})
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+func TestBaseName(t *testing.T) {
+	a, b := BaseName("a-b", "c"), BaseName("a", "b-c")
+	if a == b {
+		t.Fatal("names collide")
+	}
+	long := BaseName(strings.Repeat("n", 63), strings.Repeat("s", 63))
+	if len(long+"-sources") > 253 || !nameRE.MatchString(long) || BaseName("a-b", "c") != a {
+		t.Fatalf("bad name %q", long)
+	}
+}
+
+// FuzzDesired: whatever the sources, ports and names, Desired never panics,
+// names stay valid, and no source outside the valid listed ranges is ever
+// allowed (fail closed).
+func FuzzDesired(f *testing.F) {
+	f.Add("192.0.2.0/24,198.51.100.0/25", uint16(30001), "flows", "telemetry", "198.51.100.200", false)
+	f.Add("garbage", uint16(30001), "a", "b", "192.0.2.1", true)
+	f.Add("", uint16(0), "x", "y", "10.0.0.1", false)
+	f.Add("0.0.0.0/0,::/0", uint16(65535), "s", "n", "2001:db8::1", true)
+	f.Fuzz(func(t *testing.T, ranges string, nodePort uint16, name, namespace, probe string, ipTarget bool) {
+		svc := nlbService(func(s *corev1.Service) {
+			s.Name, s.Namespace = name, namespace
+			s.Spec.LoadBalancerSourceRanges = strings.Split(ranges, ",")
+			s.Spec.Ports[0].NodePort = int32(nodePort)
+			if ipTarget {
+				s.Annotations[lbc.NLBTargetType] = lbc.TargetIP
+			}
+		})
+		out := Desired(Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/20"}}, DefaultOptions())
+		for _, p := range out.Policies {
+			if strings.Contains(p.Name, ".") && nameRE.MatchString(name) && nameRE.MatchString(namespace) {
+				t.Fatalf("dotted name %q", p.Name)
+			}
+		}
+		src, err := netip.ParseAddr(probe)
+		if err != nil || len(out.Policies) == 0 {
+			return
+		}
+		ep, preDNAT, port := hostEP, true, nodePort
+		if ipTarget {
+			ep, preDNAT, port = podEP, false, 6343
+			ep.Labels = map[string]string{"app": "sfacctd", "projectcalico.org/namespace": namespace}
+		}
+		got, err := calicopolicy.Evaluate(out.Policies, out.NetworkSets, ep, calicopolicy.Packet{Src: src, Protocol: "UDP", DstPort: port}, preDNAT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Verdict == calicopolicy.Allowed && !out.Sources.Contains(src) {
+			t.Fatalf("%s allowed on UDP %d but not in the valid sources %v (ranges %q)", src, port, out.Sources.Strings(), ranges)
+		}
+	})
+}
