@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
 )
 
 // ingressAWS manages the AWS side of an ingress: its frontend security group
@@ -45,20 +46,8 @@ func (a ingressAWS) vpcOf(ctx context.Context, nodeSG string) (string, []string,
 		return "", nil, fmt.Errorf("node security group %s not found", nodeSG)
 	}
 	vpcID := aws.ToString(out.SecurityGroups[0].VpcId)
-	vpcs, err := a.ec2.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{vpcID}})
-	if err != nil {
-		return "", nil, fmt.Errorf("describing VPC %s: %w", vpcID, err)
-	}
-	var cidrs []string
-	for _, v := range vpcs.Vpcs {
-		for _, b := range v.CidrBlockAssociationSet {
-			cidrs = append(cidrs, aws.ToString(b.CidrBlock))
-		}
-		if len(v.CidrBlockAssociationSet) == 0 && v.CidrBlock != nil {
-			cidrs = append(cidrs, aws.ToString(v.CidrBlock))
-		}
-	}
-	return vpcID, cidrs, nil
+	cidrs, err := awsnlb.VPCCIDRs(ctx, a.ec2, vpcID)
+	return vpcID, cidrs, err
 }
 
 // ensureFrontend returns the ingress's frontend group: the one in state if it
@@ -254,47 +243,10 @@ func (a ingressAWS) changeRule(ctx context.Context, authorize bool, owner, front
 	return nil
 }
 
-// loadBalancer is what the ingress reports of its NLB.
-type loadBalancer struct {
-	ARN, DNSName, VPCID, State string
-	SubnetCIDRs                []string
-}
-
-// findLoadBalancer finds the NLB by the DNS name in the Service's status.
-// It returns nil when no load balancer has that name (yet).
-func (a ingressAWS) findLoadBalancer(ctx context.Context, dnsName string) (*loadBalancer, error) {
-	pages := elbv2.NewDescribeLoadBalancersPaginator(a.elb, &elbv2.DescribeLoadBalancersInput{})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("describing load balancers: %w", err)
-		}
-		for _, lb := range page.LoadBalancers {
-			if !strings.EqualFold(aws.ToString(lb.DNSName), dnsName) {
-				continue
-			}
-			out := &loadBalancer{ARN: aws.ToString(lb.LoadBalancerArn), DNSName: aws.ToString(lb.DNSName), VPCID: aws.ToString(lb.VpcId)}
-			if lb.State != nil {
-				out.State = string(lb.State.Code)
-			}
-			var subnets []string
-			for _, az := range lb.AvailabilityZones {
-				subnets = append(subnets, aws.ToString(az.SubnetId))
-			}
-			if len(subnets) > 0 {
-				sn, err := a.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: subnets})
-				if err != nil {
-					return nil, fmt.Errorf("describing the NLB's subnets: %w", err)
-				}
-				for _, s := range sn.Subnets {
-					out.SubnetCIDRs = append(out.SubnetCIDRs, aws.ToString(s.CidrBlock))
-				}
-				slices.Sort(out.SubnetCIDRs)
-			}
-			return out, nil
-		}
-	}
-	return nil, nil
+// findLoadBalancer finds the NLB by the DNS name in the Service's status;
+// nil when no load balancer has that name (yet).
+func (a ingressAWS) findLoadBalancer(ctx context.Context, dnsName string) (*awsnlb.LoadBalancer, error) {
+	return awsnlb.Find(ctx, a.elb, a.ec2, dnsName)
 }
 
 func isAWSCode(err error, code string) bool {

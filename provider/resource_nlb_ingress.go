@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
@@ -381,20 +382,15 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 
 // loadBalancer finds the Service's NLB; with wait it polls until the
 // controller has written the hostname and the NLB exists.
-func (r *nlbIngressResource) loadBalancer(ctx context.Context, c client.Client, a ingressAWS, spec ingressSpec, waitFor bool) (*loadBalancer, error) {
-	var lb *loadBalancer
+func (r *nlbIngressResource) loadBalancer(ctx context.Context, c client.Client, a ingressAWS, spec ingressSpec, waitFor bool) (*awsnlb.LoadBalancer, error) {
+	var lb *awsnlb.LoadBalancer
 	var why string
 	check := func(ctx context.Context) (bool, error) {
 		svc := &corev1.Service{}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: spec.Namespace, Name: spec.Name}, svc); err != nil {
 			return false, err
 		}
-		host := ""
-		for _, in := range svc.Status.LoadBalancer.Ingress {
-			if in.Hostname != "" {
-				host = in.Hostname
-			}
-		}
+		host := awsnlb.Hostname(svc)
 		if host == "" {
 			why = "the Service has no load balancer hostname in its status yet"
 			return false, nil
@@ -723,9 +719,9 @@ func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) 
 	return diags
 }
 
-func (m *ingressModel) setLoadBalancer(lb *loadBalancer) {
+func (m *ingressModel) setLoadBalancer(lb *awsnlb.LoadBalancer) {
 	if lb == nil {
-		lb = &loadBalancer{}
+		lb = &awsnlb.LoadBalancer{}
 	}
 	m.LoadBalancerARN = types.StringValue(lb.ARN)
 	m.DNSName = types.StringValue(lb.DNSName)

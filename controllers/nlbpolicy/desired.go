@@ -50,6 +50,9 @@ type Input struct {
 	// HealthCheckCIDRs are the NLB's subnet CIDRs (resolved through AWS, the
 	// annotation or a flag); invalid entries are reported and dropped.
 	HealthCheckCIDRs []string
+	// HealthCheckPending: the NLB does not exist yet, so there are no health
+	// checks to allow and their absence is not a problem to report.
+	HealthCheckPending bool
 	// DefaultSources apply when the Service lists no source range at all:
 	// 0.0.0.0/0 for internet-facing NLBs, the VPC's CIDRs for internal ones,
 	// as the AWS Load Balancer Controller does.
@@ -123,7 +126,7 @@ func Desired(in Input, opts Options) Output {
 	for _, err := range errs {
 		out.Problems = append(out.Problems, fmt.Sprintf("invalid health-check CIDR %v: ignored", err))
 	}
-	if health.Len() == 0 {
+	if health.Len() == 0 && !in.HealthCheckPending {
 		out.Problems = append(out.Problems, "no health-check CIDRs known: NLB health checks are not allowed and targets will be unhealthy")
 	}
 

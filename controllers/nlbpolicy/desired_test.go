@@ -90,7 +90,7 @@ func TestDesiredInstanceTargets(t *testing.T) {
 		t.Error("the Deny policy must come after the Allow policy")
 	}
 	check(t, out, hostEP, true, []probe{
-		{"192.0.2.7", "UDP", 30001, allowed},     // listed source, sFlow NodePort
+		{"192.0.2.7", "UDP", 30001, allowed},      // listed source, sFlow NodePort
 		{"198.51.100.100", "UDP", 30002, allowed}, // listed, IPFIX over UDP
 		{"198.51.100.100", "TCP", 30002, allowed}, // listed, IPFIX over TCP (TCP_UDP)
 		{"198.51.100.200", "UDP", 30001, denied},  // outside the /25
@@ -133,7 +133,9 @@ func TestDesiredFailsClosed(t *testing.T) {
 		probes   []probe
 	}{
 		{"invalid ranges are dropped, the valid part enforced",
-			func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"192.0.2.0/24", "not-a-cidr", "198.51.100.1/24"} }, nil,
+			func(s *corev1.Service) {
+				s.Spec.LoadBalancerSourceRanges = []string{"192.0.2.0/24", "not-a-cidr", "198.51.100.1/24"}
+			}, nil,
 			`invalid source range "not-a-cidr"`,
 			[]probe{{"192.0.2.1", "UDP", 30001, allowed}, {"198.51.100.1", "UDP", 30001, denied}}},
 		{"all ranges invalid: nobody, never the default",

@@ -1,0 +1,123 @@
+// Command nlb-policy-controller generates Calico GlobalNetworkPolicies from
+// the allowed sources of NLB Services and guarantees their clean-up. See
+// docs/controllers/nlb-policy-controller.md for flags, metrics and RBAC.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "nlb-policy-controller:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	defaults := nlbpolicy.DefaultOptions()
+	var (
+		metricsAddr    = flag.String("metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (0 disables).")
+		probeAddr      = flag.String("health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+		leaderElect    = flag.Bool("leader-elect", true, "Elect a leader so that only one replica writes.")
+		leaderNS       = flag.String("leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's).")
+		manageAll      = flag.Bool("manage-all", false, "Manage every NLB Service whose backend security-group rules are switched off ("+lbc.ManageBackendSecurityGroupRule+`: "false"), not only those annotated telemetry-platform.io/nlb-policy: enabled.`)
+		hostSelector   = flag.String("host-endpoint-selector", defaults.HostEndpointSelector, "Calico selector of the nodes' host endpoints (instance targets).")
+		order          = flag.Float64("policy-order", defaults.Order, "Order of the Allow policies; Deny policies get order+1.")
+		netsetSize     = flag.Int("network-set-threshold", defaults.NetworkSetThreshold, "Past this many source nets, put them in a GlobalNetworkSet.")
+		healthCIDRs    = flag.String("health-check-cidrs", "", "Comma-separated CIDRs of NLB health checks, when AWS is not asked (e.g. the NLB subnets).")
+		vpcCIDRs       = flag.String("vpc-cidrs", "", "Comma-separated VPC CIDRs: the default sources of internal NLBs when AWS is not asked.")
+		useAWS         = flag.Bool("aws", true, "Ask AWS (ELBv2, EC2) for the NLB's subnets and VPC. Credentials and region from the standard AWS environment.")
+		awsEndpoint    = flag.String("aws-endpoint", "", "Custom AWS endpoint for ELBv2 and EC2 (an emulator, a VPC endpoint).")
+		cacheTTL       = flag.Duration("aws-cache-ttl", 10*time.Minute, "How long an NLB's subnets are cached.")
+		sweepInterval  = flag.Duration("orphan-sweep-interval", 5*time.Minute, "How often to delete policies whose Service is gone.")
+		maxConcurrency = flag.Int("max-concurrent-reconciles", 4, "Services reconciled in parallel.")
+	)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	if err := calicopolicy.ValidateSelector(*hostSelector); err != nil {
+		return fmt.Errorf("--host-endpoint-selector: %w", err)
+	}
+	for name, v := range map[string]string{"--health-check-cidrs": *healthCIDRs, "--vpc-cidrs": *vpcCIDRs} {
+		if _, errs := cidrset.Parse(lbc.SplitList(v)); len(errs) > 0 {
+			return fmt.Errorf("%s: %v", name, errs)
+		}
+	}
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  kubeapi.Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
+		HealthProbeBindAddress:  *probeAddr,
+		LeaderElection:          *leaderElect,
+		LeaderElectionID:        "nlb-policy-controller.telemetry-platform.io",
+		LeaderElectionNamespace: *leaderNS,
+		Controller:              config.Controller{MaxConcurrentReconciles: *maxConcurrency},
+	})
+	if err != nil {
+		return err
+	}
+
+	sources := &nlbpolicy.AWSSources{
+		FallbackHealthCheckCIDRs: lbc.SplitList(*healthCIDRs),
+		FallbackVPCCIDRs:         lbc.SplitList(*vpcCIDRs),
+		TTL:                      *cacheTTL,
+	}
+	if *useAWS {
+		awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
+		if err != nil {
+			return fmt.Errorf("AWS configuration (or run with --aws=false): %w", err)
+		}
+		if *awsEndpoint != "" {
+			awsCfg.BaseEndpoint = aws.String(*awsEndpoint)
+		}
+		sources.ELB, sources.EC2 = elbv2.NewFromConfig(awsCfg), ec2.NewFromConfig(awsCfg)
+	}
+	_, err = nlbpolicy.Setup(mgr, nlbpolicy.Config{
+		Options:       nlbpolicy.Options{HostEndpointSelector: *hostSelector, Order: *order, NetworkSetThreshold: *netsetSize},
+		ManageAll:     *manageAll,
+		Sources:       sources,
+		SweepInterval: *sweepInterval,
+		Registry:      metrics.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	ctrl.Log.Info("starting", "manageAll", *manageAll, "aws", *useAWS, "hostEndpointSelector", *hostSelector,
+		"healthCheckCIDRs", strings.Join(sources.FallbackHealthCheckCIDRs, ","))
+	return mgr.Start(ctrl.SetupSignalHandler())
+}

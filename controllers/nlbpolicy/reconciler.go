@@ -1,0 +1,331 @@
+package nlbpolicy
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+)
+
+// Finalizer holds a managed Service until its policies are deleted.
+const Finalizer = "telemetry-platform.io/nlb-policy"
+
+// Sources resolves what Desired needs from outside the Service.
+type Sources interface {
+	// HealthCheckCIDRs are the CIDRs the NLB's health checks come from.
+	HealthCheckCIDRs(ctx context.Context, svc *corev1.Service) ([]string, error)
+	// DefaultSources apply when the Service lists no source range.
+	DefaultSources(ctx context.Context, svc *corev1.Service) ([]string, error)
+	// HealthCheckPending reports that the NLB does not exist yet.
+	HealthCheckPending(svc *corev1.Service) bool
+}
+
+// Reconciler applies Desired for each NLB Service.
+type Reconciler struct {
+	Client   client.Client
+	Recorder events.EventRecorder
+	Sources  Sources
+	Options  Options
+	// ManageAll manages every NLB Service whose backend security-group rules
+	// are switched off, without the opt-in annotation (opt out with
+	// telemetry-platform.io/nlb-policy: disabled).
+	ManageAll bool
+	Metrics   *Metrics
+
+	mu       sync.Mutex
+	reported map[types.UID]string // problems last reported per Service, so Events are not repeated
+}
+
+// Qualifies reports whether the controller manages the Service: an NLB of
+// the AWS Load Balancer Controller (loadBalancerClass service.k8s.aws/nlb, or
+// the aws-load-balancer-type annotation external or nlb-ip) that opts in with
+// telemetry-platform.io/nlb-policy: enabled, or, with ManageAll, whose
+// backend security-group rules are switched off and that does not opt out.
+func Qualifies(svc *corev1.Service, manageAll bool) bool {
+	if svc.DeletionTimestamp != nil || !lbc.IsNLB(svc) {
+		return false
+	}
+	switch svc.Annotations[annotations.NLBPolicy] {
+	case annotations.Enabled:
+		return true
+	case annotations.Disabled:
+		return false
+	}
+	return manageAll && !lbc.BackendRulesManaged(svc)
+}
+
+// SetupWithManager watches Services (those that are NLBs or carry the
+// finalizer) and the generated objects, mapped back to their Service by
+// label, so a hand edit or deletion is restored.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.reported = map[types.UID]string{}
+	relevant := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		svc, ok := o.(*corev1.Service)
+		return ok && (lbc.IsNLB(svc) || controllerutil.ContainsFinalizer(svc, Finalizer))
+	})
+	toOwner := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		l := o.GetLabels()
+		if l[annotations.ManagedBy] != annotations.NLBPolicyManager || l[annotations.OwnerName] == "" {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: l[annotations.OwnerNamespace], Name: l[annotations.OwnerName]}}}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("nlb-policy").
+		For(&corev1.Service{}, builder.WithPredicates(relevant)).
+		Watches(&calicov3.GlobalNetworkPolicy{}, toOwner).
+		Watches(&calicov3.GlobalNetworkSet{}, toOwner).
+		Complete(r)
+}
+
+// waitRequeue is how soon a Service that is not ready yet (no NodePort, no
+// load balancer to ask about) is looked at again.
+const waitRequeue = 15 * time.Second
+
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	logger := log.FromContext(ctx)
+	svc := &corev1.Service{}
+	if err := r.Client.Get(ctx, req.NamespacedName, svc); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Gone (the finalizer was removed by force, or it never had one):
+			// delete what is left.
+			r.forget(req.NamespacedName, "")
+			return reconcile.Result{}, r.deleteOwned(ctx, req.Namespace, req.Name, "")
+		}
+		return reconcile.Result{}, err
+	}
+	if !Qualifies(svc, r.ManageAll) {
+		if err := r.deleteOwned(ctx, svc.Namespace, svc.Name, ""); err != nil {
+			return reconcile.Result{}, err
+		}
+		r.forget(req.NamespacedName, svc.UID)
+		if controllerutil.ContainsFinalizer(svc, Finalizer) {
+			patch := client.MergeFrom(svc.DeepCopy())
+			controllerutil.RemoveFinalizer(svc, Finalizer)
+			if err := r.Client.Patch(ctx, svc, patch); err != nil && !apierrors.IsNotFound(err) {
+				return reconcile.Result{}, err
+			}
+			r.Metrics.write("Service", "patch")
+			logger.Info("policies removed", "reason", notQualifyingReason(svc))
+		}
+		return reconcile.Result{}, nil
+	}
+	if !controllerutil.ContainsFinalizer(svc, Finalizer) {
+		patch := client.MergeFrom(svc.DeepCopy())
+		controllerutil.AddFinalizer(svc, Finalizer)
+		if err := r.Client.Patch(ctx, svc, patch); err != nil {
+			return reconcile.Result{}, err
+		}
+		r.Metrics.write("Service", "patch")
+	}
+
+	existingPolicies, existingSets, err := r.owned(ctx, svc.Namespace, svc.Name)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	in := Input{Service: svc, HealthCheckPending: r.Sources.HealthCheckPending(svc)}
+	var resolveErr error
+	if in.HealthCheckCIDRs, resolveErr = r.Sources.HealthCheckCIDRs(ctx, svc); resolveErr == nil {
+		in.DefaultSources, resolveErr = r.Sources.DefaultSources(ctx, svc)
+	}
+	if resolveErr != nil && len(existingPolicies) > 0 {
+		// Keep the policies in place until AWS answers again.
+		return reconcile.Result{}, fmt.Errorf("resolving health-check CIDRs and default sources: %w", resolveErr)
+	}
+	// With no policy yet, enforce at once what is known (fail closed) and retry.
+	out := Desired(in, r.Options)
+	problems := out.Problems
+	if resolveErr != nil {
+		problems = append(problems, "cannot ask AWS about the load balancer: "+resolveErr.Error())
+	}
+	r.report(svc, problems)
+	if out.Waiting != "" {
+		logger.V(1).Info("waiting", "reason", out.Waiting)
+		return reconcile.Result{RequeueAfter: waitRequeue}, nil
+	}
+
+	writes, err := r.apply(ctx, out, existingPolicies, existingSets)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if writes > 0 {
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, "PoliciesApplied", "Reconcile",
+			"%d Calico object(s) written: %d policies, %d network sets, %d allowed source nets",
+			writes, len(out.Policies), len(out.NetworkSets), out.Sources.Len())
+		logger.Info("policies applied", "writes", writes, "policies", len(out.Policies), "sources", out.Sources.Len())
+	}
+	r.Metrics.observe(svc, out, len(in.HealthCheckCIDRs))
+	if resolveErr != nil {
+		return reconcile.Result{RequeueAfter: waitRequeue}, nil
+	}
+	return reconcile.Result{}, nil
+}
+
+// apply creates, updates and deletes so the cluster holds exactly the
+// desired objects: network sets before the policies that reference them,
+// stale policies before stale sets. Unchanged objects are not written.
+func (r *Reconciler) apply(ctx context.Context, out Output, policies []calicov3.GlobalNetworkPolicy, sets []calicov3.GlobalNetworkSet) (int, error) {
+	writes := 0
+	for _, want := range out.NetworkSets {
+		i := slices.IndexFunc(sets, func(s calicov3.GlobalNetworkSet) bool { return s.Name == want.Name })
+		switch {
+		case i < 0:
+			if err := r.Client.Create(ctx, want); err != nil {
+				return writes, err
+			}
+			r.Metrics.write("GlobalNetworkSet", "create")
+			writes++
+		case !equality.Semantic.DeepEqual(sets[i].Spec, want.Spec) || !equality.Semantic.DeepEqual(sets[i].Labels, want.Labels):
+			want.ResourceVersion = sets[i].ResourceVersion
+			if err := r.Client.Update(ctx, want); err != nil {
+				return writes, err
+			}
+			r.Metrics.write("GlobalNetworkSet", "update")
+			writes++
+		}
+	}
+	for _, want := range out.Policies {
+		i := slices.IndexFunc(policies, func(p calicov3.GlobalNetworkPolicy) bool { return p.Name == want.Name })
+		switch {
+		case i < 0:
+			if err := r.Client.Create(ctx, want); err != nil {
+				return writes, err
+			}
+			r.Metrics.write("GlobalNetworkPolicy", "create")
+			writes++
+		case !equality.Semantic.DeepEqual(policies[i].Spec, want.Spec) || !equality.Semantic.DeepEqual(policies[i].Labels, want.Labels):
+			want.ResourceVersion = policies[i].ResourceVersion
+			if err := r.Client.Update(ctx, want); err != nil {
+				return writes, err
+			}
+			r.Metrics.write("GlobalNetworkPolicy", "update")
+			writes++
+		}
+	}
+	for i := range policies {
+		if !slices.ContainsFunc(out.Policies, func(p *calicov3.GlobalNetworkPolicy) bool { return p.Name == policies[i].Name }) {
+			if err := r.Client.Delete(ctx, &policies[i]); client.IgnoreNotFound(err) != nil {
+				return writes, err
+			}
+			r.Metrics.write("GlobalNetworkPolicy", "delete")
+			writes++
+		}
+	}
+	for i := range sets {
+		if !slices.ContainsFunc(out.NetworkSets, func(s *calicov3.GlobalNetworkSet) bool { return s.Name == sets[i].Name }) {
+			if err := r.Client.Delete(ctx, &sets[i]); client.IgnoreNotFound(err) != nil {
+				return writes, err
+			}
+			r.Metrics.write("GlobalNetworkSet", "delete")
+			writes++
+		}
+	}
+	return writes, nil
+}
+
+// owned lists the objects generated for a Service, by label.
+func (r *Reconciler) owned(ctx context.Context, namespace, name string) ([]calicov3.GlobalNetworkPolicy, []calicov3.GlobalNetworkSet, error) {
+	sel := client.MatchingLabels{annotations.ManagedBy: annotations.NLBPolicyManager,
+		annotations.OwnerNamespace: namespace, annotations.OwnerName: name}
+	var policies calicov3.GlobalNetworkPolicyList
+	if err := r.Client.List(ctx, &policies, sel); err != nil {
+		return nil, nil, err
+	}
+	var sets calicov3.GlobalNetworkSetList
+	if err := r.Client.List(ctx, &sets, sel); err != nil {
+		return nil, nil, err
+	}
+	return policies.Items, sets.Items, nil
+}
+
+// deleteOwned deletes a Service's objects (policies first). With a UID,
+// only objects labelled with that UID go.
+func (r *Reconciler) deleteOwned(ctx context.Context, namespace, name string, uid types.UID) error {
+	policies, sets, err := r.owned(ctx, namespace, name)
+	if err != nil {
+		return err
+	}
+	for i := range policies {
+		if uid == "" || policies[i].Labels[annotations.OwnerUID] == string(uid) {
+			if err := r.Client.Delete(ctx, &policies[i]); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+			r.Metrics.write("GlobalNetworkPolicy", "delete")
+		}
+	}
+	for i := range sets {
+		if uid == "" || sets[i].Labels[annotations.OwnerUID] == string(uid) {
+			if err := r.Client.Delete(ctx, &sets[i]); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+			r.Metrics.write("GlobalNetworkSet", "delete")
+		}
+	}
+	return nil
+}
+
+// report emits a Warning Event when a Service's problems change, and never
+// twice for the same problems, so steady state makes no write.
+func (r *Reconciler) report(svc *corev1.Service, problems []string) {
+	sum := fmt.Sprintf("%x", sha256.Sum256([]byte(strings.Join(problems, "\n"))))
+	r.mu.Lock()
+	last, seen := r.reported[svc.UID]
+	r.reported[svc.UID] = sum
+	r.mu.Unlock()
+	if (seen && last == sum) || len(problems) == 0 {
+		return
+	}
+	r.Metrics.invalid.Add(float64(len(problems)))
+	for _, p := range problems {
+		log.Log.WithName("nlb-policy").Info("invalid input", "service", svc.Namespace+"/"+svc.Name, "problem", p)
+	}
+	r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, "InvalidInput", "Reconcile", "%s", truncate(strings.Join(problems, "; "), 1000))
+}
+
+func (r *Reconciler) forget(key types.NamespacedName, uid types.UID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if uid != "" {
+		delete(r.reported, uid)
+	}
+	r.Metrics.forget(key)
+}
+
+func notQualifyingReason(svc *corev1.Service) string {
+	switch {
+	case svc.DeletionTimestamp != nil:
+		return "Service deleted"
+	case !lbc.IsNLB(svc):
+		return "no longer an NLB Service"
+	default:
+		return "opted out"
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,98 @@
+package nlbpolicy
+
+import (
+	"context"
+	"time"
+
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+)
+
+// Sweeper deletes generated objects whose Service no longer exists (the
+// controller was down during a delete and the finalizer was removed by
+// force, or the Service was re-created with another UID): at start and then
+// periodically. It runs on the leader only.
+type Sweeper struct {
+	Client client.Client
+	// Reader reads Services from the API server, not a cache, so a Service
+	// is never taken for gone because a cache is behind.
+	Reader   client.Reader
+	Interval time.Duration
+	Metrics  *Metrics
+}
+
+// NeedLeaderElection: one sweeper per cluster.
+func (s *Sweeper) NeedLeaderElection() bool { return true }
+
+// Start sweeps until ctx ends.
+func (s *Sweeper) Start(ctx context.Context) error {
+	logger := log.FromContext(ctx).WithName("orphan-sweep")
+	for {
+		n, err := s.Sweep(ctx)
+		if err != nil {
+			logger.Error(err, "sweep failed")
+		} else if n > 0 {
+			logger.Info("orphans deleted", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(s.Interval):
+		}
+	}
+}
+
+// Sweep deletes orphans once and returns how many it deleted.
+func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
+	managed := client.MatchingLabels{annotations.ManagedBy: annotations.NLBPolicyManager}
+	var policies calicov3.GlobalNetworkPolicyList
+	if err := s.Client.List(ctx, &policies, managed); err != nil {
+		return 0, err
+	}
+	var sets calicov3.GlobalNetworkSetList
+	if err := s.Client.List(ctx, &sets, managed); err != nil {
+		return 0, err
+	}
+	var objects []client.Object
+	for i := range policies.Items {
+		objects = append(objects, &policies.Items[i])
+	}
+	for i := range sets.Items {
+		objects = append(objects, &sets.Items[i])
+	}
+	alive := map[string]bool{} // owner UID -> its Service exists
+	deleted := 0
+	for _, o := range objects {
+		l := o.GetLabels()
+		uid := l[annotations.OwnerUID]
+		live, known := alive[uid]
+		if !known {
+			svc := &corev1.Service{}
+			err := s.Reader.Get(ctx, client.ObjectKey{Namespace: l[annotations.OwnerNamespace], Name: l[annotations.OwnerName]}, svc)
+			switch {
+			case apierrors.IsNotFound(err):
+				live = false
+			case err != nil:
+				return deleted, err
+			default:
+				live = string(svc.UID) == uid
+			}
+			alive[uid] = live
+		}
+		if live {
+			continue
+		}
+		if err := s.Client.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+			return deleted, err
+		}
+		deleted++
+		s.Metrics.orphans.Inc()
+		s.Metrics.write(o.GetObjectKind().GroupVersionKind().Kind, "delete")
+	}
+	return deleted, nil
+}

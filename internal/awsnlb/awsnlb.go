@@ -1,0 +1,90 @@
+// Package awsnlb finds what the product needs to know of an NLB the AWS Load
+// Balancer Controller provisioned: the load balancer by the DNS name in its
+// Service's status, the CIDRs of its subnets (where health checks come from)
+// and of its VPC (the default sources of an internal NLB). The provider and
+// the nlb-policy controller share it.
+package awsnlb
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// LoadBalancer is an NLB as the product reports it.
+type LoadBalancer struct {
+	ARN, DNSName, VPCID, State string
+	// SubnetCIDRs are sorted.
+	SubnetCIDRs []string
+}
+
+// Hostname is the load balancer DNS name in a Service's status, or "".
+func Hostname(svc *corev1.Service) string {
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if in.Hostname != "" {
+			return in.Hostname
+		}
+	}
+	return ""
+}
+
+// Find returns the load balancer with the DNS name, or nil when none has it
+// (yet).
+func Find(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsName string) (*LoadBalancer, error) {
+	pages := elbv2.NewDescribeLoadBalancersPaginator(elb, &elbv2.DescribeLoadBalancersInput{})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("describing load balancers: %w", err)
+		}
+		for _, lb := range page.LoadBalancers {
+			if !strings.EqualFold(aws.ToString(lb.DNSName), dnsName) {
+				continue
+			}
+			out := &LoadBalancer{ARN: aws.ToString(lb.LoadBalancerArn), DNSName: aws.ToString(lb.DNSName), VPCID: aws.ToString(lb.VpcId)}
+			if lb.State != nil {
+				out.State = string(lb.State.Code)
+			}
+			var subnets []string
+			for _, az := range lb.AvailabilityZones {
+				subnets = append(subnets, aws.ToString(az.SubnetId))
+			}
+			if len(subnets) > 0 {
+				sn, err := ec.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: subnets})
+				if err != nil {
+					return nil, fmt.Errorf("describing the NLB's subnets: %w", err)
+				}
+				for _, s := range sn.Subnets {
+					out.SubnetCIDRs = append(out.SubnetCIDRs, aws.ToString(s.CidrBlock))
+				}
+				slices.Sort(out.SubnetCIDRs)
+			}
+			return out, nil
+		}
+	}
+	return nil, nil
+}
+
+// VPCCIDRs are the IPv4 CIDR blocks of a VPC.
+func VPCCIDRs(ctx context.Context, ec *ec2.Client, vpcID string) ([]string, error) {
+	vpcs, err := ec.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{vpcID}})
+	if err != nil {
+		return nil, fmt.Errorf("describing VPC %s: %w", vpcID, err)
+	}
+	var cidrs []string
+	for _, v := range vpcs.Vpcs {
+		for _, b := range v.CidrBlockAssociationSet {
+			cidrs = append(cidrs, aws.ToString(b.CidrBlock))
+		}
+		if len(v.CidrBlockAssociationSet) == 0 && v.CidrBlock != nil {
+			cidrs = append(cidrs, aws.ToString(v.CidrBlock))
+		}
+	}
+	return cidrs, nil
+}
