@@ -1,0 +1,511 @@
+package nlbpolicy_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	"github.com/go-logr/logr"
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
+)
+
+func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard())
+	os.Exit(m.Run())
+}
+
+// controller is a running nlb-policy controller against the plane.
+type controller struct {
+	registry *prometheus.Registry
+	stop     func()
+}
+
+func startController(t *testing.T, p *localplane.Plane, manageAll bool) *controller {
+	t.Helper()
+	mgr, err := ctrl.NewManager(p.Config, ctrl.Options{
+		Scheme:     kubeapi.Scheme(),
+		Metrics:    metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	awsCfg := p.AWS.Config()
+	reg := prometheus.NewRegistry()
+	_, err = nlbpolicy.Setup(mgr, nlbpolicy.Config{
+		Options:       nlbpolicy.DefaultOptions(),
+		ManageAll:     manageAll,
+		Sources:       &nlbpolicy.AWSSources{ELB: elbv2.NewFromConfig(awsCfg), EC2: ec2.NewFromConfig(awsCfg), TTL: time.Minute},
+		SweepInterval: time.Hour,
+		Registry:      reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	c := &controller{registry: reg}
+	c.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		if ctx.Err() == nil {
+			c.stop()
+		}
+	})
+	return c
+}
+
+func (c *controller) writes(t *testing.T) float64 {
+	t.Helper()
+	families, err := c.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() == "telemetry_nlbpolicy_api_writes_total" {
+			for _, m := range f.GetMetric() {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
+}
+
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		last = why
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s: %s", what, last)
+}
+
+func service(ns, name string, mutate ...func(*corev1.Service)) *corev1.Service {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: map[string]string{
+			annotations.NLBPolicy: annotations.Enabled, lbc.Scheme: lbc.SchemeInternetFacing,
+			lbc.ManageBackendSecurityGroupRule: "false",
+		}},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To(lbc.LoadBalancerClass),
+			Selector:                 map[string]string{"app": "sfacctd"},
+			ExternalTrafficPolicy:    corev1.ServiceExternalTrafficPolicyLocal,
+			LoadBalancerSourceRanges: []string{"192.0.2.0/24"},
+			Ports:                    []corev1.ServicePort{{Name: "sflow", Protocol: corev1.ProtocolUDP, Port: 6343}},
+		},
+	}
+	for _, m := range mutate {
+		m(svc)
+	}
+	return svc
+}
+
+func owned(t *testing.T, c client.Client, svc *corev1.Service) ([]*calicov3.GlobalNetworkPolicy, []*calicov3.GlobalNetworkSet) {
+	t.Helper()
+	sel := client.MatchingLabels{annotations.OwnerNamespace: svc.Namespace, annotations.OwnerName: svc.Name}
+	var pl calicov3.GlobalNetworkPolicyList
+	var sl calicov3.GlobalNetworkSetList
+	if err := c.List(context.Background(), &pl, sel); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.List(context.Background(), &sl, sel); err != nil {
+		t.Fatal(err)
+	}
+	var ps []*calicov3.GlobalNetworkPolicy
+	for i := range pl.Items {
+		ps = append(ps, &pl.Items[i])
+	}
+	var ss []*calicov3.GlobalNetworkSet
+	for i := range sl.Items {
+		ss = append(ss, &sl.Items[i])
+	}
+	return ps, ss
+}
+
+// verdict evaluates what the cluster holds now for a packet to the node.
+func verdict(t *testing.T, c client.Client, src string, protocol string, port int32) calicopolicy.Verdict {
+	t.Helper()
+	var pl calicov3.GlobalNetworkPolicyList
+	var sl calicov3.GlobalNetworkSetList
+	if err := c.List(context.Background(), &pl); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.List(context.Background(), &sl); err != nil {
+		t.Fatal(err)
+	}
+	var ps []*calicov3.GlobalNetworkPolicy
+	for i := range pl.Items {
+		ps = append(ps, &pl.Items[i])
+	}
+	var ss []*calicov3.GlobalNetworkSet
+	for i := range sl.Items {
+		ss = append(ss, &sl.Items[i])
+	}
+	host := calicopolicy.Endpoint{Host: true, Labels: map[string]string{"kubernetes.io/hostname": "ip-10-0-0-4.ec2.internal"}}
+	res, err := calicopolicy.Evaluate(ps, ss, host, calicopolicy.Packet{Src: netip.MustParseAddr(src), Protocol: protocol, DstPort: uint16(port)}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Verdict
+}
+
+func get(t *testing.T, c client.Client, svc *corev1.Service) (*corev1.Service, bool) {
+	t.Helper()
+	got := &corev1.Service{}
+	err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), got)
+	if apierrors.IsNotFound(err) {
+		return nil, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, true
+}
+
+func TestController(t *testing.T) {
+	parent := t // controllers started in subtests outlive them
+	p := localplane.New(t, localplane.Options{})
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}); err != nil {
+		t.Fatal(err)
+	}
+	lbs := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
+	defer lbs.Stop()
+	ctl := startController(t, p, false)
+
+	svc := service("telemetry", "flows")
+	if err := c.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("create: policies from sources and the NLB's subnets, found through AWS", func(t *testing.T) {
+		eventually(t, "health checks from the NLB's subnets allowed", func() (bool, string) {
+			got, _ := get(t, c, svc)
+			if got.Spec.HealthCheckNodePort == 0 {
+				return false, "no health-check NodePort"
+			}
+			// 10.0.33.1 is in the NLB's subnet of us-east-1c (10.0.32.0/20).
+			return verdict(t, c, "10.0.33.1", "TCP", got.Spec.HealthCheckNodePort) == calicopolicy.Allowed, "not yet"
+		})
+		got, _ := get(t, c, svc)
+		if !slices.Contains(got.Finalizers, nlbpolicy.Finalizer) {
+			t.Fatalf("finalizer missing: %v", got.Finalizers)
+		}
+		node, health := got.Spec.Ports[0].NodePort, got.Spec.HealthCheckNodePort
+		for _, tc := range []struct {
+			src, proto string
+			port       int32
+			want       calicopolicy.Verdict
+		}{
+			{"192.0.2.10", "UDP", node, calicopolicy.Allowed},
+			{"203.0.113.10", "UDP", node, calicopolicy.Denied},
+			{"10.0.33.1", "TCP", health, calicopolicy.Allowed}, // from the NLB subnet in us-east-1c
+			{"203.0.113.10", "TCP", health, calicopolicy.Denied},
+		} {
+			if v := verdict(t, c, tc.src, tc.proto, tc.port); v != tc.want {
+				t.Errorf("%s %s:%d = %v, want %v", tc.src, tc.proto, tc.port, v, tc.want)
+			}
+		}
+	})
+
+	t.Run("steady state makes no writes", func(t *testing.T) {
+		before := ctl.writes(t)
+		got, _ := get(t, c, svc)
+		got.Annotations["unrelated"] = "touch" // an update event: the Service is reconciled again
+		if err := c.Update(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		if after := ctl.writes(t); after != before {
+			t.Fatalf("%v writes after an unrelated change", after-before)
+		}
+	})
+
+	t.Run("update: new sources are enforced", func(t *testing.T) {
+		got, _ := get(t, c, svc)
+		got.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/24"}
+		if err := c.Update(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		node := got.Spec.Ports[0].NodePort
+		eventually(t, "new sources", func() (bool, string) {
+			return verdict(t, c, "203.0.113.10", "UDP", node) == calicopolicy.Allowed &&
+				verdict(t, c, "192.0.2.10", "UDP", node) == calicopolicy.Denied, "not yet"
+		})
+	})
+
+	t.Run("a hand edit or deletion is restored", func(t *testing.T) {
+		ps, _ := owned(t, c, svc)
+		allow := ps[0]
+		if !strings.HasSuffix(allow.Name, "-allow") {
+			allow = ps[1]
+		}
+		allow.Spec.Ingress[0].Source.Nets = []string{"0.0.0.0/0"}
+		if err := c.Update(ctx, allow); err != nil {
+			t.Fatal(err)
+		}
+		node := func() int32 { got, _ := get(t, c, svc); return got.Spec.Ports[0].NodePort }()
+		eventually(t, "edit reverted", func() (bool, string) {
+			return verdict(t, c, "198.51.100.1", "UDP", node) == calicopolicy.Denied, "still open"
+		})
+		deny := ps[0]
+		if deny.Name == allow.Name {
+			deny = ps[1]
+		}
+		if err := c.Delete(ctx, deny); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "deletion restored", func() (bool, string) {
+			ps, _ := owned(t, c, svc)
+			return len(ps) == 2, fmt.Sprintf("%d policies", len(ps))
+		})
+	})
+
+	t.Run("bad input: Event, valid part enforced, never widened", func(t *testing.T) {
+		// The API server validates source ranges (spec and annotation); our own
+		// annotations it does not.
+		got, _ := get(t, c, svc)
+		got.Annotations[annotations.HealthCheckCIDRs] = "10.0.0.0/20,10.0.64.7/20,nonsense"
+		got.Annotations[annotations.HostEndpointSelector] = "has(kubernetes.io/hostname"
+		if err := c.Update(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "an InvalidInput Event", func() (bool, string) {
+			var evs eventsv1.EventList
+			if err := c.List(ctx, &evs, client.InNamespace("telemetry")); err != nil {
+				return false, err.Error()
+			}
+			for _, e := range evs.Items {
+				if e.Regarding.Name == "flows" && e.Reason == "InvalidInput" && strings.Contains(e.Note, "10.0.64.7/20") &&
+					strings.Contains(e.Note, "host-endpoint-selector") {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("%d events", len(evs.Items))
+		})
+		health := got.Spec.HealthCheckNodePort
+		eventually(t, "the valid health-check CIDR alone", func() (bool, string) {
+			return verdict(t, c, "10.0.1.1", "TCP", health) == calicopolicy.Allowed &&
+				verdict(t, c, "10.0.33.1", "TCP", health) == calicopolicy.Denied, "not yet"
+		})
+		if v := verdict(t, c, "10.0.64.7", "TCP", health); v != calicopolicy.Denied {
+			t.Errorf("an invalid health-check CIDR must not be allowed: %v", v)
+		}
+		got, _ = get(t, c, svc)
+		delete(got.Annotations, annotations.HealthCheckCIDRs)
+		delete(got.Annotations, annotations.HostEndpointSelector)
+		if err := c.Update(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("opt-out: policies and finalizer go", func(t *testing.T) {
+		got, _ := get(t, c, svc)
+		got.Annotations[annotations.NLBPolicy] = annotations.Disabled
+		if err := c.Update(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "clean-up", func() (bool, string) {
+			ps, ss := owned(t, c, svc)
+			got, _ := get(t, c, svc)
+			return len(ps)+len(ss) == 0 && !slices.Contains(got.Finalizers, nlbpolicy.Finalizer), fmt.Sprintf("%d objects, finalizers %v", len(ps)+len(ss), got.Finalizers)
+		})
+		got, _ = get(t, c, svc)
+		got.Annotations[annotations.NLBPolicy] = annotations.Enabled
+		if err := c.Update(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "opted in again", func() (bool, string) { ps, _ := owned(t, c, svc); return len(ps) == 2, "" })
+	})
+
+	t.Run("a Service that stops being an NLB loses its policies", func(t *testing.T) {
+		other := service("telemetry", "retype")
+		if err := c.Create(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "policies", func() (bool, string) { ps, _ := owned(t, c, other); return len(ps) == 2, "" })
+		got, _ := get(t, c, other)
+		got.Spec.Type = corev1.ServiceTypeClusterIP
+		got.Spec.LoadBalancerClass = nil
+		got.Spec.ExternalTrafficPolicy = ""
+		got.Spec.LoadBalancerSourceRanges = nil
+		got.Spec.Ports[0].NodePort = 0
+		got.Spec.HealthCheckNodePort = 0
+		if err := c.Update(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "clean-up", func() (bool, string) {
+			ps, _ := owned(t, c, other)
+			got, _ := get(t, c, other)
+			return len(ps) == 0 && !slices.Contains(got.Finalizers, nlbpolicy.Finalizer), ""
+		})
+	})
+
+	t.Run("delete: policies first, then the Service", func(t *testing.T) {
+		if err := c.Delete(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "Service and policies gone", func() (bool, string) {
+			ps, ss := owned(t, c, svc)
+			_, exists := get(t, c, svc)
+			return !exists && len(ps)+len(ss) == 0, fmt.Sprintf("exists %v, %d objects", exists, len(ps)+len(ss))
+		})
+	})
+
+	t.Run("delete while the controller is stopped", func(t *testing.T) {
+		held := service("telemetry", "held")
+		forced := service("telemetry", "forced")
+		for _, s := range []*corev1.Service{held, forced} {
+			if err := c.Create(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "policies", func() (bool, string) { ps, _ := owned(t, c, s); return len(ps) == 2, "" })
+		}
+		ctl.stop()
+		for _, s := range []*corev1.Service{held, forced} {
+			if err := c.Delete(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// "forced": someone removes our finalizer by hand while we are down.
+		eventually(t, "forced finalizer removal", func() (bool, string) {
+			got, ok := get(t, c, forced)
+			if !ok {
+				return true, ""
+			}
+			got.Finalizers = slices.DeleteFunc(got.Finalizers, func(f string) bool { return f == nlbpolicy.Finalizer })
+			if err := c.Update(ctx, got); err != nil {
+				return false, err.Error()
+			}
+			_, ok = get(t, c, forced)
+			return !ok, "still there"
+		})
+		if got, ok := get(t, c, held); !ok || got.DeletionTimestamp == nil {
+			t.Fatal("the finalizer must hold the Service while the controller is down")
+		}
+		if ps, _ := owned(t, c, forced); len(ps) != 2 {
+			t.Fatal("the orphan's policies should still exist before the controller is back")
+		}
+		ctl = startController(parent, p, false)
+		eventually(t, "held Service cleaned and released, orphans swept", func() (bool, string) {
+			ph, _ := owned(t, c, held)
+			pf, _ := owned(t, c, forced)
+			_, exists := get(t, c, held)
+			return !exists && len(ph)+len(pf) == 0, fmt.Sprintf("held exists %v, %d+%d policies", exists, len(ph), len(pf))
+		})
+		if n := testutil.ToFloat64(orphanCounter(t, ctl)); n < 2 {
+			t.Errorf("orphans deleted = %v, want the 2 policies of the forced Service", n)
+		}
+	})
+
+	t.Run("without a NodePort yet, the controller waits", func(t *testing.T) {
+		waiting := service("telemetry", "no-nodeports", func(s *corev1.Service) {
+			s.Spec.AllocateLoadBalancerNodePorts = ptr.To(false)
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+		})
+		if err := c.Create(ctx, waiting); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "finalizer", func() (bool, string) {
+			got, _ := get(t, c, waiting)
+			return slices.Contains(got.Finalizers, nlbpolicy.Finalizer), ""
+		})
+		time.Sleep(time.Second)
+		if ps, _ := owned(t, c, waiting); len(ps) != 0 {
+			t.Fatalf("%d policies without NodePorts", len(ps))
+		}
+	})
+
+	for _, err := range lbs.Errors() {
+		t.Errorf("load balancer controller stand-in: %v", err)
+	}
+}
+
+func orphanCounter(t *testing.T, ctl *controller) prometheus.Collector {
+	t.Helper()
+	families, err := ctl.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "telemetry_nlbpolicy_orphans_deleted_total" {
+			c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+			c.Add(f.GetMetric()[0].GetCounter().GetValue())
+			return c
+		}
+	}
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+}
+
+func TestManageAll(t *testing.T) {
+	p := localplane.New(t, localplane.Options{Nodes: 1})
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	startController(t, p, true)
+	// No opt-in annotation, backend rules off: managed with --manage-all.
+	managed := service("default", "managed", func(s *corev1.Service) { delete(s.Annotations, annotations.NLBPolicy) })
+	// Backend rules left to the AWS Load Balancer Controller: not ours.
+	untouched := service("default", "untouched", func(s *corev1.Service) {
+		delete(s.Annotations, annotations.NLBPolicy)
+		delete(s.Annotations, lbc.ManageBackendSecurityGroupRule)
+	})
+	optedOut := service("default", "opted-out", func(s *corev1.Service) { s.Annotations[annotations.NLBPolicy] = annotations.Disabled })
+	for _, s := range []*corev1.Service{managed, untouched, optedOut} {
+		if err := c.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "policies of the managed Service", func() (bool, string) { ps, _ := owned(t, c, managed); return len(ps) == 2, "" })
+	time.Sleep(time.Second)
+	for _, s := range []*corev1.Service{untouched, optedOut} {
+		if ps, _ := owned(t, c, s); len(ps) != 0 {
+			t.Errorf("%s got %d policies", s.Name, len(ps))
+		}
+	}
+}
