@@ -20,6 +20,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -49,11 +50,17 @@ type controller struct {
 
 func startController(t *testing.T, p *localplane.Plane, manageAll bool) *controller {
 	t.Helper()
-	mgr, err := ctrl.NewManager(p.Config, ctrl.Options{
-		Scheme:     kubeapi.Scheme(),
-		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	return startControllerAs(t, p, p.Config, manageAll, ctrl.Options{})
+}
+
+// startControllerAs runs the controller with the given credentials and
+// manager options (leader election, for instance).
+func startControllerAs(t *testing.T, p *localplane.Plane, cfg *rest.Config, manageAll bool, opts ctrl.Options) *controller {
+	t.Helper()
+	opts.Scheme = kubeapi.Scheme()
+	opts.Metrics = metricsserver.Options{BindAddress: "0"}
+	opts.Controller = config.Controller{SkipNameValidation: ptr.To(true)}
+	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,4 +515,8 @@ func TestManageAll(t *testing.T) {
 			t.Errorf("%s got %d policies", s.Name, len(ps))
 		}
 	}
+}
+
+func objectMeta(namespace, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: namespace, Name: name}
 }
