@@ -83,6 +83,8 @@ func Start(ctx context.Context, opts Options) (p *Plane, err error) {
 		CRDInstallOptions:       envtest.CRDInstallOptions{CRDs: crds},
 		ControlPlaneStopTimeout: 30 * time.Second,
 	}
+	// envtest's default Service range is a /24; benchmarks create thousands.
+	p.env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
 	if p.Config, err = p.env.Start(); err != nil {
 		p.env = nil
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)

@@ -1,0 +1,229 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
+)
+
+const (
+	benchServices = 1000
+	benchSources  = 100
+	workers       = 4 // the controller's default --max-concurrent-reconciles
+)
+
+var healthCIDRs = []string{"10.0.0.0/20", "10.0.16.0/20", "10.0.32.0/20"}
+
+// BenchmarkNLBPolicyConverge: 1,000 opted-in NLB Services with 100 sources
+// each exist when the controller starts. It measures the time to converge
+// (every Service's policies and network set written), against a bare client
+// writing the same objects with the same concurrency (the floor); the API
+// writes in steady state (must be zero), after a resync of every Service;
+// the controller's heap; and the security-group rules the AWS Load Balancer
+// Controller would have needed. Run with -benchtime=1x.
+func BenchmarkNLBPolicyConverge(b *testing.B) {
+	p := localplane.New(b, localplane.Options{NoAWS: true})
+	admin, err := p.Client()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.Logf("creating %d Services with %d sources each", benchServices, benchSources)
+	svcs := make([]*corev1.Service, benchServices)
+	parallel(b, benchServices, 8, func(i int) error {
+		svcs[i] = benchService(i)
+		return admin.Create(ctx, svcs[i])
+	})
+
+	for n := 0; n < b.N; n++ {
+		// Floor: the same objects, written by a bare client.
+		var objects []client.Object
+		for _, svc := range svcs {
+			got := &corev1.Service{}
+			if err := admin.Get(ctx, client.ObjectKeyFromObject(svc), got); err != nil {
+				b.Fatal(err)
+			}
+			out := nlbpolicy.Desired(nlbpolicy.Input{Service: got, HealthCheckCIDRs: healthCIDRs}, nlbpolicy.DefaultOptions())
+			for _, s := range out.NetworkSets {
+				objects = append(objects, s)
+			}
+			for _, p := range out.Policies {
+				objects = append(objects, p)
+			}
+		}
+		start := time.Now()
+		parallel(b, len(objects), workers, func(i int) error { return admin.Create(ctx, objects[i].DeepCopyObject().(client.Object)) })
+		floor := time.Since(start)
+		for _, o := range []client.Object{&calicov3.GlobalNetworkPolicy{}, &calicov3.GlobalNetworkSet{}} {
+			if err := admin.DeleteAllOf(ctx, o); err != nil {
+				b.Fatal(err)
+			}
+		}
+
+		// The controller, from a cold start.
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		reg := prometheus.NewRegistry()
+		mgr, err := ctrl.NewManager(p.Config, ctrl.Options{
+			Scheme: kubeapi.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
+			Controller: config.Controller{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: workers},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{
+			Options: nlbpolicy.DefaultOptions(), Sources: &nlbpolicy.AWSSources{FallbackHealthCheckCIDRs: healthCIDRs},
+			SweepInterval: time.Hour, Registry: reg,
+		}); err != nil {
+			b.Fatal(err)
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		start = time.Now()
+		go func() { done <- mgr.Start(mctx) }()
+		var peak uint64
+		for {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapAlloc)
+			var pl calicov3.GlobalNetworkPolicyList
+			if err := admin.List(ctx, &pl); err != nil {
+				b.Fatal(err)
+			}
+			if len(pl.Items) == 2*benchServices {
+				break
+			}
+			if time.Since(start) > 10*time.Minute {
+				b.Fatalf("not converged: %d policies", len(pl.Items))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		converge := time.Since(start)
+		// Every Service reconciled once more with nothing to change: no write.
+		written := counter(b, reg, "telemetry_nlbpolicy_api_writes_total")
+		parallel(b, benchServices, 8, func(i int) error {
+			got := &corev1.Service{}
+			if err := admin.Get(ctx, client.ObjectKeyFromObject(svcs[i]), got); err != nil {
+				return err
+			}
+			got.Annotations["bench/resync"] = fmt.Sprint(n)
+			return admin.Update(ctx, got)
+		})
+		time.Sleep(10 * time.Second)
+		steady := counter(b, reg, "telemetry_nlbpolicy_api_writes_total") - written
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		rulesAvoided := counter(b, reg, "telemetry_nlbpolicy_security_group_rules_avoided")
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+
+		b.ReportMetric(floor.Seconds(), "floor-s")
+		b.ReportMetric(converge.Seconds(), "converge-s")
+		b.ReportMetric(converge.Seconds()/floor.Seconds(), "converge-ratio")
+		b.ReportMetric(steady, "steady-writes")
+		b.ReportMetric(float64(after.HeapAlloc-min(after.HeapAlloc, before.HeapAlloc))/(1<<20), "heap-MiB")
+		b.ReportMetric(float64(peak-min(peak, before.HeapAlloc))/(1<<20), "peak-heap-MiB")
+		b.ReportMetric(rulesAvoided, "sg-rules-avoided")
+		fmt.Fprintf(os.Stderr, "%d Services x %d sources: %d objects; floor %v, controller %v (x%.2f); steady-state writes %v; "+
+			"heap after %.1f MiB (peak %.1f MiB above start); AWS LBC would need %v security-group rules (%d per Service, limit %d)\n",
+			benchServices, benchSources, len(objects), floor.Round(time.Millisecond), converge.Round(time.Millisecond),
+			converge.Seconds()/floor.Seconds(), steady, float64(after.HeapAlloc-min(after.HeapAlloc, before.HeapAlloc))/(1<<20),
+			float64(peak-min(peak, before.HeapAlloc))/(1<<20), rulesAvoided, lbc.PerSourceRules(benchSources, []int{1}, 3),
+			lbc.DefaultRulesPerSecurityGroup)
+		if steady != 0 {
+			b.Errorf("steady state made %v writes", steady)
+		}
+	}
+}
+
+func benchService(i int) *corev1.Service {
+	var ranges []string
+	for j := 0; j < benchSources; j++ {
+		// Non-adjacent /32s: they do not aggregate.
+		ranges = append(ranges, fmt.Sprintf("10.%d.%d.%d/32", 100+i/250, i%250, 2*j))
+	}
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("flows-%04d", i), Annotations: map[string]string{
+			annotations.NLBPolicy: annotations.Enabled, lbc.ManageBackendSecurityGroupRule: "false"}},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To(lbc.LoadBalancerClass),
+			Selector: map[string]string{"app": "sfacctd"}, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+			LoadBalancerSourceRanges: ranges,
+			Ports:                    []corev1.ServicePort{{Name: "sflow", Protocol: corev1.ProtocolUDP, Port: 6343}},
+		},
+	}
+}
+
+func parallel(b *testing.B, n, workers int, f func(int) error) {
+	b.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	next := make(chan int)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+func counter(b *testing.B, reg *prometheus.Registry, name string) float64 {
+	b.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if m.GetCounter() != nil {
+				total += m.GetCounter().GetValue()
+			}
+			if m.GetGauge() != nil {
+				total += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return total
+}
