@@ -111,12 +111,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			// Gone (the finalizer was removed by force, or it never had one):
 			// delete what is left.
 			r.forget(req.NamespacedName, "")
-			return reconcile.Result{}, r.deleteOwned(ctx, req.Namespace, req.Name, "")
+			return reconcile.Result{}, r.deleteOwned(ctx, req.Namespace, req.Name)
 		}
 		return reconcile.Result{}, err
 	}
 	if !Qualifies(svc, r.ManageAll) {
-		if err := r.deleteOwned(ctx, svc.Namespace, svc.Name, ""); err != nil {
+		if err := r.deleteOwned(ctx, svc.Namespace, svc.Name); err != nil {
 			return reconcile.Result{}, err
 		}
 		r.forget(req.NamespacedName, svc.UID)
@@ -259,28 +259,23 @@ func (r *Reconciler) owned(ctx context.Context, namespace, name string) ([]calic
 	return policies.Items, sets.Items, nil
 }
 
-// deleteOwned deletes a Service's objects (policies first). With a UID,
-// only objects labelled with that UID go.
-func (r *Reconciler) deleteOwned(ctx context.Context, namespace, name string, uid types.UID) error {
+// deleteOwned deletes a Service's objects, policies first.
+func (r *Reconciler) deleteOwned(ctx context.Context, namespace, name string) error {
 	policies, sets, err := r.owned(ctx, namespace, name)
 	if err != nil {
 		return err
 	}
 	for i := range policies {
-		if uid == "" || policies[i].Labels[annotations.OwnerUID] == string(uid) {
-			if err := r.Client.Delete(ctx, &policies[i]); client.IgnoreNotFound(err) != nil {
-				return err
-			}
-			r.Metrics.write("GlobalNetworkPolicy", "delete")
+		if err := r.Client.Delete(ctx, &policies[i]); client.IgnoreNotFound(err) != nil {
+			return err
 		}
+		r.Metrics.write("GlobalNetworkPolicy", "delete")
 	}
 	for i := range sets {
-		if uid == "" || sets[i].Labels[annotations.OwnerUID] == string(uid) {
-			if err := r.Client.Delete(ctx, &sets[i]); client.IgnoreNotFound(err) != nil {
-				return err
-			}
-			r.Metrics.write("GlobalNetworkSet", "delete")
+		if err := r.Client.Delete(ctx, &sets[i]); client.IgnoreNotFound(err) != nil {
+			return err
 		}
+		r.Metrics.write("GlobalNetworkSet", "delete")
 	}
 	return nil
 }
