@@ -55,6 +55,20 @@ func (c *clients) Kube() (client.Client, discovery.DiscoveryInterface, error) {
 	return c.kube, c.discovery, c.kubeErr
 }
 
+// kubeOrDiag is Kube for resources: an error becomes a diagnostic.
+func (c *clients) kubeOrDiag(diags *diag.Diagnostics) (client.Client, discovery.DiscoveryInterface, bool) {
+	if c == nil {
+		diags.AddError("Provider not configured", "the telemetry provider was not configured")
+		return nil, nil, false
+	}
+	kc, disco, err := c.Kube()
+	if err != nil {
+		diags.AddError("Kubernetes configuration", err.Error())
+		return nil, nil, false
+	}
+	return kc, disco, true
+}
+
 // AWS returns the resolved AWS configuration, credentials validated once.
 func (c *clients) AWS(ctx context.Context) (*awsSettings, error) {
 	c.awsOnce.Do(func() {

@@ -3,6 +3,7 @@ package provider
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -242,7 +243,7 @@ func (s ingressSpec) desiredRules() []sgRule {
 				}
 			}
 		}
-		for _, proto := range sortedKeys(backend) {
+		for _, proto := range slices.Sorted(maps.Keys(backend)) {
 			for _, sp := range backend[proto] {
 				add(sgRule{Group: "node", Protocol: proto, From: sp.from, To: sp.to, Source: sourceFrontend})
 			}
@@ -254,7 +255,7 @@ func (s ingressSpec) desiredRules() []sgRule {
 				clientProtos[strings.ToLower(proto)] = true
 			}
 		}
-		for _, proto := range sortedKeys(backend) {
+		for _, proto := range slices.Sorted(maps.Keys(backend)) {
 			for _, sp := range backend[proto] {
 				if clientProtos[proto] {
 					for _, cidr := range anywhere {
@@ -287,13 +288,4 @@ func (s ingressSpec) perSourceModel(subnets int) int {
 		perPort = append(perPort, len(p.protocols()))
 	}
 	return lbc.PerSourceRules(s.Sources.Len(), perPort, subnets)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

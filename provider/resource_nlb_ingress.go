@@ -566,16 +566,8 @@ func (r *nlbIngressResource) ImportState(ctx context.Context, req resource.Impor
 }
 
 func (r *nlbIngressResource) kube(diags *diag.Diagnostics) (client.Client, bool) {
-	if r.clients == nil {
-		diags.AddError("Provider not configured", "the telemetry provider was not configured")
-		return nil, false
-	}
-	c, _, err := r.clients.Kube()
-	if err != nil {
-		diags.AddError("Kubernetes configuration", err.Error())
-		return nil, false
-	}
-	return c, true
+	c, _, ok := r.clients.kubeOrDiag(diags)
+	return c, ok
 }
 
 func (r *nlbIngressResource) aws(ctx context.Context, diags *diag.Diagnostics) (ingressAWS, bool) {

@@ -452,13 +452,8 @@ func (r *siteResource) ImportState(ctx context.Context, req resource.ImportState
 // kube returns a client and the KafkaTopic version to use: the one in state
 // when given, otherwise the newest served (discovered now, at apply time).
 func (r *siteResource) kube(_ context.Context, stateVersion string, diags *diag.Diagnostics) (client.Client, string, bool) {
-	if r.clients == nil {
-		diags.AddError("Provider not configured", "the telemetry provider was not configured")
-		return nil, "", false
-	}
-	c, disco, err := r.clients.Kube()
-	if err != nil {
-		diags.AddError("Kubernetes configuration", err.Error())
+	c, disco, ok := r.clients.kubeOrDiag(diags)
+	if !ok {
 		return nil, "", false
 	}
 	if v, ok := strings.CutPrefix(stateVersion, kubeapi.StrimziGroup+"/"); ok && v != "" {

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -205,7 +206,7 @@ func Desired(in Input, opts Options) Output {
 
 	base := BaseName(svc.Namespace, svc.Name)
 	labels := ownerLabels(svc)
-	protocols := sortedKeys(ports)
+	protocols := slices.Sorted(maps.Keys(ports))
 
 	// Source entity: nets inline, or a GlobalNetworkSet past the threshold.
 	var sourceRules []familyRule
@@ -237,7 +238,7 @@ func Desired(in Input, opts Options) Output {
 		denyPorts[proto] = ps
 	}
 	denyPorts["TCP"] = uniquePorts(append(slices.Clone(denyPorts["TCP"]), healthPorts...))
-	for _, proto := range sortedKeys(denyPorts) {
+	for _, proto := range slices.Sorted(maps.Keys(denyPorts)) {
 		deny = append(deny, calicov3.Rule{Action: calicov3.Deny, Protocol: protocol(proto),
 			Destination: calicov3.EntityRule{Ports: denyPorts[proto]}})
 	}
@@ -306,7 +307,7 @@ func podSelector(svc *corev1.Service) (string, string) {
 		return "", ""
 	}
 	parts := []string{fmt.Sprintf("projectcalico.org/namespace == '%s'", svc.Namespace)}
-	for _, k := range sortedKeys(svc.Spec.Selector) {
+	for _, k := range slices.Sorted(maps.Keys(svc.Spec.Selector)) {
 		v := svc.Spec.Selector[k]
 		if strings.ContainsAny(k+v, `'"`) {
 			return "", fmt.Sprintf("selector %s=%s cannot be expressed as a Calico selector", k, v)
@@ -343,13 +344,4 @@ func withLabel(m map[string]string, k, v string) map[string]string {
 		out[key] = val
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
