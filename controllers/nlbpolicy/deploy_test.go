@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
@@ -105,6 +107,22 @@ func TestDeploymentManifests(t *testing.T) {
 	eventually(t, "policies written under the ServiceAccount", func() (bool, string) {
 		ps, _ := owned(t, admin, svc)
 		return len(ps) == 2, ""
+	})
+	// Events are written too: the controller's (events.k8s.io) and leader
+	// election's (core, on the Lease) would be silently dropped if forbidden.
+	eventually(t, "a PoliciesApplied Event", func() (bool, string) {
+		var evs eventsv1.EventList
+		if err := admin.List(ctx, &evs, client.InNamespace("default")); err != nil {
+			return false, err.Error()
+		}
+		return slices.ContainsFunc(evs.Items, func(e eventsv1.Event) bool { return e.Reason == "PoliciesApplied" }), ""
+	})
+	eventually(t, "a LeaderElection Event", func() (bool, string) {
+		var evs corev1.EventList
+		if err := admin.List(ctx, &evs, client.InNamespace("telemetry-system")); err != nil {
+			return false, err.Error()
+		}
+		return slices.ContainsFunc(evs.Items, func(e corev1.Event) bool { return e.Reason == "LeaderElection" }), ""
 	})
 	if err := admin.Delete(ctx, svc); err != nil {
 		t.Fatal(err)

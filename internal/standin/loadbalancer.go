@@ -15,6 +15,7 @@ import (
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbv2types "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
@@ -91,7 +92,9 @@ func (s *LoadBalancerController) reconcileAll(ctx context.Context) {
 		if !lbc.IsNLB(svc) {
 			continue
 		}
-		if err := s.reconcile(ctx, svc); err != nil && ctx.Err() == nil {
+		err := s.reconcile(ctx, svc)
+		// A conflict or a vanished Service is retried at the next poll.
+		if err != nil && ctx.Err() == nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 			s.fail(fmt.Errorf("%s/%s: %w", svc.Namespace, svc.Name, err))
 		}
 	}
