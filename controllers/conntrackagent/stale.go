@@ -1,0 +1,192 @@
+// Package conntrackagent is the node agent that removes stale UDP conntrack
+// entries: when a UDP Service's endpoints come back (0 -> N) or change, a
+// constant flow (sFlow, IPFIX) stays pinned to a conntrack entry that was
+// never NATed, or NATed to an endpoint that is gone, and is blackholed until
+// the entry is deleted. kube-proxy fixes some of these cases, some versions
+// none; the agent makes the guarantee on every node, whatever the dataplane.
+//
+// Table and Stale decide (pure, table-tested); the Agent watches Services
+// and EndpointSlices and runs passes over the node's conntrack table.
+package conntrackagent
+
+import (
+	"net/netip"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Flow is what the decision needs of a conntrack entry.
+type Flow struct {
+	Proto    uint8 // IP protocol number (17: UDP)
+	OrigSrc  netip.AddrPort
+	OrigDst  netip.AddrPort
+	ReplySrc netip.AddrPort
+}
+
+const protoUDP = 17
+
+// port is one UDP Service port: the endpoints that serve it, or, for a
+// Service deleted recently, none at all.
+type port struct {
+	service   types.NamespacedName
+	endpoints map[netip.AddrPort]bool
+	deleted   bool
+}
+
+// Table maps the addresses of UDP Service ports to their serving endpoints.
+type Table struct {
+	byAddr     map[netip.AddrPort]*port
+	byNodePort map[uint16]*port
+	local      map[netip.Addr]bool
+}
+
+// Tombstone remembers a deleted UDP Service's addresses for a while, so the
+// entries still pinned to it (NATed to its former pods) are removed.
+type Tombstone struct {
+	Service types.NamespacedName
+	Addrs   []netip.AddrPort
+	Nodes   []uint16
+	Expires time.Time
+}
+
+// NewTable builds the table from the Services and EndpointSlices the agent
+// sees, the tombstones of deleted Services, and the node's local addresses
+// (where NodePorts are reached).
+func NewTable(services []*corev1.Service, slices []*discoveryv1.EndpointSlice, tombstones []Tombstone, local []netip.Addr) *Table {
+	t := &Table{byAddr: map[netip.AddrPort]*port{}, byNodePort: map[uint16]*port{}, local: map[netip.Addr]bool{}}
+	for _, a := range local {
+		t.local[a.Unmap()] = true
+	}
+	now := time.Now()
+	for _, ts := range tombstones {
+		if now.After(ts.Expires) {
+			continue
+		}
+		p := &port{service: ts.Service, deleted: true}
+		for _, a := range ts.Addrs {
+			t.byAddr[a] = p
+		}
+		for _, n := range ts.Nodes {
+			t.byNodePort[n] = p
+		}
+	}
+	bySvc := map[types.NamespacedName][]*discoveryv1.EndpointSlice{}
+	for _, s := range slices {
+		name := s.Labels[discoveryv1.LabelServiceName]
+		if name == "" {
+			continue
+		}
+		key := types.NamespacedName{Namespace: s.Namespace, Name: name}
+		bySvc[key] = append(bySvc[key], s)
+	}
+	for _, svc := range services {
+		key := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
+		for _, sp := range svc.Spec.Ports {
+			if sp.Protocol != corev1.ProtocolUDP {
+				continue
+			}
+			p := &port{service: key, endpoints: servingEndpoints(bySvc[key], sp)}
+			for _, ip := range ServiceIPs(svc) {
+				t.byAddr[netip.AddrPortFrom(ip, uint16(sp.Port))] = p
+			}
+			if sp.NodePort != 0 {
+				t.byNodePort[uint16(sp.NodePort)] = p
+			}
+		}
+	}
+	return t
+}
+
+// ServiceIPs are the addresses a Service is reached at: its ClusterIPs,
+// external IPs and load-balancer ingress IPs.
+func ServiceIPs(svc *corev1.Service) []netip.Addr {
+	var raw []string
+	raw = append(raw, svc.Spec.ClusterIPs...)
+	if len(svc.Spec.ClusterIPs) == 0 {
+		raw = append(raw, svc.Spec.ClusterIP)
+	}
+	raw = append(raw, svc.Spec.ExternalIPs...)
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		raw = append(raw, in.IP)
+	}
+	var out []netip.Addr
+	for _, s := range raw {
+		if a, err := netip.ParseAddr(s); err == nil && !a.IsUnspecified() {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}
+
+// servingEndpoints are the endpoint address:port pairs that serve a Service
+// port: ready (or, when terminating, still serving) endpoints of the port
+// with the same name.
+func servingEndpoints(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort) map[netip.AddrPort]bool {
+	out := map[netip.AddrPort]bool{}
+	for _, s := range slices {
+		var portNum int32
+		found := false
+		for _, p := range s.Ports {
+			if p.Name != nil && *p.Name == sp.Name && p.Port != nil && (p.Protocol == nil || *p.Protocol == corev1.ProtocolUDP) {
+				portNum, found = *p.Port, true
+			}
+		}
+		if !found {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			c := ep.Conditions
+			serving := (c.Ready == nil || *c.Ready) || (c.Serving != nil && *c.Serving)
+			if !serving {
+				continue
+			}
+			for _, a := range ep.Addresses {
+				if ip, err := netip.ParseAddr(a); err == nil {
+					out[netip.AddrPortFrom(ip.Unmap(), uint16(portNum))] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Stale decides whether a conntrack entry must be deleted, and for which
+// Service. An entry is stale when it is UDP, its original destination is a
+// UDP Service port (a Service address with the port, or the NodePort on a
+// local address), that port has at least one serving endpoint, and the
+// entry's reply source is not one of them: it was never NATed (the reply
+// comes from the Service address itself) or was NATed to an endpoint that is
+// gone. A correctly NATed one-way flow is always [UNREPLIED], so that state
+// says nothing and is not looked at. Entries to a Service deleted recently
+// are all stale.
+//
+// While a port has no serving endpoint its entries are left alone: each
+// packet would only re-create them; they are removed once an endpoint
+// comes back (0 -> N).
+func (t *Table) Stale(f Flow) (bool, types.NamespacedName) {
+	if f.Proto != protoUDP {
+		return false, types.NamespacedName{}
+	}
+	dst := netip.AddrPortFrom(f.OrigDst.Addr().Unmap(), f.OrigDst.Port())
+	p, ok := t.byAddr[dst]
+	if !ok && t.local[dst.Addr()] {
+		p, ok = t.byNodePort[dst.Port()]
+	}
+	if !ok {
+		return false, types.NamespacedName{}
+	}
+	if p.deleted {
+		return true, p.service
+	}
+	if len(p.endpoints) == 0 {
+		return false, p.service
+	}
+	reply := netip.AddrPortFrom(f.ReplySrc.Addr().Unmap(), f.ReplySrc.Port())
+	return !p.endpoints[reply], p.service
+}
+
+// Keys is how many Service addresses and NodePorts the table knows, for metrics.
+func (t *Table) Keys() int { return len(t.byAddr) + len(t.byNodePort) }
