@@ -1,0 +1,55 @@
+package conntrackagent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the agent's Prometheus metrics.
+type Metrics struct {
+	deleted  *prometheus.CounterVec
+	found    *prometheus.CounterVec
+	passes   *prometheus.CounterVec
+	duration prometheus.Histogram
+	scanned  prometheus.Counter
+	lastScan prometheus.Gauge
+	vanished prometheus.Counter
+	errors   prometheus.Counter
+}
+
+// NewMetrics registers the metrics.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_conntrack_entries_deleted_total",
+			Help: "Stale UDP conntrack entries deleted, by Service."}, []string{"namespace", "service"}),
+		found: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_conntrack_stale_entries_found_total",
+			Help: "Stale UDP conntrack entries found (deleted or, in dry run, not), by Service."}, []string{"namespace", "service"}),
+		passes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_conntrack_passes_total",
+			Help: "Passes over the conntrack table, by trigger."}, []string{"trigger"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "telemetry_conntrack_pass_duration_seconds",
+			Help: "Duration of a pass (scan and deletions).", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+		scanned: prometheus.NewCounter(prometheus.CounterOpts{Name: "telemetry_conntrack_entries_scanned_total",
+			Help: "UDP conntrack entries read."}),
+		lastScan: prometheus.NewGauge(prometheus.GaugeOpts{Name: "telemetry_conntrack_last_pass_entries_scanned",
+			Help: "UDP conntrack entries read by the last pass."}),
+		vanished: prometheus.NewCounter(prometheus.CounterOpts{Name: "telemetry_conntrack_entries_vanished_total",
+			Help: "Stale entries that were gone by the time they were deleted (timed out, deleted by kube-proxy)."}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "telemetry_conntrack_errors_total",
+			Help: "Failed scans and deletions."}),
+	}
+	reg.MustRegister(m.deleted, m.found, m.passes, m.duration, m.scanned, m.lastScan, m.vanished, m.errors)
+	return m
+}
+
+func (m *Metrics) pass(trigger string, res PassResult, dryRun bool) {
+	m.passes.WithLabelValues(trigger).Inc()
+	m.duration.Observe(res.Duration.Seconds())
+	m.scanned.Add(float64(res.Scanned))
+	m.lastScan.Set(float64(res.Scanned))
+	m.vanished.Add(float64(res.Vanished))
+	for svc, n := range res.PerService {
+		m.found.WithLabelValues(svc.Namespace, svc.Name).Add(float64(n))
+		if !dryRun {
+			m.deleted.WithLabelValues(svc.Namespace, svc.Name).Add(float64(n))
+		}
+	}
+}

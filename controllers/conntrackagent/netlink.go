@@ -1,0 +1,276 @@
+package conntrackagent
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
+)
+
+// Netlink reads and deletes conntrack entries of one network namespace over
+// netlink (github.com/ti-mo/conntrack; no conntrack binary).
+type Netlink struct {
+	// NetNS is a file descriptor of the network namespace; 0 is the
+	// agent's own (hostNetwork: the node's).
+	NetNS int
+	// Workers deleting in parallel, one netlink socket each.
+	Workers int
+	// RecvBuffer is the dump socket's receive buffer in bytes.
+	RecvBuffer int
+}
+
+// Constants of the kernel's ctnetlink that ti-mo/conntrack does not export.
+const (
+	ipctnlMsgCtGet        = 1
+	ctaTupleOrig          = 1
+	ctaTupleProto         = 2
+	ctaProtoNum           = 1
+	ctaFilter             = 25
+	ctaFilterOrigFlags    = 1
+	ctaFilterReplyFlags   = 2
+	ctaFilterFlagProtoNum = 1 << 3
+)
+
+// ScanStats are the figures of one scan.
+type ScanStats struct {
+	Scanned int // UDP entries read
+	Filter  bool
+}
+
+// Scan streams the table's UDP entries through fn, one IP family after the
+// other. Unlike conntrack's Dump, which buffers the whole table before
+// decoding it, it reads one netlink datagram at a time, so its memory does
+// not grow with the table. The kernel filters by protocol (CTA_FILTER, Linux
+// 5.8+); on an older kernel Scan reads every entry and filters in Go.
+func (n *Netlink) Scan(ctx context.Context, fn func(Flow)) (ScanStats, error) {
+	var stats ScanStats
+	err := n.inNetNS(func() error {
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+		if err != nil {
+			return fmt.Errorf("netlink socket: %w", err)
+		}
+		f := os.NewFile(uintptr(fd), "netlink")
+		defer f.Close()
+		if n.RecvBuffer > 0 {
+			// Force the size past rmem_max when allowed (CAP_NET_ADMIN), else ask for it.
+			if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n.RecvBuffer) != nil {
+				_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n.RecvBuffer)
+			}
+		}
+		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+			return fmt.Errorf("netlink bind: %w", err)
+		}
+		stats.Filter = true
+		for _, family := range []netfilter.ProtoFamily{netfilter.ProtoIPv4, netfilter.ProtoIPv6} {
+			err := dump(ctx, fd, family, true, &stats, fn)
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+				stats.Filter = false // kernel without CTA_FILTER: filter in Go
+				err = dump(ctx, fd, family, false, &stats, fn)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return stats, err
+}
+
+// dump runs one dump request and decodes its replies as they arrive.
+func dump(ctx context.Context, fd int, family netfilter.ProtoFamily, udpOnly bool, stats *ScanStats, fn func(Flow)) error {
+	var attrs []netfilter.Attribute
+	if udpOnly {
+		attrs = []netfilter.Attribute{
+			{Type: ctaTupleOrig, Nested: true, Children: []netfilter.Attribute{
+				{Type: ctaTupleProto, Nested: true, Children: []netfilter.Attribute{{Type: ctaProtoNum, Data: []byte{protoUDP}}}},
+			}},
+			{Type: ctaFilter, Nested: true, Children: []netfilter.Attribute{
+				{Type: ctaFilterOrigFlags, Data: binary.NativeEndian.AppendUint32(nil, ctaFilterFlagProtoNum)},
+				{Type: ctaFilterReplyFlags, Data: binary.NativeEndian.AppendUint32(nil, 0)},
+			}},
+		}
+	}
+	req, err := netfilter.MarshalNetlink(netfilter.Header{
+		SubsystemID: netfilter.NFSubsysCTNetlink, MessageType: ipctnlMsgCtGet, Family: family,
+		Flags: netlink.Request | netlink.Dump,
+	}, attrs)
+	if err != nil {
+		return err
+	}
+	req.Header.Sequence = uint32(family)
+	req.Header.Length = uint32(unix.NLMSG_HDRLEN + len(req.Data)) // netlink.Conn would fill it in
+	b, err := req.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	if err := unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("netlink send: %w", err)
+	}
+	buf := make([]byte, 1<<16)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		nr, _, err := unix.Recvfrom(fd, buf, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("netlink receive: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:nr])
+		if err != nil {
+			return fmt.Errorf("netlink parse: %w", err)
+		}
+		for _, m := range msgs {
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return nil
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if errno := int32(binary.NativeEndian.Uint32(m.Data[:4])); errno != 0 {
+						return syscall.Errno(-errno)
+					}
+				}
+				continue
+			}
+			var ev conntrack.Event
+			nm := netlink.Message{Header: netlink.Header{Length: m.Header.Len, Type: netlink.HeaderType(m.Header.Type),
+				Flags: netlink.HeaderFlags(m.Header.Flags), Sequence: m.Header.Seq, PID: m.Header.Pid}, Data: m.Data}
+			if err := ev.Unmarshal(nm); err != nil || ev.Flow == nil {
+				continue // not a flow (cannot happen in a ctnetlink dump); skip rather than abort
+			}
+			fl := toFlow(ev.Flow)
+			if fl.Proto != protoUDP {
+				continue
+			}
+			stats.Scanned++
+			fn(fl)
+		}
+	}
+}
+
+func toFlow(f *conntrack.Flow) Flow {
+	o, r := f.TupleOrig, f.TupleReply
+	return Flow{
+		Proto:    o.Proto.Protocol,
+		OrigSrc:  netip.AddrPortFrom(o.IP.SourceAddress, o.Proto.SourcePort),
+		OrigDst:  netip.AddrPortFrom(o.IP.DestinationAddress, o.Proto.DestinationPort),
+		ReplySrc: netip.AddrPortFrom(r.IP.SourceAddress, r.Proto.SourcePort),
+	}
+}
+
+// DeleteStats are the figures of one deletion batch.
+type DeleteStats struct {
+	Deleted, Vanished int
+}
+
+// Delete deletes the entries by their original tuple, in parallel. Entries
+// that vanished in the meantime (timed out, deleted by kube-proxy) are
+// counted, not errors.
+func (n *Netlink) Delete(ctx context.Context, flows []Flow) (DeleteStats, error) {
+	workers := max(1, min(n.Workers, len(flows)/64+1))
+	var (
+		mu    sync.Mutex
+		stats DeleteStats
+		errs  []error
+		wg    sync.WaitGroup
+	)
+	next := make(chan Flow)
+	for w := 0; w < workers; w++ {
+		c, err := conntrack.Dial(&netlink.Config{NetNS: n.NetNS})
+		if err != nil {
+			close(next)
+			wg.Wait()
+			return stats, fmt.Errorf("conntrack dial: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			var d, v int
+			var werrs []error
+			for f := range next {
+				err := c.Delete(conntrack.Flow{TupleOrig: conntrack.Tuple{
+					IP:    conntrack.IPTuple{SourceAddress: f.OrigSrc.Addr(), DestinationAddress: f.OrigDst.Addr()},
+					Proto: conntrack.ProtoTuple{Protocol: f.Proto, SourcePort: f.OrigSrc.Port(), DestinationPort: f.OrigDst.Port()},
+				}})
+				switch {
+				case err == nil:
+					d++
+				case errors.Is(err, unix.ENOENT):
+					v++
+				default:
+					if len(werrs) < 5 {
+						werrs = append(werrs, err)
+					}
+				}
+			}
+			mu.Lock()
+			stats.Deleted += d
+			stats.Vanished += v
+			errs = append(errs, werrs...)
+			mu.Unlock()
+		}()
+	}
+	for _, f := range flows {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- f
+	}
+	close(next)
+	wg.Wait()
+	return stats, errors.Join(errs...)
+}
+
+// inNetNS runs fn on an OS thread moved into the namespace.
+func (n *Netlink) inNetNS(fn func() error) error {
+	if n.NetNS == 0 {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// The thread is not unlocked: after a namespace switch it is
+		// discarded when the goroutine ends, never reused elsewhere.
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(orig)
+		if err := unix.Setns(n.NetNS, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("entering the network namespace: %w", err)
+			return
+		}
+		err = fn()
+		if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// LocalAddrs lists the addresses of the namespace, where NodePorts are
+// reached.
+func (n *Netlink) LocalAddrs() ([]netip.Addr, error) {
+	var out []netip.Addr
+	err := n.inNetNS(func() error {
+		var err error
+		out, err = InterfaceAddrs()
+		return err
+	})
+	return out, err
+}

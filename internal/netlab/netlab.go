@@ -1,0 +1,305 @@
+// Package netlab builds, in network namespaces, the topology of the stale
+// UDP conntrack failure (shared/reference/conntrack.md): an exporter
+// ("client") sends a constant UDP flow through a "node" that forwards, to a
+// collector "pod"; the load balancer's address is routed from the node into
+// a "sink" that silently drops it, so packets that are not NATed vanish.
+// The tests of the conntrack agent, its benchmark and the demo use it.
+//
+// It needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN), iproute2 and iptables.
+// All addresses are in documentation ranges and exist only inside the
+// namespaces it creates.
+package netlab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Addresses of the lab.
+var (
+	ClientIP = netip.MustParseAddr("192.0.2.2")     // the exporter
+	NodeIP   = netip.MustParseAddr("192.0.2.1")     // the node, as the client sees it (NodePort traffic)
+	PodIP    = netip.MustParseAddr("198.51.100.2")  // the collector
+	Pod2IP   = netip.MustParseAddr("198.51.100.3")  // a second collector (an endpoint replaced by another)
+	LBIP     = netip.MustParseAddr("203.0.113.10")  // the load balancer's address, routed to the sink
+	sinkIP   = netip.MustParseAddr("203.0.113.130") // the sink's own address
+)
+
+// Lab is a set of namespaces named <prefix>-client, -node, -pod, -pod2, -sink.
+type Lab struct {
+	Prefix string
+	nodeNS *os.File
+}
+
+// Check says what is missing to build a lab, or nil.
+func Check() error {
+	if os.Geteuid() != 0 {
+		return errors.New("netlab needs root (network namespaces, iptables): run the tests as root, as CI does")
+	}
+	for _, tool := range []string{"ip", "iptables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found: apt-get install iproute2 iptables (.ci/run does)", tool)
+		}
+	}
+	return nil
+}
+
+// New builds a lab. Close removes it.
+func New(prefix string) (*Lab, error) {
+	if err := Check(); err != nil {
+		return nil, err
+	}
+	l := &Lab{Prefix: prefix}
+	_ = l.Close() // leftovers of a crashed run
+	steps := [][]string{}
+	for _, ns := range []string{"client", "node", "pod", "pod2", "sink"} {
+		steps = append(steps, []string{"ip", "netns", "add", l.NS(ns)})
+		steps = append(steps, l.in(ns, "ip", "link", "set", "lo", "up"))
+	}
+	link := func(a, b, aIf, bIf string) {
+		steps = append(steps,
+			[]string{"ip", "link", "add", aIf, "netns", l.NS(a), "type", "veth", "peer", "name", bIf, "netns", l.NS(b)},
+			l.in(a, "ip", "link", "set", aIf, "up"), l.in(b, "ip", "link", "set", bIf, "up"))
+	}
+	link("client", "node", "eth0", "to-client")
+	link("pod", "node", "eth0", "to-pod")
+	link("pod2", "node", "eth0", "to-pod2")
+	link("sink", "node", "eth0", "to-sink")
+	steps = append(steps,
+		l.in("client", "ip", "addr", "add", ClientIP.String()+"/24", "dev", "eth0"),
+		l.in("client", "ip", "route", "add", "default", "via", NodeIP.String()),
+		l.in("node", "ip", "addr", "add", NodeIP.String()+"/24", "dev", "to-client"),
+		l.in("node", "ip", "addr", "add", "198.51.100.1/32", "dev", "to-pod"),
+		l.in("node", "ip", "route", "add", PodIP.String()+"/32", "dev", "to-pod"),
+		l.in("node", "ip", "route", "add", Pod2IP.String()+"/32", "dev", "to-pod2"),
+		l.in("pod", "ip", "addr", "add", PodIP.String()+"/32", "dev", "eth0"),
+		l.in("pod", "ip", "route", "add", "198.51.100.1/32", "dev", "eth0"),
+		l.in("pod", "ip", "route", "add", "default", "via", "198.51.100.1"),
+		l.in("pod2", "ip", "addr", "add", Pod2IP.String()+"/32", "dev", "eth0"),
+		l.in("pod2", "ip", "route", "add", "198.51.100.1/32", "dev", "eth0"),
+		l.in("pod2", "ip", "route", "add", "default", "via", "198.51.100.1"),
+		l.in("sink", "ip", "addr", "add", sinkIP.String()+"/25", "dev", "eth0"),
+		l.in("node", "ip", "addr", "add", "203.0.113.129/25", "dev", "to-sink"),
+		l.in("node", "ip", "route", "add", LBIP.String()+"/32", "via", sinkIP.String()),
+		l.in("node", "sysctl", "-qw", "net.ipv4.ip_forward=1"),
+		// A rule that needs conntrack, so the namespace tracks connections.
+		l.in("node", "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "NEW,ESTABLISHED,RELATED", "-j", "ACCEPT"),
+	)
+	for _, s := range steps {
+		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
+			_ = l.Close()
+			return nil, fmt.Errorf("%s: %v: %s", strings.Join(s, " "), err, out)
+		}
+	}
+	// Permanent neighbour for the sink, so packets to the LB address really
+	// leave the node and their conntrack entries are confirmed.
+	mac, err := l.mac("sink", "eth0")
+	if err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	if err := l.Run("node", "ip", "neigh", "replace", sinkIP.String(), "lladdr", mac, "dev", "to-sink", "nud", "permanent"); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	if l.nodeNS, err = os.Open("/run/netns/" + l.NS("node")); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// NS is a namespace's full name.
+func (l *Lab) NS(name string) string { return l.Prefix + "-" + name }
+
+// NodeNS is a file descriptor of the node namespace, for the agent.
+func (l *Lab) NodeNS() int { return int(l.nodeNS.Fd()) }
+
+func (l *Lab) in(ns string, args ...string) []string {
+	return append([]string{"ip", "netns", "exec", l.NS(ns)}, args...)
+}
+
+// Run runs a command in a namespace.
+func (l *Lab) Run(ns string, args ...string) error {
+	s := l.in(ns, args...)
+	if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(s, " "), err, out)
+	}
+	return nil
+}
+
+// Output runs a command in a namespace and returns its output.
+func (l *Lab) Output(ns string, args ...string) (string, error) {
+	s := l.in(ns, args...)
+	out, err := exec.Command(s[0], s[1:]...).CombinedOutput()
+	return string(out), err
+}
+
+func (l *Lab) mac(ns, dev string) (string, error) {
+	out, err := l.Output(ns, "cat", "/sys/class/net/"+dev+"/address")
+	return strings.TrimSpace(out), err
+}
+
+// DNAT stands in for kube-proxy: traffic to dst is NATed to the endpoint.
+func (l *Lab) DNAT(dst, endpoint netip.AddrPort) error {
+	return l.Run("node", "iptables", "-t", "nat", "-A", "PREROUTING", "-p", "udp", "-d", dst.Addr().String(),
+		"--dport", fmt.Sprint(dst.Port()), "-j", "DNAT", "--to-destination", endpoint.String())
+}
+
+// RemoveDNAT removes the rule DNAT added.
+func (l *Lab) RemoveDNAT(dst, endpoint netip.AddrPort) error {
+	return l.Run("node", "iptables", "-t", "nat", "-D", "PREROUTING", "-p", "udp", "-d", dst.Addr().String(),
+		"--dport", fmt.Sprint(dst.Port()), "-j", "DNAT", "--to-destination", endpoint.String())
+}
+
+// Close removes the namespaces (and with them everything in them).
+func (l *Lab) Close() error {
+	if l.nodeNS != nil {
+		l.nodeNS.Close()
+	}
+	var errs []error
+	for _, ns := range []string{"client", "node", "pod", "pod2", "sink"} {
+		if _, err := os.Stat("/run/netns/" + l.NS(ns)); err == nil {
+			if out, err := exec.Command("ip", "netns", "del", l.NS(ns)).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("ip netns del %s: %v: %s", l.NS(ns), err, out))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// InNS runs fn on an OS thread inside a namespace; the thread is discarded
+// afterwards.
+func (l *Lab) InNS(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		f, err := os.Open("/run/netns/" + l.NS(ns))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// Receiver counts the UDP packets a pod receives on a port.
+type Receiver struct {
+	conn    *net.UDPConn
+	packets atomic.Int64
+	last    atomic.Int64 // unix nanos of the last packet
+	done    chan struct{}
+}
+
+// Listen starts a receiver in a pod namespace ("pod" or "pod2").
+func (l *Lab) Listen(ns string, addr netip.AddrPort) (*Receiver, error) {
+	r := &Receiver{done: make(chan struct{})}
+	err := l.InNS(ns, func() error {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+		r.conn = c
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		defer close(r.done)
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := r.conn.ReadFromUDP(buf); err != nil {
+				return
+			}
+			r.packets.Add(1)
+			r.last.Store(time.Now().UnixNano())
+		}
+	}()
+	return r, nil
+}
+
+// Packets received so far.
+func (r *Receiver) Packets() int64 { return r.packets.Load() }
+
+// WaitPacket waits for a packet after since, and returns when it came.
+func (r *Receiver) WaitPacket(ctx context.Context, since time.Time) (time.Time, error) {
+	for {
+		if t := r.last.Load(); t > since.UnixNano() {
+			return time.Unix(0, t), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// Close stops the receiver.
+func (r *Receiver) Close() { r.conn.Close(); <-r.done }
+
+// Sender sends a constant UDP flow from the client, from a fixed source
+// port, as a switch exporting flows does.
+type Sender struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	sent   atomic.Int64
+}
+
+// Send starts a flow to dst every interval until Stop.
+func (l *Lab) Send(srcPort uint16, dst netip.AddrPort, interval time.Duration) (*Sender, error) {
+	var conn *net.UDPConn
+	err := l.InNS("client", func() error {
+		var err error
+		conn, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ClientIP, srcPort)), net.UDPAddrFromAddrPort(dst))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Sender{cancel: cancel}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer conn.Close()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		payload := []byte("sflow-sample")
+		for {
+			// ICMP unreachable errors from earlier packets surface here; the
+			// flow goes on, as a switch's would.
+			if _, err := conn.Write(payload); err == nil {
+				s.sent.Add(1)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s, nil
+}
+
+// Sent is the number of packets sent.
+func (s *Sender) Sent() int64 { return s.sent.Load() }
+
+// Stop ends the flow.
+func (s *Sender) Stop() { s.cancel(); s.wg.Wait() }
