@@ -59,6 +59,11 @@ func (e *env) service(name string, port int32, lbIP string) *corev1.Service {
 // EndpointSlice controller).
 func (e *env) endpoints(service string, port int32, addrs ...netip.Addr) {
 	e.t.Helper()
+	e.endpointsIn("telemetry", service, port, addrs...)
+}
+
+func (e *env) endpointsIn(namespace, service string, port int32, addrs ...netip.Addr) {
+	e.t.Helper()
 	s := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Name: service + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: service}},
 		AddressType: discoveryv1.AddressTypeIPv4,
@@ -67,7 +72,7 @@ func (e *env) endpoints(service string, port int32, addrs ...netip.Addr) {
 	for _, a := range addrs {
 		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{a.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
 	}
-	api := e.kube.DiscoveryV1().EndpointSlices("telemetry")
+	api := e.kube.DiscoveryV1().EndpointSlices(namespace)
 	if existing, err := api.Get(e.ctx, s.Name, metav1.GetOptions{}); err == nil {
 		existing.Endpoints, existing.Ports = s.Endpoints, s.Ports
 		if _, err := api.Update(e.ctx, existing, metav1.UpdateOptions{}); err != nil {

@@ -1,11 +1,7 @@
 package nlbpolicy_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -13,35 +9,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 )
-
-func manifests(t *testing.T, path string) []*unstructured.Unstructured {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var out []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-			return out
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
-	}
-}
 
 // The deployment manifests apply cleanly to a real API server (server-side
 // dry run), and their RBAC is enough for the controller to do its whole job
@@ -54,37 +26,21 @@ func TestDeploymentManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	objs := manifests(t, filepath.Join(localplane.RepoRoot(), "deploy", "nlb-policy-controller.yaml"))
+	objs, err := localplane.ReadManifests(filepath.Join(localplane.RepoRoot(), "deploy", "nlb-policy-controller.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(objs) < 7 {
 		t.Fatalf("only %d objects", len(objs))
 	}
-	// The namespace for real (a dry run into a missing namespace fails), then everything dry.
-	for _, o := range objs {
-		if o.GetKind() == "Namespace" {
-			if err := admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(o.DeepCopy()), client.FieldOwner("test")); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for _, o := range objs {
-		if err := admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(o.DeepCopy()), client.FieldOwner("test"), client.DryRunAll); err != nil {
-			t.Fatalf("dry run of %s %s: %v", o.GetKind(), o.GetName(), err)
-		}
+	if err := p.ApplyManifests(ctx, objs, true); err != nil {
+		t.Fatalf("dry run: %v", err)
 	}
 	// RBAC for real, then the controller as its ServiceAccount.
-	for _, o := range objs {
-		switch o.GetKind() {
-		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
-			if err := admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(o.DeepCopy()), client.FieldOwner("test")); err != nil {
-				t.Fatal(err)
-			}
-		}
+	if err := p.ApplyManifests(ctx, localplane.RBAC(objs), false); err != nil {
+		t.Fatal(err)
 	}
-	as := rest.CopyConfig(p.Config)
-	as.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:telemetry-system:nlb-policy-controller",
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:telemetry-system", "system:authenticated"},
-	}
+	as := p.ServiceAccountConfig("telemetry-system", "nlb-policy-controller")
 	sa, err := client.New(as, client.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,111 @@
+// Command conntrack-agent runs on every node (DaemonSet, hostNetwork) and
+// deletes stale UDP conntrack entries: never NATed, or NATed to an endpoint
+// that is gone. See docs/controllers/conntrack-agent.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/textlogger"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "conntrack-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		kubeconfig = flag.String("kubeconfig", "", "Path to a kubeconfig; in-cluster configuration when empty.")
+		nodeName   = flag.String("node-name", os.Getenv("NODE_NAME"), "This node's name, for Events (env NODE_NAME, from the downward API).")
+		dryRun     = flag.Bool("dry-run", false, "Log and count stale entries, delete nothing.")
+		period     = flag.Duration("period", time.Minute, "Full pass period, whatever happened (safety net).")
+		debounce   = flag.Duration("debounce", 100*time.Millisecond, "Coalescing window of the triggers (EndpointSlice and Service changes).")
+		tombstone  = flag.Duration("tombstone-ttl", 10*time.Minute, "How long a deleted UDP Service's addresses are remembered.")
+		workers    = flag.Int("delete-workers", 4, "Netlink sockets deleting entries in parallel.")
+		recvBuf    = flag.Int("netlink-receive-buffer", 8<<20, "Receive buffer of the dump socket, bytes.")
+		metrics    = flag.String("metrics-bind-address", ":9402", "Address of /metrics.")
+		probes     = flag.String("health-probe-bind-address", ":9403", "Address of /healthz and /readyz.")
+	)
+	logCfg := textlogger.NewConfig()
+	logCfg.AddFlags(flag.CommandLine)
+	flag.Parse()
+	logger := textlogger.NewLogger(logCfg)
+	klog.SetLogger(logger)
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.UserAgent = "telemetry-conntrack-agent"
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
+	broadcaster.StartRecordingToSink(ctx.Done())
+	defer broadcaster.Shutdown()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ct := &conntrackagent.Netlink{Workers: *workers, RecvBuffer: *recvBuf}
+	agent := &conntrackagent.Agent{
+		Client: client, Conntrack: ct, NodeName: *nodeName, DryRun: *dryRun,
+		Period: *period, Debounce: *debounce, TombstoneTTL: *tombstone,
+		LocalAddrs: ct.LocalAddrs,
+		Recorder:   broadcaster.NewRecorder(kubeapi.Scheme(), "telemetry-conntrack-agent"),
+		Metrics:    conntrackagent.NewMetrics(reg),
+		Log:        logger.WithName("conntrack-agent"),
+	}
+
+	serve := func(addr string, h http.Handler) {
+		srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error(err, "http server", "addr", addr)
+				stop()
+			}
+		}()
+		go func() { <-ctx.Done(); _ = srv.Close() }()
+	}
+	serve(*metrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	probe := func(check func() error) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			if err := check(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ok"))
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", probe(agent.Healthy))
+	mux.Handle("/readyz", probe(agent.Ready))
+	serve(*probes, mux)
+
+	logger.Info("starting", "node", *nodeName, "dryRun", *dryRun, "period", *period)
+	return agent.Run(ctx)
+}

@@ -1,0 +1,87 @@
+package conntrackagent
+
+import (
+	"context"
+
+	"net/netip"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netlab"
+)
+
+// newNetNS creates an empty network namespace for the test.
+func newNetNS(t *testing.T, name string) int {
+	t.Helper()
+	if err := netlab.Check(); err != nil {
+		t.Fatal(err)
+	}
+	_ = exec.Command("ip", "netns", "del", name).Run()
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	f, err := os.Open("/run/netns/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close(); _ = exec.Command("ip", "netns", "del", name).Run() })
+	return int(f.Fd())
+}
+
+func createFlows(t *testing.T, ns int, proto uint8, n int, dst netip.Addr) {
+	t.Helper()
+	c, err := conntrack.Dial(&netlink.Config{NetNS: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < n; i++ {
+		src := netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 250)})
+		sport := uint16(10000 + i)
+		f := conntrack.NewFlow(proto, 0, src, dst, sport, 6343, 60, 0)
+		if err := c.Create(f); err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+	}
+}
+
+func TestScanFiltersUDPInTheKernelAndDeletes(t *testing.T) {
+	ns := newNetNS(t, "ctscan")
+	lb := netip.MustParseAddr("203.0.113.10")
+	createFlows(t, ns, 17, 300, lb)
+	createFlows(t, ns, 6, 200, lb)
+	n := &Netlink{NetNS: ns, Workers: 3}
+	var flows []Flow
+	stats, err := n.Scan(context.Background(), func(f Flow) { flows = append(flows, f) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stats.Filter {
+		t.Fatal("the kernel refused CTA_FILTER (Linux >= 5.8 expected here)")
+	}
+	if stats.Scanned != 300 || len(flows) != 300 {
+		t.Fatalf("scanned %d UDP entries, want 300 of 500", stats.Scanned)
+	}
+	for _, f := range flows {
+		if f.Proto != 17 || f.OrigDst != netip.AddrPortFrom(lb, 6343) || f.ReplySrc.Addr() != lb {
+			t.Fatalf("unexpected flow %+v", f)
+		}
+	}
+	// Delete half, then all again: the first half is gone (vanished), not an error.
+	ds, err := n.Delete(context.Background(), flows[:150])
+	if err != nil || ds.Deleted != 150 {
+		t.Fatalf("delete: %+v %v", ds, err)
+	}
+	ds, err = n.Delete(context.Background(), flows)
+	if err != nil || ds.Deleted != 150 || ds.Vanished != 150 {
+		t.Fatalf("second delete: %+v %v", ds, err)
+	}
+	stats, err = n.Scan(context.Background(), func(Flow) {})
+	if err != nil || stats.Scanned != 0 {
+		t.Fatalf("left after deletion: %d (%v)", stats.Scanned, err)
+	}
+}
