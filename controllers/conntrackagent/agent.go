@@ -38,6 +38,12 @@ type Agent struct {
 	Debounce time.Duration
 	// TombstoneTTL is how long a deleted Service's addresses are remembered.
 	TombstoneTTL time.Duration
+	// Recheck is the delay of a follow-up pass after a pass that deleted
+	// entries: when the agent acts before kube-proxy has written the new
+	// DNAT rule, the next packet re-creates a never-NATed entry, which the
+	// follow-up removes instead of waiting for the next period. Zero
+	// disables it.
+	Recheck time.Duration
 	// LocalAddrs lists the node's addresses (where NodePorts are reached).
 	LocalAddrs func() ([]netip.Addr, error)
 	Recorder   events.EventRecorder
@@ -112,8 +118,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	ticker := time.NewTicker(a.Period)
 	defer ticker.Stop()
 	for {
-		if _, err := a.Pass(ctx, reason); err != nil && ctx.Err() == nil {
+		res, err := a.Pass(ctx, reason)
+		if err != nil && ctx.Err() == nil {
 			a.Log.Error(err, "pass failed", "trigger", reason)
+		}
+		if a.Recheck > 0 && res.Deleted > 0 && reason != "recheck" {
+			time.AfterFunc(a.Recheck, func() { a.kick("recheck") })
 		}
 		select {
 		case <-ctx.Done():

@@ -161,7 +161,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	startAgent := func(dryRun bool, reg prometheus.Registerer) (*conntrackagent.Agent, func()) {
 		a := &conntrackagent.Agent{
 			Client: kube, Conntrack: ct, NodeName: "node-1", DryRun: dryRun, Period: time.Hour, Debounce: 50 * time.Millisecond,
-			TombstoneTTL: time.Minute, LocalAddrs: ct.LocalAddrs, Metrics: conntrackagent.NewMetrics(reg), Log: testr.New(t),
+			TombstoneTTL: time.Minute, Recheck: time.Second, LocalAddrs: ct.LocalAddrs, Metrics: conntrackagent.NewMetrics(reg), Log: testr.New(t),
 		}
 		actx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
@@ -275,6 +275,30 @@ func TestAgentEndToEnd(t *testing.T) {
 		receives(t, r, 5*time.Second)
 	})
 
+	t.Run("kube-proxy writes its rule after the endpoint appears: the recheck catches the re-created entry", func(t *testing.T) {
+		e.service("lag", 2055, netlab.LBIP.String())
+		netflow := netip.AddrPortFrom(netlab.LBIP, 2055)
+		podNetflow := netip.AddrPortFrom(netlab.PodIP, 12055)
+		r, err := lab.Listen("pod", podNetflow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		sender, err := lab.Send(40004, netflow, 20*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sender.Stop()
+		e.waitEntry(40004, netlab.LBIP)
+		e.endpoints("lag", 12055, netlab.PodIP) // the agent deletes; the next packet re-creates it, still not NATed
+		time.Sleep(300 * time.Millisecond)
+		if err := lab.DNAT(netflow, podNetflow); err != nil { // kube-proxy, late
+			t.Fatal(err)
+		}
+		blackholed(t, r)
+		receives(t, r, 3*time.Second) // the follow-up pass, one second after the first
+	})
+
 	t.Run("dry run finds and deletes nothing", func(t *testing.T) {
 		stopAgent() // only the dry agent sees what follows
 		dry, stopDry := startAgent(true, prometheus.NewRegistry())
@@ -331,9 +355,10 @@ func TestAgentEndToEnd(t *testing.T) {
 		}
 	})
 
-	// The first agent deleted three entries: LB 0 -> 1, the replaced endpoint, the NodePort.
-	if v := counter(t, reg, "telemetry_conntrack_entries_deleted_total"); v != 3 {
-		t.Errorf("deleted-entries metric = %v, want 3", v)
+	// The first agent deleted five entries: LB 0 -> 1, the replaced endpoint,
+	// the NodePort, and twice for the late kube-proxy (first pass, recheck).
+	if v := counter(t, reg, "telemetry_conntrack_entries_deleted_total"); v != 5 {
+		t.Errorf("deleted-entries metric = %v, want 5", v)
 	}
 }
 

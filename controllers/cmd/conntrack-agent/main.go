@@ -42,6 +42,7 @@ func run() error {
 		period     = flag.Duration("period", time.Minute, "Full pass period, whatever happened (safety net).")
 		debounce   = flag.Duration("debounce", 100*time.Millisecond, "Coalescing window of the triggers (EndpointSlice and Service changes).")
 		tombstone  = flag.Duration("tombstone-ttl", 10*time.Minute, "How long a deleted UDP Service's addresses are remembered.")
+		recheck    = flag.Duration("recheck", 2*time.Second, "Delay of a follow-up pass after a pass that deleted entries (catches entries re-created before kube-proxy wrote its rule); 0 disables.")
 		workers    = flag.Int("delete-workers", 4, "Netlink sockets deleting entries in parallel.")
 		recvBuf    = flag.Int("netlink-receive-buffer", 8<<20, "Receive buffer of the dump socket, bytes.")
 		metrics    = flag.String("metrics-bind-address", ":9402", "Address of /metrics.")
@@ -74,7 +75,7 @@ func run() error {
 	ct := &conntrackagent.Netlink{Workers: *workers, RecvBuffer: *recvBuf}
 	agent := &conntrackagent.Agent{
 		Client: client, Conntrack: ct, NodeName: *nodeName, DryRun: *dryRun,
-		Period: *period, Debounce: *debounce, TombstoneTTL: *tombstone,
+		Period: *period, Debounce: *debounce, TombstoneTTL: *tombstone, Recheck: *recheck,
 		LocalAddrs: ct.LocalAddrs,
 		Recorder:   broadcaster.NewRecorder(kubeapi.Scheme(), "telemetry-conntrack-agent"),
 		Metrics:    conntrackagent.NewMetrics(reg),
