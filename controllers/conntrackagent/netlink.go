@@ -144,29 +144,13 @@ func dump(ctx context.Context, fd int, family netfilter.ProtoFamily, udpOnly boo
 				}
 				continue
 			}
-			var ev conntrack.Event
-			nm := netlink.Message{Header: netlink.Header{Length: m.Header.Len, Type: netlink.HeaderType(m.Header.Type),
-				Flags: netlink.HeaderFlags(m.Header.Flags), Sequence: m.Header.Seq, PID: m.Header.Pid}, Data: m.Data}
-			if err := ev.Unmarshal(nm); err != nil || ev.Flow == nil {
-				continue // not a flow (cannot happen in a ctnetlink dump); skip rather than abort
-			}
-			fl := toFlow(ev.Flow)
-			if fl.Proto != protoUDP {
+			fl, ok := decodeTuples(m.Data)
+			if !ok || fl.Proto != protoUDP {
 				continue
 			}
 			stats.Scanned++
 			fn(fl)
 		}
-	}
-}
-
-func toFlow(f *conntrack.Flow) Flow {
-	o, r := f.TupleOrig, f.TupleReply
-	return Flow{
-		Proto:    o.Proto.Protocol,
-		OrigSrc:  netip.AddrPortFrom(o.IP.SourceAddress, o.Proto.SourcePort),
-		OrigDst:  netip.AddrPortFrom(o.IP.DestinationAddress, o.Proto.DestinationPort),
-		ReplySrc: netip.AddrPortFrom(r.IP.SourceAddress, r.Proto.SourcePort),
 	}
 }
 

@@ -85,3 +85,63 @@ func TestScanFiltersUDPInTheKernelAndDeletes(t *testing.T) {
 		t.Fatalf("left after deletion: %d (%v)", stats.Scanned, err)
 	}
 }
+
+// decodeTuples reads the same tuples as conntrack's full decoding, on real
+// entries of both families, NATed or not.
+func TestDecodeTuplesMatchesConntrack(t *testing.T) {
+	ns := newNetNS(t, "ctdecode")
+	c, err := conntrack.Dial(&netlink.Config{NetNS: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	flows := []conntrack.Flow{
+		conntrack.NewFlow(17, 0, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("203.0.113.10"), 40000, 6343, 60, 0),
+		conntrack.NewFlow(6, 0, netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("203.0.113.11"), 40001, 443, 60, 0),
+		conntrack.NewFlow(17, 0, netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::10"), 40002, 4739, 60, 0),
+	}
+	nated := conntrack.NewFlow(17, 0, netip.MustParseAddr("192.0.2.3"), netip.MustParseAddr("203.0.113.10"), 40003, 6343, 60, 0)
+	nated.TupleReply.IP.SourceAddress, nated.TupleReply.Proto.SourcePort = netip.MustParseAddr("198.51.100.20"), 16343
+	flows = append(flows, nated)
+	for _, f := range flows {
+		if err := c.Create(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dumped, err := c.Dump(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[Flow]bool{}
+	for _, f := range dumped {
+		o, r := f.TupleOrig, f.TupleReply
+		want[Flow{Proto: o.Proto.Protocol, OrigSrc: netip.AddrPortFrom(o.IP.SourceAddress, o.Proto.SourcePort),
+			OrigDst:  netip.AddrPortFrom(o.IP.DestinationAddress, o.Proto.DestinationPort),
+			ReplySrc: netip.AddrPortFrom(r.IP.SourceAddress, r.Proto.SourcePort)}] = true
+	}
+	n := &Netlink{NetNS: ns}
+	got := map[Flow]bool{}
+	if _, err := n.Scan(context.Background(), func(f Flow) { got[f] = true }); err != nil {
+		t.Fatal(err)
+	}
+	udp := 0
+	for f := range want {
+		if f.Proto == 17 {
+			udp++
+			if !got[f] {
+				t.Errorf("Scan missed or misread %+v; got %v", f, got)
+			}
+		}
+	}
+	if len(got) != udp || udp != 3 {
+		t.Fatalf("Scan returned %d flows, conntrack dumped %d UDP", len(got), udp)
+	}
+}
+
+func TestForEachAttrStopsOnMalformedInput(t *testing.T) {
+	for _, b := range [][]byte{nil, {1}, {2, 0, 1, 0}, {200, 0, 1, 0, 1, 2, 3, 4}} {
+		if _, ok := decodeTuples(append([]byte{2, 0, 0, 0}, b...)); ok {
+			t.Errorf("decoded %v", b)
+		}
+	}
+}

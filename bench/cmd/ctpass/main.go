@@ -1,0 +1,49 @@
+// Command ctpass runs one conntrack-agent pass in the current network
+// namespace for the benchmark's Service (LB 203.0.113.10:6343, endpoint
+// 198.51.100.20:16343) and prints what it did. Run it with
+// `ip netns exec NS /usr/bin/time ...` to measure time and peak memory.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
+)
+
+func main() {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "flows"},
+		Spec:   corev1.ServiceSpec{ClusterIP: "198.51.100.10", Ports: []corev1.ServicePort{{Name: "flows", Protocol: corev1.ProtocolUDP, Port: 6343}}},
+		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.10"}}}}}
+	slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Labels: map[string]string{discoveryv1.LabelServiceName: "flows"}},
+		Ports:     []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(int32(16343))}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"198.51.100.20"}}}}
+	table := conntrackagent.NewTable([]*corev1.Service{svc}, []*discoveryv1.EndpointSlice{slice}, nil, nil)
+	n := &conntrackagent.Netlink{Workers: 4, RecvBuffer: 8 << 20}
+	start := time.Now()
+	var stale []conntrackagent.Flow
+	stats, err := n.Scan(context.Background(), func(f conntrackagent.Flow) {
+		if ok, _ := table.Stale(f); ok {
+			stale = append(stale, f)
+		}
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	scanned := time.Since(start)
+	ds, err := n.Delete(context.Background(), stale)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("scanned %d (kernel filter %v) in %v, deleted %d, vanished %d, total %v\n",
+		stats.Scanned, stats.Filter, scanned.Round(time.Millisecond), ds.Deleted, ds.Vanished, time.Since(start).Round(time.Millisecond))
+}

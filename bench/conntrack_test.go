@@ -1,0 +1,354 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/mdlayher/netlink"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/ti-mo/conntrack"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netlab"
+)
+
+// The benchmark table: documentation addresses, entries only (no traffic).
+const (
+	tableStale     = 10_000  // never NATed to the LB IP
+	tableNATed     = 490_000 // to the LB IP, NATed to the endpoint
+	tableUnrelated = 500_000 // UDP to other destinations
+)
+
+var (
+	benchLB       = netip.MustParseAddr("203.0.113.10")
+	benchEndpoint = netip.MustParseAddr("198.51.100.20")
+)
+
+// entry i of a kind: unique original and reply tuples.
+func tableFlow(kind string, i int) conntrack.Flow {
+	src := netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 256)})
+	sport := uint16(1024 + i/256)
+	switch kind {
+	case "stale":
+		return conntrack.NewFlow(17, 0, src, benchLB, sport+30000, 6343, 7200, 0)
+	case "nated":
+		f := conntrack.NewFlow(17, 0, src, benchLB, sport, 6343, 7200, 0)
+		f.TupleReply.IP.SourceAddress, f.TupleReply.Proto.SourcePort = benchEndpoint, 16343
+		return f
+	default:
+		dst := netip.AddrFrom4([4]byte{203, 0, 113, byte(20 + i%200)})
+		return conntrack.NewFlow(17, 0, src, dst, sport, 53, 7200, 0)
+	}
+}
+
+func fill(b *testing.B, ns int, kinds map[string]int) {
+	b.Helper()
+	type job struct {
+		kind string
+		i    int
+	}
+	jobs := make(chan job, 4096)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := 0; w < 4; w++ {
+		c, err := conntrack.Dial(&netlink.Config{NetNS: ns})
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			for j := range jobs {
+				if err := c.Create(tableFlow(j.kind, j.i)); err != nil {
+					select {
+					case errs <- fmt.Errorf("%s %d: %w", j.kind, j.i, err):
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for kind, n := range kinds {
+		for i := 0; i < n; i++ {
+			jobs <- job{kind, i}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+// census counts the UDP entries and the stale ones.
+func census(b *testing.B, ns int) (total, stale int) {
+	b.Helper()
+	n := &conntrackagent.Netlink{NetNS: ns, RecvBuffer: 8 << 20}
+	if _, err := n.Scan(context.Background(), func(f conntrackagent.Flow) {
+		total++
+		if f.OrigDst.Addr() == benchLB && f.ReplySrc.Addr() == benchLB {
+			stale++
+		}
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return total, stale
+}
+
+type toolRun struct {
+	name    string
+	seconds float64
+	maxRSS  int // KiB
+	out     string
+}
+
+// BenchmarkConntrackPass: a table of 1,000,000 UDP entries of which 10,000
+// are stale, in a network namespace; the agent's pass, `conntrack -D`
+// (conntrack-tools) and vishvananda/netlink's ConntrackDeleteFilters (the
+// library kube-proxy uses) each delete the stale entries from an identical
+// table, as separate processes measured by /usr/bin/time (wall time, peak
+// RSS). The baselines get the simplest filter that finds the same entries
+// (original destination and reply source both the LB IP); the agent decides
+// from the Service and its endpoints. Needs root. Run with -benchtime=1x.
+func BenchmarkConntrackPass(b *testing.B) {
+	if err := netlab.Check(); err != nil {
+		b.Fatal(err)
+	}
+	for _, tool := range []string{"conntrack", "/usr/bin/time"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			b.Fatalf("%s not found: apt-get install conntrack time", tool)
+		}
+	}
+	bin := b.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "./bench/cmd/ctpass", "./bench/cmd/ctfilter")
+	build.Dir = localplane.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("%v\n%s", err, out)
+	}
+	const name = "ctbench"
+	_ = exec.Command("ip", "netns", "del", name).Run()
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		b.Fatalf("%v %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", name).Run()
+	nsf, err := os.Open("/run/netns/" + name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nsf.Close()
+	ns := int(nsf.Fd())
+
+	// Room for a million entries, restored afterwards.
+	const maxPath = "/proc/sys/net/netfilter/nf_conntrack_max"
+	orig, err := os.ReadFile(maxPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(maxPath, []byte("1200000"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	defer os.WriteFile(maxPath, orig, 0o644)
+
+	start := time.Now()
+	fill(b, ns, map[string]int{"nated": tableNATed, "unrelated": tableUnrelated})
+	b.Logf("filled 990,000 entries in %v", time.Since(start).Round(time.Millisecond))
+
+	tools := []struct {
+		name string
+		cmd  []string
+	}{
+		{"agent pass", []string{filepath.Join(bin, "ctpass")}},
+		{"conntrack -D", []string{"conntrack", "-D", "-p", "udp", "--orig-dst", benchLB.String(), "--reply-src", benchLB.String()}},
+		{"vishvananda/netlink", []string{filepath.Join(bin, "ctfilter")}},
+	}
+	for n := 0; n < b.N; n++ {
+		var runs []toolRun
+		for _, tool := range tools {
+			fill(b, ns, map[string]int{"stale": tableStale})
+			if total, stale := census(b, ns); total != 1_000_000 || stale != tableStale {
+				b.Fatalf("table before %s: %d entries, %d stale", tool.name, total, stale)
+			}
+			args := append([]string{"netns", "exec", name, "/usr/bin/time", "-f", "TIME %e %M"}, tool.cmd...)
+			cmd := exec.Command("ip", args...)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				b.Fatalf("%s: %v\n%s", tool.name, err, stderr.String())
+			}
+			run := toolRun{name: tool.name, out: lastLine(stdout.String() + stderr.String())}
+			for _, line := range strings.Split(stderr.String(), "\n") {
+				if f := strings.Fields(line); len(f) == 3 && f[0] == "TIME" {
+					run.seconds, _ = strconv.ParseFloat(f[1], 64)
+					run.maxRSS, _ = strconv.Atoi(f[2])
+				}
+			}
+			if total, stale := census(b, ns); total != 1_000_000-tableStale || stale != 0 {
+				b.Fatalf("after %s: %d entries, %d stale (want %d, 0)", tool.name, total, stale, 1_000_000-tableStale)
+			}
+			runs = append(runs, run)
+		}
+		agent := runs[0]
+		for _, r := range runs {
+			fmt.Fprintf(os.Stderr, "%-20s %7.2f s  %8d KiB peak RSS   (%s)\n", r.name, r.seconds, r.maxRSS, r.out)
+		}
+		for _, r := range runs[1:] {
+			fmt.Fprintf(os.Stderr, "agent / %-20s time x%.2f, peak memory x%.2f\n", r.name, agent.seconds/r.seconds, float64(agent.maxRSS)/float64(r.maxRSS))
+			key := strings.Fields(r.name)[0]
+			b.ReportMetric(agent.seconds/r.seconds, "time-ratio-vs-"+key)
+			b.ReportMetric(float64(agent.maxRSS)/float64(r.maxRSS), "rss-ratio-vs-"+key)
+		}
+		b.ReportMetric(agent.seconds, "agent-s")
+		b.ReportMetric(float64(agent.maxRSS)/1024, "agent-MiB")
+	}
+}
+
+func lastLine(s string) string {
+	lines := slices.DeleteFunc(strings.Split(strings.TrimSpace(s), "\n"), func(l string) bool {
+		return strings.HasPrefix(l, "TIME ") || strings.HasPrefix(l, "udp ")
+	})
+	if len(lines) == 0 {
+		return ""
+	}
+	return lines[len(lines)-1]
+}
+
+// BenchmarkConntrackRecovery: the LB IP 0 -> 1 scenario of the end-to-end
+// test, 20 times: the time from the EndpointSlice update (the API call
+// returning) to the first packet at the pod, with the agent running against
+// the local API server (default debounce). Needs root.
+func BenchmarkConntrackRecovery(b *testing.B) {
+	if err := netlab.Check(); err != nil {
+		b.Fatal(err)
+	}
+	p := localplane.New(b, localplane.Options{NoAWS: true})
+	kube, err := kubernetes.NewForConfig(p.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	lab, err := netlab.New("ctrecov")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lab.Close()
+	svc, err := kube.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "flows"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "flows", Protocol: corev1.ProtocolUDP, Port: 6343}}}},
+		metav1.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: netlab.LBIP.String()}}
+	if _, err := kube.CoreV1().Services("default").UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	epAPI := kube.DiscoveryV1().EndpointSlices("default")
+	slice, err := epAPI.Create(ctx, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "flows-1",
+		Labels: map[string]string{discoveryv1.LabelServiceName: "flows"}}, AddressType: discoveryv1.AddressTypeIPv4,
+		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(int32(16343))}}},
+		metav1.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2}
+	agent := &conntrackagent.Agent{Client: kube, Conntrack: ct, NodeName: "node", Period: time.Hour, Debounce: 100 * time.Millisecond,
+		TombstoneTTL: time.Minute, Recheck: 2 * time.Second, LocalAddrs: ct.LocalAddrs,
+		Metrics: conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard()}
+	actx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- agent.Run(actx) }()
+	defer func() { stop(); <-done }()
+
+	lb, podAddr := netip.AddrPortFrom(netlab.LBIP, 6343), netip.AddrPortFrom(netlab.PodIP, 16343)
+	pod, err := lab.Listen("pod", podAddr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pod.Close()
+	sender, err := lab.Send(40000, lb, 5*time.Millisecond) // 200 packets/s
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sender.Stop()
+
+	const trials = 20
+	for n := 0; n < b.N; n++ {
+		var lat []time.Duration
+		for trial := 0; trial < trials; trial++ {
+			// Endpoints gone: kube-proxy drops its rule; entries go stale and,
+			// once the old one is gone, the flow is pinned never-NATed.
+			slice.Endpoints = nil
+			if slice, err = epAPI.Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			_ = lab.RemoveDNAT(lb, podAddr)
+			// The old NATed entry goes (kube-proxy does this on endpoint removal);
+			// exit 1 when there is none is fine.
+			_ = exec.Command("ip", "netns", "exec", lab.NS("node"), "conntrack", "-D", "-p", "udp", "--orig-dst", netlab.LBIP.String()).Run()
+			waitNeverNATed(b, ct)
+			if err := lab.DNAT(lb, podAddr); err != nil { // kube-proxy, before the agent sees the slice
+				b.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond) // prove nothing arrives meanwhile
+			before := pod.Packets()
+			time.Sleep(200 * time.Millisecond)
+			if pod.Packets() != before {
+				b.Fatal("packets reached the pod before the endpoint came back")
+			}
+			slice.Endpoints = []discoveryv1.Endpoint{{Addresses: []string{netlab.PodIP.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}}
+			if slice, err = epAPI.Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			t0 := time.Now()
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			at, err := pod.WaitPacket(wctx, t0)
+			cancel()
+			if err != nil {
+				b.Fatalf("trial %d: no packet", trial)
+			}
+			lat = append(lat, at.Sub(t0))
+		}
+		slices.Sort(lat)
+		p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+		b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+		fmt.Fprintf(os.Stderr, "recovery over %d trials: p50 %v, p99 %v, min %v, max %v (debounce 100ms)\n",
+			trials, p50.Round(time.Millisecond), p99.Round(time.Millisecond), lat[0].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+	}
+}
+
+func waitNeverNATed(b *testing.B, ct *conntrackagent.Netlink) {
+	b.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		found := false
+		if _, err := ct.Scan(context.Background(), func(f conntrackagent.Flow) {
+			found = found || (f.OrigSrc.Port() == 40000 && f.ReplySrc.Addr() == netlab.LBIP)
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if found {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Fatal("no never-NATed entry")
+}
