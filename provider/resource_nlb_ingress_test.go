@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
@@ -214,12 +215,15 @@ func TestAccNLBIngress(t *testing.T) {
 			},
 			{ // the Service edited outside Terraform
 				PreConfig: func() {
-					svc := &corev1.Service{}
-					if err := c.Get(ctx, client.ObjectKey{Namespace: "telemetry", Name: "flows"}, svc); err != nil {
-						t.Fatal(err)
-					}
-					svc.Spec.LoadBalancerSourceRanges = []string{"0.0.0.0/0"}
-					if err := c.Update(ctx, svc); err != nil {
+					err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+						svc := &corev1.Service{}
+						if err := c.Get(ctx, client.ObjectKey{Namespace: "telemetry", Name: "flows"}, svc); err != nil {
+							return err
+						}
+						svc.Spec.LoadBalancerSourceRanges = []string{"0.0.0.0/0"}
+						return c.Update(ctx, svc)
+					})
+					if err != nil {
 						t.Fatal(err)
 					}
 				},

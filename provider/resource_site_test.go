@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
@@ -129,6 +130,23 @@ func getTopic(ctx context.Context, c client.Client, name string) (*unstructured.
 	return u, c.Get(ctx, client.ObjectKey{Namespace: "default", Name: name}, u)
 }
 
+// updateTopic changes a KafkaTopic as a client would, again on a conflict
+// (the Topic Operator stand-in writes it too).
+func updateTopic(t *testing.T, c client.Client, name string, mutate func(*unstructured.Unstructured)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u, err := getTopic(context.Background(), c, name)
+		if err != nil {
+			return err
+		}
+		mutate(u)
+		return c.Update(context.Background(), u)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestAccSite(t *testing.T) {
 	requireAcc(t)
 	p := testPlane(t)
@@ -205,17 +223,12 @@ func TestAccSite(t *testing.T) {
 			},
 			{ // server-added fields never cause a diff
 				PreConfig: func() {
-					u, err := getTopic(ctx, c, "sfacctd-flows-ams01")
-					if err != nil {
-						t.Fatal(err)
-					}
-					labels := u.GetLabels()
-					labels["added-by-someone"] = "yes"
-					u.SetLabels(labels)
-					u.Object["spec"].(map[string]any)["config"].(map[string]any)["cleanup.policy"] = "delete"
-					if err := c.Update(ctx, u); err != nil {
-						t.Fatal(err)
-					}
+					updateTopic(t, c, "sfacctd-flows-ams01", func(u *unstructured.Unstructured) {
+						labels := u.GetLabels()
+						labels["added-by-someone"] = "yes"
+						u.SetLabels(labels)
+						u.Object["spec"].(map[string]any)["config"].(map[string]any)["cleanup.policy"] = "delete"
+					})
 				},
 				Config: siteConfig(p, "ams01", `
   partitions = 6
@@ -225,14 +238,9 @@ func TestAccSite(t *testing.T) {
 			},
 			{ // changed outside Terraform: the plan shows the update and applies it
 				PreConfig: func() {
-					u, err := getTopic(ctx, c, "sfacctd-flows-ams01")
-					if err != nil {
-						t.Fatal(err)
-					}
-					u.Object["spec"].(map[string]any)["config"].(map[string]any)["retention.ms"] = int64(3600000)
-					if err := c.Update(ctx, u); err != nil {
-						t.Fatal(err)
-					}
+					updateTopic(t, c, "sfacctd-flows-ams01", func(u *unstructured.Unstructured) {
+						u.Object["spec"].(map[string]any)["config"].(map[string]any)["retention.ms"] = int64(3600000)
+					})
 				},
 				Config: siteConfig(p, "ams01", `
   partitions = 6

@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -260,11 +261,7 @@ func TestController(t *testing.T) {
 
 	t.Run("steady state makes no writes", func(t *testing.T) {
 		before := ctl.writes(t)
-		got, _ := get(t, c, svc)
-		got.Annotations["unrelated"] = "touch" // an update event: the Service is reconciled again
-		if err := c.Update(ctx, got); err != nil {
-			t.Fatal(err)
-		}
+		update(t, c, svc, func(s *corev1.Service) { s.Annotations["unrelated"] = "touch" }) // reconciled again
 		time.Sleep(2 * time.Second)
 		if after := ctl.writes(t); after != before {
 			t.Fatalf("%v writes after an unrelated change", after-before)
@@ -272,11 +269,7 @@ func TestController(t *testing.T) {
 	})
 
 	t.Run("update: new sources are enforced", func(t *testing.T) {
-		got, _ := get(t, c, svc)
-		got.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/24"}
-		if err := c.Update(ctx, got); err != nil {
-			t.Fatal(err)
-		}
+		got := update(t, c, svc, func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/24"} })
 		node := got.Spec.Ports[0].NodePort
 		eventually(t, "new sources", func() (bool, string) {
 			return verdict(t, c, "203.0.113.10", "UDP", node) == calicopolicy.Allowed &&
@@ -314,12 +307,10 @@ func TestController(t *testing.T) {
 	t.Run("bad input: Event, valid part enforced, never widened", func(t *testing.T) {
 		// The API server validates source ranges (spec and annotation); our own
 		// annotations it does not.
-		got, _ := get(t, c, svc)
-		got.Annotations[annotations.HealthCheckCIDRs] = "10.0.0.0/20,10.0.64.7/20,nonsense"
-		got.Annotations[annotations.HostEndpointSelector] = "has(kubernetes.io/hostname"
-		if err := c.Update(ctx, got); err != nil {
-			t.Fatal(err)
-		}
+		got := update(t, c, svc, func(s *corev1.Service) {
+			s.Annotations[annotations.HealthCheckCIDRs] = "10.0.0.0/20,10.0.64.7/20,nonsense"
+			s.Annotations[annotations.HostEndpointSelector] = "has(kubernetes.io/hostname"
+		})
 		eventually(t, "an InvalidInput Event", func() (bool, string) {
 			var evs eventsv1.EventList
 			if err := c.List(ctx, &evs, client.InNamespace("telemetry")); err != nil {
@@ -341,30 +332,20 @@ func TestController(t *testing.T) {
 		if v := verdict(t, c, "10.0.64.7", "TCP", health); v != calicopolicy.Denied {
 			t.Errorf("an invalid health-check CIDR must not be allowed: %v", v)
 		}
-		got, _ = get(t, c, svc)
-		delete(got.Annotations, annotations.HealthCheckCIDRs)
-		delete(got.Annotations, annotations.HostEndpointSelector)
-		if err := c.Update(ctx, got); err != nil {
-			t.Fatal(err)
-		}
+		update(t, c, svc, func(s *corev1.Service) {
+			delete(s.Annotations, annotations.HealthCheckCIDRs)
+			delete(s.Annotations, annotations.HostEndpointSelector)
+		})
 	})
 
 	t.Run("opt-out: policies and finalizer go", func(t *testing.T) {
-		got, _ := get(t, c, svc)
-		got.Annotations[annotations.NLBPolicy] = annotations.Disabled
-		if err := c.Update(ctx, got); err != nil {
-			t.Fatal(err)
-		}
+		update(t, c, svc, func(s *corev1.Service) { s.Annotations[annotations.NLBPolicy] = annotations.Disabled })
 		eventually(t, "clean-up", func() (bool, string) {
 			ps, ss := owned(t, c, svc)
 			got, _ := get(t, c, svc)
 			return len(ps)+len(ss) == 0 && !slices.Contains(got.Finalizers, nlbpolicy.Finalizer), fmt.Sprintf("%d objects, finalizers %v", len(ps)+len(ss), got.Finalizers)
 		})
-		got, _ = get(t, c, svc)
-		got.Annotations[annotations.NLBPolicy] = annotations.Enabled
-		if err := c.Update(ctx, got); err != nil {
-			t.Fatal(err)
-		}
+		update(t, c, svc, func(s *corev1.Service) { s.Annotations[annotations.NLBPolicy] = annotations.Enabled })
 		eventually(t, "opted in again", func() (bool, string) { ps, _ := owned(t, c, svc); return len(ps) == 2, "" })
 	})
 
@@ -374,16 +355,14 @@ func TestController(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, "policies", func() (bool, string) { ps, _ := owned(t, c, other); return len(ps) == 2, "" })
-		got, _ := get(t, c, other)
-		got.Spec.Type = corev1.ServiceTypeClusterIP
-		got.Spec.LoadBalancerClass = nil
-		got.Spec.ExternalTrafficPolicy = ""
-		got.Spec.LoadBalancerSourceRanges = nil
-		got.Spec.Ports[0].NodePort = 0
-		got.Spec.HealthCheckNodePort = 0
-		if err := c.Update(ctx, got); err != nil {
-			t.Fatal(err)
-		}
+		update(t, c, other, func(s *corev1.Service) {
+			s.Spec.Type = corev1.ServiceTypeClusterIP
+			s.Spec.LoadBalancerClass = nil
+			s.Spec.ExternalTrafficPolicy = ""
+			s.Spec.LoadBalancerSourceRanges = nil
+			s.Spec.Ports[0].NodePort = 0
+			s.Spec.HealthCheckNodePort = 0
+		})
 		eventually(t, "clean-up", func() (bool, string) {
 			ps, _ := owned(t, c, other)
 			got, _ := get(t, c, other)
@@ -519,4 +498,22 @@ func TestManageAll(t *testing.T) {
 
 func objectMeta(namespace, name string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Namespace: namespace, Name: name}
+}
+
+// update changes a Service as a client would: read, change, write, and
+// again on a conflict (the controller and the stand-ins write it too).
+func update(t *testing.T, c client.Client, svc *corev1.Service, mutate func(*corev1.Service)) *corev1.Service {
+	t.Helper()
+	got := &corev1.Service{}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), got); err != nil {
+			return err
+		}
+		mutate(got)
+		return c.Update(context.Background(), got)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
