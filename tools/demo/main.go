@@ -1,0 +1,530 @@
+// Command demo shows the whole product working on this machine (`make
+// demo`): the local control plane, `terraform apply` of examples/complete
+// with the provider built from the checkout, the nlb-policy controller and
+// the conntrack agent against it, and the three traps the product removes.
+// Everything it starts stops at the end or on Ctrl-C.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	"github.com/go-logr/logr"
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netlab"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/tfdev"
+)
+
+const steps = 6
+
+type demo struct {
+	ctx     context.Context
+	plane   *localplane.Plane
+	kube    client.Client
+	tf      *tfdev.Env
+	dir     string
+	vars    []string
+	step    int
+	summary [][2]string
+}
+
+func main() {
+	ctrllog.SetLogger(logr.Discard())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	d := &demo{ctx: ctx}
+	err := d.run()
+	if errors.Is(err, context.Canceled) {
+		fmt.Println("\ninterrupted: stopping everything")
+		os.Exit(130)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "\ndemo failed:", err)
+		os.Exit(1)
+	}
+	d.printSummary(time.Since(start))
+}
+
+func (d *demo) header(title string) {
+	d.step++
+	fmt.Printf("\n==> [%d/%d] %s\n", d.step, steps, title)
+}
+
+func (d *demo) note(format string, args ...any) { fmt.Printf("    "+format+"\n", args...) }
+
+func (d *demo) result(k, v string) { d.summary = append(d.summary, [2]string{k, v}) }
+
+func (d *demo) run() (err error) {
+	d.header("Local control plane: kube-apiserver + etcd (Calico and Strimzi CRDs), moto as AWS")
+	t0 := time.Now()
+	if d.plane, err = localplane.Start(d.ctx, localplane.Options{Nodes: 3}); err != nil {
+		return err
+	}
+	defer d.plane.Stop()
+	if d.kube, err = d.plane.Client(); err != nil {
+		return err
+	}
+	for _, ns := range []string{"kafka", "telemetry"} {
+		if err := d.kube.Create(d.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return err
+		}
+	}
+	d.note("API server %s, AWS %s (VPC %s, node group %s), started in %v", d.plane.Config.Host, d.plane.AWS.Endpoint,
+		d.plane.AWS.VPCID, d.plane.AWS.NodeSecurityGroupID, time.Since(t0).Round(100*time.Millisecond))
+	topics := standin.StartTopicOperator(d.kube)
+	defer topics.Stop()
+	lbs := standin.StartLoadBalancerController(d.kube, d.plane.AWS.Config(), d.plane.AWS.VPCID)
+	defer lbs.Stop()
+	d.note("stand-ins for the third-party controllers that cannot run here: Strimzi's Topic Operator (topic status)")
+	d.note("and the AWS Load Balancer Controller (creates the NLB in moto, writes the Service's status)")
+	stopController, err := d.startNLBPolicyController()
+	if err != nil {
+		return err
+	}
+	defer stopController()
+	d.note("nlb-policy controller running against the API server and moto")
+
+	if err := d.terraformApply(); err != nil {
+		return err
+	}
+	defer d.terraformDestroy()
+	if err := d.showTopics(); err != nil {
+		return err
+	}
+	if err := d.showSecurityGroups(); err != nil {
+		return err
+	}
+	if err := d.showPolicies(); err != nil {
+		return err
+	}
+	return d.conntrack()
+}
+
+func (d *demo) startNLBPolicyController() (func(), error) {
+	mgr, err := ctrl.NewManager(d.plane.Config, ctrl.Options{Scheme: kubeapi.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		return nil, err
+	}
+	cfg := d.plane.AWS.Config()
+	if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{Options: nlbpolicy.DefaultOptions(),
+		Sources:       &nlbpolicy.AWSSources{ELB: elbv2.NewFromConfig(cfg), EC2: ec2.NewFromConfig(cfg), TTL: time.Minute},
+		SweepInterval: time.Minute, Registry: prometheus.NewRegistry()}); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(d.ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return func() { cancel(); <-done }, nil
+}
+
+func (d *demo) terraformApply() error {
+	d.header("terraform apply of examples/complete (12 PoPs through the telemetry-pop module), provider built from this checkout")
+	work, err := os.MkdirTemp("", "telemetry-demo-")
+	if err != nil {
+		return err
+	}
+	if d.tf, err = tfdev.Build(d.ctx, localplane.RepoRoot(), work); err != nil {
+		return err
+	}
+	if err := tfdev.CopyDir(filepath.Join(localplane.RepoRoot(), "examples"), filepath.Join(work, "examples")); err != nil {
+		return err
+	}
+	d.dir = filepath.Join(work, "examples", "complete")
+	d.vars = []string{"-var", "kubeconfig=" + d.plane.Kubeconfig, "-var", "aws_endpoint=" + d.plane.AWS.Endpoint,
+		"-var", "node_security_group_id=" + d.plane.AWS.NodeSecurityGroupID}
+	os.Setenv("AWS_ACCESS_KEY_ID", localplane.AccessKeyID)
+	os.Setenv("AWS_SECRET_ACCESS_KEY", localplane.SecretAccessKey)
+	if _, err := d.tf.Run(d.ctx, d.dir, "get", "-no-color"); err != nil {
+		return err
+	}
+	res, err := d.tf.Run(d.ctx, d.dir, append([]string{"apply", "-auto-approve", "-no-color", "-input=false"}, d.vars...)...)
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(res.Output), "\n") {
+		if strings.HasPrefix(line, "Apply complete!") {
+			d.note("%s (%v)", line, res.Duration.Round(100*time.Millisecond))
+			d.result("terraform apply", fmt.Sprintf("%s in %v", strings.TrimPrefix(line, "Apply complete! "), res.Duration.Round(100*time.Millisecond)))
+		}
+	}
+	plan, err := d.tf.Run(d.ctx, d.dir, append([]string{"plan", "-detailed-exitcode", "-no-color", "-input=false"}, d.vars...)...)
+	if err != nil {
+		return err
+	}
+	d.note("plan right after apply: %s", map[int]string{0: "no changes", 2: "CHANGES (unexpected)"}[plan.ExitCode])
+	return nil
+}
+
+func (d *demo) terraformDestroy() {
+	if d.tf == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := d.tf.Run(ctx, d.dir, append([]string{"destroy", "-auto-approve", "-no-color", "-input=false"}, d.vars...)...); err != nil {
+		fmt.Fprintln(os.Stderr, "terraform destroy:", err)
+	}
+	_ = os.RemoveAll(filepath.Dir(filepath.Dir(d.dir)))
+}
+
+func (d *demo) outputs() (map[string]json.RawMessage, error) {
+	res, err := d.tf.Run(d.ctx, d.dir, "output", "-json")
+	if err != nil {
+		return nil, err
+	}
+	var raw map[string]struct{ Value json.RawMessage }
+	if err := json.Unmarshal(res.Output, &raw); err != nil {
+		return nil, err
+	}
+	out := map[string]json.RawMessage{}
+	for k, v := range raw {
+		out[k] = v.Value
+	}
+	return out, nil
+}
+
+func (d *demo) showTopics() error {
+	d.header("The sites' KafkaTopics (Strimzi) and the Kafka sizing they imply")
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(kubeapi.KafkaTopic("v1").GroupVersion().WithKind("KafkaTopicList"))
+	if err := d.kube.List(d.ctx, list, client.InNamespace("kafka")); err != nil {
+		return err
+	}
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].GetName() < list.Items[j].GetName() })
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "    TOPIC\tPARTITIONS\tREPLICAS\tRETENTION\tREADY")
+	ready := 0
+	for _, t := range list.Items {
+		p, _, _ := unstructured.NestedInt64(t.Object, "spec", "partitions")
+		r, _, _ := unstructured.NestedInt64(t.Object, "spec", "replicas")
+		ms, _, _ := unstructured.NestedInt64(t.Object, "spec", "config", "retention.ms")
+		status := "False"
+		conds, _, _ := unstructured.NestedSlice(t.Object, "status", "conditions")
+		for _, c := range conds {
+			if m, ok := c.(map[string]any); ok && m["type"] == "Ready" {
+				status = fmt.Sprint(m["status"])
+			}
+		}
+		if status == "True" {
+			ready++
+		}
+		fmt.Fprintf(w, "    %s\t%d\t%d\t%dh\t%s\n", t.GetName(), p, r, ms/3_600_000, status)
+	}
+	w.Flush()
+	out, err := d.outputs()
+	if err != nil {
+		return err
+	}
+	var sizing struct {
+		Brokers          int64 `json:"brokers"`
+		TotalPartitions  int64 `json:"total_partitions"`
+		StoragePerBroker int64 `json:"storage_per_broker_bytes"`
+		NetworkIn        int64 `json:"network_in_bytes_per_sec"`
+	}
+	if err := json.Unmarshal(out["kafka_sizing"], &sizing); err != nil {
+		return err
+	}
+	d.note("sizing: %d brokers, %d partitions, %.0f GB of disk per broker, %.1f MB/s into the cluster",
+		sizing.Brokers, sizing.TotalPartitions, float64(sizing.StoragePerBroker)/1e9, float64(sizing.NetworkIn)/1e6)
+	d.result("KafkaTopics", fmt.Sprintf("%d created, %d Ready", len(list.Items), ready))
+	d.result("Kafka sizing", fmt.Sprintf("%d brokers, %d partitions, %.0f GB/broker", sizing.Brokers, sizing.TotalPartitions, float64(sizing.StoragePerBroker)/1e9))
+	return nil
+}
+
+func (d *demo) showSecurityGroups() error {
+	d.header("Trap 1: security-group rules. The NLB Service and its AWS footprint, bounded by ports")
+	svc := &corev1.Service{}
+	if err := d.waitFor(30*time.Second, func() (bool, error) {
+		err := d.kube.Get(d.ctx, client.ObjectKey{Namespace: "telemetry", Name: "flows"}, svc)
+		return err == nil && len(svc.Status.LoadBalancer.Ingress) > 0, client.IgnoreNotFound(err)
+	}); err != nil {
+		return err
+	}
+	d.note("Service telemetry/flows: class %s, %d source ranges, NLB %s", *svc.Spec.LoadBalancerClass,
+		len(svc.Spec.LoadBalancerSourceRanges), svc.Status.LoadBalancer.Ingress[0].Hostname)
+	d.note("annotations: %s=%s, %s=%s", lbc.ManageBackendSecurityGroupRule, svc.Annotations[lbc.ManageBackendSecurityGroupRule],
+		lbc.SecurityGroups, svc.Annotations[lbc.SecurityGroups])
+	out, err := d.outputs()
+	if err != nil {
+		return err
+	}
+	var rules struct {
+		Created        int `json:"created"`
+		PerSourceModel int `json:"per_source_model"`
+	}
+	if err := json.Unmarshal(out["security_group_rules"], &rules); err != nil {
+		return err
+	}
+	d.note("rules created by telemetry_nlb_ingress: %d; the AWS Load Balancer Controller's per-source model: %d", rules.Created, rules.PerSourceModel)
+
+	// Show the limit for real: write the per-source model's rules into a
+	// fresh group of the emulated account, as the controller would.
+	ec := ec2.NewFromConfig(d.plane.AWS.Config())
+	sg, err := ec.CreateSecurityGroup(d.ctx, &ec2.CreateSecurityGroupInput{GroupName: aws.String("demo-per-source-model"),
+		Description: aws.String("what the AWS Load Balancer Controller would write"), VpcId: aws.String(d.plane.AWS.VPCID)})
+	if err != nil {
+		return err
+	}
+	written, refusal := 0, ""
+	for _, cidr := range svc.Spec.LoadBalancerSourceRanges {
+		for _, proto := range []string{"udp", "tcp", "udp"} { // sflow UDP, ipfix TCP and UDP
+			_, err := ec.AuthorizeSecurityGroupIngress(d.ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: sg.GroupId,
+				IpPermissions: []ec2types.IpPermission{{IpProtocol: aws.String(proto), FromPort: aws.Int32(int32(30000 + written)),
+					ToPort: aws.Int32(int32(30000 + written)), IpRanges: []ec2types.IpRange{{CidrIp: aws.String(cidr)}}}}})
+			if err != nil {
+				refusal = err.Error()
+				break
+			}
+			written++
+		}
+		if refusal != "" {
+			break
+		}
+	}
+	if refusal != "" {
+		if i := strings.Index(refusal, "api error "); i >= 0 {
+			refusal = refusal[i+len("api error "):]
+		}
+		d.note("per-source model written into a fresh group: AWS accepted %d rules, then refused rule %d: %s", written, written+1, refusal)
+	}
+	d.result("Security-group rules", fmt.Sprintf("%d created (per-source model: %d; AWS refuses past %d per group)",
+		rules.Created, rules.PerSourceModel, written))
+	return nil
+}
+
+func (d *demo) showPolicies() error {
+	d.header("Trap 2: clean-up. Calico policies generated by the nlb-policy controller, checked packet by packet, then removed")
+	svc := &corev1.Service{}
+	var policies calicov3.GlobalNetworkPolicyList
+	var sets calicov3.GlobalNetworkSetList
+	owner := client.MatchingLabels{annotations.OwnerNamespace: "telemetry", annotations.OwnerName: "flows"}
+	if err := d.waitFor(30*time.Second, func() (bool, error) {
+		if err := d.kube.Get(d.ctx, client.ObjectKey{Namespace: "telemetry", Name: "flows"}, svc); err != nil {
+			return false, err
+		}
+		if err := d.kube.List(d.ctx, &policies, owner); err != nil {
+			return false, err
+		}
+		if err := d.kube.List(d.ctx, &sets, owner); err != nil {
+			return false, err
+		}
+		return len(policies.Items) == 2 && svc.Spec.HealthCheckNodePort != 0, nil
+	}); err != nil {
+		return err
+	}
+	for _, p := range policies.Items {
+		d.note("GlobalNetworkPolicy %s: order %v, preDNAT %v, %d rules", p.Name, *p.Spec.Order, p.Spec.PreDNAT, len(p.Spec.Ingress))
+	}
+	for _, s := range sets.Items {
+		d.note("GlobalNetworkSet %s: %d nets", s.Name, len(s.Spec.Nets))
+	}
+	var ps []*calicov3.GlobalNetworkPolicy
+	for i := range policies.Items {
+		ps = append(ps, &policies.Items[i])
+	}
+	var ss []*calicov3.GlobalNetworkSet
+	for i := range sets.Items {
+		ss = append(ss, &sets.Items[i])
+	}
+	listed := netip.MustParseAddr(strings.Split(svc.Spec.LoadBalancerSourceRanges[0], "/")[0]).Next()
+	host := calicopolicy.Endpoint{Host: true, Labels: map[string]string{"kubernetes.io/hostname": d.plane.AWS.Instances[0].NodeName}}
+	checks := []struct {
+		what  string
+		src   netip.Addr
+		proto string
+		port  int32
+		want  calicopolicy.Verdict
+	}{
+		{"listed exporter -> sFlow NodePort", listed, "UDP", svc.Spec.Ports[0].NodePort, calicopolicy.Allowed},
+		{"unlisted source -> sFlow NodePort", netip.MustParseAddr("203.0.113.99"), "UDP", svc.Spec.Ports[0].NodePort, calicopolicy.Denied},
+		{"NLB health check -> health-check NodePort", netip.MustParseAddr("10.0.1.10"), "TCP", svc.Spec.HealthCheckNodePort, calicopolicy.Allowed},
+		{"unlisted source -> health-check NodePort", netip.MustParseAddr("203.0.113.99"), "TCP", svc.Spec.HealthCheckNodePort, calicopolicy.Denied},
+	}
+	passed := 0
+	for _, c := range checks {
+		res, err := calicopolicy.Evaluate(ps, ss, host, calicopolicy.Packet{Src: c.src, Protocol: c.proto, DstPort: uint16(c.port)}, true)
+		if err != nil {
+			return err
+		}
+		mark := "ok"
+		if res.Verdict != c.want {
+			mark = "UNEXPECTED"
+		} else {
+			passed++
+		}
+		d.note("%-42s %-15s %s %d: %-8v (%s) %s", c.what, c.src, c.proto, c.port, res.Verdict, res.By, mark)
+	}
+	// Clean-up: the Service goes (terraform destroy of the ingress).
+	t0 := time.Now()
+	if _, err := d.tf.Run(d.ctx, d.dir, append([]string{"destroy", "-auto-approve", "-no-color", "-input=false",
+		"-target", "module.telemetry.telemetry_nlb_ingress.flows"}, d.vars...)...); err != nil {
+		return err
+	}
+	if err := d.waitFor(30*time.Second, func() (bool, error) {
+		if err := d.kube.List(d.ctx, &policies, owner); err != nil {
+			return false, err
+		}
+		return len(policies.Items) == 0, nil
+	}); err != nil {
+		return err
+	}
+	d.note("terraform destroy of the ingress: Service, NLB, security groups and both policies gone in %v", time.Since(t0).Round(100*time.Millisecond))
+	d.result("Calico policies", fmt.Sprintf("%d policies + %d network set, %d/%d packet checks as expected, cleaned up on delete",
+		2, len(ss), passed, len(checks)))
+	return nil
+}
+
+func (d *demo) conntrack() error {
+	d.header("Trap 3: stale UDP conntrack, in network namespaces: flow blackholed, agent acts, flow restored")
+	if err := netlab.Check(); err != nil {
+		d.note("skipped: %v", err)
+		d.result("Stale conntrack", "skipped (needs root)")
+		return nil
+	}
+	lab, err := netlab.New("demo")
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	kube, err := kubernetes.NewForConfig(d.plane.Config)
+	if err != nil {
+		return err
+	}
+	svc, err := kube.CoreV1().Services("telemetry").Create(d.ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "sflow"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "flows", Protocol: corev1.ProtocolUDP, Port: 6343}}}},
+		metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: netlab.LBIP.String()}}
+	if _, err := kube.CoreV1().Services("telemetry").UpdateStatus(d.ctx, svc, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2}
+	agent := &conntrackagent.Agent{Client: kube, Conntrack: ct, NodeName: "demo-node", Period: time.Minute, Debounce: 100 * time.Millisecond,
+		TombstoneTTL: time.Minute, Recheck: 2 * time.Second, LocalAddrs: ct.LocalAddrs,
+		Metrics: conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard()}
+	actx, stop := context.WithCancel(d.ctx)
+	done := make(chan error, 1)
+	go func() { done <- agent.Run(actx) }()
+	defer func() { stop(); <-done }()
+
+	lb, pod := netip.AddrPortFrom(netlab.LBIP, 6343), netip.AddrPortFrom(netlab.PodIP, 16343)
+	r, err := lab.Listen("pod", pod)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	sender, err := lab.Send(40000, lb, 10*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer sender.Stop()
+	d.note("a switch exports sFlow from 192.0.2.2:40000 to the LB IP %s, 100 packets/s; the Service has no endpoint", lb)
+	time.Sleep(500 * time.Millisecond)
+	out, _ := lab.Output("node", "conntrack", "-L", "-p", "udp", "--orig-dst", netlab.LBIP.String())
+	d.note("node's entry, never NATed: %s", firstLine(out))
+	if err := lab.DNAT(lb, pod); err != nil {
+		return err
+	}
+	d.note("the collector pod comes back on the same node: kube-proxy's DNAT rule %s -> %s is in place", lb, pod)
+	time.Sleep(time.Second)
+	d.note("one second later the pod has received %d packets: the flow is blackholed by the stale entry", r.Packets())
+	slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "sflow-1", Labels: map[string]string{discoveryv1.LabelServiceName: "sflow"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(int32(16343))}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{netlab.PodIP.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}}}
+	if _, err := kube.DiscoveryV1().EndpointSlices("telemetry").Create(d.ctx, slice, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	wctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+	defer cancel()
+	at, err := r.WaitPacket(wctx, t0)
+	if err != nil {
+		return fmt.Errorf("the flow was not restored: %w", err)
+	}
+	latency := at.Sub(t0).Round(time.Millisecond)
+	d.note("EndpointSlice written: the agent deleted the stale entry; first packet at the pod after %v", latency)
+	time.Sleep(300 * time.Millisecond)
+	out, _ = lab.Output("node", "conntrack", "-L", "-p", "udp", "--orig-dst", netlab.LBIP.String())
+	d.note("node's entry now: %s", firstLine(out))
+	d.result("Stale conntrack", fmt.Sprintf("blackholed flow restored %v after the EndpointSlice update", latency))
+	return nil
+}
+
+func firstLine(s string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "udp") {
+			return strings.Join(strings.Fields(l), " ")
+		}
+	}
+	return "(none)"
+}
+
+func (d *demo) waitFor(timeout time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		select {
+		case <-d.ctx.Done():
+			return d.ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (d *demo) printSummary(total time.Duration) {
+	fmt.Printf("\n==> Summary (%v)\n", total.Round(time.Second))
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	for _, row := range d.summary {
+		fmt.Fprintf(w, "    %s\t%s\n", row[0], row[1])
+	}
+	w.Flush()
+	fmt.Println("\n    Everything started has been stopped and removed.")
+}
