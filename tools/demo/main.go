@@ -70,7 +70,7 @@ func main() {
 	start := time.Now()
 	d := &demo{ctx: ctx}
 	err := d.run()
-	if errors.Is(err, context.Canceled) {
+	if ctx.Err() != nil {
 		fmt.Println("\ninterrupted: stopping everything")
 		os.Exit(130)
 	}
@@ -120,10 +120,16 @@ func (d *demo) run() (err error) {
 	defer stopController()
 	d.note("nlb-policy controller running against the API server and moto")
 
-	if err := d.terraformApply(); err != nil {
+	work, err := os.MkdirTemp("", "telemetry-demo-")
+	if err != nil {
 		return err
 	}
-	defer d.terraformDestroy()
+	// The plane and everything in it are discarded at the end: only the
+	// terraform working folder needs removing.
+	defer os.RemoveAll(work)
+	if err := d.terraformApply(work); err != nil {
+		return err
+	}
 	if err := d.showTopics(); err != nil {
 		return err
 	}
@@ -153,12 +159,8 @@ func (d *demo) startNLBPolicyController() (func(), error) {
 	return func() { cancel(); <-done }, nil
 }
 
-func (d *demo) terraformApply() error {
+func (d *demo) terraformApply(work string) (err error) {
 	d.header("terraform apply of examples/complete (12 PoPs through the telemetry-pop module), provider built from this checkout")
-	work, err := os.MkdirTemp("", "telemetry-demo-")
-	if err != nil {
-		return err
-	}
 	if d.tf, err = tfdev.Build(d.ctx, localplane.RepoRoot(), work); err != nil {
 		return err
 	}
@@ -189,18 +191,6 @@ func (d *demo) terraformApply() error {
 	}
 	d.note("plan right after apply: %s", map[int]string{0: "no changes", 2: "CHANGES (unexpected)"}[plan.ExitCode])
 	return nil
-}
-
-func (d *demo) terraformDestroy() {
-	if d.tf == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if _, err := d.tf.Run(ctx, d.dir, append([]string{"destroy", "-auto-approve", "-no-color", "-input=false"}, d.vars...)...); err != nil {
-		fmt.Fprintln(os.Stderr, "terraform destroy:", err)
-	}
-	_ = os.RemoveAll(filepath.Dir(filepath.Dir(d.dir)))
 }
 
 func (d *demo) outputs() (map[string]json.RawMessage, error) {
