@@ -10,7 +10,10 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
@@ -85,3 +88,13 @@ provider "telemetry" {
 }
 
 func objectMeta(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name} }
+
+// ensureNamespaces creates namespaces the test needs, if missing.
+func ensureNamespaces(t *testing.T, c client.Client, names ...string) {
+	t.Helper()
+	for _, ns := range names {
+		if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: objectMeta(ns)}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+}

@@ -91,11 +91,7 @@ func TestAccNLBIngress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ns := range []string{"telemetry", "collectors"} {
-		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: objectMeta(ns)}); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
-	}
+	ensureNamespaces(t, c, "telemetry", "collectors")
 	lbcStandIn := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
 	defer func() {
 		lbcStandIn.Stop()

@@ -149,22 +149,10 @@ func service(ns, name string, mutate ...func(*corev1.Service)) *corev1.Service {
 
 func owned(t *testing.T, c client.Client, svc *corev1.Service) ([]*calicov3.GlobalNetworkPolicy, []*calicov3.GlobalNetworkSet) {
 	t.Helper()
-	sel := client.MatchingLabels{annotations.OwnerNamespace: svc.Namespace, annotations.OwnerName: svc.Name}
-	var pl calicov3.GlobalNetworkPolicyList
-	var sl calicov3.GlobalNetworkSetList
-	if err := c.List(context.Background(), &pl, sel); err != nil {
+	ps, ss, err := calicopolicy.Load(context.Background(), c,
+		client.MatchingLabels{annotations.OwnerNamespace: svc.Namespace, annotations.OwnerName: svc.Name})
+	if err != nil {
 		t.Fatal(err)
-	}
-	if err := c.List(context.Background(), &sl, sel); err != nil {
-		t.Fatal(err)
-	}
-	var ps []*calicov3.GlobalNetworkPolicy
-	for i := range pl.Items {
-		ps = append(ps, &pl.Items[i])
-	}
-	var ss []*calicov3.GlobalNetworkSet
-	for i := range sl.Items {
-		ss = append(ss, &sl.Items[i])
 	}
 	return ps, ss
 }
@@ -172,21 +160,9 @@ func owned(t *testing.T, c client.Client, svc *corev1.Service) ([]*calicov3.Glob
 // verdict evaluates what the cluster holds now for a packet to the node.
 func verdict(t *testing.T, c client.Client, src string, protocol string, port int32) calicopolicy.Verdict {
 	t.Helper()
-	var pl calicov3.GlobalNetworkPolicyList
-	var sl calicov3.GlobalNetworkSetList
-	if err := c.List(context.Background(), &pl); err != nil {
+	ps, ss, err := calicopolicy.Load(context.Background(), c)
+	if err != nil {
 		t.Fatal(err)
-	}
-	if err := c.List(context.Background(), &sl); err != nil {
-		t.Fatal(err)
-	}
-	var ps []*calicov3.GlobalNetworkPolicy
-	for i := range pl.Items {
-		ps = append(ps, &pl.Items[i])
-	}
-	var ss []*calicov3.GlobalNetworkSet
-	for i := range sl.Items {
-		ss = append(ss, &sl.Items[i])
 	}
 	host := calicopolicy.Endpoint{Host: true, Labels: map[string]string{"kubernetes.io/hostname": "ip-10-0-0-4.ec2.internal"}}
 	res, err := calicopolicy.Evaluate(ps, ss, host, calicopolicy.Packet{Src: netip.MustParseAddr(src), Protocol: protocol, DstPort: uint16(port)}, true)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -47,17 +46,7 @@ func StartLoadBalancerController(c client.Client, cfg aws.Config, vpcID string) 
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &LoadBalancerController{c: c, ec2: ec2.NewFromConfig(cfg), elb: elbv2.NewFromConfig(cfg), vpcID: vpcID,
 		cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		for {
-			s.reconcileAll(ctx)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}()
+	go every(ctx, s.done, s.reconcileAll)
 	return s
 }
 

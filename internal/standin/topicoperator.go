@@ -33,17 +33,7 @@ type TopicOperator struct {
 func StartTopicOperator(c client.Client) *TopicOperator {
 	ctx, cancel := context.WithCancel(context.Background())
 	op := &TopicOperator{c: c, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(op.done)
-		for {
-			op.reconcileAll(ctx)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}()
+	go every(ctx, op.done, op.reconcileAll)
 	return op
 }
 
@@ -96,4 +86,20 @@ func (op *TopicOperator) reconcile(ctx context.Context, t *unstructured.Unstruct
 		}},
 	}
 	_ = op.c.Status().Update(ctx, t)
+}
+
+// pollInterval is how often a stand-in looks at the cluster.
+const pollInterval = 200 * time.Millisecond
+
+// every runs fn every pollInterval until ctx ends, then closes done.
+func every(ctx context.Context, done chan struct{}, fn func(context.Context)) {
+	defer close(done)
+	for {
+		fn(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pollInterval):
+		}
+	}
 }
