@@ -1,0 +1,152 @@
+// Package deploy holds the manifests and the Helm chart for real clusters;
+// its tests apply them to a real API server.
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
+)
+
+func helm(t *testing.T, args ...string) []byte {
+	t.Helper()
+	bin := os.Getenv("HELM")
+	if bin == "" {
+		bin = filepath.Join(localplane.RepoRoot(), "bin", "tools", "helm")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("helm not found at %s: `make helm` builds it (`make test` does), or set HELM", bin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("helm %v: %v\n%s", args, err, stderr.String())
+	}
+	return stdout.Bytes()
+}
+
+func render(t *testing.T, set ...string) []*unstructured.Unstructured {
+	t.Helper()
+	args := []string{"template", "telemetry", filepath.Join(localplane.RepoRoot(), "deploy", "helm", "telemetry-controllers"),
+		"--namespace", "telemetry-system"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	out := filepath.Join(t.TempDir(), "rendered.yaml")
+	if err := os.WriteFile(out, helm(t, args...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := localplane.ReadManifests(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+func kinds(objs []*unstructured.Unstructured) []string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, o.GetKind()+"/"+o.GetName())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The chart lints, and its rendered output, with default and with other
+// values, applies cleanly to a real API server (server-side dry run).
+func TestChartAppliesToARealAPIServer(t *testing.T) {
+	ctrllog.SetLogger(logr.Discard())
+	helm(t, "lint", filepath.Join(localplane.RepoRoot(), "deploy", "helm", "telemetry-controllers"))
+	p := localplane.New(t, localplane.Options{NoAWS: true})
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry-system"}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, set := range map[string][]string{
+		"defaults": nil,
+		"without AWS, no leader election, one component": {"nlbPolicyController.aws.enabled=false",
+			"nlbPolicyController.healthCheckCIDRs={10.0.0.0/20,10.0.16.0/20}", "nlbPolicyController.leaderElection=false",
+			"nlbPolicyController.replicas=1", "conntrackAgent.enabled=false",
+			"nlbPolicyController.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/x"},
+		"dry-run agent only": {"nlbPolicyController.enabled=false", "conntrackAgent.dryRun=true", "conntrackAgent.image.tag=v1.2.3"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			objs := render(t, set...)
+			if len(objs) == 0 {
+				t.Fatal("nothing rendered")
+			}
+			if err := p.ApplyManifests(context.Background(), objs, true); err != nil {
+				t.Fatalf("%v\nrendered: %v", err, kinds(objs))
+			}
+		})
+	}
+	// The ServiceMonitors render when asked (their CRD is the Prometheus Operator's, not served here).
+	objs := render(t, "metrics.serviceMonitor.enabled=true")
+	var monitors []string
+	for _, o := range objs {
+		if o.GetKind() == "ServiceMonitor" {
+			monitors = append(monitors, o.GetName())
+		}
+	}
+	if !slices.Equal(monitors, []string{"conntrack-agent", "nlb-policy-controller"}) {
+		t.Fatalf("ServiceMonitors: %v", monitors)
+	}
+}
+
+// The chart grants exactly the permissions of the plain manifests, which a
+// test runs each component with: the two cannot drift apart.
+func TestChartRBACMatchesTheManifests(t *testing.T) {
+	rules := func(objs []*unstructured.Unstructured) map[string][]rbacv1.PolicyRule {
+		out := map[string][]rbacv1.PolicyRule{}
+		for _, o := range objs {
+			if o.GetKind() != "ClusterRole" && o.GetKind() != "Role" {
+				continue
+			}
+			var role rbacv1.ClusterRole
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &role); err != nil {
+				t.Fatal(err)
+			}
+			key := o.GetKind() + ":" + map[bool]string{true: "nlb-policy", false: "conntrack"}[bytes.Contains([]byte(o.GetName()), []byte("nlb-policy"))]
+			out[key] = append(out[key], role.Rules...)
+		}
+		return out
+	}
+	chart := rules(render(t))
+	var plain []*unstructured.Unstructured
+	for _, f := range []string{"nlb-policy-controller.yaml", "conntrack-agent.yaml"} {
+		objs, err := localplane.ReadManifests(filepath.Join(localplane.RepoRoot(), "deploy", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain = append(plain, objs...)
+	}
+	want := rules(plain)
+	if len(chart) != 3 || len(want) != 3 {
+		t.Fatalf("roles: chart %v, manifests %v", chart, want)
+	}
+	for k, r := range want {
+		if !slices.EqualFunc(r, chart[k], func(a, b rbacv1.PolicyRule) bool {
+			return slices.Equal(a.APIGroups, b.APIGroups) && slices.Equal(a.Resources, b.Resources) && slices.Equal(a.Verbs, b.Verbs)
+		}) {
+			t.Errorf("%s: chart %v, manifests %v", k, chart[k], r)
+		}
+	}
+}

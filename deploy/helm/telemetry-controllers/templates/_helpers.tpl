@@ -1,0 +1,9 @@
+{{- define "telemetry.labels" -}}
+app.kubernetes.io/part-of: telemetry
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+
+{{- define "telemetry.image" -}}
+{{ .image.repository }}:{{ .image.tag | default .appVersion }}
+{{- end -}}
