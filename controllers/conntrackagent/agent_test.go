@@ -306,6 +306,33 @@ func TestAgentEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("an LB IP assigned after the endpoints: no EndpointSlice change, the Service update triggers", func(t *testing.T) {
+		svc := e.service("late", 5514, "")
+		e.endpoints("late", 15514, netlab.PodIP) // serving before the NLB exists
+		lateLB := netip.AddrPortFrom(netlab.LBIP, 5514)
+		podSyslog := netip.AddrPortFrom(netlab.PodIP, 15514)
+		r, err := lab.Listen("pod", podSyslog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		sender, err := lab.Send(40005, lateLB, 20*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sender.Stop()
+		e.waitEntry(40005, netlab.LBIP) // not a Service address yet: never NATed, and nobody's business
+		if err := lab.DNAT(lateLB, podSyslog); err != nil {
+			t.Fatal(err)
+		}
+		blackholed(t, r)
+		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: netlab.LBIP.String()}}
+		if _, err := kube.CoreV1().Services("telemetry").UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		receives(t, r, 5*time.Second)
+	})
+
 	t.Run("dry run finds and deletes nothing", func(t *testing.T) {
 		stopAgent() // only the dry agent sees what follows
 		dry, stopDry := startAgent(true, prometheus.NewRegistry())
