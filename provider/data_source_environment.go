@@ -85,9 +85,8 @@ func (d *environmentDataSource) Read(ctx context.Context, req datasource.ReadReq
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	_, disco, err := d.clients.Kube()
-	if err != nil {
-		resp.Diagnostics.AddError("Kubernetes configuration", err.Error())
+	_, disco, ok := d.clients.kubeOrDiag(&resp.Diagnostics)
+	if !ok {
 		return
 	}
 	version, err := disco.ServerVersion()

@@ -571,6 +571,10 @@ func (r *nlbIngressResource) kube(diags *diag.Diagnostics) (client.Client, bool)
 }
 
 func (r *nlbIngressResource) aws(ctx context.Context, diags *diag.Diagnostics) (ingressAWS, bool) {
+	if r.clients == nil {
+		diags.AddError("Provider not configured", "the telemetry provider was not configured")
+		return ingressAWS{}, false
+	}
 	ec, err := r.clients.EC2(ctx)
 	if err != nil {
 		diags.AddError("AWS configuration", err.Error())
