@@ -85,6 +85,23 @@ func (e *env) endpointsIn(namespace, service string, port int32, addrs ...netip.
 	}
 }
 
+// flow starts a receiver in the pod and a constant flow from the client's
+// port src to dst; both stop when the test does.
+func (e *env) flow(t *testing.T, src uint16, dst, pod netip.AddrPort) *netlab.Receiver {
+	t.Helper()
+	r, err := e.lab.Listen("pod", pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	sender, err := e.lab.Send(src, dst, 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sender.Stop)
+	return r
+}
+
 // entries lists the UDP entries from the client's port.
 func (e *env) entries(srcPort uint16) []conntrackagent.Flow {
 	e.t.Helper()
@@ -256,16 +273,7 @@ func TestAgentEndToEnd(t *testing.T) {
 		svc := e.service("np", 4739, "")
 		nodePort := netip.AddrPortFrom(netlab.NodeIP, uint16(svc.Spec.Ports[0].NodePort))
 		podIPFIX := netip.AddrPortFrom(netlab.PodIP, 14739)
-		r, err := lab.Listen("pod", podIPFIX)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		sender, err := lab.Send(40002, nodePort, 20*time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sender.Stop()
+		r := e.flow(t, 40002, nodePort, podIPFIX)
 		e.waitEntry(40002, netlab.NodeIP) // delivered locally, never NATed
 		if err := lab.DNAT(nodePort, podIPFIX); err != nil {
 			t.Fatal(err)
@@ -279,16 +287,7 @@ func TestAgentEndToEnd(t *testing.T) {
 		e.service("lag", 2055, netlab.LBIP.String())
 		netflow := netip.AddrPortFrom(netlab.LBIP, 2055)
 		podNetflow := netip.AddrPortFrom(netlab.PodIP, 12055)
-		r, err := lab.Listen("pod", podNetflow)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		sender, err := lab.Send(40004, netflow, 20*time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sender.Stop()
+		r := e.flow(t, 40004, netflow, podNetflow)
 		e.waitEntry(40004, netlab.LBIP)
 		recheckBefore := counterWith(t, reg, "telemetry_conntrack_passes_total", "recheck")
 		e.endpoints("lag", 12055, netlab.PodIP) // the agent deletes; the next packet re-creates it, still not NATed
@@ -311,16 +310,7 @@ func TestAgentEndToEnd(t *testing.T) {
 		e.endpoints("late", 15514, netlab.PodIP) // serving before the NLB exists
 		lateLB := netip.AddrPortFrom(netlab.LBIP, 5514)
 		podSyslog := netip.AddrPortFrom(netlab.PodIP, 15514)
-		r, err := lab.Listen("pod", podSyslog)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		sender, err := lab.Send(40005, lateLB, 20*time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sender.Stop()
+		r := e.flow(t, 40005, lateLB, podSyslog)
 		e.waitEntry(40005, netlab.LBIP) // not a Service address yet: never NATed, and nobody's business
 		if err := lab.DNAT(lateLB, podSyslog); err != nil {
 			t.Fatal(err)
