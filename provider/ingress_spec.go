@@ -58,7 +58,7 @@ func (p ingressPort) protocols() []string {
 // Annotations the provider writes itself; user annotations may not set them.
 var managedServiceAnnotations = []string{
 	lbc.Type, lbc.NLBTargetType, lbc.Scheme, lbc.TargetGroupAttributes, lbc.Subnets, lbc.SecurityGroups,
-	lbc.ManageBackendSecurityGroupRule, lbc.SourceRanges, disableNLBSecurityGroup,
+	lbc.ManageBackendSecurityGroupRule, lbc.SourceRanges, lbc.IPAddressType, disableNLBSecurityGroup,
 	annotations.NLBPolicy, nodeSecurityGroupAnnotation,
 }
 
@@ -87,6 +87,10 @@ func (s ingressSpec) service(frontendSG string) *corev1ac.ServiceApplyConfigurat
 	ann[nodeSecurityGroupAnnotation] = s.NodeSG
 	if len(s.Subnets) > 0 {
 		ann[lbc.Subnets] = strings.Join(s.Subnets, ",")
+	}
+	if len(s.Sources.V6()) > 0 {
+		// IPv6 exporters need an NLB with IPv6 listeners (dualstack subnets).
+		ann[lbc.IPAddressType] = lbc.IPAddressTypeDualStack
 	}
 	if s.NLBSecurityGroup {
 		ann[lbc.SecurityGroups] = frontendSG

@@ -125,9 +125,16 @@ func TestServiceRendering(t *testing.T) {
 		!slices.Equal(ac.Spec.LoadBalancerSourceRanges, []string{"192.0.2.0/24", "198.51.100.0/24"}) {
 		t.Fatalf("spec: %+v", ac.Spec)
 	}
+	if _, ok := ann[lbc.IPAddressType]; ok {
+		t.Error("IPv4 sources only: no dualstack")
+	}
 	s.NLBSecurityGroup = false
 	if ann := s.service("").Annotations; ann[disableNLBSecurityGroup] != "true" || ann[lbc.SecurityGroups] != "" {
 		t.Errorf("node mode annotations: %v", ann)
+	}
+	s.Sources = cidrset.MustParse("192.0.2.0/24", "2001:db8::/32")
+	if got := s.service("").Annotations[lbc.IPAddressType]; got != lbc.IPAddressTypeDualStack {
+		t.Errorf("IPv6 sources need a dualstack NLB, got %q", got)
 	}
 }
 

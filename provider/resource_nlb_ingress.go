@@ -148,7 +148,8 @@ func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaReques
 			"allowed_sources": schema.SetAttribute{Required: true, ElementType: types.StringType,
 				Validators: []validator.Set{setvalidator.SizeAtLeast(1), setvalidator.ValueStringsAre(cidrValidator{})},
 				MarkdownDescription: "CIDRs allowed to send, typically the union of the sites' `flow_sources`. Aggregated into " +
-					"the Service's `loadBalancerSourceRanges`. There is no implicit \"allow all\": write `0.0.0.0/0` to mean it."},
+					"the Service's `loadBalancerSourceRanges`. There is no implicit \"allow all\": write `0.0.0.0/0` to mean it. " +
+					"IPv6 sources make the NLB dualstack (`aws-load-balancer-ip-address-type: dualstack`; its subnets need IPv6)."},
 			"target_type": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(lbc.TargetInstance),
 				Validators:          []validator.String{stringvalidator.OneOf(lbc.TargetInstance, lbc.TargetIP)},
 				MarkdownDescription: "NLB target type, `instance` (NodePorts) or `ip` (pod IPs). Default `instance`."},

@@ -24,6 +24,7 @@ const (
 	Subnets                        = annPrefix + "aws-load-balancer-subnets"
 	SecurityGroups                 = annPrefix + "aws-load-balancer-security-groups"
 	ManageBackendSecurityGroupRule = annPrefix + "aws-load-balancer-manage-backend-security-group-rules"
+	IPAddressType                  = annPrefix + "aws-load-balancer-ip-address-type"
 	// SourceRanges is the fallback when spec.loadBalancerSourceRanges is empty.
 	SourceRanges = annPrefix + "load-balancer-source-ranges"
 )
@@ -40,6 +41,8 @@ const (
 	SchemeInternetFacing = "internet-facing"
 
 	PreserveClientIP = "preserve_client_ip.enabled=true"
+
+	IPAddressTypeDualStack = "dualstack"
 
 	// RuleDescription marks the rules the controller writes itself.
 	RuleDescription = "elbv2.k8s.aws/targetGroupBinding=shared"
