@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
@@ -136,6 +137,7 @@ func BenchmarkNLBPolicyConverge(b *testing.B) {
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
 		rulesAvoided := counter(b, reg, "telemetry_nlbpolicy_security_group_rules_avoided")
+		reconcileErrors := counter(b, crmetrics.Registry.(*prometheus.Registry), "controller_runtime_reconcile_errors_total")
 		cancel()
 		if err := <-done; err != nil {
 			b.Fatal(err)
@@ -148,6 +150,7 @@ func BenchmarkNLBPolicyConverge(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-min(after.HeapAlloc, before.HeapAlloc))/(1<<20), "heap-MiB")
 		b.ReportMetric(float64(peak-min(peak, before.HeapAlloc))/(1<<20), "peak-heap-MiB")
 		b.ReportMetric(rulesAvoided, "sg-rules-avoided")
+		b.ReportMetric(reconcileErrors, "reconcile-errors")
 		fmt.Fprintf(os.Stderr, "%d Services x %d sources: %d objects; floor %v, controller %v (x%.2f); steady-state writes %v; "+
 			"heap after %.1f MiB (peak %.1f MiB above start); AWS LBC would need %v security-group rules (%d per Service, limit %d)\n",
 			benchServices, benchSources, len(objects), floor.Round(time.Millisecond), converge.Round(time.Millisecond),

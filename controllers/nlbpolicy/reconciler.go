@@ -43,7 +43,9 @@ type Sources interface {
 
 // Reconciler applies Desired for each NLB Service.
 type Reconciler struct {
-	Client   client.Client
+	Client client.Client
+	// Reader reads from the API server, for when the cache is behind.
+	Reader   client.Reader
 	Recorder events.EventRecorder
 	Sources  Sources
 	Options  Options
@@ -188,40 +190,26 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 func (r *Reconciler) apply(ctx context.Context, out Output, policies []calicov3.GlobalNetworkPolicy, sets []calicov3.GlobalNetworkSet) (int, error) {
 	writes := 0
 	for _, want := range out.NetworkSets {
-		i := slices.IndexFunc(sets, func(s calicov3.GlobalNetworkSet) bool { return s.Name == want.Name })
-		switch {
-		case i < 0:
-			if err := r.Client.Create(ctx, want); err != nil {
-				return writes, err
-			}
-			r.Metrics.write("GlobalNetworkSet", "create")
-			writes++
-		case !equality.Semantic.DeepEqual(sets[i].Spec, want.Spec) || !equality.Semantic.DeepEqual(sets[i].Labels, want.Labels):
-			want.ResourceVersion = sets[i].ResourceVersion
-			if err := r.Client.Update(ctx, want); err != nil {
-				return writes, err
-			}
-			r.Metrics.write("GlobalNetworkSet", "update")
-			writes++
+		var have client.Object
+		if i := slices.IndexFunc(sets, func(s calicov3.GlobalNetworkSet) bool { return s.Name == want.Name }); i >= 0 {
+			have = &sets[i]
 		}
+		wrote, err := r.ensure(ctx, want, have)
+		if err != nil {
+			return writes, err
+		}
+		writes += wrote
 	}
 	for _, want := range out.Policies {
-		i := slices.IndexFunc(policies, func(p calicov3.GlobalNetworkPolicy) bool { return p.Name == want.Name })
-		switch {
-		case i < 0:
-			if err := r.Client.Create(ctx, want); err != nil {
-				return writes, err
-			}
-			r.Metrics.write("GlobalNetworkPolicy", "create")
-			writes++
-		case !equality.Semantic.DeepEqual(policies[i].Spec, want.Spec) || !equality.Semantic.DeepEqual(policies[i].Labels, want.Labels):
-			want.ResourceVersion = policies[i].ResourceVersion
-			if err := r.Client.Update(ctx, want); err != nil {
-				return writes, err
-			}
-			r.Metrics.write("GlobalNetworkPolicy", "update")
-			writes++
+		var have client.Object
+		if i := slices.IndexFunc(policies, func(p calicov3.GlobalNetworkPolicy) bool { return p.Name == want.Name }); i >= 0 {
+			have = &policies[i]
 		}
+		wrote, err := r.ensure(ctx, want, have)
+		if err != nil {
+			return writes, err
+		}
+		writes += wrote
 	}
 	for i := range policies {
 		if !slices.ContainsFunc(out.Policies, func(p *calicov3.GlobalNetworkPolicy) bool { return p.Name == policies[i].Name }) {
@@ -242,6 +230,64 @@ func (r *Reconciler) apply(ctx context.Context, out Output, policies []calicov3.
 		}
 	}
 	return writes, nil
+}
+
+// ensure makes the cluster hold want: have is the object as the cache sees
+// it, nil when the cache has none. A create that finds the object already
+// there means the cache is behind (the Service's own update arrived first):
+// the live object is read and compared instead of failing the reconcile.
+func (r *Reconciler) ensure(ctx context.Context, want, have client.Object) (int, error) {
+	kind := kindOf(want)
+	if have == nil {
+		err := r.Client.Create(ctx, want)
+		if err == nil {
+			r.Metrics.write(kind, "create")
+			return 1, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return 0, err
+		}
+		have = want.DeepCopyObject().(client.Object)
+		if err := r.Reader.Get(ctx, client.ObjectKeyFromObject(want), have); err != nil {
+			return 0, err
+		}
+	}
+	if sameContent(have, want) {
+		return 0, nil
+	}
+	want.SetResourceVersion(have.GetResourceVersion())
+	if err := r.Client.Update(ctx, want); err != nil {
+		return 0, err
+	}
+	r.Metrics.write(kind, "update")
+	return 1, nil
+}
+
+// sameContent compares what the controller owns of a generated object: its
+// spec and labels.
+func sameContent(a, b client.Object) bool {
+	if !equality.Semantic.DeepEqual(a.GetLabels(), b.GetLabels()) {
+		return false
+	}
+	switch a := a.(type) {
+	case *calicov3.GlobalNetworkPolicy:
+		b, ok := b.(*calicov3.GlobalNetworkPolicy)
+		return ok && equality.Semantic.DeepEqual(a.Spec, b.Spec)
+	case *calicov3.GlobalNetworkSet:
+		b, ok := b.(*calicov3.GlobalNetworkSet)
+		return ok && equality.Semantic.DeepEqual(a.Spec, b.Spec)
+	}
+	return false
+}
+
+func kindOf(o client.Object) string {
+	switch o.(type) {
+	case *calicov3.GlobalNetworkPolicy:
+		return "GlobalNetworkPolicy"
+	case *calicov3.GlobalNetworkSet:
+		return "GlobalNetworkSet"
+	}
+	return "unknown"
 }
 
 // owned lists the objects generated for a Service, by label.

@@ -22,6 +22,7 @@ func Setup(mgr ctrl.Manager, cfg Config) (*Reconciler, error) {
 	metrics := NewMetrics(cfg.Registry)
 	r := &Reconciler{
 		Client:    mgr.GetClient(),
+		Reader:    mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("nlb-policy-controller"),
 		Sources:   cfg.Sources,
 		Options:   cfg.Options,
