@@ -68,12 +68,8 @@ func TestAccExamplesValidate(t *testing.T) {
 // control plane, plans no change afterwards, and destroys cleanly.
 func TestAccExampleComplete(t *testing.T) {
 	requireAcc(t)
-	p := testPlane(t)
+	p, c := testPlaneClient(t)
 	ctx := context.Background()
-	c, err := p.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ensureNamespaces(t, c, "kafka", "telemetry")
 	topics := standin.StartTopicOperator(c)
 	defer topics.Stop()

@@ -42,6 +42,17 @@ func testPlane(t *testing.T) *localplane.Plane {
 	return plane
 }
 
+// testPlaneClient is testPlane with a client for it.
+func testPlaneClient(t *testing.T) (*localplane.Plane, client.Client) {
+	t.Helper()
+	p := testPlane(t)
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, c
+}
+
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime
 	code := m.Run()

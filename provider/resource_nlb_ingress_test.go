@@ -85,12 +85,8 @@ func ownedRules(ctx context.Context, ec *ec2.Client, group, owner string) (int, 
 
 func TestAccNLBIngress(t *testing.T) {
 	requireAcc(t)
-	p := testPlane(t)
+	p, c := testPlaneClient(t)
 	ctx := context.Background()
-	c, err := p.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ensureNamespaces(t, c, "telemetry", "collectors")
 	lbcStandIn := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
 	defer func() {

@@ -147,14 +147,16 @@ func updateTopic(t *testing.T, c client.Client, name string, mutate func(*unstru
 	}
 }
 
+// updatedSite is the site after the update step, which later steps keep.
+const updatedSite = `
+  partitions = 6
+  retention  = "7d"
+  labels     = { team = "netops", tier = "edge" }`
+
 func TestAccSite(t *testing.T) {
 	requireAcc(t)
-	p := testPlane(t)
+	p, c := testPlaneClient(t)
 	ctx := context.Background()
-	c, err := p.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
 	op := standin.StartTopicOperator(c)
 	defer op.Stop()
 	addr := "telemetry_site.pop"
@@ -195,10 +197,7 @@ func TestAccSite(t *testing.T) {
 				},
 			},
 			{ // update in place
-				Config: siteConfig(p, "ams01", `
-  partitions = 6
-  retention  = "7d"
-  labels     = { team = "netops", tier = "edge" }`),
+				Config: siteConfig(p, "ams01", updatedSite),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 				}},
@@ -230,10 +229,7 @@ func TestAccSite(t *testing.T) {
 						u.Object["spec"].(map[string]any)["config"].(map[string]any)["cleanup.policy"] = "delete"
 					})
 				},
-				Config: siteConfig(p, "ams01", `
-  partitions = 6
-  retention  = "7d"
-  labels     = { team = "netops", tier = "edge" }`),
+				Config:   siteConfig(p, "ams01", updatedSite),
 				PlanOnly: true,
 			},
 			{ // changed outside Terraform: the plan shows the update and applies it
@@ -242,10 +238,7 @@ func TestAccSite(t *testing.T) {
 						u.Object["spec"].(map[string]any)["config"].(map[string]any)["retention.ms"] = int64(3600000)
 					})
 				},
-				Config: siteConfig(p, "ams01", `
-  partitions = 6
-  retention  = "7d"
-  labels     = { team = "netops", tier = "edge" }`),
+				Config: siteConfig(p, "ams01", updatedSite),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 				}},
@@ -285,10 +278,7 @@ func TestAccSite(t *testing.T) {
 					}
 					t.Fatal("the stand-in operator did not release the topic")
 				},
-				Config: siteConfig(p, "ams01", `
-  partitions = 6
-  retention  = "7d"
-  labels     = { team = "netops", tier = "edge" }`),
+				Config: siteConfig(p, "ams01", updatedSite),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionCreate),
 				}},
