@@ -403,6 +403,33 @@ func TestController(t *testing.T) {
 		}
 	})
 
+	t.Run("63-character namespace and name with 1,000 sources: policies written", func(t *testing.T) {
+		ns, name := strings.Repeat("n", 63), strings.Repeat("s", 63)
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+		var ranges []string
+		for i := 0; i < 1000; i++ {
+			ranges = append(ranges, fmt.Sprintf("198.%d.%d.0/24", 18+i/128, 2*(i%128)))
+		}
+		long := service(ns, name, func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = ranges })
+		if err := c.Create(ctx, long); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "policies and network set of the long-named Service", func() (bool, string) {
+			ps, ss := owned(t, c, long)
+			return len(ps) == 2 && len(ss) == 1, fmt.Sprintf("%d policies, %d sets", len(ps), len(ss))
+		})
+		got, _ := get(t, c, long)
+		node := got.Spec.Ports[0].NodePort
+		if v := verdict(t, c, "198.18.4.1", "UDP", node); v != calicopolicy.Allowed {
+			t.Errorf("listed source: %v", v)
+		}
+		if v := verdict(t, c, "198.18.5.1", "UDP", node); v != calicopolicy.Denied {
+			t.Errorf("unlisted source: %v", v)
+		}
+	})
+
 	t.Run("without a NodePort yet, the controller waits", func(t *testing.T) {
 		waiting := service("telemetry", "no-nodeports", func(s *corev1.Service) {
 			s.Spec.AllocateLoadBalancerNodePorts = ptr.To(false)

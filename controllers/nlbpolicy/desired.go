@@ -211,13 +211,17 @@ func Desired(in Input, opts Options) Output {
 	// Source entity: nets inline, or a GlobalNetworkSet past the threshold.
 	var sourceRules []familyRule
 	if sources.Len() > opts.NetworkSetThreshold {
+		value := NetSetLabelValue(svc)
 		set := &calicov3.GlobalNetworkSet{
 			TypeMeta:   metav1.TypeMeta{APIVersion: calicov3.GroupVersionCurrent, Kind: calicov3.KindGlobalNetworkSet},
-			ObjectMeta: metav1.ObjectMeta{Name: base + "-sources", Labels: withLabel(labels, netSetLabel, base)},
+			ObjectMeta: metav1.ObjectMeta{Name: base + "-sources", Labels: withLabel(labels, annotations.NetSet, value)},
 			Spec:       calicov3.GlobalNetworkSetSpec{Nets: sources.Strings()},
 		}
 		out.NetworkSets = append(out.NetworkSets, set)
-		sourceRules = []familyRule{{EntityRule: calicov3.EntityRule{Selector: fmt.Sprintf("%s == '%s'", netSetLabel, base)}}}
+		// Pods and namespaced network sets carry projectcalico.org/namespace;
+		// excluding it keeps a pod that copies the label from being a source.
+		sourceRules = []familyRule{{EntityRule: calicov3.EntityRule{
+			Selector: fmt.Sprintf("%s == '%s' && !has(%s)", annotations.NetSet, value, calicoNamespaceLabel)}}}
 	} else {
 		sourceRules = netsByFamily(sources)
 	}
@@ -264,8 +268,18 @@ func Desired(in Input, opts Options) Output {
 	return out
 }
 
-// netSetLabel marks a generated GlobalNetworkSet for its policy's selector.
-const netSetLabel = "telemetry-platform.io/netset"
+// calicoNamespaceLabel is the label Calico gives every workload endpoint and
+// namespaced NetworkSet, and never a GlobalNetworkSet.
+const calicoNamespaceLabel = "projectcalico.org/namespace"
+
+// NetSetLabelValue is the value of the annotations.NetSet label on a Service's
+// GlobalNetworkSet: a hash of its namespace, name and UID, 40 hex characters
+// whatever the name's length (a label value is at most 63), and not derivable
+// from names alone.
+func NetSetLabelValue(svc *corev1.Service) string {
+	sum := sha256.Sum256([]byte(svc.Namespace + "/" + svc.Name + "/" + string(svc.UID)))
+	return hex.EncodeToString(sum[:20])
+}
 
 type familyRule struct {
 	calicov3.EntityRule
@@ -306,7 +320,7 @@ func podSelector(svc *corev1.Service) (string, string) {
 	if len(svc.Spec.Selector) == 0 {
 		return "", ""
 	}
-	parts := []string{fmt.Sprintf("projectcalico.org/namespace == '%s'", svc.Namespace)}
+	parts := []string{fmt.Sprintf("%s == '%s'", calicoNamespaceLabel, svc.Namespace)}
 	for _, k := range slices.Sorted(maps.Keys(svc.Spec.Selector)) {
 		v := svc.Spec.Selector[k]
 		if strings.ContainsAny(k+v, `'"`) {

@@ -2,14 +2,18 @@ package nlbpolicy
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1validation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1fieldvalidation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
@@ -215,6 +219,80 @@ func TestBaseName(t *testing.T) {
 	}
 }
 
+// validObjects checks every generated object the way the API server would:
+// a DNS-1123 subdomain name (Calico's rule for policy and set names) and
+// valid label keys and values (63 characters, alphanumeric at both ends).
+func validObjects(t *testing.T, out Output) {
+	t.Helper()
+	var metas []metav1.ObjectMeta
+	for _, p := range out.Policies {
+		metas = append(metas, p.ObjectMeta)
+	}
+	for _, s := range out.NetworkSets {
+		metas = append(metas, s.ObjectMeta)
+	}
+	for _, m := range metas {
+		if errs := metav1validation.NameIsDNSSubdomain(m.Name, false); len(errs) > 0 {
+			t.Errorf("name %q: %v", m.Name, errs)
+		}
+		if errs := metav1fieldvalidation.ValidateLabels(m.Labels, field.NewPath("metadata", "labels")); len(errs) > 0 {
+			t.Errorf("%s: %v", m.Name, errs.ToAggregate())
+		}
+	}
+}
+
+// TestDesiredValidForAnyLegalName: a Service whose namespace and name are
+// both 63 characters, past the network-set threshold, still gets objects the
+// API server accepts (a label value over 63 characters once made it reject the
+// network set, so no policy was ever written).
+func TestDesiredValidForAnyLegalName(t *testing.T) {
+	var ranges []string
+	for i := 0; i < 1000; i++ {
+		ranges = append(ranges, fmt.Sprintf("198.%d.%d.0/24", 18+i/128, 2*(i%128)))
+	}
+	for _, n := range []int{1, 25, 50, 63} {
+		ns, name := strings.Repeat("n", n), "s"+strings.Repeat("9", n-1)
+		svc := nlbService(func(s *corev1.Service) {
+			s.Namespace, s.Name = ns, name
+			s.Spec.LoadBalancerSourceRanges = ranges
+		})
+		out := Desired(Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/20"}}, DefaultOptions())
+		if len(out.NetworkSets) != 1 || len(out.Policies) != 2 {
+			t.Fatalf("length %d: %d sets, %d policies", n, len(out.NetworkSets), len(out.Policies))
+		}
+		validObjects(t, out)
+		check(t, out, hostEP, true, []probe{{"198.18.4.1", "UDP", 30001, allowed}, {"198.18.5.1", "UDP", 30001, denied}})
+	}
+}
+
+// TestNetworkSetNotSelectablePods: the source selector that picks the
+// generated network set never matches a pod that copies its label.
+func TestNetworkSetNotSelectablePods(t *testing.T) {
+	var ranges []string
+	for i := 0; i < 60; i++ {
+		ranges = append(ranges, fmt.Sprintf("198.18.%d.0/25", 2*i))
+	}
+	out := Desired(Input{Service: nlbService(func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = ranges })}, DefaultOptions())
+	if len(out.NetworkSets) != 1 {
+		t.Fatalf("network sets: %d", len(out.NetworkSets))
+	}
+	var sel string
+	for _, r := range out.Policies[0].Spec.Ingress {
+		if r.Source.Selector != "" {
+			sel = r.Source.Selector
+		}
+	}
+	pod := maps.Clone(out.NetworkSets[0].Labels)
+	pod["projectcalico.org/namespace"] = "attacker"
+	parsed, err := calicopolicy.ParseSelector(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !parsed.Matches(out.NetworkSets[0].Labels) || parsed.Matches(pod) {
+		t.Errorf("selector %q: network set %v, pod %v", sel, parsed.Matches(out.NetworkSets[0].Labels), parsed.Matches(pod))
+	}
+}
+
 // FuzzDesired: whatever the sources, ports and names, Desired never panics,
 // names stay valid, and no source outside the valid listed ranges is ever
 // allowed (fail closed).
@@ -233,10 +311,14 @@ func FuzzDesired(f *testing.F) {
 			}
 		})
 		out := Desired(Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/20"}}, DefaultOptions())
+		legal := nameRE.MatchString(name) && nameRE.MatchString(namespace) && len(name) <= 63 && len(namespace) <= 63
 		for _, p := range out.Policies {
-			if strings.Contains(p.Name, ".") && nameRE.MatchString(name) && nameRE.MatchString(namespace) {
+			if strings.Contains(p.Name, ".") && legal {
 				t.Fatalf("dotted name %q", p.Name)
 			}
+		}
+		if legal {
+			validObjects(t, out)
 		}
 		src, err := netip.ParseAddr(probe)
 		if err != nil || len(out.Policies) == 0 {

@@ -1,9 +1,11 @@
 package nlbpolicy
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -185,8 +187,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 }
 
 // apply creates, updates and deletes so the cluster holds exactly the
-// desired objects: network sets before the policies that reference them,
-// stale policies before stale sets. Unchanged objects are not written.
+// desired objects, in an order that is closed at every step: network sets
+// before the policies that select them; policies written from the highest
+// order down (the Deny before the Allow it backs) and removed from the lowest
+// up (the Allow before its Deny). Unchanged objects are not written.
 func (r *Reconciler) apply(ctx context.Context, out Output, policies []calicov3.GlobalNetworkPolicy, sets []calicov3.GlobalNetworkSet) (int, error) {
 	writes := 0
 	for _, want := range out.NetworkSets {
@@ -200,7 +204,9 @@ func (r *Reconciler) apply(ctx context.Context, out Output, policies []calicov3.
 		}
 		writes += wrote
 	}
-	for _, want := range out.Policies {
+	wanted := slices.Clone(out.Policies)
+	slices.SortStableFunc(wanted, func(a, b *calicov3.GlobalNetworkPolicy) int { return cmp.Compare(order(b), order(a)) })
+	for _, want := range wanted {
 		var have client.Object
 		if i := slices.IndexFunc(policies, func(p calicov3.GlobalNetworkPolicy) bool { return p.Name == want.Name }); i >= 0 {
 			have = &policies[i]
@@ -211,25 +217,45 @@ func (r *Reconciler) apply(ctx context.Context, out Output, policies []calicov3.
 		}
 		writes += wrote
 	}
+	stalePolicies := slices.DeleteFunc(slices.Clone(policies), func(p calicov3.GlobalNetworkPolicy) bool {
+		return slices.ContainsFunc(out.Policies, func(w *calicov3.GlobalNetworkPolicy) bool { return w.Name == p.Name })
+	})
+	staleSets := slices.DeleteFunc(slices.Clone(sets), func(s calicov3.GlobalNetworkSet) bool {
+		return slices.ContainsFunc(out.NetworkSets, func(w *calicov3.GlobalNetworkSet) bool { return w.Name == s.Name })
+	})
+	deleted, err := r.delete(ctx, stalePolicies, staleSets)
+	return writes + deleted, err
+}
+
+// delete removes generated objects in the closed order: policies from the
+// lowest order up (an Allow before the Deny behind it), then network sets.
+func (r *Reconciler) delete(ctx context.Context, policies []calicov3.GlobalNetworkPolicy, sets []calicov3.GlobalNetworkSet) (int, error) {
+	policies = slices.Clone(policies)
+	slices.SortStableFunc(policies, func(a, b calicov3.GlobalNetworkPolicy) int { return cmp.Compare(order(&a), order(&b)) })
+	deleted := 0
 	for i := range policies {
-		if !slices.ContainsFunc(out.Policies, func(p *calicov3.GlobalNetworkPolicy) bool { return p.Name == policies[i].Name }) {
-			if err := r.Client.Delete(ctx, &policies[i]); client.IgnoreNotFound(err) != nil {
-				return writes, err
-			}
-			r.Metrics.write("GlobalNetworkPolicy", "delete")
-			writes++
+		if err := r.Client.Delete(ctx, &policies[i]); client.IgnoreNotFound(err) != nil {
+			return deleted, fmt.Errorf("deleting GlobalNetworkPolicy %s: %w", policies[i].Name, err)
 		}
+		r.Metrics.write("GlobalNetworkPolicy", "delete")
+		deleted++
 	}
 	for i := range sets {
-		if !slices.ContainsFunc(out.NetworkSets, func(s *calicov3.GlobalNetworkSet) bool { return s.Name == sets[i].Name }) {
-			if err := r.Client.Delete(ctx, &sets[i]); client.IgnoreNotFound(err) != nil {
-				return writes, err
-			}
-			r.Metrics.write("GlobalNetworkSet", "delete")
-			writes++
+		if err := r.Client.Delete(ctx, &sets[i]); client.IgnoreNotFound(err) != nil {
+			return deleted, fmt.Errorf("deleting GlobalNetworkSet %s: %w", sets[i].Name, err)
 		}
+		r.Metrics.write("GlobalNetworkSet", "delete")
+		deleted++
 	}
-	return writes, nil
+	return deleted, nil
+}
+
+// order is a policy's order; none sorts last, as in Calico.
+func order(p *calicov3.GlobalNetworkPolicy) float64 {
+	if p.Spec.Order == nil {
+		return math.Inf(1)
+	}
+	return *p.Spec.Order
 }
 
 // ensure makes the cluster hold want: have is the object as the cache sees
@@ -305,25 +331,14 @@ func (r *Reconciler) owned(ctx context.Context, namespace, name string) ([]calic
 	return policies.Items, sets.Items, nil
 }
 
-// deleteOwned deletes a Service's objects, policies first.
+// deleteOwned deletes a Service's objects, in the closed order.
 func (r *Reconciler) deleteOwned(ctx context.Context, namespace, name string) error {
 	policies, sets, err := r.owned(ctx, namespace, name)
 	if err != nil {
 		return err
 	}
-	for i := range policies {
-		if err := r.Client.Delete(ctx, &policies[i]); client.IgnoreNotFound(err) != nil {
-			return err
-		}
-		r.Metrics.write("GlobalNetworkPolicy", "delete")
-	}
-	for i := range sets {
-		if err := r.Client.Delete(ctx, &sets[i]); client.IgnoreNotFound(err) != nil {
-			return err
-		}
-		r.Metrics.write("GlobalNetworkSet", "delete")
-	}
-	return nil
+	_, err = r.delete(ctx, policies, sets)
+	return err
 }
 
 // report emits a Warning Event when a Service's problems change, and never

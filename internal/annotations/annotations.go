@@ -41,6 +41,10 @@ const (
 	OwnerUID       = prefix + "owner-uid"
 )
 
+// NetSet labels a generated GlobalNetworkSet with a hashed value that its
+// policies select it by.
+const NetSet = prefix + "netset"
+
 // ManagedBy is the well-known label naming the manager of an object.
 const ManagedBy = "app.kubernetes.io/managed-by"
 

@@ -1,0 +1,117 @@
+package nlbpolicy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+)
+
+// staticSources answers Sources without AWS.
+type staticSources struct{ health []string }
+
+func (s staticSources) HealthCheckCIDRs(context.Context, *corev1.Service) ([]string, error) {
+	return s.health, nil
+}
+func (s staticSources) DefaultSources(context.Context, *corev1.Service) ([]string, error) {
+	return nil, nil
+}
+func (s staticSources) HealthCheckPending(*corev1.Service) bool { return false }
+
+// recordingReconciler is a Reconciler over a fake API server that records
+// every create and delete of a generated object, in order.
+func recordingReconciler(t *testing.T, objs ...client.Object) (*Reconciler, client.Client, *[]string) {
+	t.Helper()
+	var ops []string
+	record := func(op string, o client.Object) {
+		if _, ok := o.(*corev1.Service); !ok {
+			ops = append(ops, op+" "+o.GetName())
+		}
+	}
+	c := fake.NewClientBuilder().WithScheme(kubeapi.Scheme()).WithObjects(objs...).
+		WithInterceptorFuncs(interceptor.Funcs{
+			Create: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.CreateOption) error {
+				record("create", o)
+				return c.Create(ctx, o, opts...)
+			},
+			Update: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.UpdateOption) error {
+				record("update", o)
+				return c.Update(ctx, o, opts...)
+			},
+			Delete: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.DeleteOption) error {
+				record("delete", o)
+				return c.Delete(ctx, o, opts...)
+			},
+		}).Build()
+	r := &Reconciler{
+		Client: c, Reader: c, Recorder: events.NewFakeRecorder(100),
+		Sources: staticSources{health: []string{"10.0.0.0/20"}}, Options: DefaultOptions(),
+		Metrics: NewMetrics(prometheus.NewRegistry()), reported: map[types.UID]string{},
+	}
+	return r, c, &ops
+}
+
+func reconcileOnce(t *testing.T, r *Reconciler, svc *corev1.Service) {
+	t.Helper()
+	if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(svc)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// index is the position of the first op with the prefix and suffix, -1 if none.
+func index(ops []string, prefix, suffix string) int {
+	return slices.IndexFunc(ops, func(op string) bool { return strings.HasPrefix(op, prefix) && strings.HasSuffix(op, suffix) })
+}
+
+// TestWritesAreClosedAtEveryStep: the Deny policy exists before the Allow
+// policy is written, and outlives it on removal, so no intermediate state
+// admits a port's traffic without the Deny behind it. The network set an
+// Allow policy selects exists before it.
+func TestWritesAreClosedAtEveryStep(t *testing.T) {
+	var ranges []string
+	for i := 0; i < 60; i++ {
+		ranges = append(ranges, fmt.Sprintf("198.18.%d.0/25", 2*i))
+	}
+	svc := nlbService(func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = ranges })
+	r, c, ops := recordingReconciler(t, svc)
+
+	reconcileOnce(t, r, svc)
+	set, deny, allow := index(*ops, "create", "-sources"), index(*ops, "create", "-deny"), index(*ops, "create", "-allow")
+	if set < 0 || deny < 0 || allow < 0 || !(set < allow && deny < allow) {
+		t.Fatalf("creates out of order: %v", *ops)
+	}
+
+	*ops = nil
+	got := &corev1.Service{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), got); err != nil {
+		t.Fatal(err)
+	}
+	got.Annotations[annotations.NLBPolicy] = annotations.Disabled
+	if err := c.Update(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
+	*ops = nil
+	reconcileOnce(t, r, svc)
+	set, deny, allow = index(*ops, "delete", "-sources"), index(*ops, "delete", "-deny"), index(*ops, "delete", "-allow")
+	if set < 0 || deny < 0 || allow < 0 || !(allow < deny && allow < set) {
+		t.Fatalf("deletes out of order: %v", *ops)
+	}
+	var left calicov3.GlobalNetworkPolicyList
+	if err := c.List(context.Background(), &left); err != nil || len(left.Items) != 0 {
+		t.Fatalf("policies left: %d (%v)", len(left.Items), err)
+	}
+}
