@@ -71,6 +71,7 @@ func TestAccExampleComplete(t *testing.T) {
 	p, c := testPlaneClient(t)
 	ctx := context.Background()
 	ensureNamespaces(t, c, "kafka", "telemetry")
+	startNLBPolicy(t, p)
 	topics := standin.StartTopicOperator(c)
 	defer topics.Stop()
 	lbs := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
@@ -108,9 +109,11 @@ func TestAccExampleComplete(t *testing.T) {
 	if err := json.Unmarshal(out["security_group_rules"].Value, &rules); err != nil {
 		t.Fatal(err)
 	}
-	// 12 sites x 8 non-adjacent /27s = 96 sources; 3 listener protocols
-	// (sflow UDP, ipfix TCP and UDP) and 3 subnets x 2 ports of health checks.
-	if rules.Created != 5 || rules.PerSourceModel != 96*3+3*2 {
+	// 12 sites x 8 non-adjacent /27s = 96 sources: 3 listener protocols
+	// (sflow UDP, ipfix TCP and UDP) x a cover of 10 prefixes, and 2 node
+	// rules; the per-source model needs 96 x 3 and 3 subnets x 2 ports of
+	// health checks.
+	if rules.Created != 3*10+2 || rules.PerSourceModel != 96*3+3*2 {
 		t.Errorf("security-group rules: %+v", rules)
 	}
 	list := &unstructured.UnstructuredList{}

@@ -199,6 +199,18 @@ func (a ingressAWS) reconcileRules(ctx context.Context, owner, frontendID, nodeI
 	return nil
 }
 
+// revokeUnwanted revokes the owned rules that are not desired and adds
+// nothing: the narrowing half of reconcileRules, safe before the Service
+// changes.
+func (a ingressAWS) revokeUnwanted(ctx context.Context, owner, frontendID, nodeID string, vpcCIDRs []string, desired []sgRule) error {
+	actual, err := a.actualRules(ctx, owner, frontendID, nodeID, vpcCIDRs)
+	if err != nil {
+		return err
+	}
+	keep := slices.DeleteFunc(actual, func(r sgRule) bool { return !slices.Contains(desired, r) })
+	return a.reconcileRules(ctx, owner, frontendID, nodeID, vpcCIDRs, keep)
+}
+
 func (a ingressAWS) changeRule(ctx context.Context, authorize bool, owner, frontendID, nodeID string, vpcCIDRs []string, r sgRule) error {
 	group := nodeID
 	if r.Group == "frontend" {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,7 +37,19 @@ type ingressSpec struct {
 	NodePortMin      int32
 	NodePortMax      int32
 	Annotations      map[string]string
+	// CoverSize is the most prefixes per address family the coarse cover of
+	// the sources may have (see cidrset.Set.Cover).
+	CoverSize int
 }
+
+const (
+	// defaultCoverSize keeps 3 listener ports x 10 prefixes at 30 rules, half
+	// of a security group's default quota.
+	defaultCoverSize = 10
+	// rulesPerGroupQuota is AWS's default quota of inbound rules per security
+	// group, counted per address family.
+	rulesPerGroupQuota = 60
+)
 
 type ingressPort struct {
 	Name       string
@@ -59,7 +72,7 @@ func (p ingressPort) protocols() []string {
 var managedServiceAnnotations = []string{
 	lbc.Type, lbc.NLBTargetType, lbc.Scheme, lbc.TargetGroupAttributes, lbc.Subnets, lbc.SecurityGroups,
 	lbc.ManageBackendSecurityGroupRule, lbc.SourceRanges, lbc.IPAddressType, disableNLBSecurityGroup,
-	annotations.NLBPolicy, nodeSecurityGroupAnnotation,
+	annotations.NLBPolicy, nodeSecurityGroupAnnotation, annotations.Enforced,
 }
 
 const (
@@ -197,25 +210,22 @@ func (r sgRule) String() string {
 }
 
 // desiredRules are the security-group rules of the ingress: bounded by its
-// ports and protocols, never by its sources. Per-source filtering is Calico's
-// job (the nlb-policy controller), at the node.
+// ports and the cover size, never by its sources. The security groups are the
+// coarse fence (the sources' cover, cover()); exact per-source filtering is
+// Calico's job (the nlb-policy controller), at the node.
 //
 // With an NLB security group (frontend): the frontend group admits each
-// listener port and protocol from anywhere (per address family of the
-// sources), and the node group admits the frontend group, per protocol, on
-// the NodePort range (instance targets) or each target port (ip targets).
-// Health checks are TCP and come from the NLB, so TCP is always admitted.
+// listener port and protocol from each prefix of the cover, and the node
+// group admits the frontend group, per protocol, on the NodePort range
+// (instance targets) or each target port (ip targets). Health checks are TCP
+// and come from the NLB, so TCP is always admitted from the frontend.
 //
-// Without one (node): the node group admits each protocol from anywhere on
-// the NodePort range or target ports, and TCP from the VPC for health checks.
+// Without one (node): the node group admits each client protocol from each
+// prefix of the cover on the NodePort range or target ports, and TCP from the
+// VPC for health checks.
 func (s ingressSpec) desiredRules() []sgRule {
-	var anywhere []string
-	if len(s.Sources.V4()) > 0 {
-		anywhere = append(anywhere, "0.0.0.0/0")
-	}
-	if len(s.Sources.V6()) > 0 {
-		anywhere = append(anywhere, "::/0")
-	}
+	cover, _ := s.cover()
+	clients := cover.Strings()
 	var rules []sgRule
 	add := func(r sgRule) {
 		if !slices.Contains(rules, r) {
@@ -230,7 +240,11 @@ func (s ingressSpec) desiredRules() []sgRule {
 			backend[proto] = append(backend[proto], sp)
 		}
 	}
+	clientProtos := map[string]bool{}
 	for _, p := range s.Ports {
+		for _, proto := range p.protocols() {
+			clientProtos[strings.ToLower(proto)] = true
+		}
 		for _, proto := range append(p.protocols(), "TCP") {
 			if s.TargetType == lbc.TargetIP {
 				addBackend(strings.ToLower(proto), span{p.TargetPort, p.TargetPort})
@@ -242,7 +256,7 @@ func (s ingressSpec) desiredRules() []sgRule {
 	if s.NLBSecurityGroup {
 		for _, p := range s.Ports {
 			for _, proto := range p.protocols() {
-				for _, cidr := range anywhere {
+				for _, cidr := range clients {
 					add(sgRule{Group: "frontend", Protocol: strings.ToLower(proto), From: p.Port, To: p.Port, Source: cidr})
 				}
 			}
@@ -253,19 +267,14 @@ func (s ingressSpec) desiredRules() []sgRule {
 			}
 		}
 	} else {
-		clientProtos := map[string]bool{}
-		for _, p := range s.Ports {
-			for _, proto := range p.protocols() {
-				clientProtos[strings.ToLower(proto)] = true
-			}
-		}
 		for _, proto := range slices.Sorted(maps.Keys(backend)) {
 			for _, sp := range backend[proto] {
 				if clientProtos[proto] {
-					for _, cidr := range anywhere {
+					for _, cidr := range clients {
 						add(sgRule{Group: "node", Protocol: proto, From: sp.from, To: sp.to, Source: cidr})
 					}
-				} else {
+				}
+				if proto == "tcp" {
 					add(sgRule{Group: "node", Protocol: proto, From: sp.from, To: sp.to, Source: sourceVPC})
 				}
 			}
@@ -273,6 +282,37 @@ func (s ingressSpec) desiredRules() []sgRule {
 	}
 	slices.SortFunc(rules, func(a, b sgRule) int { return cmp.Compare(a.String(), b.String()) })
 	return rules
+}
+
+// cover is the coarse allow-list of the security groups: the sources' optimal
+// cover in at most CoverSize prefixes per family, and how many addresses it
+// admits beyond them.
+func (s ingressSpec) cover() (cidrset.Set, *big.Int) {
+	return s.Sources.Cover(s.CoverSize)
+}
+
+// quotaProblems says which group would hold more rules of one address family
+// than AWS's default quota, with the largest cover size that fits.
+func (s ingressSpec) quotaProblems() []string {
+	perGroup := map[string]int{}
+	for _, r := range s.desiredRules() {
+		family := "IPv4"
+		if strings.Contains(r.Source, ":") {
+			family = "IPv6"
+		}
+		perGroup[r.Group+" "+family]++
+	}
+	var problems []string
+	for _, key := range slices.Sorted(maps.Keys(perGroup)) {
+		if n := perGroup[key]; n > rulesPerGroupQuota {
+			cover, _ := s.cover()
+			perPrefix := max(1, n/max(1, len(cover.Prefixes())))
+			problems = append(problems, fmt.Sprintf("the %s group would hold %d %s rules of this ingress, over AWS's default quota of %d "+
+				"per group: set coarse_cover_size to %d or less (or use fewer ports)",
+				strings.Fields(key)[0], n, strings.Fields(key)[1], rulesPerGroupQuota, max(1, rulesPerGroupQuota/perPrefix)))
+		}
+	}
+	return problems
 }
 
 // ruleStrings renders rules for the plan.

@@ -22,7 +22,7 @@ func baseIngress() ingressSpec {
 		},
 		Sources:    cidrset.MustParse("192.0.2.0/24", "198.51.100.0/24"),
 		TargetType: lbc.TargetInstance, Scheme: lbc.SchemeInternetFacing, ETP: corev1.ServiceExternalTrafficPolicyLocal,
-		NodeSG: "sg-0node", NLBSecurityGroup: true, NodePortMin: 30000, NodePortMax: 32767,
+		NodeSG: "sg-0node", NLBSecurityGroup: true, NodePortMin: 30000, NodePortMax: 32767, CoverSize: defaultCoverSize,
 	}
 }
 
@@ -32,43 +32,61 @@ func TestDesiredRules(t *testing.T) {
 		mutate func(*ingressSpec)
 		want   []string
 	}{
-		{"frontend mode, instance targets", func(*ingressSpec) {}, []string{
-			"frontend: tcp 4739 from 0.0.0.0/0",
-			"frontend: udp 4739 from 0.0.0.0/0",
-			"frontend: udp 6343 from 0.0.0.0/0",
+		{"frontend mode, instance targets: listeners admit the coarse cover only", func(*ingressSpec) {}, []string{
+			"frontend: tcp 4739 from 192.0.2.0/24",
+			"frontend: tcp 4739 from 198.51.100.0/24",
+			"frontend: udp 4739 from 192.0.2.0/24",
+			"frontend: udp 4739 from 198.51.100.0/24",
+			"frontend: udp 6343 from 192.0.2.0/24",
+			"frontend: udp 6343 from 198.51.100.0/24",
+			"node: tcp 30000-32767 from frontend",
+			"node: udp 30000-32767 from frontend",
+		}},
+		{"a cover of one prefix per family", func(s *ingressSpec) {
+			s.CoverSize = 1
+			s.Ports = s.Ports[:1]
+		}, []string{
+			"frontend: udp 6343 from 192.0.0.0/5",
 			"node: tcp 30000-32767 from frontend",
 			"node: udp 30000-32767 from frontend",
 		}},
 		{"frontend mode, ip targets: per target port, TCP for health checks", func(s *ingressSpec) {
 			s.TargetType = lbc.TargetIP
 			s.Ports[0].TargetPort = 16343
+			s.Sources = cidrset.MustParse("192.0.2.0/24")
 		}, []string{
-			"frontend: tcp 4739 from 0.0.0.0/0",
-			"frontend: udp 4739 from 0.0.0.0/0",
-			"frontend: udp 6343 from 0.0.0.0/0",
+			"frontend: tcp 4739 from 192.0.2.0/24",
+			"frontend: udp 4739 from 192.0.2.0/24",
+			"frontend: udp 6343 from 192.0.2.0/24",
 			"node: tcp 16343 from frontend",
 			"node: tcp 4739 from frontend",
 			"node: udp 16343 from frontend",
 			"node: udp 4739 from frontend",
 		}},
-		{"IPv6 sources add ::/0", func(s *ingressSpec) {
-			s.Sources = cidrset.MustParse("2001:db8::/32")
+		{"IPv6 sources: their own cover", func(s *ingressSpec) {
+			s.Sources = cidrset.MustParse("2001:db8::/48", "2001:db8:2::/48")
 			s.Ports = s.Ports[:1]
 		}, []string{
-			"frontend: udp 6343 from ::/0",
+			"frontend: udp 6343 from 2001:db8:2::/48",
+			"frontend: udp 6343 from 2001:db8::/48",
 			"node: tcp 30000-32767 from frontend",
 			"node: udp 30000-32767 from frontend",
 		}},
-		{"node mode: clients per protocol from anywhere, health checks from the VPC", func(s *ingressSpec) {
+		{"node mode: clients per protocol from the cover, health checks from the VPC", func(s *ingressSpec) {
 			s.NLBSecurityGroup = false
 			s.Ports = s.Ports[:1]
+			s.Sources = cidrset.MustParse("192.0.2.0/24")
 		}, []string{
 			"node: tcp 30000-32767 from vpc",
-			"node: udp 30000-32767 from 0.0.0.0/0",
+			"node: udp 30000-32767 from 192.0.2.0/24",
 		}},
-		{"node mode with a TCP port: its rule covers health checks", func(s *ingressSpec) { s.NLBSecurityGroup = false }, []string{
-			"node: tcp 30000-32767 from 0.0.0.0/0",
-			"node: udp 30000-32767 from 0.0.0.0/0",
+		{"node mode with a TCP port: its rule covers health checks", func(s *ingressSpec) {
+			s.NLBSecurityGroup = false
+			s.Sources = cidrset.MustParse("192.0.2.0/24")
+		}, []string{
+			"node: tcp 30000-32767 from 192.0.2.0/24",
+			"node: tcp 30000-32767 from vpc",
+			"node: udp 30000-32767 from 192.0.2.0/24",
 		}},
 	}
 	for _, tc := range cases {
@@ -82,10 +100,10 @@ func TestDesiredRules(t *testing.T) {
 	}
 }
 
-// The footprint is bounded by ports: sources do not change it.
+// The footprint is bounded by ports and the cover size: sources do not
+// change it, and no rule admits the whole internet.
 func TestRulesDoNotGrowWithSources(t *testing.T) {
 	s := baseIngress()
-	few := len(s.desiredRules())
 	var many []string
 	for i := 0; i < 1000; i++ {
 		many = append(many, fmt.Sprintf("10.%d.%d.0/24", i/128, (i%128)*2))
@@ -94,8 +112,15 @@ func TestRulesDoNotGrowWithSources(t *testing.T) {
 	if s.Sources.Len() != 1000 {
 		t.Fatalf("test sources aggregated to %d", s.Sources.Len())
 	}
-	if got := len(s.desiredRules()); got != few {
-		t.Fatalf("%d rules with 1000 sources, %d with 2", got, few)
+	rules := s.desiredRules()
+	// 3 listener protocol-ports x 10 cover prefixes, 2 node rules.
+	if got := len(rules); got != 3*defaultCoverSize+2 {
+		t.Fatalf("%d rules with 1000 sources", got)
+	}
+	for _, r := range rules {
+		if r.Source == "0.0.0.0/0" || r.Source == "::/0" {
+			t.Fatalf("rule %s admits everyone", r)
+		}
 	}
 	// What the AWS Load Balancer Controller would need: 1000 x (1 + 2) + 3 x 2.
 	if got := s.perSourceModel(3); got != 3006 {

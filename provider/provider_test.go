@@ -64,6 +64,26 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// startNLBPolicy runs the real nlb-policy controller against the plane until
+// the test ends: telemetry_nlb_ingress waits for its acknowledgement.
+func startNLBPolicy(t *testing.T, p *localplane.Plane) func() {
+	t.Helper()
+	stop, err := p.StartNLBPolicyController(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stopOnce := func() {
+		once.Do(func() {
+			if err := stop(); err != nil {
+				t.Errorf("nlb-policy controller: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stopOnce)
+	return stopOnce
+}
+
 // requireAcc fails, rather than skips, when the acceptance environment is
 // missing: `make test` sets both, and a silent skip would hide a broken CI.
 func requireAcc(t *testing.T) {

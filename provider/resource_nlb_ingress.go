@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"math/big"
 	"regexp"
 	"slices"
 	"strconv"
@@ -25,6 +26,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/boolplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
@@ -36,6 +38,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
@@ -82,6 +85,12 @@ type ingressModel struct {
 	DNSName                 types.String   `tfsdk:"dns_name"`
 	SubnetCIDRs             types.List     `tfsdk:"subnet_cidrs"`
 	State                   types.String   `tfsdk:"state"`
+	WaitForEnforcement      types.Bool     `tfsdk:"wait_for_enforcement"`
+	EnforcementTimeout      types.String   `tfsdk:"enforcement_timeout"`
+	PolicyEnforced          types.Bool     `tfsdk:"policy_enforced"`
+	CoverSize               types.Int64    `tfsdk:"coarse_cover_size"`
+	Cover                   types.List     `tfsdk:"coarse_cover"`
+	CoverExtra              types.Number   `tfsdk:"coarse_cover_extra_addresses"`
 }
 
 type ingressPortModel struct {
@@ -95,7 +104,10 @@ var ingressPortAttrTypes = map[string]attr.Type{
 	"name": types.StringType, "protocol": types.StringType, "port": types.Int64Type, "target_port": types.Int64Type,
 }
 
-const defaultIngressTimeout = 10 * time.Minute
+const (
+	defaultIngressTimeout     = 10 * time.Minute
+	defaultEnforcementTimeout = 2 * time.Minute
+)
 
 func (r *nlbIngressResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_nlb_ingress"
@@ -196,6 +208,29 @@ func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaReques
 			"subnet_cidrs": schema.ListAttribute{Computed: true, ElementType: types.StringType,
 				MarkdownDescription: "CIDRs of the NLB's subnets, where its health checks come from."},
 			"state": schema.StringAttribute{Computed: true, MarkdownDescription: "State of the NLB (`provisioning`, `active`, ...)."},
+			"wait_for_enforcement": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true),
+				MarkdownDescription: "Wait until the nlb-policy controller acknowledges on the Service that Calico policies for its " +
+					"current sources and ports are in place, and only then add security-group rules, so no apply widens the NLB " +
+					"before Calico filters. An apply that is not acknowledged within `enforcement_timeout` fails, naming the likely " +
+					"causes, and `policy_enforced` stays false (the next plan shows it). Default true."},
+			"enforcement_timeout": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(defaultEnforcementTimeout.String()),
+				Validators:          []validator.String{durationValidator{}},
+				MarkdownDescription: fmt.Sprintf("How long to wait for the acknowledgement. Default `%s`.", defaultEnforcementTimeout)},
+			"policy_enforced": schema.BoolAttribute{Computed: true,
+				MarkdownDescription: "Whether the Service carries the nlb-policy controller's acknowledgement of its current spec " +
+					"(annotation `" + annotations.Enforced + "`). False after a refresh means the controller has not (yet) enforced " +
+					"the sources: the plan then shows an update that waits for it."},
+			"coarse_cover_size": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(defaultCoverSize),
+				Validators: []validator.Int64{int64validator.Between(1, rulesPerGroupQuota)},
+				MarkdownDescription: fmt.Sprintf("Most CIDRs per address family that the security groups admit on each listener port: the "+
+					"coarse fence that holds even when the nlb-policy controller does not. They are the optimal cover of "+
+					"`allowed_sources` in that many prefixes (fewest addresses admitted beyond the sources). A plan whose rules "+
+					"would pass AWS's default quota of %d per group and family is refused. Default `%d`.", rulesPerGroupQuota, defaultCoverSize)},
+			"coarse_cover": schema.ListAttribute{Computed: true, ElementType: types.StringType,
+				MarkdownDescription: "The CIDRs the security groups admit on the listener ports (see `coarse_cover_size`)."},
+			"coarse_cover_extra_addresses": schema.NumberAttribute{Computed: true,
+				MarkdownDescription: "How many addresses `coarse_cover` admits beyond `allowed_sources` (IPv4 and IPv6 added up). " +
+					"Calico refuses them at the nodes; the security groups alone would not."},
 		},
 	}
 }
@@ -241,6 +276,14 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 	}
 	if known.sources {
 		plan.SourceRanges = stringList(spec.Sources.Strings())
+		if !plan.CoverSize.IsUnknown() {
+			plan.setCover(spec)
+		}
+	}
+	if known.all() && !plan.CoverSize.IsUnknown() {
+		for _, problem := range spec.quotaProblems() {
+			resp.Diagnostics.AddAttributeError(path.Root("coarse_cover_size"), "Too many security-group rules", problem)
+		}
 	}
 	if known.all() {
 		plan.SecurityGroupRules = stringList(ruleStrings(spec.desiredRules()))
@@ -253,6 +296,12 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 		if subnets >= 0 {
 			plan.PerSourceModel = types.Int64Value(int64(spec.perSourceModel(subnets)))
 		}
+	}
+	switch {
+	case plan.WaitForEnforcement.ValueBool():
+		plan.PolicyEnforced = types.BoolValue(true)
+	case prior != nil && !prior.PolicyEnforced.IsNull():
+		plan.PolicyEnforced = prior.PolicyEnforced
 	}
 	if !plan.NLBSecurityGroup.IsUnknown() && !plan.NLBSecurityGroup.ValueBool() {
 		plan.FrontendSecurityGroupID = types.StringValue("")
@@ -350,19 +399,52 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 		}
 	}
 	plan.FrontendSecurityGroupID = types.StringValue(frontend)
+	plan.SourceRanges = stringList(spec.Sources.Strings())
+	plan.setCover(spec)
+	plan.Ports = portsValue(spec.Ports)
 	desired := spec.desiredRules()
-	if err := a.reconcileRules(ctx, owner, frontend, spec.NodeSG, vpcCIDRs, desired); err != nil {
-		diags.AddError("Cannot write the security-group rules", err.Error())
+	// Fail closed at every step: rules that are no longer wanted go first
+	// (narrowing is always safe), then the Service; rules are added only once
+	// the controller has enforced the Service's sources in Calico.
+	if err := a.revokeUnwanted(ctx, owner, frontend, spec.NodeSG, vpcCIDRs, desired); err != nil {
+		diags.AddError("Cannot revoke security-group rules", err.Error())
 		return
 	}
-	plan.SecurityGroupRules = stringList(ruleStrings(desired))
-	plan.SourceRanges = stringList(spec.Sources.Strings())
-	plan.Ports = portsValue(spec.Ports)
+	// Until the rules are added, the state says what AWS holds.
+	defer func() {
+		if diags.HasError() {
+			if rules, err := a.actualRules(ctx, owner, frontend, spec.NodeSG, vpcCIDRs); err == nil {
+				slices.SortFunc(rules, func(a, b sgRule) int { return strings.Compare(a.String(), b.String()) })
+				plan.SecurityGroupRules = stringList(ruleStrings(rules))
+			}
+		}
+	}()
 
 	if err := c.Apply(ctx, spec.service(frontend), client.FieldOwner(annotations.ProviderManager), client.ForceOwnership); err != nil {
 		diags.AddError("Cannot write the Service", fmt.Sprintf("applying Service %s/%s: %v", spec.Namespace, spec.Name, err))
 		return
 	}
+	if plan.WaitForEnforcement.ValueBool() {
+		timeout, _ := parseDuration(plan.EnforcementTimeout.ValueString())
+		if err := waitForEnforcement(ctx, c, spec.Namespace, spec.Name, timeout); err != nil {
+			plan.PolicyEnforced = types.BoolValue(false)
+			diags.AddError("Calico policies not acknowledged", err.Error())
+			return
+		}
+		plan.PolicyEnforced = types.BoolValue(true)
+	} else if plan.PolicyEnforced.IsUnknown() {
+		svc := &corev1.Service{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: spec.Namespace, Name: spec.Name}, svc); err != nil {
+			diags.AddError("Cannot read the Service", kubeReachError(r.clients, err))
+			return
+		}
+		plan.PolicyEnforced = types.BoolValue(ack.Current(svc))
+	}
+	if err := a.reconcileRules(ctx, owner, frontend, spec.NodeSG, vpcCIDRs, desired); err != nil {
+		diags.AddError("Cannot write the security-group rules", err.Error())
+		return
+	}
+	plan.SecurityGroupRules = stringList(ruleStrings(desired))
 	lb, err := r.loadBalancer(ctx, c, a, spec, plan.WaitForLoadBalancer.ValueBool())
 	if err != nil {
 		diags.AddError("Load balancer not ready", err.Error())
@@ -379,6 +461,37 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 		}
 		plan.PerSourceModel = types.Int64Value(int64(spec.perSourceModel(subnets)))
 	}
+}
+
+// waitForEnforcement waits until the nlb-policy controller acknowledges the
+// Service's current spec, and says what is likely wrong when it does not.
+func waitForEnforcement(ctx context.Context, c client.Client, namespace, name string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	svc := &corev1.Service{}
+	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return ack.Current(svc), nil
+	})
+	if err == nil {
+		return nil
+	}
+	last := "none"
+	if a, ok := ack.Of(svc); ok {
+		last = fmt.Sprintf("%q at %s", a.Problem, a.Time.Format(time.RFC3339))
+		if a.Digest != "" && a.Problem == "" {
+			last = fmt.Sprintf("of an older spec, at %s", a.Time.Format(time.RFC3339))
+		}
+	}
+	return fmt.Errorf("the nlb-policy controller has not acknowledged Calico policies for the current sources and ports of "+
+		"Service %s/%s within %s (last acknowledgement: %s). No security-group rule was added, so the NLB admits no new "+
+		"source. Likely causes: the controller is not installed or not running (kubectl get pods -A -l "+
+		"app.kubernetes.io/name=nlb-policy-controller); its ServiceAccount is refused by RBAC or Calico's tiered RBAC, or the "+
+		"Calico CRDs are missing (its logs, and kubectl -n %s describe service %s for PoliciesNotApplied events); the Service "+
+		"is not selected by it (annotation %s). Fix it and apply again, or raise enforcement_timeout.",
+		namespace, name, timeout, last, namespace, name, annotations.NLBPolicy)
 }
 
 // loadBalancer finds the Service's NLB; with wait it polls until the
@@ -467,6 +580,10 @@ func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	if spec, _, d := state.spec(ctx); !d.HasError() {
+		state.setCover(spec)
+	}
+	state.PolicyEnforced = types.BoolValue(ack.Current(svc))
 	a, ok := r.aws(ctx, &resp.Diagnostics)
 	if !ok {
 		return
@@ -605,6 +722,10 @@ func (m *ingressModel) spec(ctx context.Context) (ingressSpec, knownInputs, diag
 		ETP:    corev1.ServiceExternalTrafficPolicy(m.ExternalTrafficPolicy.ValueString()),
 		NodeSG: m.NodeSecurityGroupID.ValueString(), NLBSecurityGroup: m.NLBSecurityGroup.ValueBool(),
 		Selector: map[string]string{}, Annotations: map[string]string{},
+		CoverSize: int(m.CoverSize.ValueInt64()),
+	}
+	if m.CoverSize.IsNull() || m.CoverSize.IsUnknown() {
+		s.CoverSize = defaultCoverSize
 	}
 	known.rest = !m.TargetType.IsUnknown() && !m.NLBSecurityGroup.IsUnknown() && !m.NodePortRange.IsUnknown()
 	if lo, hi, ok := strings.Cut(m.NodePortRange.ValueString(), "-"); ok {
@@ -695,6 +816,15 @@ func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) 
 	if m.WaitForLoadBalancer.IsNull() {
 		m.WaitForLoadBalancer = types.BoolValue(false)
 	}
+	if m.CoverSize.IsNull() {
+		m.CoverSize = types.Int64Value(defaultCoverSize)
+	}
+	if m.WaitForEnforcement.IsNull() {
+		m.WaitForEnforcement = types.BoolValue(true)
+	}
+	if m.EnforcementTimeout.IsNull() {
+		m.EnforcementTimeout = types.StringValue(defaultEnforcementTimeout.String())
+	}
 	// User annotations: the keys already tracked, or on import every one the
 	// provider does not write itself.
 	user := map[string]string{}
@@ -714,6 +844,13 @@ func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) 
 		diags.Append(d...)
 	}
 	return diags
+}
+
+// setCover fills the coarse cover of the sources.
+func (m *ingressModel) setCover(spec ingressSpec) {
+	cover, extra := spec.cover()
+	m.Cover = stringList(cover.Strings())
+	m.CoverExtra = types.NumberValue(new(big.Float).SetInt(extra))
 }
 
 func (m *ingressModel) setLoadBalancer(lb *awsnlb.LoadBalancer) {

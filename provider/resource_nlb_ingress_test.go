@@ -3,9 +3,12 @@ package provider
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -16,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+	"go4.org/netipx"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/util/retry"
@@ -83,11 +87,56 @@ func ownedRules(ctx context.Context, ec *ec2.Client, group, owner string) (int, 
 	return n, nil
 }
 
+// coverHolds checks, from the rules in moto, that the frontend group admits
+// every one of the 100 sources, no address outside 198.51.100.0/24, and
+// exactly the reported number of addresses beyond the sources.
+func coverHolds(ctx context.Context, ec *ec2.Client, group, reportedExtra string) error {
+	out, err := ec.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{group}})
+	if err != nil {
+		return err
+	}
+	var admitted []netip.Prefix
+	for _, p := range out.SecurityGroups[0].IpPermissions {
+		if aws.ToString(p.IpProtocol) != "udp" || aws.ToInt32(p.FromPort) != 6343 {
+			continue
+		}
+		for _, r := range p.IpRanges {
+			admitted = append(admitted, netip.MustParsePrefix(aws.ToString(r.CidrIp)))
+		}
+	}
+	var b netipx.IPSetBuilder
+	for _, p := range admitted {
+		b.AddPrefix(p)
+	}
+	set, _ := b.IPSet()
+	for i := 0; i < 100; i++ {
+		if a := netip.AddrFrom4([4]byte{198, 51, 100, byte(2 * i)}); !set.Contains(a) {
+			return fmt.Errorf("source %s not admitted by %v", a, admitted)
+		}
+	}
+	pop := netip.MustParsePrefix("198.51.100.0/24")
+	extra := -100
+	for _, r := range set.Ranges() {
+		if !pop.Contains(r.From()) || !pop.Contains(r.To()) {
+			return fmt.Errorf("cover %v admits %s, outside the sources' /24", admitted, r)
+		}
+		extra += int(r.To().As4()[3]) - int(r.From().As4()[3]) + 1
+	}
+	if len(admitted) > 10 {
+		return fmt.Errorf("cover %v has more than 10 prefixes", admitted)
+	}
+	if fmt.Sprint(extra) != reportedExtra {
+		return fmt.Errorf("cover admits %d addresses beyond the sources in moto, the state says %s", extra, reportedExtra)
+	}
+	return nil
+}
+
 func TestAccNLBIngress(t *testing.T) {
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()
 	ensureNamespaces(t, c, "telemetry", "collectors")
+	startNLBPolicy(t, p)
 	lbcStandIn := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
 	defer func() {
 		lbcStandIn.Stop()
@@ -122,13 +171,7 @@ func TestAccNLBIngress(t *testing.T) {
 			{ // create: 100 sources, footprint bounded by ports, NLB found through ELBv2
 				Config: ingressConfig(p, "telemetry", hundredSources(), ""),
 				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(addr, tfjsonpath.New("security_group_rules"), knownvalue.ListExact([]knownvalue.Check{
-						knownvalue.StringExact("frontend: tcp 4739 from 0.0.0.0/0"),
-						knownvalue.StringExact("frontend: udp 4739 from 0.0.0.0/0"),
-						knownvalue.StringExact("frontend: udp 6343 from 0.0.0.0/0"),
-						knownvalue.StringExact("node: tcp 30000-32767 from frontend"),
-						knownvalue.StringExact("node: udp 30000-32767 from frontend"),
-					})),
+
 					// 100 sources x (1 + 2) protocols + 3 subnets x 2 ports.
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("security_group_rules_per_source_model"), knownvalue.Int64Exact(306)),
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("source_ranges"), knownvalue.ListSizeExact(100)),
@@ -148,8 +191,17 @@ func TestAccNLBIngress(t *testing.T) {
 						len(svc.Spec.LoadBalancerSourceRanges) != 100 || len(svc.Spec.Ports) != 3 {
 						return fmt.Errorf("Service not as expected: %+v", svc)
 					}
-					if n, err := ownedRules(ctx, ec, frontend, ""); err != nil || n != 3 {
-						return fmt.Errorf("frontend group has %d rules (%v), want 3", n, err)
+					// 3 listener protocol-ports x the cover (at most 10 prefixes), and 2 node rules.
+					attrs := s.RootModule().Resources[addr].Primary.Attributes
+					cover, _ := strconv.Atoi(attrs["coarse_cover.#"])
+					if cover < 1 || cover > 10 || attrs["security_group_rules.#"] != strconv.Itoa(3*cover+2) {
+						return fmt.Errorf("cover of %d prefixes, %s rules", cover, attrs["security_group_rules.#"])
+					}
+					if n, err := ownedRules(ctx, ec, frontend, ""); err != nil || n != 3*cover {
+						return fmt.Errorf("frontend group has %d rules (%v), want %d", n, err, 3*cover)
+					}
+					if err := coverHolds(ctx, ec, frontend, s.RootModule().Resources[addr].Primary.Attributes["coarse_cover_extra_addresses"]); err != nil {
+						return err
 					}
 					if n, err := ownedRules(ctx, ec, p.AWS.NodeSecurityGroupID, owner); err != nil || n != 2 {
 						return fmt.Errorf("node group has %d owned rules (%v), want 2", n, err)
@@ -199,7 +251,7 @@ func TestAccNLBIngress(t *testing.T) {
 					if n, _ := ownedRules(ctx, ec, p.AWS.NodeSecurityGroupID, owner); n != 2 {
 						return fmt.Errorf("node rule not restored: %d", n)
 					}
-					if n, _ := ownedRules(ctx, ec, frontend, ""); n != 3 {
+					if n, _ := ownedRules(ctx, ec, frontend, ""); n != 3*2 {
 						return fmt.Errorf("foreign frontend rule not removed: %d rules", n)
 					}
 					return nil
@@ -244,13 +296,111 @@ func TestAccNLBIngress(t *testing.T) {
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("frontend_security_group_id"), knownvalue.StringExact("")),
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("security_group_rules"), knownvalue.ListExact([]knownvalue.Check{
-						knownvalue.StringExact("node: tcp 30000-32767 from 0.0.0.0/0"),
-						knownvalue.StringExact("node: udp 30000-32767 from 0.0.0.0/0"),
+						knownvalue.StringExact("node: tcp 30000-32767 from 192.0.2.0/24"),
+						knownvalue.StringExact("node: tcp 30000-32767 from vpc"),
+						knownvalue.StringExact("node: udp 30000-32767 from 192.0.2.0/24"),
 					})),
 				},
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionReplace),
 				}},
+			},
+		},
+	})
+}
+
+// TestAccNLBIngressFailsClosed: with the nlb-policy controller missing, the
+// apply fails with an error that names it and adds no security-group rule;
+// once the controller runs, the apply converges; when someone opts the
+// Service out by hand (the controller deletes its policies), the plan shows
+// it and apply restores the policies.
+func TestAccNLBIngressFailsClosed(t *testing.T) {
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ctx := context.Background()
+	ensureNamespaces(t, c, "closed")
+	lbcStandIn := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
+	defer lbcStandIn.Stop()
+	ec := ec2.NewFromConfig(p.AWS.Config())
+	addr := "telemetry_nlb_ingress.flows"
+	owner := ruleOwner("closed", "flows")
+	cfg := func(timeout string) string {
+		return ingressConfig(p, "closed", `["192.0.2.0/24"]`, fmt.Sprintf("  enforcement_timeout = %q", timeout))
+	}
+	frontendRules := func() (int, error) {
+		out, err := ec.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
+			{Name: aws.String("tag:" + ingressOwnerTag), Values: []string{"closed/flows"}}}})
+		if err != nil || len(out.SecurityGroups) != 1 {
+			return 0, fmt.Errorf("frontend group of closed/flows: %v (%v)", out, err)
+		}
+		return ownedRules(ctx, ec, aws.ToString(out.SecurityGroups[0].GroupId), "")
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{
+			{ // no controller: refused, and nothing admitted
+				Config:      cfg("3s"),
+				ExpectError: regexp.MustCompile(`(?s)nlb-policy controller has not acknowledged.*No security-group rule was added`),
+			},
+			{
+				PreConfig: func() {
+					if n, err := frontendRules(); err != nil || n != 0 {
+						t.Fatalf("frontend group holds %d rules with no controller (%v)", n, err)
+					}
+					if n, err := ownedRules(ctx, ec, p.AWS.NodeSecurityGroupID, owner); err != nil || n != 0 {
+						t.Fatalf("node group holds %d rules of closed/flows with no controller (%v)", n, err)
+					}
+					startNLBPolicy(t, p)
+				},
+				Config: cfg("60s"),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("policy_enforced"), knownvalue.Bool(true)),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("coarse_cover"), knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("192.0.2.0/24")})),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("coarse_cover_extra_addresses"), knownvalue.Int64Exact(0)),
+				},
+				Check: func(*terraform.State) error {
+					if n, err := frontendRules(); err != nil || n != 3 {
+						return fmt.Errorf("frontend group holds %d rules, want 3 (%v)", n, err)
+					}
+					return nil
+				},
+			},
+			{ // opted out by hand: the controller removes the policies, the plan shows it
+				PreConfig: func() {
+					err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+						svc := &corev1.Service{}
+						if err := c.Get(ctx, client.ObjectKey{Namespace: "closed", Name: "flows"}, svc); err != nil {
+							return err
+						}
+						svc.Annotations["telemetry-platform.io/nlb-policy"] = "disabled"
+						return c.Update(ctx, svc)
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					deadline := time.Now().Add(30 * time.Second)
+					for {
+						svc := &corev1.Service{}
+						if err := c.Get(ctx, client.ObjectKey{Namespace: "closed", Name: "flows"}, svc); err != nil {
+							t.Fatal(err)
+						}
+						if _, acked := svc.Annotations["telemetry-platform.io/enforced"]; !acked {
+							break
+						}
+						if time.Now().After(deadline) {
+							t.Fatal("the controller kept its acknowledgement of an opted-out Service")
+						}
+						time.Sleep(200 * time.Millisecond)
+					}
+				},
+				Config: cfg("60s"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+					plancheck.ExpectKnownValue(addr, tfjsonpath.New("policy_enforced"), knownvalue.Bool(true)),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("policy_enforced"), knownvalue.Bool(true)),
+				},
 			},
 		},
 	})

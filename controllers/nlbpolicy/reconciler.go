@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
@@ -124,9 +126,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			return reconcile.Result{}, err
 		}
 		r.forget(req.NamespacedName, svc.UID)
-		if controllerutil.ContainsFinalizer(svc, Finalizer) {
+		_, acked := svc.Annotations[annotations.Enforced]
+		if controllerutil.ContainsFinalizer(svc, Finalizer) || acked {
 			patch := client.MergeFrom(svc.DeepCopy())
 			controllerutil.RemoveFinalizer(svc, Finalizer)
+			delete(svc.Annotations, annotations.Enforced)
 			if err := r.Client.Patch(ctx, svc, patch); err != nil && !apierrors.IsNotFound(err) {
 				return reconcile.Result{}, err
 			}
@@ -166,24 +170,66 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	r.report(svc, problems)
 	if out.Waiting != "" {
 		logger.V(1).Info("waiting", "reason", out.Waiting)
+		if err := r.acknowledge(ctx, svc, ack.Ack{Problem: "waiting: " + out.Waiting}); err != nil {
+			return reconcile.Result{}, err
+		}
 		return reconcile.Result{RequeueAfter: waitRequeue}, nil
 	}
 
 	writes, err := r.apply(ctx, out, existingPolicies, existingSets)
 	if err != nil {
-		return reconcile.Result{}, err
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonPoliciesNotApplied, "Reconcile", "%s", truncate(err.Error(), 1000))
+		// The acknowledgement is withdrawn, so the provider does not take the
+		// Service for protected; the patch may be refused too (the error says why).
+		ackErr := r.acknowledge(ctx, svc, ack.Ack{Problem: "policies not applied: " + truncate(err.Error(), 500)})
+		return reconcile.Result{}, errors.Join(fmt.Errorf("applying policies: %w", err), ackErr)
 	}
 	if writes > 0 {
-		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, "PoliciesApplied", "Reconcile",
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, ReasonPoliciesApplied, "Reconcile",
 			"%d Calico object(s) written: %d policies, %d network sets, %d allowed source nets",
 			writes, len(out.Policies), len(out.NetworkSets), out.Sources.Len())
 		logger.Info("policies applied", "writes", writes, "policies", len(out.Policies), "sources", out.Sources.Len())
+	}
+	enforced := ack.Ack{Digest: ack.Digest(svc), Problem: truncate(strings.Join(problems, "; "), 500)}
+	for _, p := range out.Policies {
+		enforced.Policies = append(enforced.Policies, p.Name)
+	}
+	slices.Sort(enforced.Policies)
+	if err := r.acknowledge(ctx, svc, enforced); err != nil {
+		return reconcile.Result{}, err
 	}
 	r.Metrics.observe(svc, out, len(in.HealthCheckCIDRs))
 	if resolveErr != nil {
 		return reconcile.Result{RequeueAfter: waitRequeue}, nil
 	}
 	return reconcile.Result{}, nil
+}
+
+// Event reasons.
+const (
+	ReasonPoliciesApplied    = "PoliciesApplied"
+	ReasonPoliciesNotApplied = "PoliciesNotApplied"
+	ReasonInvalidInput       = "InvalidInput"
+)
+
+// acknowledge records on the Service what is enforced for it (see
+// internal/ack); it writes only when that changed, so steady state makes no
+// write.
+func (r *Reconciler) acknowledge(ctx context.Context, svc *corev1.Service, want ack.Ack) error {
+	if have, ok := ack.Of(svc); ok && ack.Same(have, want) {
+		return nil
+	}
+	want.Time = time.Now().UTC().Truncate(time.Second)
+	patch := client.MergeFrom(svc.DeepCopy())
+	if svc.Annotations == nil {
+		svc.Annotations = map[string]string{}
+	}
+	svc.Annotations[annotations.Enforced] = want.Encode()
+	if err := r.Client.Patch(ctx, svc, patch); err != nil {
+		return fmt.Errorf("writing the acknowledgement on Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	r.Metrics.write("Service", "patch")
+	return nil
 }
 
 // apply creates, updates and deletes so the cluster holds exactly the
@@ -356,7 +402,7 @@ func (r *Reconciler) report(svc *corev1.Service, problems []string) {
 	for _, p := range problems {
 		log.Log.WithName("nlb-policy").Info("invalid input", "service", svc.Namespace+"/"+svc.Name, "problem", p)
 	}
-	r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, "InvalidInput", "Reconcile", "%s", truncate(strings.Join(problems, "; "), 1000))
+	r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonInvalidInput, "Reconcile", "%s", truncate(strings.Join(problems, "; "), 1000))
 }
 
 func (r *Reconciler) forget(key types.NamespacedName, uid types.UID) {

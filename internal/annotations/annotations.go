@@ -19,6 +19,11 @@ const (
 	HostEndpointSelector = prefix + "host-endpoint-selector"
 )
 
+// Enforced is the nlb-policy controller's acknowledgement on a Service (JSON,
+// see internal/ack): the digest of the spec whose policies are in place, their
+// names, when, and any problem. telemetry_nlb_ingress waits for it.
+const Enforced = prefix + "enforced"
+
 // Values of NLBPolicy.
 const (
 	Enabled  = "enabled"

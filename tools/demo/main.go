@@ -23,25 +23,24 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
-	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/go-logr/logr"
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"go4.org/netipx"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
-	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
@@ -143,20 +142,11 @@ func (d *demo) run() (err error) {
 }
 
 func (d *demo) startNLBPolicyController() (func(), error) {
-	mgr, err := ctrl.NewManager(d.plane.Config, ctrl.Options{Scheme: kubeapi.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	stop, err := d.plane.StartNLBPolicyController(d.ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	cfg := d.plane.AWS.Config()
-	if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{Options: nlbpolicy.DefaultOptions(),
-		Sources:       &nlbpolicy.AWSSources{ELB: elbv2.NewFromConfig(cfg), EC2: ec2.NewFromConfig(cfg), TTL: time.Minute},
-		SweepInterval: time.Minute, Registry: prometheus.NewRegistry()}); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(d.ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	return func() { cancel(); <-done }, nil
+	return func() { _ = stop() }, nil
 }
 
 func (d *demo) terraformApply(work string) (err error) {
@@ -282,6 +272,9 @@ func (d *demo) showSecurityGroups() error {
 		return err
 	}
 	d.note("rules created by telemetry_nlb_ingress: %d; the AWS Load Balancer Controller's per-source model: %d", rules.Created, rules.PerSourceModel)
+	if err := d.showFence(svc); err != nil {
+		return err
+	}
 
 	// Show the limit for real: write the per-source model's rules into a
 	// fresh group of the emulated account, as the controller would.
@@ -316,6 +309,59 @@ func (d *demo) showSecurityGroups() error {
 	d.result("Security-group rules", fmt.Sprintf("%d created (per-source model: %d; AWS refuses past %d per group)",
 		rules.Created, rules.PerSourceModel, written))
 	return nil
+}
+
+// showFence reads, from moto and the API server, what the NLB's frontend
+// group admits (the coarse cover) and the nlb-policy controller's
+// acknowledgement, and fails when either is not what it should be.
+func (d *demo) showFence(svc *corev1.Service) error {
+	a, ok := ack.Of(svc)
+	if !ok || !ack.Current(svc) {
+		return fmt.Errorf("Service telemetry/flows carries no current acknowledgement of the nlb-policy controller (%q)", svc.Annotations[annotations.Enforced])
+	}
+	d.note("acknowledged by the nlb-policy controller at %s: %s enforces %s", a.Time.Format(time.TimeOnly), strings.Join(a.Policies, " and "), a.Digest)
+	ec := ec2.NewFromConfig(d.plane.AWS.Config())
+	out, err := ec.DescribeSecurityGroups(d.ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{svc.Annotations[lbc.SecurityGroups]}})
+	if err != nil {
+		return err
+	}
+	var b netipx.IPSetBuilder
+	prefixes := map[string]bool{}
+	for _, p := range out.SecurityGroups[0].IpPermissions {
+		for _, r := range p.IpRanges {
+			if aws.ToString(r.CidrIp) == "0.0.0.0/0" {
+				return fmt.Errorf("the frontend group admits 0.0.0.0/0 on %s %d", aws.ToString(p.IpProtocol), aws.ToInt32(p.FromPort))
+			}
+			prefixes[aws.ToString(r.CidrIp)] = true
+			b.AddPrefix(netip.MustParsePrefix(aws.ToString(r.CidrIp)))
+		}
+	}
+	sources, errs := cidrset.Parse(svc.Spec.LoadBalancerSourceRanges)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	var admitted []netip.Prefix
+	for p := range prefixes {
+		admitted = append(admitted, netip.MustParsePrefix(p))
+	}
+	set, _ := b.IPSet()
+	for _, p := range sources.Prefixes() {
+		if !set.ContainsPrefix(p) {
+			return fmt.Errorf("the frontend group does not admit the listed source %s", p)
+		}
+	}
+	d.note("frontend group %s (read from moto): %d rules over a coarse cover of %d prefixes, admitting %s addresses beyond the %d sources; Calico refuses those at the nodes",
+		aws.ToString(out.SecurityGroups[0].GroupId), countRules(out.SecurityGroups[0].IpPermissions), len(admitted), sources.Extra(admitted), sources.Len())
+	d.result("Coarse cover (NLB group)", fmt.Sprintf("%d prefixes, %s addresses beyond the sources, never 0.0.0.0/0", len(admitted), sources.Extra(admitted)))
+	return nil
+}
+
+func countRules(perms []ec2types.IpPermission) int {
+	n := 0
+	for _, p := range perms {
+		n += len(p.IpRanges) + len(p.Ipv6Ranges) + len(p.UserIdGroupPairs)
+	}
+	return n
 }
 
 func (d *demo) showPolicies() error {

@@ -9,10 +9,13 @@ output "nlb_dns_name" {
 }
 
 output "security_group_rules" {
-  description = "The rules the ingress created, and what the per-source model would have needed."
+  description = "The rules the ingress created, the coarse cover they admit, and what the per-source model would have needed."
   value = {
-    created          = length(telemetry_nlb_ingress.flows.security_group_rules)
-    per_source_model = telemetry_nlb_ingress.flows.security_group_rules_per_source_model
+    created                      = length(telemetry_nlb_ingress.flows.security_group_rules)
+    per_source_model             = telemetry_nlb_ingress.flows.security_group_rules_per_source_model
+    coarse_cover                 = telemetry_nlb_ingress.flows.coarse_cover
+    coarse_cover_extra_addresses = telemetry_nlb_ingress.flows.coarse_cover_extra_addresses
+    policy_enforced              = telemetry_nlb_ingress.flows.policy_enforced
   }
 }
 

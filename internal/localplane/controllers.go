@@ -1,0 +1,45 @@
+package localplane
+
+import (
+	"context"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+)
+
+// StartNLBPolicyController runs the real nlb-policy controller in this
+// process against the plane, asking moto about load balancers, with its
+// metrics in reg (nil: a private registry). stop ends it and returns the
+// manager's error.
+func (p *Plane) StartNLBPolicyController(ctx context.Context, reg prometheus.Registerer) (stop func() error, err error) {
+	mgr, err := ctrl.NewManager(p.Config, ctrl.Options{
+		Scheme:     kubeapi.Scheme(),
+		Metrics:    metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	cfg := p.AWS.Config()
+	if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{Options: nlbpolicy.DefaultOptions(),
+		Sources:       &nlbpolicy.AWSSources{ELB: elbv2.NewFromConfig(cfg), EC2: ec2.NewFromConfig(cfg), TTL: time.Minute},
+		SweepInterval: time.Minute, Registry: reg}); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return func() error { cancel(); return <-done }, nil
+}
