@@ -122,11 +122,16 @@ func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaReques
 			"Left to itself, the AWS Load Balancer Controller writes one security-group rule per allowed source " +
 			"CIDR per port (plus one per NLB subnet for health checks) and stops at AWS's 60 rules per group. " +
 			"This resource switches that off (`manage-backend-security-group-rules: false`, and a frontend security " +
-			"group it creates and brings) and writes rules bounded by the ports instead: each listener port from " +
-			"anywhere on the frontend group, and the frontend group to the NodePort range (or target ports) on the " +
-			"node group. Per-source filtering happens at the nodes, in Calico GlobalNetworkPolicies that the " +
-			"`nlb-policy` controller generates from the Service's `loadBalancerSourceRanges`; the Service opts in " +
-			"with `telemetry-platform.io/nlb-policy: enabled`.\n\n" +
+			"group it creates and brings) and writes rules bounded by the ports instead: each listener port from the " +
+			"sources' coarse cover (at most `coarse_cover_size` CIDRs per family, never the whole internet unless " +
+			"`allowed_sources` says so) on the frontend group, and the frontend group to the NodePort range (or target " +
+			"ports) on the node group. Exact per-source filtering happens at the nodes, in Calico GlobalNetworkPolicies " +
+			"that the `nlb-policy` controller generates from the Service's `loadBalancerSourceRanges`; the Service opts " +
+			"in with `telemetry-platform.io/nlb-policy: enabled`.\n\n" +
+			"Every step fails closed: rules no longer wanted are revoked first, then the Service is written, and rules " +
+			"are added only once the controller has acknowledged that Calico enforces the Service's current sources " +
+			"(`wait_for_enforcement`). With the controller missing or refused, the apply fails with the likely causes " +
+			"and the NLB admits nothing new.\n\n" +
 			"`security_group_rules` lists what this resource owns in AWS and `security_group_rules_per_source_model` " +
 			"what the controller would have written, so the plan shows the saving. Rules changed or deleted outside " +
 			"Terraform show as a diff and are restored.",
@@ -197,7 +202,7 @@ func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaReques
 			"frontend_security_group_id": schema.StringAttribute{Computed: true,
 				MarkdownDescription: "The NLB's frontend security group (empty when `nlb_security_group` is false)."},
 			"security_group_rules": schema.ListAttribute{Computed: true, ElementType: types.StringType,
-				MarkdownDescription: "The inbound rules this resource owns, e.g. `frontend: udp 6343 from 0.0.0.0/0`, " +
+				MarkdownDescription: "The inbound rules this resource owns, e.g. `frontend: udp 6343 from 192.0.2.0/24`, " +
 					"`node: udp 30000-32767 from frontend`."},
 			"security_group_rules_per_source_model": schema.Int64Attribute{Computed: true,
 				MarkdownDescription: "Rules the AWS Load Balancer Controller would write for the same inputs: " +
