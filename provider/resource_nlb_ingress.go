@@ -171,8 +171,10 @@ func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaReques
 				Validators:          []validator.String{stringvalidator.OneOf(lbc.TargetInstance, lbc.TargetIP)},
 				MarkdownDescription: "NLB target type, `instance` (NodePorts) or `ip` (pod IPs). Default `instance`."},
 			"scheme": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(lbc.SchemeInternal),
-				Validators:          []validator.String{stringvalidator.OneOf(lbc.SchemeInternal, lbc.SchemeInternetFacing)},
-				MarkdownDescription: "`internal` or `internet-facing`. Default `internal`, as the AWS Load Balancer Controller's."},
+				Validators:    []validator.String{stringvalidator.OneOf(lbc.SchemeInternal, lbc.SchemeInternetFacing)},
+				PlanModifiers: replace,
+				MarkdownDescription: "`internal` or `internet-facing`. Default `internal`, as the AWS Load Balancer Controller's. " +
+					"Changing it replaces the ingress: the controller can only change a scheme by replacing the NLB (new DNS name)."},
 			"subnets": schema.ListAttribute{Optional: true, ElementType: types.StringType,
 				Validators:          []validator.List{listvalidator.ValueStringsAre(stringvalidator.RegexMatches(subnetIDPattern, "must be a subnet ID (subnet-...)"))},
 				MarkdownDescription: "Subnet IDs of the NLB; by default the controller picks tagged subnets."},
@@ -278,6 +280,13 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 		}
 		// Fill target_port defaults in the plan.
 		plan.Ports = portsValue(spec.Ports)
+	}
+	if known.sources && !plan.TargetType.IsUnknown() && spec.TargetType == lbc.TargetInstance && len(spec.Sources.V6()) > 0 {
+		resp.Diagnostics.AddAttributeError(path.Root("allowed_sources"), "IPv6 sources need ip targets",
+			"With instance targets the NLB's target groups are IPv4 and it translates IPv6 clients to its own IPv4 address, "+
+				"so the nodes never see the exporters' IPv6 sources and Calico cannot filter them: the only choices would be "+
+				"to drop them or to admit the NLB itself (every IPv6 client). Set target_type = \"ip\" (pods receive the "+
+				"clients' addresses), or keep IPv6 exporters out of allowed_sources.")
 	}
 	if known.sources {
 		plan.SourceRanges = stringList(spec.Sources.Strings())

@@ -285,6 +285,13 @@ func TestAccNLBIngress(t *testing.T) {
 					return nil
 				},
 			},
+			{ // the AWS Load Balancer Controller replaces an NLB whose scheme changes: so does the plan
+				Config: strings.Replace(ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
+  annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`), `"internet-facing"`, `"internal"`, 1),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionReplace),
+				}},
+			},
 			{ // a new namespace replaces the ingress
 				Config: ingressConfig(p, "collectors", `["192.0.2.0/24"]`, ""),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
@@ -406,6 +413,14 @@ func TestAccNLBIngressFailsClosed(t *testing.T) {
 	})
 }
 
+func manyPorts(n int) string {
+	var ports []string
+	for i := 1; i <= n; i++ {
+		ports = append(ports, fmt.Sprintf(`{ name = "p%d", protocol = "UDP", port = %d }`, i, 6000+i))
+	}
+	return "[" + strings.Join(ports, ", ") + "]"
+}
+
 func TestAccNLBIngressPlanTimeErrors(t *testing.T) {
 	requireAcc(t)
 	p := testPlane(t)
@@ -420,6 +435,12 @@ func TestAccNLBIngressPlanTimeErrors(t *testing.T) {
 		"invalid CIDR": {`[{ name = "a", protocol = "UDP", port = 1 }]`, `["192.0.2.0/24", "300.0.0.0/8"]`, `"300.0.0.0/8": not a CIDR`},
 		"no sources":   {`[{ name = "a", protocol = "UDP", port = 1 }]`, `[]`, `set must contain at least 1 elements`},
 		"no ports":     {`[]`, `["192.0.2.0/24"]`, `list must contain at least 1 elements`},
+		// With instance targets the NLB translates IPv6 clients to its own IPv4
+		// address: Calico at the nodes could not tell exporters apart.
+		"IPv6 sources with instance targets": {`[{ name = "a", protocol = "UDP", port = 1 }]`, `["192.0.2.0/24", "2001:db8::/32"]`,
+			`(?s)IPv6 sources need ip targets.*target_type = "ip"`},
+		"cover past the quota": {manyPorts(30), `["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]`,
+			`(?s)would hold 90 IPv4 rules.*set coarse_cover_size to 2 or less`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
