@@ -14,10 +14,11 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"KafkaTopics":          "12 created, 12 Ready",
-		"Security-group rules": "5 created (per-source model: 294; AWS refuses past 60 per group)",
-		"Calico policies":      "4/4 packet checks as expected, cleaned up on delete",
-		"Stale conntrack":      "blackholed flow restored",
+		"KafkaTopics":              "12 created, 12 Ready",
+		"Security-group rules":     "32 created (per-source model: 294; AWS refuses past 60 per group)",
+		"Coarse cover (NLB group)": "10 prefixes",
+		"Calico policies":          "4/4 packet checks as expected, cleaned up on delete",
+		"Stale conntrack":          "blackholed flow restored",
 	}
 	got := map[string]string{}
 	for _, row := range d.summary {
