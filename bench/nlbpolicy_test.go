@@ -56,6 +56,9 @@ func BenchmarkNLBPolicyConverge(b *testing.B) {
 		return admin.Create(ctx, svcs[i])
 	})
 
+	if err := p.CreateProductTier(ctx); err != nil {
+		b.Fatal(err)
+	}
 	for n := 0; n < b.N; n++ {
 		// Floor: the same objects, written by a bare client.
 		var objects []client.Object

@@ -58,6 +58,9 @@ func startController(t *testing.T, p *localplane.Plane, manageAll bool) *control
 // manager options (leader election, for instance).
 func startControllerAs(t *testing.T, p *localplane.Plane, cfg *rest.Config, manageAll bool, opts ctrl.Options) *controller {
 	t.Helper()
+	if err := p.CreateProductTier(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	opts.Scheme = kubeapi.Scheme()
 	opts.Metrics = metricsserver.Options{BindAddress: "0"}
 	opts.Controller = config.Controller{SkipNameValidation: ptr.To(true)}

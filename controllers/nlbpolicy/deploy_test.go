@@ -6,12 +6,14 @@ import (
 	"slices"
 	"testing"
 
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 )
 
@@ -50,6 +52,14 @@ func TestDeploymentManifests(t *testing.T) {
 	}
 	if err := sa.Create(ctx, &corev1.ConfigMap{ObjectMeta: objectMeta("default", "x")}); !apierrors.IsForbidden(err) {
 		t.Fatalf("the ServiceAccount must not create ConfigMaps: %v", err)
+	}
+	// Tier access is scoped to the product's tier.
+	saCalico, err := client.New(as, client.Options{Scheme: kubeapi.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := saCalico.Get(ctx, client.ObjectKey{Name: "default"}, &calicov3.Tier{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("the ServiceAccount must not read other tiers: %v", err)
 	}
 
 	startControllerAs(t, p, as, false, ctrl.Options{

@@ -37,12 +37,32 @@ type Options struct {
 	// NetworkSetThreshold: past this many source nets, the nets move into a
 	// GlobalNetworkSet referenced by selector.
 	NetworkSetThreshold int
+	// Tier is the Calico tier of the policies: one of the product's own,
+	// ending in Pass, so what they do not decide goes on to users' policies.
+	Tier string
 }
+
+// The product's Calico tier, as the Helm chart and deploy/ manifests create it.
+const (
+	DefaultTier      = "telemetry-nlb"
+	DefaultTierOrder = 2000 // after kube-admin (1,000), before default (1,000,000)
+)
 
 // DefaultOptions are the flags' defaults.
 func DefaultOptions() Options {
-	return Options{HostEndpointSelector: "has(kubernetes.io/hostname)", Order: 100, NetworkSetThreshold: 50}
+	return Options{HostEndpointSelector: "has(kubernetes.io/hostname)", Order: 100, NetworkSetThreshold: 50, Tier: DefaultTier}
 }
+
+// TierObject is the product's tier: its policies first, then Pass.
+func TierObject(name string, order float64) *calicov3.Tier {
+	return &calicov3.Tier{
+		TypeMeta:   metav1.TypeMeta{APIVersion: calicov3.GroupVersionCurrent, Kind: calicov3.KindTier},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       calicov3.TierSpec{Order: &order, DefaultAction: ptr(calicov3.Pass)},
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // Input is what Desired reads: the Service and what the reconciler resolved
 // for it.
@@ -248,10 +268,13 @@ func Desired(in Input, opts Options) Output {
 	}
 
 	policy := func(suffix string, order float64, rules []calicov3.Rule) *calicov3.GlobalNetworkPolicy {
+		// Tier and its label are what Calico's admission policy would default:
+		// set here, so the stored object equals the desired one.
 		p := &calicov3.GlobalNetworkPolicy{
 			TypeMeta:   metav1.TypeMeta{APIVersion: calicov3.GroupVersionCurrent, Kind: calicov3.KindGlobalNetworkPolicy},
-			ObjectMeta: metav1.ObjectMeta{Name: base + suffix, Labels: labels},
+			ObjectMeta: metav1.ObjectMeta{Name: base + suffix, Labels: withLabel(labels, calicoTierLabel, tierOf(opts))},
 			Spec: calicov3.GlobalNetworkPolicySpec{
+				Tier:  tierOf(opts),
 				Order: &order, Selector: selector, Ingress: rules,
 				Types: []calicov3.PolicyType{calicov3.PolicyTypeIngress},
 			},
@@ -266,6 +289,16 @@ func Desired(in Input, opts Options) Output {
 	}
 	out.Policies = append(out.Policies, policy("-deny", opts.Order+1, deny))
 	return out
+}
+
+// calicoTierLabel is the label Calico's admission policy sets to a policy's tier.
+const calicoTierLabel = "projectcalico.org/tier"
+
+func tierOf(opts Options) string {
+	if opts.Tier == "" {
+		return "default"
+	}
+	return opts.Tier
 }
 
 // calicoNamespaceLabel is the label Calico gives every workload endpoint and

@@ -61,6 +61,9 @@ type Reconciler struct {
 
 	mu       sync.Mutex
 	reported map[types.UID]string // problems last reported per Service, so Events are not repeated
+	// tierCheckedAt and tierProblemSeen cache tierProblem.
+	tierCheckedAt   time.Time
+	tierProblemSeen string
 }
 
 // Qualifies reports whether the controller manages the Service: an NLB of
@@ -148,6 +151,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		r.Metrics.write("Service", "patch")
 	}
 
+	if problem := r.tierProblem(ctx); problem != "" {
+		// Policies in a tier that does not exist enforce nothing: no
+		// acknowledgement, and the existing policies stay as they are.
+		r.report(svc, []string{problem})
+		if err := r.acknowledge(ctx, svc, ack.Ack{Problem: problem}); err != nil {
+			return reconcile.Result{}, err
+		}
+		return reconcile.Result{RequeueAfter: waitRequeue}, nil
+	}
+
 	existingPolicies, existingSets, err := r.owned(ctx, svc.Namespace, svc.Name)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -203,6 +216,37 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{RequeueAfter: waitRequeue}, nil
 	}
 	return reconcile.Result{}, nil
+}
+
+// tierCheckTTL is how long the tier's presence is trusted between checks.
+const tierCheckTTL = 10 * time.Second
+
+// tierProblem says why the policies' tier cannot be used, or "". It reads the
+// tier from the API server (a get on that one tier is all the RBAC it needs)
+// at most every tierCheckTTL.
+func (r *Reconciler) tierProblem(ctx context.Context) string {
+	tier := tierOf(r.Options)
+	r.mu.Lock()
+	if time.Since(r.tierCheckedAt) < tierCheckTTL {
+		defer r.mu.Unlock()
+		return r.tierProblemSeen
+	}
+	r.mu.Unlock()
+	problem := ""
+	err := r.Reader.Get(ctx, client.ObjectKey{Name: tier}, &calicov3.Tier{})
+	switch {
+	case apierrors.IsNotFound(err):
+		problem = fmt.Sprintf("Calico tier %q does not exist, so policies in it would enforce nothing: create it (the Helm chart "+
+			"and deploy/nlb-policy-controller.yaml do) or point --tier at an existing one", tier)
+	case apierrors.IsForbidden(err):
+		problem = fmt.Sprintf("cannot read Calico tier %q (%v): grant get on tiers.projectcalico.org named %q", tier, err, tier)
+	case err != nil:
+		problem = fmt.Sprintf("cannot read Calico tier %q: %v", tier, err)
+	}
+	r.mu.Lock()
+	r.tierCheckedAt, r.tierProblemSeen = time.Now(), problem
+	r.mu.Unlock()
+	return problem
 }
 
 // Event reasons.
@@ -335,11 +379,15 @@ func (r *Reconciler) ensure(ctx context.Context, want, have client.Object) (int,
 	return 1, nil
 }
 
-// sameContent compares what the controller owns of a generated object: its
-// spec and labels.
+// sameContent compares what the controller owns of a generated object: the
+// whole spec (Desired sets what Calico's admission policies would default,
+// so a hand edit of any field shows) and its own labels (others, such as
+// ones a user adds, are left alone).
 func sameContent(a, b client.Object) bool {
-	if !equality.Semantic.DeepEqual(a.GetLabels(), b.GetLabels()) {
-		return false
+	for k, v := range b.GetLabels() {
+		if got, ok := a.GetLabels()[k]; !ok || got != v {
+			return false
+		}
 	}
 	switch a := a.(type) {
 	case *calicov3.GlobalNetworkPolicy:

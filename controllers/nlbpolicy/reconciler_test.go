@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 )
@@ -87,7 +89,7 @@ func TestWritesAreClosedAtEveryStep(t *testing.T) {
 		ranges = append(ranges, fmt.Sprintf("198.18.%d.0/25", 2*i))
 	}
 	svc := nlbService(func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = ranges })
-	r, c, ops := recordingReconciler(t, svc)
+	r, c, ops := recordingReconciler(t, svc, TierObject(DefaultTier, DefaultTierOrder))
 
 	reconcileOnce(t, r, svc)
 	set, deny, allow := index(*ops, "create", "-sources"), index(*ops, "create", "-deny"), index(*ops, "create", "-allow")
@@ -113,5 +115,41 @@ func TestWritesAreClosedAtEveryStep(t *testing.T) {
 	var left calicov3.GlobalNetworkPolicyList
 	if err := c.List(context.Background(), &left); err != nil || len(left.Items) != 0 {
 		t.Fatalf("policies left: %d (%v)", len(left.Items), err)
+	}
+}
+
+// TestMissingTierFailsClosed: without the product's tier, policies in it
+// would enforce nothing; the controller writes none, acknowledges nothing,
+// and says what to do.
+func TestMissingTierFailsClosed(t *testing.T) {
+	svc := nlbService()
+	r, c, ops := recordingReconciler(t, svc)
+	reconcileOnce(t, r, svc)
+	if len(*ops) != 0 {
+		t.Fatalf("wrote %v without the tier", *ops)
+	}
+	got := &corev1.Service{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), got); err != nil {
+		t.Fatal(err)
+	}
+	a, ok := ack.Of(got)
+	if !ok || a.Digest != "" || !strings.Contains(a.Problem, `Calico tier "telemetry-nlb" does not exist`) {
+		t.Fatalf("acknowledgement %+v (%v)", a, ok)
+	}
+	if ack.Current(got) {
+		t.Fatal("acknowledged without the tier")
+	}
+
+	// Once the tier exists (and the cached check expires), the policies follow.
+	if err := c.Create(context.Background(), TierObject(DefaultTier, DefaultTierOrder)); err != nil {
+		t.Fatal(err)
+	}
+	r.tierCheckedAt = time.Time{}
+	reconcileOnce(t, r, svc)
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), got); err != nil {
+		t.Fatal(err)
+	}
+	if !ack.Current(got) || index(*ops, "create", "-deny") < 0 {
+		t.Fatalf("not enforced once the tier exists: %v, %s", *ops, got.Annotations[annotations.Enforced])
 	}
 }

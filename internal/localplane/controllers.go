@@ -2,11 +2,13 @@ package localplane
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -21,6 +23,9 @@ import (
 // metrics in reg (nil: a private registry). stop ends it and returns the
 // manager's error.
 func (p *Plane) StartNLBPolicyController(ctx context.Context, reg prometheus.Registerer) (stop func() error, err error) {
+	if err := p.CreateProductTier(ctx); err != nil {
+		return nil, err
+	}
 	mgr, err := ctrl.NewManager(p.Config, ctrl.Options{
 		Scheme:     kubeapi.Scheme(),
 		Metrics:    metricsserver.Options{BindAddress: "0"},
@@ -42,4 +47,18 @@ func (p *Plane) StartNLBPolicyController(ctx context.Context, reg prometheus.Reg
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	return func() error { cancel(); return <-done }, nil
+}
+
+// CreateProductTier creates the product's Calico tier, as the Helm chart and
+// deploy/nlb-policy-controller.yaml do; it is not an error if it exists.
+func (p *Plane) CreateProductTier(ctx context.Context) error {
+	c, err := p.Client()
+	if err != nil {
+		return err
+	}
+	err = c.Create(ctx, nlbpolicy.TierObject(nlbpolicy.DefaultTier, nlbpolicy.DefaultTierOrder))
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the product's Calico tier: %w", err)
+	}
+	return nil
 }

@@ -66,6 +66,11 @@ func Start(ctx context.Context, opts Options) (p *Plane, err error) {
 	if err != nil {
 		return nil, err
 	}
+	calico, err := loadCalico()
+	if err != nil {
+		return nil, err
+	}
+	crds = append(crds, calico.crds...)
 	dir, err := os.MkdirTemp("", "localplane-")
 	if err != nil {
 		return nil, err
@@ -91,6 +96,13 @@ func Start(ctx context.Context, opts Options) (p *Plane, err error) {
 	}
 	if err = p.writeKubeconfig(); err != nil {
 		return nil, err
+	}
+	c, err := p.Client()
+	if err != nil {
+		return nil, err
+	}
+	if err = installCalico(ctx, c, calico); err != nil {
+		return nil, fmt.Errorf("installing Calico's admission policies and tiers: %w", err)
 	}
 	if opts.NoAWS {
 		return p, nil

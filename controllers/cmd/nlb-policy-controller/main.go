@@ -47,6 +47,7 @@ func run() error {
 		hostSelector   = flag.String("host-endpoint-selector", defaults.HostEndpointSelector, "Calico selector of the nodes' host endpoints (instance targets).")
 		order          = flag.Float64("policy-order", defaults.Order, "Order of the Allow policies; Deny policies get order+1.")
 		netsetSize     = flag.Int("network-set-threshold", defaults.NetworkSetThreshold, "Past this many source nets, put them in a GlobalNetworkSet.")
+		tier           = flag.String("tier", defaults.Tier, "Calico tier of the generated policies (created by the Helm chart and deploy/ manifests, ending in Pass).")
 		healthCIDRs    = flag.String("health-check-cidrs", "", "Comma-separated CIDRs of NLB health checks, when AWS is not asked (e.g. the NLB subnets).")
 		vpcCIDRs       = flag.String("vpc-cidrs", "", "Comma-separated VPC CIDRs: the default sources of internal NLBs when AWS is not asked.")
 		useAWS         = flag.Bool("aws", true, "Ask AWS (ELBv2, EC2) for the NLB's subnets and VPC. Credentials and region from the standard AWS environment.")
@@ -102,7 +103,7 @@ func run() error {
 		sources.ELB, sources.EC2 = elbv2.NewFromConfig(awsCfg), ec2.NewFromConfig(awsCfg)
 	}
 	_, err = nlbpolicy.Setup(mgr, nlbpolicy.Config{
-		Options:       nlbpolicy.Options{HostEndpointSelector: *hostSelector, Order: *order, NetworkSetThreshold: *netsetSize},
+		Options:       nlbpolicy.Options{HostEndpointSelector: *hostSelector, Order: *order, NetworkSetThreshold: *netsetSize, Tier: *tier},
 		ManageAll:     *manageAll,
 		Sources:       sources,
 		SweepInterval: *sweepInterval,
