@@ -17,23 +17,61 @@ import (
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
 
 // ingressAWS manages the AWS side of an ingress: its frontend security group
 // and its rules there and on the node group. Rules it owns carry the
-// description ruleOwner(namespace, name); in the frontend group every rule is
-// its own.
+// description owner.description(); in a frontend group that it owns (tagged
+// with the ingress and the cluster, see owns) every rule is its own. A group
+// it does not own is never changed beyond its own described rules, and never
+// deleted.
 type ingressAWS struct {
 	ec2 *ec2.Client
 	elb *elbv2.Client
+	// cluster identifies the Kubernetes cluster (its kube-system namespace's
+	// UID): two clusters in one VPC never take each other's groups.
+	cluster string
 }
 
-const ingressOwnerTag = "telemetry-platform.io/ingress"
+// ingressOwner is the ingress a rule or group belongs to.
+type ingressOwner struct{ namespace, name string }
 
-func ruleOwner(namespace, name string) string { return ingressOwnerTag + "=" + namespace + "/" + name }
+func ruleOwner(namespace, name string) ingressOwner { return ingressOwner{namespace, name} }
+
+// ref is the value of the ingress tag: "<namespace>/<name>".
+func (o ingressOwner) ref() string { return o.namespace + "/" + o.name }
+
+// description marks the rules the ingress owns in groups shared with others.
+func (o ingressOwner) description() string { return annotations.IngressTag + "=" + o.ref() }
 
 func frontendGroupName(namespace, name string) string {
 	return "telemetry-nlb-" + namespace + "-" + name
+}
+
+// owns reports whether a group is the frontend group of this ingress in this
+// cluster; legacy reports a group of this ingress created before groups
+// carried the cluster tag.
+func (a ingressAWS) owns(g ec2types.SecurityGroup, o ingressOwner) (owned, legacy bool) {
+	tags := map[string]string{}
+	for _, t := range g.Tags {
+		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	if tags[annotations.IngressTag] != o.ref() || tags[annotations.ManagedBy] != annotations.ProviderManager {
+		return false, false
+	}
+	cluster, tagged := tags[annotations.ClusterTag]
+	return tagged && cluster == a.cluster, !tagged
+}
+
+// notOwnedError explains why the provider will not touch a group.
+func notOwnedError(id string, o ingressOwner) error {
+	return fmt.Errorf("security group %s, named by Service %s (annotation %s), is not the frontend group of this ingress in "+
+		"this cluster: it lacks the tags %s=%s and %s of this cluster, so the provider neither changes its rules nor deletes it. "+
+		"To let the provider manage the NLB's group, remove the annotation from the Service (kubectl annotate service -n %s %s %s-) "+
+		"and apply again: a group of its own is created (the AWS Load Balancer Controller replaces an NLB whose security groups "+
+		"change). To keep this group, manage it outside telemetry_nlb_ingress", id, o.ref(), lbc.SecurityGroups,
+		annotations.IngressTag, o.ref(), annotations.ClusterTag, o.namespace, o.name, lbc.SecurityGroups)
 }
 
 // vpcOf returns the VPC of the node security group and its IPv4 CIDR blocks.
@@ -51,13 +89,26 @@ func (a ingressAWS) vpcOf(ctx context.Context, nodeSG string) (string, []string,
 }
 
 // ensureFrontend returns the ingress's frontend group: the one in state if it
-// still exists, else one tagged for the ingress in the VPC (a retry after a
-// partial apply), else a new one.
-func (a ingressAWS) ensureFrontend(ctx context.Context, namespace, name, vpcID, known string) (string, error) {
+// still exists and is owned, else one tagged for the ingress and the cluster
+// in the VPC (a retry after a partial apply), else a new one. A group in state
+// that this ingress does not own is an error (notOwnedError).
+func (a ingressAWS) ensureFrontend(ctx context.Context, o ingressOwner, vpcID, known string) (string, error) {
 	if known != "" {
 		out, err := a.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{known}})
 		if err == nil && len(out.SecurityGroups) == 1 {
-			return known, nil
+			owned, legacy := a.owns(out.SecurityGroups[0], o)
+			switch {
+			case owned:
+				return known, nil
+			case legacy:
+				// Created by an earlier version for this ingress: claim it for this cluster.
+				if _, err := a.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{known},
+					Tags: []ec2types.Tag{{Key: aws.String(annotations.ClusterTag), Value: aws.String(a.cluster)}}}); err != nil {
+					return "", fmt.Errorf("tagging frontend security group %s with the cluster: %w", known, err)
+				}
+				return known, nil
+			}
+			return "", notOwnedError(known, o)
 		}
 		if err != nil && !isAWSCode(err, "InvalidGroup.NotFound") {
 			return "", fmt.Errorf("describing frontend security group %s: %w", known, err)
@@ -65,7 +116,8 @@ func (a ingressAWS) ensureFrontend(ctx context.Context, namespace, name, vpcID, 
 	}
 	out, err := a.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
 		{Name: aws.String("vpc-id"), Values: []string{vpcID}},
-		{Name: aws.String("tag:" + ingressOwnerTag), Values: []string{namespace + "/" + name}},
+		{Name: aws.String("tag:" + annotations.IngressTag), Values: []string{o.ref()}},
+		{Name: aws.String("tag:" + annotations.ClusterTag), Values: []string{a.cluster}},
 	}})
 	if err != nil {
 		return "", fmt.Errorf("looking for the frontend security group: %w", err)
@@ -74,12 +126,13 @@ func (a ingressAWS) ensureFrontend(ctx context.Context, namespace, name, vpcID, 
 		return aws.ToString(out.SecurityGroups[0].GroupId), nil
 	}
 	created, err := a.ec2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
-		GroupName:   aws.String(frontendGroupName(namespace, name)),
-		Description: aws.String("NLB frontend of " + namespace + "/" + name + " (telemetry_nlb_ingress; per-source filtering by Calico)"),
+		GroupName:   aws.String(frontendGroupName(o.namespace, o.name)),
+		Description: aws.String("NLB frontend of " + o.ref() + " (telemetry_nlb_ingress; per-source filtering by Calico)"),
 		VpcId:       aws.String(vpcID),
 		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSecurityGroup, Tags: []ec2types.Tag{
-			{Key: aws.String("Name"), Value: aws.String(frontendGroupName(namespace, name))},
-			{Key: aws.String(ingressOwnerTag), Value: aws.String(namespace + "/" + name)},
+			{Key: aws.String("Name"), Value: aws.String(frontendGroupName(o.namespace, o.name))},
+			{Key: aws.String(annotations.IngressTag), Value: aws.String(o.ref())},
+			{Key: aws.String(annotations.ClusterTag), Value: aws.String(a.cluster)},
 			{Key: aws.String(annotations.ManagedBy), Value: aws.String(annotations.ProviderManager)},
 		}}},
 	})
@@ -87,6 +140,20 @@ func (a ingressAWS) ensureFrontend(ctx context.Context, namespace, name, vpcID, 
 		return "", fmt.Errorf("creating the frontend security group: %w", err)
 	}
 	return aws.ToString(created.GroupId), nil
+}
+
+// frontendOwned reports whether the group exists and is this ingress's own
+// (legacy groups of this ingress count).
+func (a ingressAWS) frontendOwned(ctx context.Context, o ingressOwner, id string) (bool, error) {
+	out, err := a.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{id}})
+	if isAWSCode(err, "InvalidGroup.NotFound") {
+		return false, nil
+	}
+	if err != nil || len(out.SecurityGroups) != 1 {
+		return false, fmt.Errorf("describing frontend security group %s: %v", id, err)
+	}
+	owned, legacy := a.owns(out.SecurityGroups[0], o)
+	return owned || legacy, nil
 }
 
 // deleteFrontend deletes the group, retrying while the NLB still uses it (the
@@ -116,7 +183,8 @@ func (a ingressAWS) deleteFrontend(ctx context.Context, id string) error {
 
 // actualRules reads the rules the ingress owns, mapped back to symbolic
 // sources ("frontend", "vpc") so they compare with desiredRules.
-func (a ingressAWS) actualRules(ctx context.Context, owner, frontendID, nodeID string, vpcCIDRs []string) ([]sgRule, error) {
+func (a ingressAWS) actualRules(ctx context.Context, o ingressOwner, frontendID, nodeID string, vpcCIDRs []string) ([]sgRule, error) {
+	owner := o.description()
 	ids := []string{nodeID}
 	if frontendID != "" {
 		ids = append(ids, frontendID)
@@ -138,7 +206,8 @@ func (a ingressAWS) actualRules(ctx context.Context, owner, frontendID, nodeID s
 	for _, g := range out.SecurityGroups {
 		group, all := "node", false
 		if aws.ToString(g.GroupId) == frontendID {
-			group, all = "frontend", true
+			owned, legacy := a.owns(g, o)
+			group, all = "frontend", owned || legacy
 		}
 		for _, p := range g.IpPermissions {
 			base := sgRule{Group: group, Protocol: strings.ToLower(aws.ToString(p.IpProtocol)),
@@ -177,21 +246,21 @@ func (a ingressAWS) actualRules(ctx context.Context, owner, frontendID, nodeID s
 
 // reconcileRules adds the desired rules that are missing and revokes the
 // owned rules that are not desired.
-func (a ingressAWS) reconcileRules(ctx context.Context, owner, frontendID, nodeID string, vpcCIDRs []string, desired []sgRule) error {
-	actual, err := a.actualRules(ctx, owner, frontendID, nodeID, vpcCIDRs)
+func (a ingressAWS) reconcileRules(ctx context.Context, o ingressOwner, frontendID, nodeID string, vpcCIDRs []string, desired []sgRule) error {
+	actual, err := a.actualRules(ctx, o, frontendID, nodeID, vpcCIDRs)
 	if err != nil {
 		return err
 	}
 	for _, r := range actual {
 		if !slices.Contains(desired, r) {
-			if err := a.changeRule(ctx, false, owner, frontendID, nodeID, vpcCIDRs, r); err != nil {
+			if err := a.changeRule(ctx, false, o.description(), frontendID, nodeID, vpcCIDRs, r); err != nil {
 				return err
 			}
 		}
 	}
 	for _, r := range desired {
 		if !slices.Contains(actual, r) {
-			if err := a.changeRule(ctx, true, owner, frontendID, nodeID, vpcCIDRs, r); err != nil {
+			if err := a.changeRule(ctx, true, o.description(), frontendID, nodeID, vpcCIDRs, r); err != nil {
 				return err
 			}
 		}
@@ -202,13 +271,13 @@ func (a ingressAWS) reconcileRules(ctx context.Context, owner, frontendID, nodeI
 // revokeUnwanted revokes the owned rules that are not desired and adds
 // nothing: the narrowing half of reconcileRules, safe before the Service
 // changes.
-func (a ingressAWS) revokeUnwanted(ctx context.Context, owner, frontendID, nodeID string, vpcCIDRs []string, desired []sgRule) error {
-	actual, err := a.actualRules(ctx, owner, frontendID, nodeID, vpcCIDRs)
+func (a ingressAWS) revokeUnwanted(ctx context.Context, o ingressOwner, frontendID, nodeID string, vpcCIDRs []string, desired []sgRule) error {
+	actual, err := a.actualRules(ctx, o, frontendID, nodeID, vpcCIDRs)
 	if err != nil {
 		return err
 	}
 	keep := slices.DeleteFunc(actual, func(r sgRule) bool { return !slices.Contains(desired, r) })
-	return a.reconcileRules(ctx, owner, frontendID, nodeID, vpcCIDRs, keep)
+	return a.reconcileRules(ctx, o, frontendID, nodeID, vpcCIDRs, keep)
 }
 
 func (a ingressAWS) changeRule(ctx context.Context, authorize bool, owner, frontendID, nodeID string, vpcCIDRs []string, r sgRule) error {

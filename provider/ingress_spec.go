@@ -40,6 +40,63 @@ type ingressSpec struct {
 	// CoverSize is the most prefixes per address family the coarse cover of
 	// the sources may have (see cidrset.Set.Cover).
 	CoverSize int
+	// NodePorts are the Service's allocated NodePorts by nodePortKey, and
+	// HealthCheckNodePort its health-check NodePort (externalTrafficPolicy
+	// Local); nil while the Service does not exist yet.
+	NodePorts           map[string]int32
+	HealthCheckNodePort int32
+}
+
+// nodePortKey names a Service port's NodePort: "<protocol>/<port>", e.g. "udp/6343".
+func nodePortKey(protocol string, port int32) string {
+	return strings.ToLower(protocol) + "/" + strconv.Itoa(int(port))
+}
+
+// nodePortsFromService reads the allocated NodePorts of a Service.
+func nodePortsFromService(svc *corev1.Service) (map[string]int32, int32) {
+	out := map[string]int32{}
+	for _, p := range svc.Spec.Ports {
+		if p.NodePort != 0 {
+			out[nodePortKey(string(p.Protocol), p.Port)] = p.NodePort
+		}
+	}
+	return out, svc.Spec.HealthCheckNodePort
+}
+
+// nodePortKeys are the nodePortKeys of the ports, sorted.
+func (s ingressSpec) nodePortKeys() []string {
+	var keys []string
+	for _, p := range s.Ports {
+		for _, proto := range p.protocols() {
+			keys = append(keys, nodePortKey(proto, p.Port))
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// perNodePort reports whether the node group's rules name the Service's own
+// NodePorts: without a frontend group, with instance targets. Then the rules
+// are known only once the NodePorts are (rulesKnown).
+func (s ingressSpec) perNodePort() bool {
+	return !s.NLBSecurityGroup && s.TargetType != lbc.TargetIP
+}
+
+// rulesKnown reports whether desiredRules can be computed: always, except
+// per NodePort while a port's NodePort (or, with externalTrafficPolicy
+// Local, the health-check NodePort) is not allocated yet.
+func (s ingressSpec) rulesKnown() bool {
+	if !s.perNodePort() {
+		return true
+	}
+	for _, p := range s.Ports {
+		for _, proto := range p.protocols() {
+			if s.NodePorts[nodePortKey(proto, p.Port)] == 0 {
+				return false
+			}
+		}
+	}
+	return s.ETP != corev1.ServiceExternalTrafficPolicyLocal || s.HealthCheckNodePort != 0
 }
 
 const (
@@ -221,8 +278,9 @@ func (r sgRule) String() string {
 // and come from the NLB, so TCP is always admitted from the frontend.
 //
 // Without one (node): the node group admits each client protocol from each
-// prefix of the cover on the NodePort range or target ports, and TCP from the
-// VPC for health checks.
+// prefix of the cover on the Service's own NodePorts (instance targets) or
+// target ports (ip targets), and TCP from the VPC for health checks (to the
+// health-check NodePort, or the traffic NodePorts).
 func (s ingressSpec) desiredRules() []sgRule {
 	cover, _ := s.cover()
 	clients := cover.Strings()
@@ -265,6 +323,24 @@ func (s ingressSpec) desiredRules() []sgRule {
 			for _, sp := range backend[proto] {
 				add(sgRule{Group: "node", Protocol: proto, From: sp.from, To: sp.to, Source: sourceFrontend})
 			}
+		}
+	} else if s.perNodePort() {
+		// The Service's own NodePorts only, never the range: other NodePort
+		// Services of the cluster stay closed at the security-group level.
+		for _, p := range s.Ports {
+			for _, proto := range p.protocols() {
+				np := s.NodePorts[nodePortKey(proto, p.Port)]
+				for _, cidr := range clients {
+					add(sgRule{Group: "node", Protocol: strings.ToLower(proto), From: np, To: np, Source: cidr})
+				}
+				if s.HealthCheckNodePort == 0 {
+					// Health checks go to the traffic port's NodePort over TCP.
+					add(sgRule{Group: "node", Protocol: "tcp", From: np, To: np, Source: sourceVPC})
+				}
+			}
+		}
+		if s.HealthCheckNodePort != 0 {
+			add(sgRule{Group: "node", Protocol: "tcp", From: s.HealthCheckNodePort, To: s.HealthCheckNodePort, Source: sourceVPC})
 		}
 	} else {
 		for _, proto := range slices.Sorted(maps.Keys(backend)) {

@@ -72,21 +72,35 @@ func TestDesiredRules(t *testing.T) {
 			"node: tcp 30000-32767 from frontend",
 			"node: udp 30000-32767 from frontend",
 		}},
-		{"node mode: clients per protocol from the cover, health checks from the VPC", func(s *ingressSpec) {
+		{"node mode: the Service's own NodePorts from the cover, health checks to its health-check NodePort", func(s *ingressSpec) {
 			s.NLBSecurityGroup = false
+			s.Sources = cidrset.MustParse("192.0.2.0/24")
+			s.NodePorts = map[string]int32{"udp/6343": 30001, "tcp/4739": 30002, "udp/4739": 30003}
+			s.HealthCheckNodePort = 31000
+		}, []string{
+			"node: tcp 30002 from 192.0.2.0/24",
+			"node: tcp 31000 from vpc",
+			"node: udp 30001 from 192.0.2.0/24",
+			"node: udp 30003 from 192.0.2.0/24",
+		}},
+		{"node mode, externalTrafficPolicy Cluster: health checks to the traffic NodePorts", func(s *ingressSpec) {
+			s.NLBSecurityGroup = false
+			s.ETP = corev1.ServiceExternalTrafficPolicyCluster
+			s.Ports = s.Ports[:1]
+			s.Sources = cidrset.MustParse("192.0.2.0/24")
+			s.NodePorts = map[string]int32{"udp/6343": 30001}
+		}, []string{
+			"node: tcp 30001 from vpc",
+			"node: udp 30001 from 192.0.2.0/24",
+		}},
+		{"node mode, ip targets: the target ports", func(s *ingressSpec) {
+			s.NLBSecurityGroup = false
+			s.TargetType = lbc.TargetIP
 			s.Ports = s.Ports[:1]
 			s.Sources = cidrset.MustParse("192.0.2.0/24")
 		}, []string{
-			"node: tcp 30000-32767 from vpc",
-			"node: udp 30000-32767 from 192.0.2.0/24",
-		}},
-		{"node mode with a TCP port: its rule covers health checks", func(s *ingressSpec) {
-			s.NLBSecurityGroup = false
-			s.Sources = cidrset.MustParse("192.0.2.0/24")
-		}, []string{
-			"node: tcp 30000-32767 from 192.0.2.0/24",
-			"node: tcp 30000-32767 from vpc",
-			"node: udp 30000-32767 from 192.0.2.0/24",
+			"node: tcp 6343 from vpc",
+			"node: udp 6343 from 192.0.2.0/24",
 		}},
 	}
 	for _, tc := range cases {
@@ -97,6 +111,29 @@ func TestDesiredRules(t *testing.T) {
 				t.Fatalf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
 			}
 		})
+	}
+}
+
+func TestRulesKnown(t *testing.T) {
+	s := baseIngress()
+	if !s.rulesKnown() {
+		t.Fatal("frontend mode needs no NodePort")
+	}
+	s.NLBSecurityGroup = false
+	if s.rulesKnown() {
+		t.Fatal("node mode without NodePorts taken as known")
+	}
+	s.NodePorts = map[string]int32{"udp/6343": 30001, "tcp/4739": 30002, "udp/4739": 30003}
+	if s.rulesKnown() {
+		t.Fatal("known without the health-check NodePort of externalTrafficPolicy Local")
+	}
+	s.HealthCheckNodePort = 31000
+	if !s.rulesKnown() {
+		t.Fatal("all NodePorts known, rules not")
+	}
+	s.Ports = append(s.Ports, ingressPort{Name: "new", Protocol: "UDP", Port: 9995, TargetPort: 9995})
+	if s.rulesKnown() {
+		t.Fatal("a new port's NodePort taken as known")
 	}
 }
 

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/big"
 	"regexp"
 	"slices"
@@ -35,6 +36,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -88,6 +90,8 @@ type ingressModel struct {
 	WaitForEnforcement      types.Bool     `tfsdk:"wait_for_enforcement"`
 	EnforcementTimeout      types.String   `tfsdk:"enforcement_timeout"`
 	PolicyEnforced          types.Bool     `tfsdk:"policy_enforced"`
+	NodePorts               types.Map      `tfsdk:"node_ports"`
+	HealthCheckNodePort     types.Int64    `tfsdk:"health_check_node_port"`
 	CoverSize               types.Int64    `tfsdk:"coarse_cover_size"`
 	Cover                   types.List     `tfsdk:"coarse_cover"`
 	CoverExtra              types.Number   `tfsdk:"coarse_cover_extra_addresses"`
@@ -227,6 +231,13 @@ func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaReques
 				MarkdownDescription: "Whether the Service carries the nlb-policy controller's acknowledgement of its current spec " +
 					"(annotation `" + annotations.Enforced + "`). False after a refresh means the controller has not (yet) enforced " +
 					"the sources: the plan then shows an update that waits for it."},
+			"node_ports": schema.MapAttribute{Computed: true, ElementType: types.Int64Type,
+				MarkdownDescription: "The Service's allocated NodePorts by `<protocol>/<port>`, e.g. `udp/6343`. Without an NLB " +
+					"security group (instance targets) the node group admits the clients on these ports only, never the whole " +
+					"NodePort range; a new port's rules are known after apply."},
+			"health_check_node_port": schema.Int64Attribute{Computed: true,
+				MarkdownDescription: "The Service's health-check NodePort (`external_traffic_policy = \"Local\"`), where the NLB's " +
+					"health checks go; 0 otherwise."},
 			"coarse_cover_size": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(defaultCoverSize),
 				Validators: []validator.Int64{int64validator.Between(1, rulesPerGroupQuota)},
 				MarkdownDescription: fmt.Sprintf("Most CIDRs per address family that the security groups admit on each listener port: the "+
@@ -274,6 +285,20 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	// NodePorts stay allocated to the same ports across applies: the plan
+	// carries them while the ports are the same, and they are unknown for a
+	// new port until the API server allocates it.
+	plan.NodePorts, plan.HealthCheckNodePort = types.MapUnknown(types.Int64Type), types.Int64Unknown()
+	spec.NodePorts, spec.HealthCheckNodePort = nil, 0
+	if prior != nil && known.ports {
+		priorPorts, _ := int32Map(ctx, prior.NodePorts)
+		if priorPorts != nil && slices.Equal(slices.Sorted(maps.Keys(priorPorts)), spec.nodePortKeys()) {
+			plan.NodePorts, spec.NodePorts = prior.NodePorts, priorPorts
+		}
+		if prior.ExternalTrafficPolicy.Equal(plan.ExternalTrafficPolicy) && !prior.HealthCheckNodePort.IsNull() {
+			plan.HealthCheckNodePort, spec.HealthCheckNodePort = prior.HealthCheckNodePort, int32(prior.HealthCheckNodePort.ValueInt64())
+		}
+	}
 	if known.ports {
 		for _, problem := range portProblems(spec.Ports) {
 			resp.Diagnostics.AddAttributeError(path.Root("ports"), "Duplicate ports", problem)
@@ -299,7 +324,9 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 			resp.Diagnostics.AddAttributeError(path.Root("coarse_cover_size"), "Too many security-group rules", problem)
 		}
 	}
-	if known.all() {
+	if known.all() && !spec.rulesKnown() {
+		plan.SecurityGroupRules = types.ListUnknown(types.StringType)
+	} else if known.all() {
 		plan.SecurityGroupRules = stringList(ruleStrings(spec.desiredRules()))
 		subnets := -1
 		if len(spec.Subnets) > 0 {
@@ -388,7 +415,7 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 	if diags.HasError() {
 		return
 	}
-	a, ok := r.aws(ctx, diags)
+	a, ok := r.aws(ctx, c, diags)
 	if !ok {
 		return
 	}
@@ -407,8 +434,8 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 		if prior != nil {
 			known = prior.FrontendSecurityGroupID.ValueString()
 		}
-		if frontend, err = a.ensureFrontend(ctx, spec.Namespace, spec.Name, vpcID, known); err != nil {
-			diags.AddError("Cannot create the frontend security group", err.Error())
+		if frontend, err = a.ensureFrontend(ctx, owner, vpcID, known); err != nil {
+			diags.AddError("Cannot use the frontend security group", err.Error())
 			return
 		}
 	}
@@ -416,6 +443,15 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 	plan.SourceRanges = stringList(spec.Sources.Strings())
 	plan.setCover(spec)
 	plan.Ports = portsValue(spec.Ports)
+	// The NodePorts the Service has now (none before it exists).
+	live := &corev1.Service{}
+	switch err := c.Get(ctx, client.ObjectKey{Namespace: spec.Namespace, Name: spec.Name}, live); {
+	case err == nil:
+		spec.NodePorts, spec.HealthCheckNodePort = nodePortsFromService(live)
+	case !apierrors.IsNotFound(err):
+		diags.AddError("Cannot read the Service", kubeReachError(r.clients, err))
+		return
+	}
 	desired := spec.desiredRules()
 	// Fail closed at every step: rules that are no longer wanted go first
 	// (narrowing is always safe), then the Service; rules are added only once
@@ -427,6 +463,12 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 	// Until the rules are added, the state says what AWS holds.
 	defer func() {
 		if diags.HasError() {
+			if plan.NodePorts.IsUnknown() {
+				plan.NodePorts, plan.HealthCheckNodePort = types.MapNull(types.Int64Type), types.Int64Null()
+			}
+			if plan.PolicyEnforced.IsUnknown() {
+				plan.PolicyEnforced = types.BoolValue(false)
+			}
 			if rules, err := a.actualRules(ctx, owner, frontend, spec.NodeSG, vpcCIDRs); err == nil {
 				slices.SortFunc(rules, func(a, b sgRule) int { return strings.Compare(a.String(), b.String()) })
 				plan.SecurityGroupRules = stringList(ruleStrings(rules))
@@ -454,6 +496,19 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 		}
 		plan.PolicyEnforced = types.BoolValue(ack.Current(svc))
 	}
+	// The NodePorts allocated to the Service as written.
+	if err := c.Get(ctx, client.ObjectKey{Namespace: spec.Namespace, Name: spec.Name}, live); err != nil {
+		diags.AddError("Cannot read the Service", kubeReachError(r.clients, err))
+		return
+	}
+	spec.NodePorts, spec.HealthCheckNodePort = nodePortsFromService(live)
+	plan.setNodePorts(spec.NodePorts, spec.HealthCheckNodePort)
+	if !spec.rulesKnown() {
+		diags.AddError("NodePorts not allocated", fmt.Sprintf("Service %s/%s has no NodePort for every port (is "+
+			"allocateLoadBalancerNodePorts false?): without an NLB security group the node group needs them", spec.Namespace, spec.Name))
+		return
+	}
+	desired = spec.desiredRules()
 	if err := a.reconcileRules(ctx, owner, frontend, spec.NodeSG, vpcCIDRs, desired); err != nil {
 		diags.AddError("Cannot write the security-group rules", err.Error())
 		return
@@ -598,7 +653,7 @@ func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest,
 		state.setCover(spec)
 	}
 	state.PolicyEnforced = types.BoolValue(ack.Current(svc))
-	a, ok := r.aws(ctx, &resp.Diagnostics)
+	a, ok := r.aws(ctx, c, &resp.Diagnostics)
 	if !ok {
 		return
 	}
@@ -668,7 +723,7 @@ func (r *nlbIngressResource) Delete(ctx context.Context, req resource.DeleteRequ
 			"the AWS Load Balancer Controller must be running to delete the NLB and release it.", ns, name, svc.Finalizers))
 		return
 	}
-	a, ok := r.aws(ctx, &resp.Diagnostics)
+	a, ok := r.aws(ctx, c, &resp.Diagnostics)
 	if !ok {
 		return
 	}
@@ -683,8 +738,18 @@ func (r *nlbIngressResource) Delete(ctx context.Context, req resource.DeleteRequ
 		return
 	}
 	if frontend != "" {
-		if err := a.deleteFrontend(ctx, frontend); err != nil {
-			resp.Diagnostics.AddError("Cannot delete the frontend security group", err.Error())
+		owned, err := a.frontendOwned(ctx, ruleOwner(ns, name), frontend)
+		switch {
+		case err != nil:
+			resp.Diagnostics.AddError("Cannot read the frontend security group", err.Error())
+		case !owned:
+			resp.Diagnostics.AddWarning("Security group left in place", fmt.Sprintf("security group %s is not the frontend group "+
+				"of %s/%s in this cluster (it lacks the tags %s and %s): its rules other than this ingress's own are left as they "+
+				"are, and it is not deleted.", frontend, ns, name, annotations.IngressTag, annotations.ClusterTag))
+		default:
+			if err := a.deleteFrontend(ctx, frontend); err != nil {
+				resp.Diagnostics.AddError("Cannot delete the frontend security group", err.Error())
+			}
 		}
 	}
 }
@@ -702,9 +767,17 @@ func (r *nlbIngressResource) kube(diags *diag.Diagnostics) (client.Client, bool)
 	return c, ok
 }
 
-func (r *nlbIngressResource) aws(ctx context.Context, diags *diag.Diagnostics) (ingressAWS, bool) {
+// aws returns the AWS side of the ingress, with the identity of the cluster
+// (the UID of its kube-system namespace) that its groups are tagged with.
+func (r *nlbIngressResource) aws(ctx context.Context, c client.Client, diags *diag.Diagnostics) (ingressAWS, bool) {
 	if r.clients == nil {
 		diags.AddError("Provider not configured", "the telemetry provider was not configured")
+		return ingressAWS{}, false
+	}
+	kubeSystem := &corev1.Namespace{}
+	if err := c.Get(ctx, client.ObjectKey{Name: metav1.NamespaceSystem}, kubeSystem); err != nil {
+		diags.AddError("Cannot identify the cluster", "reading namespace kube-system, whose UID tags the security groups "+
+			"this cluster's ingresses own: "+kubeReachError(r.clients, err))
 		return ingressAWS{}, false
 	}
 	ec, err := r.clients.EC2(ctx)
@@ -717,7 +790,7 @@ func (r *nlbIngressResource) aws(ctx context.Context, diags *diag.Diagnostics) (
 		diags.AddError("AWS configuration", err.Error())
 		return ingressAWS{}, false
 	}
-	return ingressAWS{ec2: ec, elb: elb}, true
+	return ingressAWS{ec2: ec, elb: elb, cluster: string(kubeSystem.UID)}, true
 }
 
 // knownInputs says which parts of a plan are known.
@@ -741,6 +814,8 @@ func (m *ingressModel) spec(ctx context.Context) (ingressSpec, knownInputs, diag
 	if m.CoverSize.IsNull() || m.CoverSize.IsUnknown() {
 		s.CoverSize = defaultCoverSize
 	}
+	s.NodePorts, _ = int32Map(ctx, m.NodePorts)
+	s.HealthCheckNodePort = int32(m.HealthCheckNodePort.ValueInt64())
 	known.rest = !m.TargetType.IsUnknown() && !m.NLBSecurityGroup.IsUnknown() && !m.NodePortRange.IsUnknown()
 	if lo, hi, ok := strings.Cut(m.NodePortRange.ValueString(), "-"); ok {
 		a, _ := strconv.Atoi(lo)
@@ -821,6 +896,7 @@ func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) 
 		m.Subnets = types.ListNull(types.StringType)
 	}
 	m.ExternalTrafficPolicy = types.StringValue(string(svc.Spec.ExternalTrafficPolicy))
+	m.setNodePorts(nodePortsFromService(svc))
 	m.NodeSecurityGroupID = types.StringValue(ann[nodeSecurityGroupAnnotation])
 	m.NLBSecurityGroup = types.BoolValue(ann[disableNLBSecurityGroup] != "true")
 	m.FrontendSecurityGroupID = types.StringValue(ann[lbc.SecurityGroups])
@@ -858,6 +934,30 @@ func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) 
 		diags.Append(d...)
 	}
 	return diags
+}
+
+// setNodePorts records the Service's allocated NodePorts.
+func (m *ingressModel) setNodePorts(ports map[string]int32, health int32) {
+	elems := map[string]attr.Value{}
+	for k, v := range ports {
+		elems[k] = types.Int64Value(int64(v))
+	}
+	m.NodePorts = types.MapValueMust(types.Int64Type, elems)
+	m.HealthCheckNodePort = types.Int64Value(int64(health))
+}
+
+// int32Map reads a known map of numbers; nil when null or unknown.
+func int32Map(ctx context.Context, m types.Map) (map[string]int32, diag.Diagnostics) {
+	if m.IsNull() || m.IsUnknown() {
+		return nil, nil
+	}
+	var raw map[string]int64
+	d := m.ElementsAs(ctx, &raw, false)
+	out := map[string]int32{}
+	for k, v := range raw {
+		out[k] = int32(v)
+	}
+	return out, d
 }
 
 // setCover fills the coarse cover of the sources.

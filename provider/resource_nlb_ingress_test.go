@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,9 +23,12 @@ import (
 	"go4.org/netipx"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
@@ -147,7 +151,7 @@ func TestAccNLBIngress(t *testing.T) {
 	ec := ec2.NewFromConfig(p.AWS.Config())
 	addr := "telemetry_nlb_ingress.flows"
 	var frontend string
-	owner := ruleOwner("telemetry", "flows")
+	owner := ruleOwner("telemetry", "flows").description()
 
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6,
@@ -156,12 +160,12 @@ func TestAccNLBIngress(t *testing.T) {
 				if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "flows"}, &corev1.Service{}); !apierrors.IsNotFound(err) {
 					return fmt.Errorf("Service %s/flows still exists (%v)", ns, err)
 				}
-				if n, err := ownedRules(ctx, ec, p.AWS.NodeSecurityGroupID, ruleOwner(ns, "flows")); err != nil || n != 0 {
+				if n, err := ownedRules(ctx, ec, p.AWS.NodeSecurityGroupID, ruleOwner(ns, "flows").description()); err != nil || n != 0 {
 					return fmt.Errorf("node group still has %d rules of %s/flows (%v)", n, ns, err)
 				}
 			}
 			out, err := ec.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
-				{Name: aws.String("tag-key"), Values: []string{ingressOwnerTag}}}})
+				{Name: aws.String("tag-key"), Values: []string{annotations.IngressTag}}}})
 			if err != nil || len(out.SecurityGroups) != 0 {
 				return fmt.Errorf("frontend groups left: %v (%v)", out, err)
 			}
@@ -298,15 +302,41 @@ func TestAccNLBIngress(t *testing.T) {
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionReplace),
 				}},
 			},
-			{ // without an NLB security group: the node group admits clients per protocol
+			{ // without an NLB security group: the node group admits the clients on the Service's own NodePorts only
 				Config: ingressConfig(p, "collectors", `["192.0.2.0/24"]`, `nlb_security_group = false`),
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("frontend_security_group_id"), knownvalue.StringExact("")),
-					statecheck.ExpectKnownValue(addr, tfjsonpath.New("security_group_rules"), knownvalue.ListExact([]knownvalue.Check{
-						knownvalue.StringExact("node: tcp 30000-32767 from 192.0.2.0/24"),
-						knownvalue.StringExact("node: tcp 30000-32767 from vpc"),
-						knownvalue.StringExact("node: udp 30000-32767 from 192.0.2.0/24"),
-					})),
+				},
+				Check: func(s *terraform.State) error {
+					svc := &corev1.Service{}
+					if err := c.Get(ctx, client.ObjectKey{Namespace: "collectors", Name: "flows"}, svc); err != nil {
+						return err
+					}
+					np := map[string]int32{}
+					for _, p := range svc.Spec.Ports {
+						np[strings.ToLower(string(p.Protocol))+"/"+strconv.Itoa(int(p.Port))] = p.NodePort
+					}
+					want := []string{
+						fmt.Sprintf("node: tcp %d from 192.0.2.0/24", np["tcp/4739"]),
+						fmt.Sprintf("node: tcp %d from vpc", svc.Spec.HealthCheckNodePort),
+						fmt.Sprintf("node: udp %d from 192.0.2.0/24", np["udp/4739"]),
+						fmt.Sprintf("node: udp %d from 192.0.2.0/24", np["udp/6343"]),
+					}
+					slices.Sort(want)
+					attrs := s.RootModule().Resources[addr].Primary.Attributes
+					var got []string
+					for i := 0; i < len(want)+1; i++ {
+						if v, ok := attrs[fmt.Sprintf("security_group_rules.%d", i)]; ok {
+							got = append(got, v)
+						}
+					}
+					if !slices.Equal(got, want) || svc.Spec.HealthCheckNodePort == 0 {
+						return fmt.Errorf("node rules %v, want %v", got, want)
+					}
+					if n, err := ownedRules(ctx, ec, p.AWS.NodeSecurityGroupID, ruleOwner("collectors", "flows").description()); err != nil || n != 4 {
+						return fmt.Errorf("node group holds %d rules of the ingress in moto, want 4 (%v)", n, err)
+					}
+					return nil
 				},
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionReplace),
@@ -330,13 +360,13 @@ func TestAccNLBIngressFailsClosed(t *testing.T) {
 	defer lbcStandIn.Stop()
 	ec := ec2.NewFromConfig(p.AWS.Config())
 	addr := "telemetry_nlb_ingress.flows"
-	owner := ruleOwner("closed", "flows")
+	owner := ruleOwner("closed", "flows").description()
 	cfg := func(timeout string) string {
 		return ingressConfig(p, "closed", `["192.0.2.0/24"]`, fmt.Sprintf("  enforcement_timeout = %q", timeout))
 	}
 	frontendRules := func() (int, error) {
 		out, err := ec.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
-			{Name: aws.String("tag:" + ingressOwnerTag), Values: []string{"closed/flows"}}}})
+			{Name: aws.String("tag:" + annotations.IngressTag), Values: []string{"closed/flows"}}}})
 		if err != nil || len(out.SecurityGroups) != 1 {
 			return 0, fmt.Errorf("frontend group of closed/flows: %v (%v)", out, err)
 		}
@@ -409,6 +439,78 @@ func TestAccNLBIngressFailsClosed(t *testing.T) {
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("policy_enforced"), knownvalue.Bool(true)),
 				},
 			},
+		},
+	})
+}
+
+// TestAccNLBIngressForeignGroup: a Service that names a security group the
+// provider did not create (hand-made, shared, another cluster's) is imported
+// without adopting the group: apply refuses with the way forward, and neither
+// apply nor destroy changes the group's rules or deletes it.
+func TestAccNLBIngressForeignGroup(t *testing.T) {
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ctx := context.Background()
+	ensureNamespaces(t, c, "foreign")
+	ec := ec2.NewFromConfig(p.AWS.Config())
+	sg, err := ec.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{GroupName: aws.String("hand-made"),
+		Description: aws.String("shared by hand"), VpcId: aws.String(p.AWS.VPCID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := aws.ToString(sg.GroupId)
+	_, err = ec.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: sg.GroupId,
+		IpPermissions: []ec2types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(443), ToPort: aws.Int32(443),
+			IpRanges: []ec2types.IpRange{{CidrIp: aws.String("198.51.100.0/24"), Description: aws.String("ops")}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "foreign", Name: "flows", Annotations: map[string]string{
+			lbc.SecurityGroups: group, lbc.Scheme: lbc.SchemeInternetFacing, lbc.ManageBackendSecurityGroupRule: "false",
+			"telemetry-platform.io/node-security-group": p.AWS.NodeSecurityGroupID,
+		}},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To(lbc.LoadBalancerClass),
+			Selector: map[string]string{"app": "sfacctd"}, LoadBalancerSourceRanges: []string{"192.0.2.0/24"},
+			Ports: []corev1.ServicePort{{Name: "sflow", Protocol: corev1.ProtocolUDP, Port: 6343}}},
+	}
+	if err := c.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	intact := func() error {
+		out, err := ec.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{group}})
+		if err != nil {
+			return fmt.Errorf("the hand-made group is gone: %v", err)
+		}
+		if n, _ := ownedRules(ctx, ec, group, ""); n != 1 || len(out.SecurityGroups[0].IpPermissions) != 1 ||
+			aws.ToInt32(out.SecurityGroups[0].IpPermissions[0].FromPort) != 443 {
+			return fmt.Errorf("the hand-made group's rules changed: %+v", out.SecurityGroups[0].IpPermissions)
+		}
+		return nil
+	}
+	addr := "telemetry_nlb_ingress.flows"
+	cfg := providerConfig(p) + fmt.Sprintf(`
+resource "telemetry_nlb_ingress" "flows" {
+  name                   = "flows"
+  namespace              = "foreign"
+  selector               = { app = "sfacctd" }
+  ports                  = [{ name = "sflow", protocol = "UDP", port = 6343 }]
+  allowed_sources        = ["192.0.2.0/24"]
+  scheme                 = "internet-facing"
+  node_security_group_id = %q
+}`, p.AWS.NodeSecurityGroupID)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		CheckDestroy:             func(*terraform.State) error { return intact() },
+		Steps: []resource.TestStep{
+			{Config: cfg, ResourceName: addr, ImportState: true, ImportStateId: "foreign/flows", ImportStatePersist: true,
+				ImportStateCheck: func([]*terraform.InstanceState) error { return intact() }},
+			{Config: cfg, ExpectError: regexp.MustCompile(`(?s)is\s+not\s+the\s+frontend\s+group\s+of\s+this\s+ingress.*remove\s+the\s+annotation`)},
+			{Config: cfg, PlanOnly: true, ExpectNonEmptyPlan: true, PreConfig: func() {
+				if err := intact(); err != nil {
+					t.Fatal(err)
+				}
+			}},
 		},
 	})
 }

@@ -50,6 +50,14 @@ const (
 // policies select it by.
 const NetSet = prefix + "netset"
 
+// Tags on the AWS security groups telemetry_nlb_ingress creates: the ingress
+// ("<namespace>/<name>") and the cluster (its kube-system namespace's UID).
+// The provider changes or deletes only a group carrying both for itself.
+const (
+	IngressTag = prefix + "ingress"
+	ClusterTag = prefix + "cluster"
+)
+
 // ManagedBy is the well-known label naming the manager of an object.
 const ManagedBy = "app.kubernetes.io/managed-by"
 
