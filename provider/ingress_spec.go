@@ -189,6 +189,36 @@ func (s ingressSpec) service(frontendSG string) *corev1ac.ServiceApplyConfigurat
 		WithSpec(spec)
 }
 
+// managedAnnotations are the annotations service renders from the
+// provider's own keys (user annotations and the controller's acknowledgement
+// left out), for drift detection.
+func (s ingressSpec) managedAnnotations(frontendSG string) map[string]string {
+	out := map[string]string{}
+	for k, v := range s.service(frontendSG).Annotations {
+		if isManagedAnnotation(k) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// managedAnnotationsOf are the provider's own keys as they are on a Service.
+func managedAnnotationsOf(svc *corev1.Service) map[string]string {
+	out := map[string]string{}
+	for k, v := range svc.Annotations {
+		if isManagedAnnotation(k) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// isManagedAnnotation: a key the provider writes (the acknowledgement is the
+// controller's).
+func isManagedAnnotation(k string) bool {
+	return k != annotations.Enforced && slices.Contains(managedServiceAnnotations, k)
+}
+
 // portsFromService reads the ports back, merging the TCP and UDP halves of a
 // TCP_UDP port ("<name>-tcp", "<name>-udp" on the same port).
 func portsFromService(svc *corev1.Service) []ingressPort {

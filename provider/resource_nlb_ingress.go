@@ -90,6 +90,7 @@ type ingressModel struct {
 	WaitForEnforcement      types.Bool     `tfsdk:"wait_for_enforcement"`
 	EnforcementTimeout      types.String   `tfsdk:"enforcement_timeout"`
 	PolicyEnforced          types.Bool     `tfsdk:"policy_enforced"`
+	ManagedAnnotations      types.Map      `tfsdk:"managed_annotations"`
 	NodePorts               types.Map      `tfsdk:"node_ports"`
 	HealthCheckNodePort     types.Int64    `tfsdk:"health_check_node_port"`
 	CoverSize               types.Int64    `tfsdk:"coarse_cover_size"`
@@ -231,6 +232,10 @@ func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaReques
 				MarkdownDescription: "Whether the Service carries the nlb-policy controller's acknowledgement of its current spec " +
 					"(annotation `" + annotations.Enforced + "`). False after a refresh means the controller has not (yet) enforced " +
 					"the sources: the plan then shows an update that waits for it."},
+			"managed_annotations": schema.MapAttribute{Computed: true, ElementType: types.StringType,
+				MarkdownDescription: "The Service annotations this resource writes (for the AWS Load Balancer Controller and the " +
+					"nlb-policy controller), as they are on the Service: one edited, removed or added by hand shows as a diff, and " +
+					"apply restores it."},
 			"node_ports": schema.MapAttribute{Computed: true, ElementType: types.Int64Type,
 				MarkdownDescription: "The Service's allocated NodePorts by `<protocol>/<port>`, e.g. `udp/6343`. Without an NLB " +
 					"security group (instance targets) the node group admits the clients on these ports only, never the whole " +
@@ -348,6 +353,10 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 		plan.FrontendSecurityGroupID = types.StringValue("")
 	} else if prior != nil && prior.FrontendSecurityGroupID.ValueString() != "" {
 		plan.FrontendSecurityGroupID = prior.FrontendSecurityGroupID
+	}
+	plan.ManagedAnnotations = types.MapUnknown(types.StringType)
+	if known.all() && !plan.FrontendSecurityGroupID.IsUnknown() {
+		plan.ManagedAnnotations = stringMap(spec.managedAnnotations(plan.FrontendSecurityGroupID.ValueString()))
 	}
 	if prior != nil && prior.NodeSecurityGroupID.Equal(plan.NodeSecurityGroupID) {
 		plan.VPCID = prior.VPCID
@@ -480,6 +489,14 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 		diags.AddError("Cannot write the Service", fmt.Sprintf("applying Service %s/%s: %v", spec.Namespace, spec.Name, err))
 		return
 	}
+	// Server-side apply leaves annotations other managers wrote: managed keys
+	// added by hand are removed explicitly.
+	rendered := spec.managedAnnotations(frontend)
+	if err := removeStrayAnnotations(ctx, c, spec.Namespace, spec.Name, rendered); err != nil {
+		diags.AddError("Cannot write the Service", err.Error())
+		return
+	}
+	plan.ManagedAnnotations = stringMap(rendered)
 	if plan.WaitForEnforcement.ValueBool() {
 		timeout, _ := parseDuration(plan.EnforcementTimeout.ValueString())
 		if err := waitForEnforcement(ctx, c, spec.Namespace, spec.Name, timeout); err != nil {
@@ -530,6 +547,30 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 		}
 		plan.PerSourceModel = types.Int64Value(int64(spec.perSourceModel(subnets)))
 	}
+}
+
+// removeStrayAnnotations deletes the provider's annotation keys that are on
+// the Service but not rendered (added or left by hand).
+func removeStrayAnnotations(ctx context.Context, c client.Client, namespace, name string, rendered map[string]string) error {
+	svc := &corev1.Service{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
+		return fmt.Errorf("reading Service %s/%s: %w", namespace, name, err)
+	}
+	patch := client.MergeFrom(svc.DeepCopy())
+	stray := false
+	for k := range managedAnnotationsOf(svc) {
+		if _, ok := rendered[k]; !ok {
+			delete(svc.Annotations, k)
+			stray = true
+		}
+	}
+	if !stray {
+		return nil
+	}
+	if err := c.Patch(ctx, svc, patch); err != nil {
+		return fmt.Errorf("removing hand-added annotations from Service %s/%s: %w", namespace, name, err)
+	}
+	return nil
 }
 
 // waitForEnforcement waits until the nlb-policy controller acknowledges the
@@ -899,7 +940,12 @@ func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) 
 	m.setNodePorts(nodePortsFromService(svc))
 	m.NodeSecurityGroupID = types.StringValue(ann[nodeSecurityGroupAnnotation])
 	m.NLBSecurityGroup = types.BoolValue(ann[disableNLBSecurityGroup] != "true")
-	m.FrontendSecurityGroupID = types.StringValue(ann[lbc.SecurityGroups])
+	// A frontend group removed from the annotation by hand is still the
+	// ingress's: the state keeps it, and managed_annotations shows the edit.
+	if ann[lbc.SecurityGroups] != "" || m.FrontendSecurityGroupID.ValueString() == "" {
+		m.FrontendSecurityGroupID = types.StringValue(ann[lbc.SecurityGroups])
+	}
+	m.ManagedAnnotations = stringMap(managedAnnotationsOf(svc))
 	if m.NodePortRange.IsNull() {
 		m.NodePortRange = types.StringValue("30000-32767")
 	}
@@ -986,6 +1032,14 @@ func portsValue(ports []ingressPort) types.List {
 		}))
 	}
 	return types.ListValueMust(types.ObjectType{AttrTypes: ingressPortAttrTypes}, elems)
+}
+
+func stringMap(m map[string]string) types.Map {
+	elems := make(map[string]attr.Value, len(m))
+	for k, v := range m {
+		elems[k] = types.StringValue(v)
+	}
+	return types.MapValueMust(types.StringType, elems)
 }
 
 func stringList(values []string) types.List {

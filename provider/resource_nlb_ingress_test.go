@@ -289,6 +289,41 @@ func TestAccNLBIngress(t *testing.T) {
 					return nil
 				},
 			},
+			{ // managed annotations edited by hand: one flipped, one removed, one added; the plan shows it, apply restores
+				PreConfig: func() {
+					err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+						svc := &corev1.Service{}
+						if err := c.Get(ctx, client.ObjectKey{Namespace: "telemetry", Name: "flows"}, svc); err != nil {
+							return err
+						}
+						svc.Annotations[lbc.ManageBackendSecurityGroupRule] = "true"
+						delete(svc.Annotations, lbc.SecurityGroups)
+						svc.Annotations[lbc.SourceRanges] = "0.0.0.0/0"
+						return c.Update(ctx, svc)
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
+  annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+				}},
+				Check: func(*terraform.State) error {
+					svc := &corev1.Service{}
+					if err := c.Get(ctx, client.ObjectKey{Namespace: "telemetry", Name: "flows"}, svc); err != nil {
+						return err
+					}
+					if svc.Annotations[lbc.ManageBackendSecurityGroupRule] != "false" || svc.Annotations[lbc.SecurityGroups] != frontend {
+						return fmt.Errorf("managed annotations not restored: %v", svc.Annotations)
+					}
+					if _, ok := svc.Annotations[lbc.SourceRanges]; ok {
+						return fmt.Errorf("hand-added %s not removed", lbc.SourceRanges)
+					}
+					return nil
+				},
+			},
 			{ // the AWS Load Balancer Controller replaces an NLB whose scheme changes: so does the plan
 				Config: strings.Replace(ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
   annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`), `"internet-facing"`, `"internal"`, 1),
