@@ -2,17 +2,22 @@ package nlbpolicy_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 )
@@ -61,6 +66,43 @@ func TestDeploymentManifests(t *testing.T) {
 	if err := saCalico.Get(ctx, client.ObjectKey{Name: "default"}, &calicov3.Tier{}); !apierrors.IsForbidden(err) {
 		t.Fatalf("the ServiceAccount must not read other tiers: %v", err)
 	}
+	if err := p.CreateProductTier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Calico's tiered-RBAC webhook runs in the plane: policies only in the product's tier.
+	policy := func(name, tier string) *calicov3.GlobalNetworkPolicy {
+		return &calicov3.GlobalNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: calicov3.GlobalNetworkPolicySpec{Tier: tier, Selector: "has(x)", Types: []calicov3.PolicyType{calicov3.PolicyTypeIngress}}}
+	}
+	if err := saCalico.Create(ctx, policy("probe-default", "default")); !apierrors.IsForbidden(err) {
+		t.Fatalf("the ServiceAccount must not write policies in the default tier: %v", err)
+	}
+	if err := saCalico.Create(ctx, policy("probe-own", nlbpolicy.DefaultTier)); err != nil {
+		t.Fatalf("the ServiceAccount cannot write a policy in its own tier: %v", err)
+	}
+	if err := saCalico.Delete(ctx, policy("probe-own", nlbpolicy.DefaultTier)); err != nil {
+		t.Fatal(err)
+	}
+	// The RBAC the manifests had before the tier rules: refused by Calico.
+	old := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "untiered"}, Rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{"projectcalico.org"}, Resources: []string{"globalnetworkpolicies", "globalnetworksets"},
+		Verbs: []string{"get", "list", "watch", "create", "update", "delete"}}}}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "untiered"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "untiered"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "default", Name: "untiered"}}}
+	for _, o := range []client.Object{old, binding} {
+		if err := admin.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	untiered, err := client.New(p.ServiceAccountConfig("default", "untiered"), client.Options{Scheme: kubeapi.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Calico refusing a ServiceAccount without tier rights", func() (bool, string) {
+		err := untiered.Create(ctx, policy("probe-untiered", nlbpolicy.DefaultTier))
+		return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "tier"), fmt.Sprint(err)
+	})
 
 	startControllerAs(t, p, as, false, ctrl.Options{
 		LeaderElection: true, LeaderElectionID: "nlb-policy-controller.telemetry-platform.io",

@@ -41,6 +41,10 @@ func calicoManifest() (string, error) {
 type calicoObjects struct {
 	crds      []*apiextensionsv1.CustomResourceDefinition
 	admission []*unstructured.Unstructured
+	// webhooks is the tiered-RBAC ValidatingWebhookConfiguration, and
+	// webhookRBAC the webhook's ClusterRole and binding.
+	webhooks    []*unstructured.Unstructured
+	webhookRBAC []*unstructured.Unstructured
 }
 
 func loadCalico() (calicoObjects, error) {
@@ -69,10 +73,17 @@ func loadCalico() (calicoObjects, error) {
 			}
 		case "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
 			out.admission = append(out.admission, u)
+		case "ValidatingWebhookConfiguration":
+			out.webhooks = append(out.webhooks, u)
+		case "ClusterRole", "ClusterRoleBinding":
+			if u.GetName() == "calico-webhooks" {
+				out.webhookRBAC = append(out.webhookRBAC, u)
+			}
 		}
 	}
-	if len(out.crds) == 0 || len(out.admission) == 0 {
-		return out, fmt.Errorf("%s holds %d Calico CRDs and %d admission policies: not Calico's manifest", path, len(out.crds), len(out.admission))
+	if len(out.crds) == 0 || len(out.admission) == 0 || len(out.webhooks) != 1 || len(out.webhookRBAC) != 2 {
+		return out, fmt.Errorf("%s holds %d Calico CRDs, %d admission policies, %d webhook configurations and %d webhook RBAC objects: "+
+			"not the Calico manifest this plane was written for", path, len(out.crds), len(out.admission), len(out.webhooks), len(out.webhookRBAC))
 	}
 	return out, nil
 }

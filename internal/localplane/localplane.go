@@ -48,8 +48,9 @@ type Plane struct {
 	// Dir is the plane's temporary folder (kubeconfig, moto log).
 	Dir string
 
-	env  *envtest.Environment
-	moto *motoServer
+	env     *envtest.Environment
+	moto    *motoServer
+	webhook *calicoWebhook
 }
 
 // Start brings up the control plane. On error everything already started
@@ -76,10 +77,11 @@ func Start(ctx context.Context, opts Options) (p *Plane, err error) {
 		return nil, err
 	}
 	p = &Plane{Dir: dir}
+	// The returns below set p to nil: stop what was started through a copy.
+	started := p
 	defer func() {
 		if err != nil {
-			_ = p.Stop()
-			p = nil
+			_ = started.Stop()
 		}
 	}()
 
@@ -103,6 +105,9 @@ func Start(ctx context.Context, opts Options) (p *Plane, err error) {
 	}
 	if err = installCalico(ctx, c, calico); err != nil {
 		return nil, fmt.Errorf("installing Calico's admission policies and tiers: %w", err)
+	}
+	if p.webhook, err = p.startCalicoWebhook(ctx, c, calico); err != nil {
+		return nil, err
 	}
 	if opts.NoAWS {
 		return p, nil
@@ -144,6 +149,10 @@ func (p *Plane) Stop() error {
 	if p.moto != nil {
 		errs = append(errs, p.moto.stop())
 		p.moto = nil
+	}
+	if p.webhook != nil {
+		errs = append(errs, p.webhook.stop())
+		p.webhook = nil
 	}
 	if p.env != nil {
 		errs = append(errs, p.env.Stop())
