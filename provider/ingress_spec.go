@@ -14,6 +14,7 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
@@ -438,4 +439,31 @@ func (s ingressSpec) perSourceModel(subnets int) int {
 		perPort = append(perPort, len(p.protocols()))
 	}
 	return lbc.PerSourceRules(s.Sources.Len(), perPort, subnets)
+}
+
+// loadBalancerProblems compares the NLB the AWS Load Balancer Controller built
+// with what the ingress configured, and says how to fix each difference.
+func (s ingressSpec) loadBalancerProblems(frontendSG string, lb *awsnlb.LoadBalancer) []string {
+	if lb == nil {
+		return nil
+	}
+	var problems []string
+	switch {
+	case s.NLBSecurityGroup && !slices.Contains(lb.SecurityGroups, frontendSG):
+		problems = append(problems, fmt.Sprintf("the NLB %s has security groups %v, not the frontend group %s: the AWS Load "+
+			"Balancer Controller ignored the %s annotation (it runs with the feature gate NLBSecurityGroup=false, or predates "+
+			"v2.6), so no exporter packet and no health check reaches the nodes. Set nlb_security_group = false (which "+
+			"replaces the ingress), or enable NLB security groups in the controller and replace the ingress",
+			lb.DNSName, lb.SecurityGroups, frontendSG, lbc.SecurityGroups))
+	case !s.NLBSecurityGroup && len(lb.SecurityGroups) > 0:
+		problems = append(problems, fmt.Sprintf("the NLB %s has security groups %v although nlb_security_group = false: the "+
+			"node group admits the clients themselves, which an NLB with a group of its own hides behind its address. Use "+
+			"an AWS Load Balancer Controller v2.14+ (it honours %s), or set nlb_security_group = true",
+			lb.DNSName, lb.SecurityGroups, disableNLBSecurityGroup))
+	}
+	if len(s.Sources.V6()) > 0 && lb.IPAddressType != "" && lb.IPAddressType != lbc.IPAddressTypeDualStack {
+		problems = append(problems, fmt.Sprintf("the NLB %s is %s while allowed_sources has IPv6 exporters, which cannot reach "+
+			"it: give its subnets IPv6 CIDRs so the AWS Load Balancer Controller can make it dualstack", lb.DNSName, lb.IPAddressType))
+	}
+	return problems
 }

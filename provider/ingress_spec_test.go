@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
@@ -232,5 +233,36 @@ func TestPortProblems(t *testing.T) {
 	}
 	if p := portProblems(baseIngress().Ports); len(p) != 0 {
 		t.Fatalf("valid ports: %v", p)
+	}
+}
+
+func TestLoadBalancerProblems(t *testing.T) {
+	lb := func(groups ...string) *awsnlb.LoadBalancer {
+		return &awsnlb.LoadBalancer{DNSName: "k8s-x.elb", SecurityGroups: groups, IPAddressType: "ipv4"}
+	}
+	withSG, withoutSG := baseIngress(), baseIngress()
+	withoutSG.NLBSecurityGroup = false
+	v6 := baseIngress()
+	v6.Sources = cidrset.MustParse("2001:db8::/32")
+	for _, tc := range []struct {
+		name string
+		spec ingressSpec
+		lb   *awsnlb.LoadBalancer
+		want string
+	}{
+		{"as configured", withSG, lb("sg-front"), ""},
+		{"no NLB yet", withSG, nil, ""},
+		{"built without the frontend group", withSG, lb(), "Set nlb_security_group = false"},
+		{"built with another group", withSG, lb("sg-other"), "Set nlb_security_group = false"},
+		{"without a group, as configured", withoutSG, lb(), ""},
+		{"a group although none was asked", withoutSG, lb("sg-x"), "v2.14+"},
+		{"IPv6 exporters, IPv4 NLB", v6, lb("sg-front"), "dualstack"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := strings.Join(tc.spec.loadBalancerProblems("sg-front", tc.lb), "; ")
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("problems %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

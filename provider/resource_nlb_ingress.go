@@ -62,40 +62,41 @@ type nlbIngressResource struct {
 func newNLBIngressResource() resource.Resource { return &nlbIngressResource{} }
 
 type ingressModel struct {
-	ID                      types.String   `tfsdk:"id"`
-	Name                    types.String   `tfsdk:"name"`
-	Namespace               types.String   `tfsdk:"namespace"`
-	Selector                types.Map      `tfsdk:"selector"`
-	Ports                   types.List     `tfsdk:"ports"`
-	AllowedSources          types.Set      `tfsdk:"allowed_sources"`
-	TargetType              types.String   `tfsdk:"target_type"`
-	Scheme                  types.String   `tfsdk:"scheme"`
-	Subnets                 types.List     `tfsdk:"subnets"`
-	ExternalTrafficPolicy   types.String   `tfsdk:"external_traffic_policy"`
-	NodeSecurityGroupID     types.String   `tfsdk:"node_security_group_id"`
-	NLBSecurityGroup        types.Bool     `tfsdk:"nlb_security_group"`
-	NodePortRange           types.String   `tfsdk:"node_port_range"`
-	Annotations             types.Map      `tfsdk:"annotations"`
-	WaitForLoadBalancer     types.Bool     `tfsdk:"wait_for_load_balancer"`
-	Timeouts                timeouts.Value `tfsdk:"timeouts"`
-	SourceRanges            types.List     `tfsdk:"source_ranges"`
-	FrontendSecurityGroupID types.String   `tfsdk:"frontend_security_group_id"`
-	SecurityGroupRules      types.List     `tfsdk:"security_group_rules"`
-	PerSourceModel          types.Int64    `tfsdk:"security_group_rules_per_source_model"`
-	VPCID                   types.String   `tfsdk:"vpc_id"`
-	LoadBalancerARN         types.String   `tfsdk:"load_balancer_arn"`
-	DNSName                 types.String   `tfsdk:"dns_name"`
-	SubnetCIDRs             types.List     `tfsdk:"subnet_cidrs"`
-	State                   types.String   `tfsdk:"state"`
-	WaitForEnforcement      types.Bool     `tfsdk:"wait_for_enforcement"`
-	EnforcementTimeout      types.String   `tfsdk:"enforcement_timeout"`
-	PolicyEnforced          types.Bool     `tfsdk:"policy_enforced"`
-	ManagedAnnotations      types.Map      `tfsdk:"managed_annotations"`
-	NodePorts               types.Map      `tfsdk:"node_ports"`
-	HealthCheckNodePort     types.Int64    `tfsdk:"health_check_node_port"`
-	CoverSize               types.Int64    `tfsdk:"coarse_cover_size"`
-	Cover                   types.List     `tfsdk:"coarse_cover"`
-	CoverExtra              types.Number   `tfsdk:"coarse_cover_extra_addresses"`
+	ID                       types.String   `tfsdk:"id"`
+	Name                     types.String   `tfsdk:"name"`
+	Namespace                types.String   `tfsdk:"namespace"`
+	Selector                 types.Map      `tfsdk:"selector"`
+	Ports                    types.List     `tfsdk:"ports"`
+	AllowedSources           types.Set      `tfsdk:"allowed_sources"`
+	TargetType               types.String   `tfsdk:"target_type"`
+	Scheme                   types.String   `tfsdk:"scheme"`
+	Subnets                  types.List     `tfsdk:"subnets"`
+	ExternalTrafficPolicy    types.String   `tfsdk:"external_traffic_policy"`
+	NodeSecurityGroupID      types.String   `tfsdk:"node_security_group_id"`
+	NLBSecurityGroup         types.Bool     `tfsdk:"nlb_security_group"`
+	NodePortRange            types.String   `tfsdk:"node_port_range"`
+	Annotations              types.Map      `tfsdk:"annotations"`
+	WaitForLoadBalancer      types.Bool     `tfsdk:"wait_for_load_balancer"`
+	Timeouts                 timeouts.Value `tfsdk:"timeouts"`
+	SourceRanges             types.List     `tfsdk:"source_ranges"`
+	FrontendSecurityGroupID  types.String   `tfsdk:"frontend_security_group_id"`
+	SecurityGroupRules       types.List     `tfsdk:"security_group_rules"`
+	PerSourceModel           types.Int64    `tfsdk:"security_group_rules_per_source_model"`
+	VPCID                    types.String   `tfsdk:"vpc_id"`
+	LoadBalancerARN          types.String   `tfsdk:"load_balancer_arn"`
+	DNSName                  types.String   `tfsdk:"dns_name"`
+	SubnetCIDRs              types.List     `tfsdk:"subnet_cidrs"`
+	State                    types.String   `tfsdk:"state"`
+	WaitForEnforcement       types.Bool     `tfsdk:"wait_for_enforcement"`
+	EnforcementTimeout       types.String   `tfsdk:"enforcement_timeout"`
+	PolicyEnforced           types.Bool     `tfsdk:"policy_enforced"`
+	ManagedAnnotations       types.Map      `tfsdk:"managed_annotations"`
+	LoadBalancerAsConfigured types.Bool     `tfsdk:"load_balancer_as_configured"`
+	NodePorts                types.Map      `tfsdk:"node_ports"`
+	HealthCheckNodePort      types.Int64    `tfsdk:"health_check_node_port"`
+	CoverSize                types.Int64    `tfsdk:"coarse_cover_size"`
+	Cover                    types.List     `tfsdk:"coarse_cover"`
+	CoverExtra               types.Number   `tfsdk:"coarse_cover_extra_addresses"`
 }
 
 type ingressPortModel struct {
@@ -232,6 +233,10 @@ func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaReques
 				MarkdownDescription: "Whether the Service carries the nlb-policy controller's acknowledgement of its current spec " +
 					"(annotation `" + annotations.Enforced + "`). False after a refresh means the controller has not (yet) enforced " +
 					"the sources: the plan then shows an update that waits for it."},
+			"load_balancer_as_configured": schema.BoolAttribute{Computed: true,
+				MarkdownDescription: "False when the NLB that the AWS Load Balancer Controller built differs from the configuration " +
+					"(its security groups, or IPv4 only with IPv6 `allowed_sources`): the plan then shows an update, and apply " +
+					"fails with the fix. True while no NLB exists yet."},
 			"managed_annotations": schema.MapAttribute{Computed: true, ElementType: types.StringType,
 				MarkdownDescription: "The Service annotations this resource writes (for the AWS Load Balancer Controller and the " +
 					"nlb-policy controller), as they are on the Service: one edited, removed or added by hand shows as a diff, and " +
@@ -354,6 +359,7 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 	} else if prior != nil && prior.FrontendSecurityGroupID.ValueString() != "" {
 		plan.FrontendSecurityGroupID = prior.FrontendSecurityGroupID
 	}
+	plan.LoadBalancerAsConfigured = types.BoolValue(true)
 	plan.ManagedAnnotations = types.MapUnknown(types.StringType)
 	if known.all() && !plan.FrontendSecurityGroupID.IsUnknown() {
 		plan.ManagedAnnotations = stringMap(spec.managedAnnotations(plan.FrontendSecurityGroupID.ValueString()))
@@ -478,6 +484,9 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 			if plan.PolicyEnforced.IsUnknown() {
 				plan.PolicyEnforced = types.BoolValue(false)
 			}
+			if plan.LoadBalancerAsConfigured.IsUnknown() {
+				plan.LoadBalancerAsConfigured = types.BoolValue(false)
+			}
 			if rules, err := a.actualRules(ctx, owner, frontend, spec.NodeSG, vpcCIDRs); err == nil {
 				slices.SortFunc(rules, func(a, b sgRule) int { return strings.Compare(a.String(), b.String()) })
 				plan.SecurityGroupRules = stringList(ruleStrings(rules))
@@ -537,6 +546,12 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 		return
 	}
 	plan.setLoadBalancer(lb)
+	plan.LoadBalancerAsConfigured = types.BoolValue(true)
+	if problems := spec.loadBalancerProblems(frontend, lb); len(problems) > 0 {
+		plan.LoadBalancerAsConfigured = types.BoolValue(false)
+		diags.AddError("The NLB is not as configured", strings.Join(problems, "\n\n"))
+		return
+	}
 	if plan.PerSourceModel.IsUnknown() {
 		subnets := len(spec.Subnets)
 		if subnets == 0 && lb != nil {
@@ -719,6 +734,7 @@ func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest,
 		return
 	}
 	state.setLoadBalancer(lb)
+	state.LoadBalancerAsConfigured = types.BoolValue(len(spec.loadBalancerProblems(state.FrontendSecurityGroupID.ValueString(), lb)) == 0)
 	if state.PerSourceModel.IsNull() && known.all() {
 		subnets := len(spec.Subnets)
 		if subnets == 0 && lb != nil {

@@ -550,6 +550,36 @@ resource "telemetry_nlb_ingress" "flows" {
 	})
 }
 
+// TestAccNLBIngressNLBWithoutSecurityGroups: an AWS Load Balancer Controller
+// whose NLB security groups are switched off builds the NLB without the
+// frontend group, so nothing would reach the nodes; apply says so and how to
+// fix it, and the fix converges.
+func TestAccNLBIngressNLBWithoutSecurityGroups(t *testing.T) {
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ensureNamespaces(t, c, "nosg")
+	startNLBPolicy(t, p)
+	lbcStandIn := standin.StartLoadBalancerControllerWithoutNLBSecurityGroups(c, p.AWS.Config(), p.AWS.VPCID)
+	defer lbcStandIn.Stop()
+	addr := "telemetry_nlb_ingress.flows"
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{
+			{
+				Config:      ingressConfig(p, "nosg", `["192.0.2.0/24"]`, ""),
+				ExpectError: regexp.MustCompile(`(?s)The NLB is not as configured.*Set\s+nlb_security_group\s+=\s+false`),
+			},
+			{
+				Config: ingressConfig(p, "nosg", `["192.0.2.0/24"]`, `nlb_security_group = false`),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("load_balancer_as_configured"), knownvalue.Bool(true)),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("frontend_security_group_id"), knownvalue.StringExact("")),
+				},
+			},
+		},
+	})
+}
+
 func manyPorts(n int) string {
 	var ports []string
 	for i := 1; i <= n; i++ {

@@ -14,10 +14,12 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 )
@@ -43,8 +45,20 @@ func TestDeploymentManifests(t *testing.T) {
 	if err := p.ApplyManifests(ctx, objs, true); err != nil {
 		t.Fatalf("dry run: %v", err)
 	}
-	// RBAC for real, then the controller as its ServiceAccount.
+	// RBAC and the admission policy for real, then the controller as its ServiceAccount.
 	if err := p.ApplyManifests(ctx, localplane.RBAC(objs), false); err != nil {
+		t.Fatal(err)
+	}
+	var admission []*unstructured.Unstructured
+	for _, o := range objs {
+		if strings.HasPrefix(o.GetKind(), "ValidatingAdmissionPolicy") {
+			admission = append(admission, o)
+		}
+	}
+	if len(admission) != 2 {
+		t.Fatalf("%d admission objects in the manifest, want the policy and its binding", len(admission))
+	}
+	if err := p.ApplyManifests(ctx, admission, false); err != nil {
 		t.Fatal(err)
 	}
 	as := p.ServiceAccountConfig("telemetry-system", "nlb-policy-controller")
@@ -132,6 +146,32 @@ func TestDeploymentManifests(t *testing.T) {
 		}
 		return slices.ContainsFunc(evs.Items, func(e corev1.Event) bool { return e.Reason == "LeaderElection" }), ""
 	})
+	// The admission policy: the ServiceAccount may change its own annotation
+	// and finalizer on a Service, nothing else, whatever its RBAC says.
+	saPatch := func(mutate func(*corev1.Service)) error {
+		got := &corev1.Service{}
+		if err := sa.Get(ctx, client.ObjectKeyFromObject(svc), got); err != nil {
+			return err
+		}
+		patch := client.MergeFrom(got.DeepCopy())
+		mutate(got)
+		return sa.Patch(ctx, got, patch)
+	}
+	eventually(t, "the admission policy refusing a spec change by the controller", func() (bool, string) {
+		err := saPatch(func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"0.0.0.0/0"} })
+		return apierrors.IsInvalid(err) || apierrors.IsForbidden(err), fmt.Sprint(err)
+	})
+	if err := saPatch(func(s *corev1.Service) { s.Annotations[annotations.NLBPolicy] = annotations.Disabled }); err == nil ||
+		!strings.Contains(err.Error(), "may change only its own annotation") {
+		t.Fatalf("the controller changed another annotation: %v", err)
+	}
+	if err := saPatch(func(s *corev1.Service) { s.Finalizers = append(s.Finalizers, "example.com/other") }); err == nil {
+		t.Fatal("the controller added a foreign finalizer")
+	}
+	if err := saPatch(func(s *corev1.Service) { s.Annotations[annotations.Enforced] = `{"digest":"","problem":"probe"}` }); err != nil {
+		t.Fatalf("the controller cannot write its own annotation: %v", err)
+	}
+
 	if err := admin.Delete(ctx, svc); err != nil {
 		t.Fatal(err)
 	}

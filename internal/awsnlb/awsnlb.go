@@ -20,6 +20,10 @@ import (
 // LoadBalancer is an NLB as the product reports it.
 type LoadBalancer struct {
 	ARN, DNSName, VPCID, State string
+	// SecurityGroups are the NLB's own groups (none for an NLB created
+	// without), IPAddressType ipv4 or dualstack.
+	SecurityGroups []string
+	IPAddressType  string
 	// SubnetCIDRs are sorted.
 	SubnetCIDRs []string
 }
@@ -47,7 +51,8 @@ func Find(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsName string
 			if !strings.EqualFold(aws.ToString(lb.DNSName), dnsName) {
 				continue
 			}
-			out := &LoadBalancer{ARN: aws.ToString(lb.LoadBalancerArn), DNSName: aws.ToString(lb.DNSName), VPCID: aws.ToString(lb.VpcId)}
+			out := &LoadBalancer{ARN: aws.ToString(lb.LoadBalancerArn), DNSName: aws.ToString(lb.DNSName), VPCID: aws.ToString(lb.VpcId),
+				SecurityGroups: lb.SecurityGroups, IPAddressType: string(lb.IpAddressType)}
 			if lb.State != nil {
 				out.State = string(lb.State.Code)
 			}

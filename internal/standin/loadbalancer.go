@@ -34,7 +34,11 @@ type LoadBalancerController struct {
 	ec2    *ec2.Client
 	elb    *elbv2.Client
 	vpcID  string
-	cancel context.CancelFunc
+	// NoNLBSecurityGroups models the real controller run with the feature
+	// gate NLBSecurityGroup=false (measured with v3.5.0): it ignores the
+	// security-groups annotation and builds the NLB without any group.
+	NoNLBSecurityGroups bool
+	cancel              context.CancelFunc
 	done   chan struct{}
 
 	mu     sync.Mutex
@@ -43,9 +47,19 @@ type LoadBalancerController struct {
 
 // StartLoadBalancerController runs the stand-in until Stop.
 func StartLoadBalancerController(c client.Client, cfg aws.Config, vpcID string) *LoadBalancerController {
+	return startLoadBalancerController(c, cfg, vpcID, false)
+}
+
+// StartLoadBalancerControllerWithoutNLBSecurityGroups starts the stand-in
+// modelling the controller's NLBSecurityGroup=false feature gate.
+func StartLoadBalancerControllerWithoutNLBSecurityGroups(c client.Client, cfg aws.Config, vpcID string) *LoadBalancerController {
+	return startLoadBalancerController(c, cfg, vpcID, true)
+}
+
+func startLoadBalancerController(c client.Client, cfg aws.Config, vpcID string, noSG bool) *LoadBalancerController {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &LoadBalancerController{c: c, ec2: ec2.NewFromConfig(cfg), elb: elbv2.NewFromConfig(cfg), vpcID: vpcID,
-		cancel: cancel, done: make(chan struct{})}
+		NoNLBSecurityGroups: noSG, cancel: cancel, done: make(chan struct{})}
 	go every(ctx, s.done, s.reconcileAll)
 	return s
 }
@@ -132,9 +146,13 @@ func (s *LoadBalancerController) reconcile(ctx context.Context, svc *corev1.Serv
 	if lbc.SchemeOf(svc) == lbc.SchemeInternetFacing {
 		scheme = elbv2types.LoadBalancerSchemeEnumInternetFacing
 	}
+	groups := lbc.SplitList(svc.Annotations[lbc.SecurityGroups])
+	if s.NoNLBSecurityGroups {
+		groups = nil
+	}
 	out, err := s.elb.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{
 		Name: aws.String(name), Type: elbv2types.LoadBalancerTypeEnumNetwork, Scheme: scheme,
-		Subnets: subnets, SecurityGroups: lbc.SplitList(svc.Annotations[lbc.SecurityGroups]),
+		Subnets: subnets, SecurityGroups: groups,
 		Tags: []elbv2types.Tag{{Key: aws.String("service.k8s.aws/stack"), Value: aws.String(svc.Namespace + "/" + svc.Name)}},
 	})
 	if err != nil {
