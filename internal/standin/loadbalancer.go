@@ -30,16 +30,16 @@ const ServiceFinalizer = "service.k8s.aws/resources"
 // NLB before releasing its finalizer. It writes no security-group rules and
 // no target groups.
 type LoadBalancerController struct {
-	c      client.Client
-	ec2    *ec2.Client
-	elb    *elbv2.Client
-	vpcID  string
+	c     client.Client
+	ec2   *ec2.Client
+	elb   *elbv2.Client
+	vpcID string
 	// NoNLBSecurityGroups models the real controller run with the feature
 	// gate NLBSecurityGroup=false (measured with v3.5.0): it ignores the
 	// security-groups annotation and builds the NLB without any group.
 	NoNLBSecurityGroups bool
 	cancel              context.CancelFunc
-	done   chan struct{}
+	done                chan struct{}
 
 	mu     sync.Mutex
 	errors []error
