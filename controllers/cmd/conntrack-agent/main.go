@@ -14,9 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/events"
@@ -25,6 +22,7 @@ import (
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/securemetrics"
 )
 
 func main() {
@@ -45,7 +43,8 @@ func run() error {
 		recheck    = flag.Duration("recheck", 2*time.Second, "Delay of a follow-up pass after a pass that deleted entries (catches entries re-created before kube-proxy wrote its rule); 0 disables.")
 		workers    = flag.Int("delete-workers", 4, "Netlink sockets deleting entries in parallel.")
 		recvBuf    = flag.Int("netlink-receive-buffer", 8<<20, "Receive buffer of the dump socket, bytes.")
-		metrics    = flag.String("metrics-bind-address", ":9402", "Address of /metrics.")
+		metrics    = flag.String("metrics-bind-address", ":9402", "Address of /metrics (0 disables).")
+		secure     = flag.Bool("metrics-secure", true, "Serve metrics over HTTPS to clients that present a token allowed to get /metrics (TokenReview, SubjectAccessReview); false serves plain HTTP, only for an address bound to localhost (the agent runs on the host network).")
 		probes     = flag.String("health-probe-bind-address", ":9403", "Address of /healthz and /readyz.")
 	)
 	logCfg := textlogger.NewConfig()
@@ -70,8 +69,7 @@ func run() error {
 	broadcaster.StartRecordingToSink(ctx.Done())
 	defer broadcaster.Shutdown()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := securemetrics.Registry()
 	ct := &conntrackagent.Netlink{Workers: *workers, RecvBuffer: *recvBuf}
 	agent := &conntrackagent.Agent{
 		Client: client, Conntrack: ct, NodeName: *nodeName, DryRun: *dryRun,
@@ -92,7 +90,12 @@ func run() error {
 		}()
 		go func() { <-ctx.Done(); _ = srv.Close() }()
 	}
-	serve(*metrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	go func() {
+		if err := securemetrics.Serve(ctx, *metrics, *secure, cfg); err != nil {
+			logger.Error(err, "metrics server", "addr", *metrics)
+			stop()
+		}
+	}()
 	probe := func(check func() error) http.HandlerFunc {
 		return func(w http.ResponseWriter, _ *http.Request) {
 			if err := check(); err != nil {
