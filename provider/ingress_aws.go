@@ -327,7 +327,11 @@ func (a ingressAWS) changeRule(ctx context.Context, authorize bool, owner, front
 // findLoadBalancer finds the NLB by the DNS name in the Service's status;
 // nil when no load balancer has that name (yet).
 func (a ingressAWS) findLoadBalancer(ctx context.Context, dnsName string) (*awsnlb.LoadBalancer, error) {
-	return awsnlb.Find(ctx, a.elb, a.ec2, dnsName)
+	lb, err := awsnlb.Find(ctx, a.elb, a.ec2, dnsName)
+	if err != nil || lb == nil {
+		return lb, err
+	}
+	return lb, lb.FillTargetTypes(ctx, a.elb)
 }
 
 func isAWSCode(err error, code string) bool {

@@ -461,6 +461,14 @@ func (s ingressSpec) loadBalancerProblems(frontendSG string, lb *awsnlb.LoadBala
 			"an AWS Load Balancer Controller v2.14+ (it honours %s), or set nlb_security_group = true",
 			lb.DNSName, lb.SecurityGroups, disableNLBSecurityGroup))
 	}
+	for _, t := range lb.TargetTypes {
+		if t != s.TargetType {
+			problems = append(problems, fmt.Sprintf("the NLB %s has %s targets while target_type = %q: the per-source policies "+
+				"are generated for %s targets, so they would filter the wrong hop. Replace the ingress (terraform apply -replace) "+
+				"so the AWS Load Balancer Controller rebuilds its target groups", lb.DNSName, t, s.TargetType, s.TargetType))
+			break
+		}
+	}
 	if len(s.Sources.V6()) > 0 && lb.IPAddressType != "" && lb.IPAddressType != lbc.IPAddressTypeDualStack {
 		problems = append(problems, fmt.Sprintf("the NLB %s is %s while allowed_sources has IPv6 exporters, which cannot reach "+
 			"it: give its subnets IPv6 CIDRs so the AWS Load Balancer Controller can make it dualstack", lb.DNSName, lb.IPAddressType))

@@ -257,6 +257,8 @@ func TestLoadBalancerProblems(t *testing.T) {
 		{"without a group, as configured", withoutSG, lb(), ""},
 		{"a group although none was asked", withoutSG, lb("sg-x"), "v2.14+"},
 		{"IPv6 exporters, IPv4 NLB", v6, lb("sg-front"), "dualstack"},
+		{"target groups of another type", withSG, &awsnlb.LoadBalancer{SecurityGroups: []string{"sg-front"}, TargetTypes: []string{"ip"}}, "ip targets"},
+		{"target groups as configured", withSG, &awsnlb.LoadBalancer{SecurityGroups: []string{"sg-front"}, TargetTypes: []string{"instance"}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := strings.Join(tc.spec.loadBalancerProblems("sg-front", tc.lb), "; ")

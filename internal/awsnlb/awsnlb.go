@@ -7,6 +7,7 @@ package awsnlb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbv2types "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -24,6 +26,10 @@ type LoadBalancer struct {
 	// without), IPAddressType ipv4 or dualstack.
 	SecurityGroups []string
 	IPAddressType  string
+	// TargetTypes are the target types of its target groups (instance or
+	// ip), empty while the controller has made none; filled by
+	// FillTargetTypes (Find does not, to spare the controller a call).
+	TargetTypes []string
 	// SubnetCIDRs are sorted.
 	SubnetCIDRs []string
 }
@@ -74,6 +80,26 @@ func Find(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsName string
 		}
 	}
 	return nil, nil
+}
+
+// FillTargetTypes reads the target types of the load balancer's target groups.
+func (lb *LoadBalancer) FillTargetTypes(ctx context.Context, elb *elbv2.Client) error {
+	lb.TargetTypes = nil
+	tgs, err := elb.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{LoadBalancerArn: aws.String(lb.ARN)})
+	var notFound *elbv2types.TargetGroupNotFoundException
+	if errors.As(err, &notFound) {
+		// None yet (moto says so where AWS returns an empty list).
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("describing the target groups of %s: %w", lb.ARN, err)
+	}
+	for _, tg := range tgs.TargetGroups {
+		if t := string(tg.TargetType); !slices.Contains(lb.TargetTypes, t) {
+			lb.TargetTypes = append(lb.TargetTypes, t)
+		}
+	}
+	return nil
 }
 
 // VPCCIDRs are the IPv4 CIDR blocks of a VPC.
