@@ -263,17 +263,9 @@ func TestAccNLBIngress(t *testing.T) {
 			},
 			{ // the Service edited outside Terraform
 				PreConfig: func() {
-					err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-						svc := &corev1.Service{}
-						if err := c.Get(ctx, client.ObjectKey{Namespace: "telemetry", Name: "flows"}, svc); err != nil {
-							return err
-						}
+					editService(t, c, "telemetry", "flows", func(svc *corev1.Service) {
 						svc.Spec.LoadBalancerSourceRanges = []string{"0.0.0.0/0"}
-						return c.Update(ctx, svc)
 					})
-					if err != nil {
-						t.Fatal(err)
-					}
 				},
 				Config: ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
   annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`),
@@ -291,19 +283,11 @@ func TestAccNLBIngress(t *testing.T) {
 			},
 			{ // managed annotations edited by hand: one flipped, one removed, one added; the plan shows it, apply restores
 				PreConfig: func() {
-					err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-						svc := &corev1.Service{}
-						if err := c.Get(ctx, client.ObjectKey{Namespace: "telemetry", Name: "flows"}, svc); err != nil {
-							return err
-						}
+					editService(t, c, "telemetry", "flows", func(svc *corev1.Service) {
 						svc.Annotations[lbc.ManageBackendSecurityGroupRule] = "true"
 						delete(svc.Annotations, lbc.SecurityGroups)
 						svc.Annotations[lbc.SourceRanges] = "0.0.0.0/0"
-						return c.Update(ctx, svc)
 					})
-					if err != nil {
-						t.Fatal(err)
-					}
 				},
 				Config: ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
   annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`),
@@ -439,17 +423,9 @@ func TestAccNLBIngressFailsClosed(t *testing.T) {
 			},
 			{ // opted out by hand: the controller removes the policies, the plan shows it
 				PreConfig: func() {
-					err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-						svc := &corev1.Service{}
-						if err := c.Get(ctx, client.ObjectKey{Namespace: "closed", Name: "flows"}, svc); err != nil {
-							return err
-						}
+					editService(t, c, "closed", "flows", func(svc *corev1.Service) {
 						svc.Annotations["telemetry-platform.io/nlb-policy"] = "disabled"
-						return c.Update(ctx, svc)
 					})
-					if err != nil {
-						t.Fatal(err)
-					}
 					deadline := time.Now().Add(30 * time.Second)
 					for {
 						svc := &corev1.Service{}
@@ -578,6 +554,23 @@ func TestAccNLBIngressNLBWithoutSecurityGroups(t *testing.T) {
 			},
 		},
 	})
+}
+
+// editService changes a Service as a person would, again on a conflict (the
+// controllers write it too).
+func editService(t *testing.T, c client.Client, namespace, name string, mutate func(*corev1.Service)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc := &corev1.Service{}
+		if err := c.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
+			return err
+		}
+		mutate(svc)
+		return c.Update(context.Background(), svc)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func manyPorts(n int) string {

@@ -20,16 +20,22 @@ import (
 // the pinned Calico, extracted by `make calico`): CALICO_MANIFEST if set, else
 // the one cached under bin/calico/.
 func calicoManifest() (string, error) {
-	if p := os.Getenv("CALICO_MANIFEST"); p != "" {
+	return calicoArtifact("CALICO_MANIFEST", "calico-v3-crds.yaml", "Calico's manifest")
+}
+
+// calicoArtifact finds a file `make calico` produces from the pinned Calico
+// source: the path in the environment variable, else bin/calico/<commit>/name.
+func calicoArtifact(env, name, what string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("CALICO_MANIFEST=%s: %w (run `make calico`)", p, err)
+			return "", fmt.Errorf("%s=%s: %w (run `make calico`)", env, p, err)
 		}
 		return p, nil
 	}
-	matches, _ := filepath.Glob(filepath.Join(RepoRoot(), "bin", "calico", "*", "calico-v3-crds.yaml"))
+	matches, _ := filepath.Glob(filepath.Join(RepoRoot(), "bin", "calico", "*", name))
 	if len(matches) != 1 {
-		return "", fmt.Errorf("Calico's manifest not found in bin/calico/ (%d candidates): run `make calico`, which extracts "+
-			"manifests/calico-v3-crds.yaml from the pinned Calico source (../shared/third_party, or a clone of upstream)", len(matches))
+		return "", fmt.Errorf("%s not found in bin/calico/ (%d candidates): run `make calico`, which takes it from the pinned "+
+			"Calico source (../shared/third_party, or a clone of upstream at the pinned commit)", what, len(matches))
 	}
 	return matches[0], nil
 }

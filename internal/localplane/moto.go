@@ -86,19 +86,25 @@ func tryStartMoto(ctx context.Context, bin, dir string, attempt int) (*motoServe
 }
 
 func (m *motoServer) stop() error {
+	stopGroup(m.cmd, m.exited, 5*time.Second)
+	return nil
+}
+
+// stopGroup ends a process started in its own process group: SIGTERM, then
+// SIGKILL after grace; exited is closed once it has been waited for.
+func stopGroup(cmd *exec.Cmd, exited <-chan struct{}, grace time.Duration) {
 	select {
-	case <-m.exited:
-		return nil
+	case <-exited:
+		return
 	default:
 	}
-	_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	select {
-	case <-m.exited:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-		<-m.exited
+	case <-exited:
+	case <-time.After(grace):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
 	}
-	return nil
 }
 
 func freePort() (int, error) {

@@ -48,18 +48,7 @@ type calicoWebhook struct {
 // calicoWebhookBinary finds the webhook: CALICO_WEBHOOK if set, else the one
 // built under bin/calico/.
 func calicoWebhookBinary() (string, error) {
-	if p := os.Getenv("CALICO_WEBHOOK"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("CALICO_WEBHOOK=%s: %w (run `make calico`)", p, err)
-		}
-		return p, nil
-	}
-	matches, _ := filepath.Glob(filepath.Join(RepoRoot(), "bin", "calico", "*", "calico-webhook"))
-	if len(matches) != 1 {
-		return "", fmt.Errorf("Calico's tiered-RBAC webhook not found in bin/calico/ (%d candidates): run `make calico`, which "+
-			"builds it from the pinned Calico source", len(matches))
-	}
-	return matches[0], nil
+	return calicoArtifact("CALICO_WEBHOOK", "calico-webhook", "Calico's tiered-RBAC webhook")
 }
 
 // startCalicoWebhook runs the webhook and registers it with the API server.
@@ -172,15 +161,8 @@ exec "$@"`
 }
 
 func (w *calicoWebhook) stop() error {
-	if w == nil || w.cmd.Process == nil {
-		return nil
-	}
-	_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-w.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
-		<-w.done
+	if w != nil && w.cmd.Process != nil {
+		stopGroup(w.cmd, w.done, 10*time.Second)
 	}
 	return nil
 }
