@@ -268,3 +268,23 @@ func TestLoadBalancerProblems(t *testing.T) {
 		})
 	}
 }
+
+// TestHeldBy: the destroy timeout names the controller that holds the
+// Service, not always the AWS Load Balancer Controller.
+func TestHeldBy(t *testing.T) {
+	for _, tc := range []struct {
+		finalizers []string
+		want, not  string
+	}{
+		{[]string{"telemetry-platform.io/nlb-policy"}, "the nlb-policy controller", "AWS Load Balancer Controller"},
+		{[]string{"service.k8s.aws/resources"}, "AWS Load Balancer Controller", "nlb-policy"},
+		{[]string{"telemetry-platform.io/nlb-policy", "service.k8s.aws/resources"}, "nlb-policy controller (finalizer telemetry-platform.io/nlb-policy) must be running to delete the Calico policies; the AWS Load Balancer Controller", ""},
+		{[]string{"example.com/x"}, "finalizer example.com/x is held by another controller", "nlb-policy"},
+		{nil, "no finalizer left", "controller"},
+	} {
+		got := heldBy(tc.finalizers)
+		if !strings.Contains(got, tc.want) || (tc.not != "" && strings.Contains(got, tc.not)) {
+			t.Errorf("%v: %q", tc.finalizers, got)
+		}
+	}
+}

@@ -588,6 +588,25 @@ func removeStrayAnnotations(ctx context.Context, c client.Client, namespace, nam
 	return nil
 }
 
+// heldBy says which controller each finalizer on a Service waits for.
+func heldBy(finalizers []string) string {
+	var parts []string
+	for _, f := range finalizers {
+		switch f {
+		case annotations.NLBPolicyFinalizer:
+			parts = append(parts, fmt.Sprintf("the nlb-policy controller (finalizer %s) must be running to delete the Calico policies", f))
+		case lbc.ServiceFinalizer:
+			parts = append(parts, fmt.Sprintf("the AWS Load Balancer Controller (finalizer %s) must be running to delete the NLB", f))
+		default:
+			parts = append(parts, fmt.Sprintf("finalizer %s is held by another controller", f))
+		}
+	}
+	if len(parts) == 0 {
+		return "it has no finalizer left; its deletion has not completed yet"
+	}
+	return strings.Join(parts, "; ")
+}
+
 // waitForEnforcement waits until the nlb-policy controller acknowledges the
 // Service's current spec, and says what is likely wrong when it does not.
 func waitForEnforcement(ctx context.Context, c client.Client, namespace, name string, timeout time.Duration) error {
@@ -776,8 +795,8 @@ func (r *nlbIngressResource) Delete(ctx context.Context, req resource.DeleteRequ
 		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(svc), svc)), nil
 	})
 	if err != nil {
-		resp.Diagnostics.AddError("Service not deleted", fmt.Sprintf("Service %s/%s is still present (finalizers %v): "+
-			"the AWS Load Balancer Controller must be running to delete the NLB and release it.", ns, name, svc.Finalizers))
+		resp.Diagnostics.AddError("Service not deleted", fmt.Sprintf("Service %s/%s is still present: %s. "+
+			"Start what holds it, then destroy again.", ns, name, heldBy(svc.Finalizers)))
 		return
 	}
 	a, ok := r.aws(ctx, c, &resp.Diagnostics)

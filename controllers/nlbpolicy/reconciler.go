@@ -33,7 +33,7 @@ import (
 )
 
 // Finalizer holds a managed Service until its policies are deleted.
-const Finalizer = "telemetry-platform.io/nlb-policy"
+const Finalizer = annotations.NLBPolicyFinalizer
 
 // Sources resolves what Desired needs from outside the Service.
 type Sources interface {

@@ -19,6 +19,10 @@ const (
 	HostEndpointSelector = prefix + "host-endpoint-selector"
 )
 
+// NLBPolicyFinalizer holds a managed Service until the nlb-policy controller
+// has deleted its policies.
+const NLBPolicyFinalizer = prefix + "nlb-policy"
+
 // Enforced is the nlb-policy controller's acknowledgement on a Service (JSON,
 // see internal/ack): the digest of the spec whose policies are in place, their
 // names, when, and any problem. telemetry_nlb_ingress waits for it.

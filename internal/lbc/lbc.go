@@ -10,6 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
+// ServiceFinalizer holds a Service until the controller has deleted its NLB.
+const ServiceFinalizer = "service.k8s.aws/resources"
+
 // LoadBalancerClass is the spec.loadBalancerClass the controller claims.
 const LoadBalancerClass = "service.k8s.aws/nlb"
 

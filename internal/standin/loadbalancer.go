@@ -21,7 +21,7 @@ import (
 )
 
 // ServiceFinalizer is the AWS Load Balancer Controller's finalizer on Services.
-const ServiceFinalizer = "service.k8s.aws/resources"
+const ServiceFinalizer = lbc.ServiceFinalizer
 
 // LoadBalancerController stands in for the AWS Load Balancer Controller's
 // visible effects on NLB Services: it creates an NLB in the (emulated) AWS
