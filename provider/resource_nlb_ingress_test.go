@@ -152,6 +152,9 @@ func TestAccNLBIngress(t *testing.T) {
 	addr := "telemetry_nlb_ingress.flows"
 	var frontend string
 	owner := ruleOwner("telemetry", "flows").description()
+	// The ingress after the update step, which later steps keep.
+	updated := ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
+  annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`)
 
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6,
@@ -214,8 +217,7 @@ func TestAccNLBIngress(t *testing.T) {
 				},
 			},
 			{ // update in place: more sources and a port
-				Config: ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
-  annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`),
+				Config: updated,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 					plancheck.ExpectKnownValue(addr, tfjsonpath.New("source_ranges"), knownvalue.ListExact([]knownvalue.Check{
@@ -246,8 +248,7 @@ func TestAccNLBIngress(t *testing.T) {
 						t.Fatal(err)
 					}
 				},
-				Config: ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
-  annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`),
+				Config: updated,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 				}},
@@ -267,8 +268,7 @@ func TestAccNLBIngress(t *testing.T) {
 						svc.Spec.LoadBalancerSourceRanges = []string{"0.0.0.0/0"}
 					})
 				},
-				Config: ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
-  annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`),
+				Config: updated,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 				}},
@@ -289,8 +289,7 @@ func TestAccNLBIngress(t *testing.T) {
 						svc.Annotations[lbc.SourceRanges] = "0.0.0.0/0"
 					})
 				},
-				Config: ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
-  annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`),
+				Config: updated,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 				}},
@@ -309,8 +308,7 @@ func TestAccNLBIngress(t *testing.T) {
 				},
 			},
 			{ // the AWS Load Balancer Controller replaces an NLB whose scheme changes: so does the plan
-				Config: strings.Replace(ingressConfig(p, "telemetry", `["192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24"]`, `
-  annotations = { "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval" = "10" }`), `"internet-facing"`, `"internal"`, 1),
+				Config: strings.Replace(updated, `"internet-facing"`, `"internal"`, 1),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionReplace),
 				}},
