@@ -114,16 +114,8 @@ func (a ingressAWS) ensureFrontend(ctx context.Context, o ingressOwner, vpcID, k
 			return "", fmt.Errorf("describing frontend security group %s: %w", known, err)
 		}
 	}
-	out, err := a.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
-		{Name: aws.String("vpc-id"), Values: []string{vpcID}},
-		{Name: aws.String("tag:" + annotations.IngressTag), Values: []string{o.ref()}},
-		{Name: aws.String("tag:" + annotations.ClusterTag), Values: []string{a.cluster}},
-	}})
-	if err != nil {
-		return "", fmt.Errorf("looking for the frontend security group: %w", err)
-	}
-	if len(out.SecurityGroups) > 0 {
-		return aws.ToString(out.SecurityGroups[0].GroupId), nil
+	if found, err := a.findFrontend(ctx, o, vpcID); err != nil || found != "" {
+		return found, err
 	}
 	created, err := a.ec2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
 		GroupName:   aws.String(frontendGroupName(o.namespace, o.name)),
@@ -140,6 +132,51 @@ func (a ingressAWS) ensureFrontend(ctx context.Context, o ingressOwner, vpcID, k
 		return "", fmt.Errorf("creating the frontend security group: %w", err)
 	}
 	return aws.ToString(created.GroupId), nil
+}
+
+// findFrontend returns the group tagged as the ingress's frontend group in
+// this cluster, or "" when there is none: its tags alone find it, whatever
+// the state holds.
+func (a ingressAWS) findFrontend(ctx context.Context, o ingressOwner, vpcID string) (string, error) {
+	out, err := a.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
+		{Name: aws.String("vpc-id"), Values: []string{vpcID}},
+		{Name: aws.String("tag:" + annotations.IngressTag), Values: []string{o.ref()}},
+		{Name: aws.String("tag:" + annotations.ClusterTag), Values: []string{a.cluster}},
+	}})
+	if err != nil {
+		return "", fmt.Errorf("looking for the frontend security group of %s: %w", o.ref(), err)
+	}
+	if len(out.SecurityGroups) > 0 {
+		return aws.ToString(out.SecurityGroups[0].GroupId), nil
+	}
+	return "", nil
+}
+
+// leftovers finds what the ingress owns in AWS: its frontend group (the
+// known one while it exists and is owned, else one found by its tags) and
+// its rules there and in the node group.
+func (a ingressAWS) leftovers(ctx context.Context, o ingressOwner, known, nodeSG string) (string, []sgRule, error) {
+	vpcID, vpcCIDRs, err := a.vpcOf(ctx, nodeSG)
+	if err != nil {
+		return "", nil, err
+	}
+	frontend := ""
+	if known != "" {
+		owned, err := a.frontendOwned(ctx, o, known)
+		if err != nil {
+			return "", nil, err
+		}
+		if owned {
+			frontend = known
+		}
+	}
+	if frontend == "" {
+		if frontend, err = a.findFrontend(ctx, o, vpcID); err != nil {
+			return "", nil, err
+		}
+	}
+	rules, err := a.actualRules(ctx, o, frontend, nodeSG, vpcCIDRs)
+	return frontend, rules, err
 }
 
 // frontendOwned reports whether the group exists and is this ingress's own

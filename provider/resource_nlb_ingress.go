@@ -367,6 +367,15 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 	if prior != nil && prior.NodeSecurityGroupID.Equal(plan.NodeSecurityGroupID) {
 		plan.VPCID = prior.VPCID
 	}
+	if prior != nil && prior.serviceAbsent() {
+		// The Service is re-created: its annotations are written anew, the
+		// API server allocates new NodePorts and the AWS Load Balancer
+		// Controller makes a new NLB.
+		plan.ManagedAnnotations = types.MapUnknown(types.StringType)
+		plan.NodePorts, plan.HealthCheckNodePort = types.MapUnknown(types.Int64Type), types.Int64Unknown()
+		plan.LoadBalancerARN, plan.DNSName, plan.State = types.StringUnknown(), types.StringUnknown(), types.StringUnknown()
+		plan.SubnetCIDRs = types.ListUnknown(types.StringType)
+	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 }
 
@@ -395,8 +404,16 @@ func (r *nlbIngressResource) Create(ctx context.Context, req resource.CreateRequ
 		return
 	}
 	r.apply(ctx, c, &plan, nil, &resp.Diagnostics)
-	// Save what was created even on a later failure, so a retry adopts it.
-	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	if !resp.Diagnostics.HasError() {
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+		return
+	}
+	// apply names the ingress once it starts making AWS objects: before
+	// that nothing exists and nothing is saved; after it, what was made is
+	// saved (Terraform taints it), so refresh, a retry and destroy find it.
+	if !plan.ID.IsUnknown() {
+		resp.Diagnostics.Append(savePartial(ctx, &resp.State, &plan)...)
+	}
 }
 
 func (r *nlbIngressResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -713,7 +730,7 @@ func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest,
 	svc := &corev1.Service{}
 	err = c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, svc)
 	if apierrors.IsNotFound(err) {
-		resp.State.RemoveResource(ctx)
+		r.readWithoutService(ctx, c, &state, resp)
 		return
 	}
 	if err != nil {
@@ -764,6 +781,46 @@ func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest,
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
+// readWithoutService refreshes an ingress whose Service is gone (deleted by
+// hand, or released by a finalizer after a destroy timed out). While AWS
+// objects the ingress made remain, the resource stays in the state, so a
+// destroy still removes them and an apply re-creates the Service in place;
+// managed_annotations is null then, which the plan reads as "Service absent".
+// With nothing left in AWS, the resource is gone.
+func (r *nlbIngressResource) readWithoutService(ctx context.Context, c client.Client, state *ingressModel, resp *resource.ReadResponse) {
+	if state.NodeSecurityGroupID.ValueString() == "" { // an import of a Service that does not exist
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	a, ok := r.aws(ctx, c, &resp.Diagnostics)
+	if !ok {
+		return
+	}
+	ns, name, _ := splitID(state.ID.ValueString())
+	frontend, rules, err := a.leftovers(ctx, ruleOwner(ns, name), state.FrontendSecurityGroupID.ValueString(), state.NodeSecurityGroupID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read what the ingress owns in AWS", fmt.Sprintf("Service %s/%s is gone; "+
+			"looking for its security group and rules: %v. Fix what the error names, then refresh again.", ns, name, err))
+		return
+	}
+	if frontend == "" && len(rules) == 0 {
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	slices.SortFunc(rules, func(a, b sgRule) int { return strings.Compare(a.String(), b.String()) })
+	state.FrontendSecurityGroupID = types.StringValue(frontend)
+	state.SecurityGroupRules = stringList(ruleStrings(rules))
+	state.ManagedAnnotations = types.MapNull(types.StringType)
+	state.PolicyEnforced = types.BoolValue(false)
+	state.NodePorts, state.HealthCheckNodePort = types.MapNull(types.Int64Type), types.Int64Null()
+	state.setLoadBalancer(nil)
+	resp.Diagnostics.Append(resp.State.Set(ctx, state)...)
+}
+
+// serviceAbsent reports a state refreshed while the Service was gone (see
+// readWithoutService).
+func (m *ingressModel) serviceAbsent() bool { return m.ManagedAnnotations.IsNull() }
+
 func (r *nlbIngressResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
 	var state ingressModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
@@ -803,12 +860,19 @@ func (r *nlbIngressResource) Delete(ctx context.Context, req resource.DeleteRequ
 	if !ok {
 		return
 	}
-	_, vpcCIDRs, err := a.vpcOf(ctx, state.NodeSecurityGroupID.ValueString())
+	vpcID, vpcCIDRs, err := a.vpcOf(ctx, state.NodeSecurityGroupID.ValueString())
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read the node security group", err.Error())
 		return
 	}
 	frontend := state.FrontendSecurityGroupID.ValueString()
+	if frontend == "" && !state.NLBSecurityGroup.Equal(types.BoolValue(false)) {
+		// A create that failed before saving the group's ID: its tags find it.
+		if frontend, err = a.findFrontend(ctx, ruleOwner(ns, name), vpcID); err != nil {
+			resp.Diagnostics.AddError("Cannot read the frontend security group", err.Error())
+			return
+		}
+	}
 	if err := a.reconcileRules(ctx, ruleOwner(ns, name), frontend, state.NodeSecurityGroupID.ValueString(), vpcCIDRs, nil); err != nil {
 		resp.Diagnostics.AddError("Cannot revoke the security-group rules", err.Error())
 		return

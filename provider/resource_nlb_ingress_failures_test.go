@@ -1,0 +1,162 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
+)
+
+// failsCleanly is a TestCase ErrorCheck for steps that must fail: the error
+// must match *want (set by the step's PreConfig; nil means no failure is
+// expected) and must not include Terraform's reports of a provider bug (an
+// invalid or inconsistent result), which a failed apply must never produce.
+func failsCleanly(want **regexp.Regexp) func(error) error {
+	bug := regexp.MustCompile(`invalid result object|inconsistent result after apply|Invalid ID`)
+	return func(err error) error {
+		switch {
+		case *want == nil:
+			return err
+		case bug.MatchString(err.Error()):
+			return fmt.Errorf("the failure reported a provider bug: %w", err)
+		case !(*want).MatchString(err.Error()):
+			return fmt.Errorf("expected an error matching %s: %w", *want, err)
+		}
+		return nil
+	}
+}
+
+// leftInAWS lists what an ingress owns in moto: frontend groups tagged with
+// it and rules described as its own in the node group.
+func leftInAWS(ctx context.Context, ec *ec2.Client, nodeSG, namespace, name string) error {
+	owner := ruleOwner(namespace, name)
+	out, err := ec.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
+		{Name: aws.String("tag:" + annotations.IngressTag), Values: []string{owner.ref()}}}})
+	if err != nil {
+		return err
+	}
+	var left []error
+	for _, g := range out.SecurityGroups {
+		left = append(left, fmt.Errorf("frontend group %s of %s left behind", aws.ToString(g.GroupId), owner.ref()))
+	}
+	if n, err := ownedRules(ctx, ec, nodeSG, owner.description()); err != nil || n != 0 {
+		left = append(left, fmt.Errorf("%d rules of %s left in the node group (%v)", n, owner.ref(), err))
+	}
+	return errors.Join(left...)
+}
+
+// deleteServiceBehindTerraform deletes the Service as a person (or a
+// finalizer released after a timed-out destroy) would, and waits until it is
+// gone.
+func deleteServiceBehindTerraform(t *testing.T, c client.Client, namespace, name string) {
+	t.Helper()
+	ctx := context.Background()
+	svc := &corev1.Service{}
+	svc.Namespace, svc.Name = namespace, name
+	if err := c.Delete(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(svc), svc)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Service %s/%s still present, held by %v", namespace, name, svc.Finalizers)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestAccNLBIngressFailedCreate: a create that fails leaves either nothing
+// in the state (AWS unreachable: nothing was created) or an object that
+// refresh, apply and destroy understand (namespace missing: the frontend
+// group exists), never an empty ID or "invalid result" errors; a Service
+// deleted behind Terraform's back keeps the resource (its AWS objects
+// remain), the next apply re-creates the Service, and destroy removes
+// everything the ingress owns in AWS.
+func TestAccNLBIngressFailedCreate(t *testing.T) {
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ctx := context.Background()
+	startNLBPolicy(t, p)
+	lbcStandIn := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
+	defer lbcStandIn.Stop()
+	ec := ec2.NewFromConfig(p.AWS.Config())
+	addr := "telemetry_nlb_ingress.flows"
+	cfg := ingressConfig(p, "late", `["192.0.2.0/24"]`, "")
+	awsDown := strings.Replace(cfg, fmt.Sprintf("ec2   = %q", p.AWS.Endpoint), `ec2   = "http://127.0.0.1:9"`, 1)
+	if awsDown == cfg {
+		t.Fatal("the provider block no longer names the EC2 endpoint as this test expects")
+	}
+	var want *regexp.Regexp
+	expect := func(pattern string) func() {
+		return func() { want = regexp.MustCompile(pattern) }
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		ErrorCheck:               failsCleanly(&want),
+		CheckDestroy: func(*terraform.State) error {
+			return leftInAWS(ctx, ec, p.AWS.NodeSecurityGroupID, "late", "flows")
+		},
+		Steps: []resource.TestStep{
+			{ // AWS unreachable: nothing created, nothing saved
+				PreConfig: expect(`(?s)Cannot use the node security group.*127\.0\.0\.1:9`),
+				Config:    awsDown,
+			},
+			{ // the namespace is missing: the frontend group was created and is kept in the state
+				PreConfig: func() {
+					if err := leftInAWS(ctx, ec, p.AWS.NodeSecurityGroupID, "late", "flows"); err != nil {
+						t.Fatalf("the failed create left AWS objects: %v", err)
+					}
+					expect(`(?s)Cannot write the Service.*namespaces "late" not found`)()
+				},
+				Config: cfg,
+			},
+			{ // the namespace created: the next apply converges
+				PreConfig: func() {
+					want = nil
+					ensureNamespaces(t, c, "late")
+				},
+				Config: cfg,
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("id"), knownvalue.StringExact("late/flows")),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("policy_enforced"), knownvalue.Bool(true)),
+				},
+			},
+			{ // the Service deleted behind Terraform: apply re-creates it in place
+				PreConfig: func() { deleteServiceBehindTerraform(t, c, "late", "flows") },
+				Config:    cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("policy_enforced"), knownvalue.Bool(true)),
+				},
+			},
+			{ // deleted again, then the resource removed: destroy finds the AWS objects from the state and tags
+				PreConfig: func() { deleteServiceBehindTerraform(t, c, "late", "flows") },
+				Config:    providerConfig(p),
+				Check: func(*terraform.State) error {
+					return leftInAWS(ctx, ec, p.AWS.NodeSecurityGroupID, "late", "flows")
+				},
+			},
+		},
+	})
+}
