@@ -174,15 +174,9 @@ func (s ingressSpec) service(frontendSG string) *corev1ac.ServiceApplyConfigurat
 		WithSelector(s.Selector).
 		WithExternalTrafficPolicy(s.ETP).
 		WithLoadBalancerSourceRanges(s.Sources.Strings()...)
-	for _, p := range s.Ports {
-		for _, proto := range p.protocols() {
-			name := p.Name
-			if p.Protocol == protocolTCPUDP {
-				name += "-" + strings.ToLower(proto)
-			}
-			spec.WithPorts(corev1ac.ServicePort().WithName(name).WithProtocol(corev1.Protocol(proto)).
-				WithPort(p.Port).WithTargetPort(intstr.FromInt32(p.TargetPort)))
-		}
+	for _, p := range servicePorts(s.Ports) {
+		spec.WithPorts(corev1ac.ServicePort().WithName(p.Name).WithProtocol(p.Protocol).
+			WithPort(p.Port).WithTargetPort(p.TargetPort))
 	}
 	return corev1ac.Service(s.Name, s.Namespace).
 		WithLabels(map[string]string{annotations.ManagedBy: annotations.ProviderManager}).
@@ -220,9 +214,33 @@ func isManagedAnnotation(k string) bool {
 	return k != annotations.Enforced && slices.Contains(managedServiceAnnotations, k)
 }
 
+// servicePorts are the ports as the Service holds them: a TCP_UDP port is
+// two, named <name>-tcp and <name>-udp.
+func servicePorts(ports []ingressPort) []corev1.ServicePort {
+	var out []corev1.ServicePort
+	for _, p := range ports {
+		for _, proto := range p.protocols() {
+			name := p.Name
+			if p.Protocol == protocolTCPUDP {
+				name += "-" + strings.ToLower(proto)
+			}
+			out = append(out, corev1.ServicePort{Name: name, Protocol: corev1.Protocol(proto), Port: p.Port,
+				TargetPort: intstr.FromInt32(p.TargetPort)})
+		}
+	}
+	return out
+}
+
 // portsFromService reads the ports back, merging the TCP and UDP halves of a
 // TCP_UDP port ("<name>-tcp", "<name>-udp" on the same port).
-func portsFromService(svc *corev1.Service) []ingressPort {
+//
+// A Service is ambiguous: TCP port a-tcp and UDP port a-udp on one number
+// are written exactly as TCP_UDP port a. When the Service holds exactly what
+// the prior ports render to, they are what it was written from.
+func portsFromService(svc *corev1.Service, prior []ingressPort) []ingressPort {
+	if len(prior) > 0 && slices.EqualFunc(servicePorts(prior), svc.Spec.Ports, sameServicePort) {
+		return slices.Clone(prior)
+	}
 	var out []ingressPort
 	seen := map[int]bool{}
 	for i, p := range svc.Spec.Ports {
@@ -250,8 +268,22 @@ func portsFromService(svc *corev1.Service) []ingressPort {
 	return out
 }
 
-// portProblems lists what is wrong with a set of ports: duplicate names, and
-// the same port number claimed twice for one protocol (TCP_UDP claims both).
+// sameServicePort compares what the provider writes of a port (an unset
+// target port means the port).
+func sameServicePort(a, b corev1.ServicePort) bool {
+	target := func(p corev1.ServicePort) int32 {
+		if p.TargetPort.IntVal == 0 && p.TargetPort.StrVal == "" {
+			return p.Port
+		}
+		return p.TargetPort.IntVal
+	}
+	return a.Name == b.Name && a.Protocol == b.Protocol && a.Port == b.Port && target(a) == target(b) &&
+		a.TargetPort.StrVal == b.TargetPort.StrVal
+}
+
+// portProblems lists what is wrong with a set of ports: duplicate names
+// (including the Service's names of TCP_UDP halves), and the same port
+// number claimed twice for one protocol (TCP_UDP claims both).
 func portProblems(ports []ingressPort) []string {
 	var problems []string
 	names := map[string]bool{}
@@ -261,6 +293,26 @@ func portProblems(ports []ingressPort) []string {
 			problems = append(problems, fmt.Sprintf("port name %q is used twice", p.Name))
 		}
 		names[p.Name] = true
+	}
+	// A TCP_UDP port's halves are named <name>-tcp and <name>-udp in the
+	// Service: no other port may be written under either name.
+	writtenBy := map[string]ingressPort{}
+	for _, p := range ports {
+		for _, sp := range servicePorts([]ingressPort{p}) {
+			other, taken := writtenBy[sp.Name]
+			writtenBy[sp.Name] = p
+			if !taken || other.Name == p.Name {
+				continue
+			}
+			tcpudp, plain := other, p
+			if p.Protocol == protocolTCPUDP {
+				tcpudp, plain = p, other
+			}
+			problems = append(problems, fmt.Sprintf("port %q has the Service port name of a half of TCP_UDP port %q "+
+				"(%s-tcp, %s-udp): rename one of them", plain.Name, tcpudp.Name, tcpudp.Name, tcpudp.Name))
+		}
+	}
+	for _, p := range ports {
 		for _, proto := range p.protocols() {
 			key := proto + "/" + strconv.Itoa(int(p.Port))
 			if other, ok := claimed[key]; ok {

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -209,13 +210,54 @@ func TestPortsRoundTrip(t *testing.T) {
 	for _, p := range ac.Spec.Ports {
 		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: *p.Name, Protocol: *p.Protocol, Port: *p.Port, TargetPort: *p.TargetPort})
 	}
-	if got := portsFromService(svc); !slices.Equal(got, s.Ports) {
+	if got := portsFromService(svc, nil); !slices.Equal(got, s.Ports) {
 		t.Fatalf("got %+v\nwant %+v", got, s.Ports)
 	}
 	// A lone "-tcp" port is not half of a TCP_UDP pair; an unset target port means the port.
 	svc.Spec.Ports = []corev1.ServicePort{{Name: "x-tcp", Protocol: "TCP", Port: 1, TargetPort: intstr.FromInt32(0)}}
-	if got := portsFromService(svc); len(got) != 1 || got[0].Protocol != "TCP" || got[0].TargetPort != 1 {
+	if got := portsFromService(svc, nil); len(got) != 1 || got[0].Protocol != "TCP" || got[0].TargetPort != 1 {
 		t.Fatalf("lone port: %+v", got)
+	}
+}
+
+// TestPortsRoundTripProperty: for any ports that pass the plan's checks,
+// the Service the provider writes is valid (port names unique) and reading
+// it back gives the configured ports, whatever their names and protocols.
+func TestPortsRoundTripProperty(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	names := []string{"a", "a-tcp", "a-udp", "b", "b-udp"}
+	protocols := []string{"UDP", "TCP", protocolTCPUDP}
+	checked := 0
+	for i := 0; i < 20000; i++ {
+		var ports []ingressPort
+		for n := 1 + rng.IntN(3); n > 0; n-- {
+			port := int32(1 + rng.IntN(2))
+			target := port
+			if rng.IntN(3) == 0 {
+				target = int32(1 + rng.IntN(2))
+			}
+			ports = append(ports, ingressPort{Name: names[rng.IntN(len(names))], Protocol: protocols[rng.IntN(len(protocols))],
+				Port: port, TargetPort: target})
+		}
+		if len(portProblems(ports)) > 0 {
+			continue
+		}
+		checked++
+		svc := &corev1.Service{}
+		seen := map[string]bool{}
+		for _, p := range servicePorts(ports) {
+			if seen[p.Name] {
+				t.Fatalf("ports %+v pass the plan but the Service names %q twice", ports, p.Name)
+			}
+			seen[p.Name] = true
+			svc.Spec.Ports = append(svc.Spec.Ports, p)
+		}
+		if got := portsFromService(svc, ports); !slices.Equal(got, ports) {
+			t.Fatalf("ports %+v read back as %+v", ports, got)
+		}
+	}
+	if checked < 1000 {
+		t.Fatalf("only %d generated port lists were valid", checked)
 	}
 }
 
@@ -228,6 +270,12 @@ func TestPortProblems(t *testing.T) {
 	}
 	got := portProblems(ports)
 	want := []string{`port name "a" is used twice`, `ports "a" and "b" both claim UDP 6343`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q", got)
+	}
+	// A TCP_UDP port's halves are named <name>-tcp and <name>-udp in the Service.
+	got = portProblems([]ingressPort{{Name: "ipfix", Protocol: protocolTCPUDP, Port: 4739}, {Name: "ipfix-tcp", Protocol: "TCP", Port: 9000}})
+	want = []string{`port "ipfix-tcp" has the Service port name of a half of TCP_UDP port "ipfix" (ipfix-tcp, ipfix-udp): rename one of them`}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %q", got)
 	}

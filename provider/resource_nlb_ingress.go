@@ -28,7 +28,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/boolplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -164,7 +163,6 @@ func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaReques
 						MarkdownDescription: "Listener port, e.g. 6343 (sFlow) or 4739 (IPFIX)."},
 					"target_port": schema.Int64Attribute{Optional: true, Computed: true,
 						Validators:          []validator.Int64{int64validator.Between(1, 65535)},
-						PlanModifiers:       []planmodifier.Int64{int64planmodifier.UseStateForUnknown()},
 						MarkdownDescription: "Port of the collector pods. Default `port`."},
 				}},
 			},
@@ -984,23 +982,31 @@ func (m *ingressModel) spec(ctx context.Context) (ingressSpec, knownInputs, diag
 		s.Sources = set
 		known.sources = !slices.ContainsFunc(m.AllowedSources.Elements(), attr.Value.IsUnknown)
 	}
-	if !m.Ports.IsUnknown() {
-		var ports []ingressPortModel
-		diags.Append(m.Ports.ElementsAs(ctx, &ports, false)...)
-		known.ports = true
-		for _, p := range ports {
-			if p.Name.IsUnknown() || p.Protocol.IsUnknown() || p.Port.IsUnknown() {
-				known.ports = false
-			}
-			target := p.TargetPort.ValueInt64()
-			if p.TargetPort.IsNull() || p.TargetPort.IsUnknown() {
-				target = p.Port.ValueInt64()
-			}
-			s.Ports = append(s.Ports, ingressPort{Name: p.Name.ValueString(), Protocol: p.Protocol.ValueString(),
-				Port: int32(p.Port.ValueInt64()), TargetPort: int32(target)})
-		}
-	}
+	s.Ports, known.ports = m.ports(ctx, &diags)
 	return s, known, diags
+}
+
+// ports converts the ports (an unset or unknown target port is the port);
+// known is false while any name, protocol or port is unknown.
+func (m *ingressModel) ports(ctx context.Context, diags *diag.Diagnostics) (out []ingressPort, known bool) {
+	if m.Ports.IsUnknown() || m.Ports.IsNull() {
+		return nil, !m.Ports.IsUnknown()
+	}
+	var ports []ingressPortModel
+	diags.Append(m.Ports.ElementsAs(ctx, &ports, false)...)
+	known = true
+	for _, p := range ports {
+		if p.Name.IsUnknown() || p.Protocol.IsUnknown() || p.Port.IsUnknown() {
+			known = false
+		}
+		target := p.TargetPort.ValueInt64()
+		if p.TargetPort.IsNull() || p.TargetPort.IsUnknown() {
+			target = p.Port.ValueInt64()
+		}
+		out = append(out, ingressPort{Name: p.Name.ValueString(), Protocol: p.Protocol.ValueString(),
+			Port: int32(p.Port.ValueInt64()), TargetPort: int32(target)})
+	}
+	return out, known
 }
 
 // setFromService refreshes the model from the Service. allowed_sources keeps
@@ -1015,7 +1021,8 @@ func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) 
 	sel, d := types.MapValueFrom(ctx, types.StringType, svc.Spec.Selector)
 	diags.Append(d...)
 	m.Selector = sel
-	m.Ports = portsValue(portsFromService(svc))
+	prior, _ := m.ports(ctx, &diags)
+	m.Ports = portsValue(portsFromService(svc, prior))
 	ranges := lbc.SourceRangesOf(svc)
 	current, _ := cidrset.Parse(ranges)
 	m.SourceRanges = stringList(current.Strings())

@@ -160,3 +160,82 @@ func TestAccNLBIngressFailedCreate(t *testing.T) {
 		},
 	})
 }
+
+// TestAccNLBIngressPortsRoundTrip: what apply writes, refresh reads back
+// identically, and the plan is empty afterwards: a port changed in place
+// gets its own target port (not the previous port's, by list position), two
+// ports on one number for TCP and UDP stay two ports, names that would
+// collide in the Service are refused at plan time, and a managed annotation
+// removed by hand is restored.
+func TestAccNLBIngressPortsRoundTrip(t *testing.T) {
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ctx := context.Background()
+	ensureNamespaces(t, c, "ports")
+	startNLBPolicy(t, p)
+	lbcStandIn := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
+	defer lbcStandIn.Stop()
+	addr := "telemetry_nlb_ingress.flows"
+	cfg := func(ports string) string {
+		return providerConfig(p) + fmt.Sprintf(`
+resource "telemetry_nlb_ingress" "flows" {
+  name                   = "flows"
+  namespace              = "ports"
+  selector               = { app = "sfacctd" }
+  ports                  = %s
+  allowed_sources        = ["192.0.2.0/24"]
+  node_security_group_id = %q
+}`, ports, p.AWS.NodeSecurityGroupID)
+	}
+	targetPorts := func(want ...int32) func(*terraform.State) error {
+		return func(*terraform.State) error {
+			svc := &corev1.Service{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: "ports", Name: "flows"}, svc); err != nil {
+				return err
+			}
+			var got []int32
+			for _, sp := range svc.Spec.Ports {
+				got = append(got, sp.TargetPort.IntVal)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				return fmt.Errorf("the Service's target ports are %v, want %v", got, want)
+			}
+			return nil
+		}
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{
+			{Config: cfg(`[{ name = "sflow", protocol = "UDP", port = 6343 }]`), Check: targetPorts(6343)},
+			{ // the port changed in place: its target port is the new port, in the plan and in the Service
+				Config: cfg(`[{ name = "ipfix", protocol = "UDP", port = 4739 }]`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectKnownValue(addr, tfjsonpath.New("ports").AtSliceIndex(0).AtMapKey("target_port"), knownvalue.Int64Exact(4739)),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("ports").AtSliceIndex(0).AtMapKey("target_port"), knownvalue.Int64Exact(4739)),
+				},
+				Check: targetPorts(4739),
+			},
+			{ // TCP and UDP on one number as two ports: read back as two, plan empty after apply
+				Config: cfg(`[{ name = "a-tcp", protocol = "TCP", port = 9000 }, { name = "a-udp", protocol = "UDP", port = 9000 }]`),
+				Check:  targetPorts(9000, 9000),
+			},
+			{ // a plain port named like a TCP_UDP port's half: refused before anything changes
+				Config:      cfg(`[{ name = "ipfix", protocol = "TCP_UDP", port = 4739 }, { name = "ipfix-tcp", protocol = "TCP", port = 9000 }]`),
+				ExpectError: regexp.MustCompile(`(?s)port\s+"ipfix-tcp"\s+has\s+the\s+Service\s+port\s+name.*rename\s+one\s+of\s+them`),
+			},
+			{ // the NLB's security-group annotation removed by hand: the plan shows it, apply restores it
+				PreConfig: func() {
+					editService(t, c, "ports", "flows", func(svc *corev1.Service) {
+						delete(svc.Annotations, "service.beta.kubernetes.io/aws-load-balancer-security-groups")
+					})
+				},
+				Config: cfg(`[{ name = "a-tcp", protocol = "TCP", port = 9000 }, { name = "a-udp", protocol = "UDP", port = 9000 }]`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+				}},
+			},
+		},
+	})
+}
