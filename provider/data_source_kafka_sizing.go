@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
@@ -30,6 +32,7 @@ type kafkaSizingModel struct {
 	MinInsyncReplicas        types.Int64            `tfsdk:"min_insync_replicas"`
 	ConsumerGroups           types.Int64            `tfsdk:"consumer_groups"`
 	BrokerWriteMBps          types.Float64          `tfsdk:"broker_write_mbps"`
+	BrokerWriteMegabytes     types.Float64          `tfsdk:"broker_write_megabytes_per_second"`
 	DiskFillTarget           types.Float64          `tfsdk:"disk_fill_target"`
 	Brokers                  types.Int64            `tfsdk:"brokers"`
 	TotalFlowsPerSecond      types.Int64            `tfsdk:"total_flows_per_second"`
@@ -54,6 +57,10 @@ var sizingTopicType = types.ObjectType{AttrTypes: map[string]attr.Type{
 	"produce_bytes_per_second": types.Int64Type, "storage_bytes": types.Int64Type,
 }}
 
+// defaultBrokerWriteMegabytes is what one broker is planned to write, in
+// megabytes per second.
+const defaultBrokerWriteMegabytes = 50.0
+
 func (d *kafkaSizingDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_kafka_sizing"
 }
@@ -68,7 +75,7 @@ Formulas (` + "`rate`" + ` is a site's ` + "`expected_flows_per_second x bytes_p
 | ` + "`produce_bytes_per_second`" + ` | sum of the sites' rates |
 | ` + "`network_in_bytes_per_second`" + ` | produce x RF (leaders take the produce, followers the replication) |
 | ` + "`network_out_bytes_per_second`" + ` | produce x (RF - 1 + consumer_groups) |
-| ` + "`brokers`" + ` | max(RF, ceil(network_in / broker_write_mbps)) |
+| ` + "`brokers`" + ` | max(RF, ceil(network_in / broker_write_megabytes_per_second)) |
 | ` + "`storage_bytes_total`" + ` | sum of rate x retention x RF |
 | ` + "`storage_per_broker_bytes`" + ` | storage_bytes_total / brokers / disk_fill_target |
 
@@ -89,10 +96,11 @@ func (d *kafkaSizingDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"name": schema.StringAttribute{Required: true, MarkdownDescription: "The site's name."},
 					"expected_flows_per_second": schema.Int64Attribute{Required: true,
-						Validators: []validator.Int64{int64validator.AtLeast(0)}, MarkdownDescription: "Flow records per second."},
-					"retention": schema.StringAttribute{Optional: true, Validators: []validator.String{durationValidator{}},
+						Validators:          []validator.Int64{int64validator.Between(0, maxFlowsPerSecond)},
+						MarkdownDescription: fmt.Sprintf("Flow records per second, at most %d.", maxFlowsPerSecond)},
+					"retention": schema.StringAttribute{Optional: true, Validators: []validator.String{retentionValidator{}},
 						MarkdownDescription: "Retention, e.g. `24h` or `7d`. Default `24h`."},
-					"partitions": schema.Int64Attribute{Optional: true, Validators: []validator.Int64{int64validator.AtLeast(1)},
+					"partitions": schema.Int64Attribute{Optional: true, Validators: []validator.Int64{int64validator.Between(1, maxPartitions)},
 						MarkdownDescription: "Partitions of its topic; derived when unset."},
 				}},
 			},
@@ -104,8 +112,15 @@ func (d *kafkaSizingDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 				MarkdownDescription: "`min.insync.replicas`, checked against the replication factor. Default 2."},
 			"consumer_groups": schema.Int64Attribute{Optional: true, Validators: []validator.Int64{int64validator.AtLeast(0)},
 				MarkdownDescription: "Consumer groups reading every topic in full. Default 1."},
+			"broker_write_megabytes_per_second": schema.Float64Attribute{Optional: true,
+				Validators: []validator.Float64{float64validator.AtLeast(1),
+					float64validator.ConflictsWith(path.MatchRoot("broker_write_mbps"))},
+				MarkdownDescription: fmt.Sprintf("Megabytes (10^6 bytes) per second one broker is planned to write (produce "+
+					"plus replication). Default %g.", defaultBrokerWriteMegabytes)},
 			"broker_write_mbps": schema.Float64Attribute{Optional: true, Validators: []validator.Float64{float64validator.AtLeast(1)},
-				MarkdownDescription: "MB/s one broker is planned to write (produce plus replication). Default 50."},
+				DeprecationMessage: "broker_write_mbps reads as megabits but means megabytes per second: use " +
+					"broker_write_megabytes_per_second (same value, same meaning).",
+				MarkdownDescription: "Deprecated: the same as `broker_write_megabytes_per_second`, megabytes (not megabits) per second."},
 			"disk_fill_target": schema.Float64Attribute{Optional: true, Validators: []validator.Float64{float64validator.Between(0.1, 1)},
 				MarkdownDescription: "Fraction of a broker's disk retained data may fill. Default 0.6."},
 			"brokers":                      schema.Int64Attribute{Computed: true, MarkdownDescription: "Brokers needed."},
@@ -131,24 +146,31 @@ func (d *kafkaSizingDataSource) Read(ctx context.Context, req datasource.ReadReq
 	in := sizingInput{
 		BytesPerFlow: intOr(m.BytesPerFlow, defaultBytesPerFlow), ReplicationFactor: intOr(m.ReplicationFactor, 3),
 		MinInsync: intOr(m.MinInsyncReplicas, 2), ConsumerGroups: intOr(m.ConsumerGroups, 1),
-		BrokerWriteBudget: floatOr(m.BrokerWriteMBps, 50) * 1e6, DiskFillTarget: floatOr(m.DiskFillTarget, 0.6),
+		BrokerWriteBudget: floatOr(m.BrokerWriteMegabytes, floatOr(m.BrokerWriteMBps, defaultBrokerWriteMegabytes)) * 1e6,
+		DiskFillTarget:    floatOr(m.DiskFillTarget, 0.6),
 	}
-	for _, s := range m.Sites {
+	for i, s := range m.Sites {
 		retention := "24h"
 		if !s.Retention.IsNull() {
 			retention = s.Retention.ValueString()
 		}
-		r, err := parseDuration(retention)
+		r, err := parseRetention(retention)
+		if err == nil && r < 0 {
+			err = fmt.Errorf("site %q keeps its flows %s: storage has no bound to size; give the retention you plan for", s.Name.ValueString(), retentionForever)
+		}
 		if err != nil {
-			resp.Diagnostics.AddError("Invalid retention", err.Error())
+			resp.Diagnostics.AddAttributeError(path.Root("sites").AtListIndex(i).AtName("retention"), "Invalid retention", err.Error())
 			return
 		}
 		in.Sites = append(in.Sites, sizingSite{Name: s.Name.ValueString(), FlowsPerSecond: s.ExpectedFlowsPerSecond.ValueInt64(),
 			Retention: r, Partitions: s.Partitions.ValueInt64()})
 	}
 	out, err := size(in)
-	if err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("min_insync_replicas"), "Invalid sizing input", err.Error())
+	if serr := (*sizingError)(nil); errors.As(err, &serr) {
+		resp.Diagnostics.AddAttributeError(serr.Attr, "Invalid sizing input", serr.Msg)
+		return
+	} else if err != nil {
+		resp.Diagnostics.AddError("Invalid sizing input", err.Error())
 		return
 	}
 	round := func(f float64) types.Int64 { return types.Int64Value(int64(math.Round(f))) }

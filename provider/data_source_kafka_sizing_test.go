@@ -52,6 +52,36 @@ func TestSize(t *testing.T) {
 			t.Fatal("want an error")
 		}
 	})
+	t.Run("the largest inputs never overflow", func(t *testing.T) {
+		in := base
+		in.BytesPerFlow = 65536
+		in.Sites = []sizingSite{{Name: "a", FlowsPerSecond: maxFlowsPerSecond, Retention: 3650 * 24 * time.Hour}}
+		_, err := size(in)
+		if err == nil || !regexp.MustCompile(`storage_bytes_total.*more than`).MatchString(err.Error()) {
+			t.Fatalf("want an error naming the storage that cannot be represented, got %v", err)
+		}
+		// Within bounds, every output is positive and the partitions within what a site accepts.
+		in.BytesPerFlow = 500
+		in.Sites = []sizingSite{{Name: "a", FlowsPerSecond: maxFlowsPerSecond, Retention: 7 * 24 * time.Hour}}
+		out, err := size(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.StorageBytesTotal <= 0 || out.ProduceBytesPerSecond <= 0 || out.TotalFlowsPerSecond != maxFlowsPerSecond {
+			t.Fatalf("%+v", out)
+		}
+		if out.TotalPartitions > maxPartitions {
+			t.Fatalf("%d flows/s derive %d partitions, more than the %d telemetry_site accepts", maxFlowsPerSecond, out.TotalPartitions, maxPartitions)
+		}
+	})
+}
+
+// TestDerivedPartitionsWithinBounds: the partitions derived from any flow
+// rate telemetry_site accepts are a count it would accept if written.
+func TestDerivedPartitionsWithinBounds(t *testing.T) {
+	if n := derivePartitions(maxFlowsPerSecond); n > maxPartitions || n < 1 {
+		t.Fatalf("derivePartitions(%d) = %d, outside [1, %d]", maxFlowsPerSecond, n, maxPartitions)
+	}
 }
 
 func TestAccKafkaSizingDataSource(t *testing.T) {
@@ -84,7 +114,40 @@ data "telemetry_kafka_sizing" "this" {
   min_insync_replicas = 3
   sites = [{ name = "ams01", expected_flows_per_second = 1 }]
 }`,
-				ExpectError: regexp.MustCompile(`min_insync_replicas \(3\) must not exceed replication_factor\s+\(2\)`),
+				ExpectError: regexp.MustCompile(`(?s)with data.telemetry_kafka_sizing.this,.*min_insync_replicas.*min_insync_replicas\s+\(3\)\s+must\s+not\s+exceed\s+replication_factor\s+\(2\)`),
+			},
+			{ // a year of 100 million 64 KiB flows per second cannot be represented: an error, not a negative number
+				Config: `
+data "telemetry_kafka_sizing" "this" {
+  bytes_per_flow = 65536
+  sites          = [{ name = "ams01", expected_flows_per_second = 100000000, retention = "3650d" }]
+}`,
+				ExpectError: regexp.MustCompile(`(?s)storage_bytes_total.*more\s+than`),
+			},
+			{
+				Config: `
+data "telemetry_kafka_sizing" "this" {
+  sites = [{ name = "ams01", expected_flows_per_second = 1000000000 }]
+}`,
+				ExpectError: regexp.MustCompile(`(?s)expected_flows_per_second.*between\s+0\s+and\s+100000000`),
+			},
+			{ // kept forever: no storage bound to size
+				Config: `
+data "telemetry_kafka_sizing" "this" {
+  broker_write_megabytes_per_second = 100
+  sites                             = [{ name = "ams01", expected_flows_per_second = 1000, retention = "forever" }]
+}`,
+				ExpectError: regexp.MustCompile(`(?s)Invalid retention.*keeps\s+its\s+flows\s+forever`),
+			},
+			{
+				Config: `
+data "telemetry_kafka_sizing" "this" {
+  broker_write_megabytes_per_second = 100
+  sites                             = [{ name = "ams01", expected_flows_per_second = 1000 }]
+}`,
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("brokers"), knownvalue.Int64Exact(3)),
+				},
 			},
 		},
 	})

@@ -10,7 +10,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-go/tftypes"
 )
 
-// durationType is a string holding a duration ("24h", "1d", "90m"). Values
+// durationType is a string holding a retention ("24h", "1d", "90m",
+// "forever"; see parseRetention). Values
 // that mean the same duration are semantically equal, so "1d" read back from
 // the cluster never shows as a diff against a configured "24h".
 type durationType struct{ basetypes.StringType }
@@ -61,8 +62,8 @@ func (v durationValue) StringSemanticEquals(_ context.Context, o basetypes.Strin
 	if !ok {
 		return false, nil
 	}
-	a, errA := parseDuration(v.ValueString())
-	b, errB := parseDuration(other.ValueString())
+	a, errA := parseRetention(v.ValueString())
+	b, errB := parseRetention(other.ValueString())
 	return errA == nil && errB == nil && a == b, nil
 }
 

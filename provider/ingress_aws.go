@@ -128,6 +128,14 @@ func (a ingressAWS) ensureFrontend(ctx context.Context, o ingressOwner, vpcID, k
 			{Key: aws.String(annotations.ManagedBy), Value: aws.String(annotations.ProviderManager)},
 		}}},
 	})
+	if isAWSCode(err, "InvalidGroup.Duplicate") {
+		// Created meanwhile under the same name (a concurrent apply for the
+		// same Service, which the Service's create then settles): use it if
+		// it is this ingress's.
+		if found, ferr := a.findFrontend(ctx, o, vpcID); ferr != nil || found != "" {
+			return found, ferr
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("creating the frontend security group: %w", err)
 	}

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math/big"
@@ -182,6 +183,17 @@ func (s ingressSpec) service(frontendSG string) *corev1ac.ServiceApplyConfigurat
 		WithLabels(map[string]string{annotations.ManagedBy: annotations.ProviderManager}).
 		WithAnnotations(ann).
 		WithSpec(spec)
+}
+
+// typedService converts what the provider applies into the Service object
+// that a create writes.
+func typedService(ac *corev1ac.ServiceApplyConfiguration) (*corev1.Service, error) {
+	raw, err := json.Marshal(ac)
+	if err != nil {
+		return nil, err
+	}
+	svc := &corev1.Service{}
+	return svc, json.Unmarshal(raw, svc)
 }
 
 // managedAnnotations are the annotations service renders from the

@@ -509,6 +509,27 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 		}
 	}()
 
+	if prior == nil {
+		// Created, not applied: of two resources for one Service, the API
+		// server lets one have it; the other saves nothing, so it can never
+		// take the Service over or delete it.
+		svc, err := typedService(spec.service(frontend))
+		if err == nil {
+			err = createOwned(ctx, c, svc)
+		}
+		if apierrors.IsAlreadyExists(err) {
+			plan.ID = types.StringUnknown()
+			diags.AddError("Service already exists", fmt.Sprintf("Service %s/%s already exists (created by someone else, "+
+				"or by another resource in this or a concurrent apply). To manage it with this resource, import it: "+
+				"terraform import <address> %s/%s; if another resource manages it, remove one of the two.",
+				spec.Namespace, spec.Name, spec.Namespace, spec.Name))
+			return
+		}
+		if err != nil {
+			diags.AddError("Cannot write the Service", fmt.Sprintf("creating Service %s/%s: %v", spec.Namespace, spec.Name, err))
+			return
+		}
+	}
 	if err := c.Apply(ctx, spec.service(frontend), client.FieldOwner(annotations.ProviderManager), client.ForceOwnership); err != nil {
 		diags.AddError("Cannot write the Service", fmt.Sprintf("applying Service %s/%s: %v", spec.Namespace, spec.Name, err))
 		return

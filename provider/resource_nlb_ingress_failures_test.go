@@ -239,3 +239,58 @@ resource "telemetry_nlb_ingress" "flows" {
 		},
 	})
 }
+
+// TestAccNLBIngressConcurrentCreate: two resources for one Service, created
+// in the same apply (in parallel): the API server lets one create it, the
+// other fails saying the Service exists and saves nothing, so it can neither
+// take the Service over nor delete it; destroy leaves nothing behind.
+func TestAccNLBIngressConcurrentCreate(t *testing.T) {
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ctx := context.Background()
+	ensureNamespaces(t, c, "race")
+	startNLBPolicy(t, p)
+	lbcStandIn := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
+	defer lbcStandIn.Stop()
+	ec := ec2.NewFromConfig(p.AWS.Config())
+	one := func(label, sources string) string {
+		return fmt.Sprintf(`
+resource "telemetry_nlb_ingress" %q {
+  name                   = "flows"
+  namespace              = "race"
+  selector               = { app = "sfacctd" }
+  ports                  = [{ name = "sflow", protocol = "UDP", port = 6343 }]
+  allowed_sources        = [%q]
+  node_security_group_id = %q
+}`, label, sources, p.AWS.NodeSecurityGroupID)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		CheckDestroy: func(*terraform.State) error {
+			svc := &corev1.Service{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: "race", Name: "flows"}, svc); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("Service race/flows left behind (%v)", err)
+			}
+			return leftInAWS(ctx, ec, p.AWS.NodeSecurityGroupID, "race", "flows")
+		},
+		Steps: []resource.TestStep{
+			{
+				Config:      providerConfig(p) + one("a", "192.0.2.0/24") + one("b", "198.51.100.0/24"),
+				ExpectError: regexp.MustCompile(`Service already exists`),
+			},
+			{ // exactly one of them holds the Service, with its own sources
+				Config:   providerConfig(p) + one("a", "192.0.2.0/24") + one("b", "198.51.100.0/24"),
+				PlanOnly: true, ExpectNonEmptyPlan: true,
+				PreConfig: func() {
+					svc := &corev1.Service{}
+					if err := c.Get(ctx, client.ObjectKey{Namespace: "race", Name: "flows"}, svc); err != nil {
+						t.Fatal(err)
+					}
+					if len(svc.Spec.LoadBalancerSourceRanges) != 1 {
+						t.Fatalf("the Service holds sources %v: both resources wrote it", svc.Spec.LoadBalancerSourceRanges)
+					}
+				},
+			},
+		},
+	})
+}

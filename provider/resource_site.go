@@ -99,7 +99,7 @@ func (r *siteResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 			"The default partition count is derived from `expected_flows_per_second`: " +
 			"`max(1, ceil(flows/s x 500 B / 2.5 MB/s))`, i.e. one partition per 5,000 flows/s (see " +
 			"`telemetry_kafka_sizing` for the reasoning). Partitions never decrease: a lower derived value keeps " +
-			"the current count, and an explicit decrease is refused at plan time.",
+			"the current count, and an explicit decrease replaces the topic (the plan says so, with a warning).",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{Computed: true,
 				MarkdownDescription: "`<namespace>/<topic name>` of the KafkaTopic; the import ID.",
@@ -122,19 +122,22 @@ func (r *siteResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 					"must be lowercase letters, digits, '-' and '.', starting with a letter or digit")},
 				MarkdownDescription: "Prefix of the topic name. Default `" + defaultTopicPrefix + "`. Changing it replaces the topic."},
 			"expected_flows_per_second": schema.Int64Attribute{Optional: true, Computed: true,
-				Default:             int64default.StaticInt64(1000),
-				Validators:          []validator.Int64{int64validator.Between(1, 100_000_000)},
-				MarkdownDescription: "Flow records per second the site is expected to export. Default 1000. Drives the default `partitions` and `telemetry_kafka_sizing`."},
+				Default:    int64default.StaticInt64(1000),
+				Validators: []validator.Int64{int64validator.Between(1, maxFlowsPerSecond)},
+				MarkdownDescription: fmt.Sprintf("Flow records per second the site is expected to export, at most %d. Default 1000. "+
+					"Drives the default `partitions` and `telemetry_kafka_sizing`.", maxFlowsPerSecond)},
 			"partitions": schema.Int64Attribute{Optional: true, Computed: true,
-				Validators:          []validator.Int64{int64validator.Between(1, 10000)},
-				MarkdownDescription: "Partitions of the topic. Default derived from `expected_flows_per_second`. Can grow in place, never shrink."},
+				Validators: []validator.Int64{int64validator.Between(1, maxPartitions)},
+				MarkdownDescription: fmt.Sprintf("Partitions of the topic, at most %d. Default derived from `expected_flows_per_second`. "+
+					"Can grow in place; a decrease replaces the topic (Kafka cannot remove partitions), which the plan shows.", maxPartitions)},
 			"replicas": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(3),
 				Validators:          []validator.Int64{int64validator.Between(1, 32767)},
 				MarkdownDescription: "Replication factor. Default 3."},
 			"retention": schema.StringAttribute{Optional: true, Computed: true, CustomType: durationType{},
 				Default:             stringdefault.StaticString("24h"),
-				Validators:          []validator.String{durationValidator{}},
-				MarkdownDescription: "How long flows are kept (`retention.ms`), e.g. `24h`, `7d`. Default `24h`."},
+				Validators: []validator.String{retentionValidator{}},
+				MarkdownDescription: "How long flows are kept (`retention.ms`): a duration in whole milliseconds, e.g. `24h`, `7d`, " +
+					"or `" + retentionForever + "` (Kafka's `-1`). Default `24h`."},
 			"min_insync_replicas": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(2),
 				Validators:          []validator.Int64{int64validator.AtLeast(1)},
 				MarkdownDescription: "`min.insync.replicas`; at most `replicas`. Default 2."},
@@ -183,10 +186,13 @@ func (r *siteResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 	switch {
 	case !config.Partitions.IsNull() && !config.Partitions.IsUnknown():
 		if prior != nil && config.Partitions.ValueInt64() < prior.Partitions.ValueInt64() {
-			resp.Diagnostics.AddAttributeError(path.Root("partitions"), "Partitions cannot decrease",
-				fmt.Sprintf("The topic has %d partitions and the configuration asks for %d. Kafka cannot remove "+
-					"partitions. Keep %d or more, or replace the topic (terraform apply -replace=...), which "+
-					"deletes its data.", prior.Partitions.ValueInt64(), config.Partitions.ValueInt64(), prior.Partitions.ValueInt64()))
+			// Kafka cannot remove partitions: the topic is replaced, which the
+			// plan shows (a refusal here would also block -replace).
+			resp.RequiresReplace = append(resp.RequiresReplace, path.Root("partitions"))
+			resp.Diagnostics.AddAttributeWarning(path.Root("partitions"), "Partitions decrease: the topic is replaced",
+				fmt.Sprintf("The topic has %d partitions and the configuration asks for %d. Kafka cannot remove partitions, so "+
+					"this plan deletes the topic, with the flows it holds, and creates it again. To keep the data, keep %d "+
+					"or more partitions.", prior.Partitions.ValueInt64(), config.Partitions.ValueInt64(), prior.Partitions.ValueInt64()))
 		}
 	case config.Partitions.IsNull() && !plan.ExpectedFlowsPerSecond.IsUnknown():
 		n := derivePartitions(plan.ExpectedFlowsPerSecond.ValueInt64())
@@ -269,11 +275,15 @@ func (r *siteResource) Create(ctx context.Context, req resource.CreateRequest, r
 		resp.Diagnostics.AddError("Cannot read the KafkaTopic", err.Error())
 		return
 	}
-	r.apply(ctx, c, version, spec, &plan, &resp.Diagnostics)
-	if resp.Diagnostics.HasError() {
-		return
+	r.apply(ctx, c, version, spec, &plan, nil, &resp.Diagnostics)
+	switch {
+	case !resp.Diagnostics.HasError():
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	case !plan.ID.IsUnknown():
+		// Written but not Ready in time: saved (tainted), so a retry or a
+		// destroy finds it instead of "already exists".
+		resp.Diagnostics.Append(savePartial(ctx, &resp.State, &plan)...)
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 
 func (r *siteResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -297,7 +307,7 @@ func (r *siteResource) Update(ctx context.Context, req resource.UpdateRequest, r
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	r.apply(ctx, c, version, spec, &plan, &resp.Diagnostics)
+	r.apply(ctx, c, version, spec, &plan, &state, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -306,22 +316,38 @@ func (r *siteResource) Update(ctx context.Context, req resource.UpdateRequest, r
 
 // apply writes the topic server-side, optionally waits for Ready, and fills
 // the computed attributes of the plan.
-func (r *siteResource) apply(ctx context.Context, c client.Client, version string, spec siteSpec, plan *siteModel, diags *diag.Diagnostics) {
+// apply writes the topic: created when there is no prior state (so that
+// the API server, not an earlier Get, decides which of two resources owns
+// it), applied otherwise; then, when asked, waits for Ready.
+func (r *siteResource) apply(ctx context.Context, c client.Client, version string, spec siteSpec, plan, prior *siteModel, diags *diag.Diagnostics) {
 	u := spec.topic(version)
-	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+	if prior == nil {
+		err := createOwned(ctx, c, u.DeepCopy())
+		if apierrors.IsAlreadyExists(err) {
+			diags.AddError("KafkaTopic already exists", fmt.Sprintf("KafkaTopic %s/%s already exists (created by someone "+
+				"else, or by another resource in this or a concurrent apply). To manage it with this resource, import it: "+
+				"terraform import <address> %s/%s; if another resource manages it, remove one of the two.",
+				spec.Namespace, spec.topicName(), spec.Namespace, spec.topicName()))
+			return
+		}
+		if err != nil {
+			diags.AddError("Cannot write the KafkaTopic", fmt.Sprintf("creating KafkaTopic %s/%s: %v", spec.Namespace, spec.topicName(), err))
+			return
+		}
+	} else if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
 		client.FieldOwner(annotations.ProviderManager), client.ForceOwnership); err != nil {
 		diags.AddError("Cannot write the KafkaTopic", fmt.Sprintf("applying KafkaTopic %s/%s: %v", spec.Namespace, spec.topicName(), err))
 		return
 	}
+	plan.ID = types.StringValue(spec.Namespace + "/" + spec.topicName())
+	plan.TopicName = types.StringValue(spec.topicName())
+	plan.APIVersion = types.StringValue(kubeapi.StrimziGroup + "/" + version)
 	if plan.WaitForReady.ValueBool() {
 		if err := waitTopicReady(ctx, c, u); err != nil {
 			diags.AddError("KafkaTopic not Ready", err.Error())
 			return
 		}
 	}
-	plan.ID = types.StringValue(spec.Namespace + "/" + spec.topicName())
-	plan.TopicName = types.StringValue(spec.topicName())
-	plan.APIVersion = types.StringValue(kubeapi.StrimziGroup + "/" + version)
 }
 
 func waitTopicReady(ctx context.Context, c client.Client, want *unstructured.Unstructured) error {
@@ -476,9 +502,9 @@ func (r *siteResource) kube(_ context.Context, stateVersion string, diags *diag.
 func (m *siteModel) spec(ctx context.Context) (siteSpec, diag.Diagnostics) {
 	var diags diag.Diagnostics
 	kafka, _ := knownKafka(ctx, m.Kafka)
-	retention, err := parseDuration(m.Retention.ValueString())
+	retention, err := parseRetention(m.Retention.ValueString())
 	if err != nil {
-		diags.AddAttributeError(path.Root("retention"), "Invalid duration", err.Error())
+		diags.AddAttributeError(path.Root("retention"), "Invalid retention", err.Error())
 	}
 	s := siteSpec{
 		Name: m.Name.ValueString(), Cluster: kafka.Cluster.ValueString(), Namespace: kafka.Namespace.ValueString(),
@@ -508,8 +534,8 @@ func (m *siteModel) setFrom(ctx context.Context, s siteSpec) diag.Diagnostics {
 	m.Partitions = types.Int64Value(s.Partitions)
 	m.Replicas = types.Int64Value(s.Replicas)
 	m.MinInsyncReplicas = types.Int64Value(s.MinInsync)
-	if prior, err := parseDuration(m.Retention.ValueString()); err != nil || prior != s.Retention {
-		m.Retention = newDuration(formatDuration(s.Retention))
+	if prior, err := parseRetention(m.Retention.ValueString()); err != nil || prior != s.Retention {
+		m.Retention = newDuration(formatRetention(s.Retention))
 	}
 	if len(s.FlowSources) == 0 {
 		m.FlowSources = types.SetNull(types.StringType)

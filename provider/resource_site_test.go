@@ -108,6 +108,25 @@ func TestDurations(t *testing.T) {
 	}
 }
 
+func TestRetention(t *testing.T) {
+	for in, want := range map[string]time.Duration{"24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour, "1ms": time.Millisecond,
+		retentionForever: -time.Millisecond} {
+		got, err := parseRetention(in)
+		if err != nil || got != want {
+			t.Errorf("parseRetention(%q) = %v, %v", in, got, err)
+		}
+		if back, err := parseRetention(formatRetention(got)); err != nil || back != got {
+			t.Errorf("formatRetention(%v) = %q reads back as %v (%v)", got, formatRetention(got), back, err)
+		}
+	}
+	// Kafka counts whole milliseconds: anything finer would never read back as written.
+	for _, in := range []string{"1ns", "1500us", "0s", "-1h", "-1", "eventually"} {
+		if d, err := parseRetention(in); err == nil {
+			t.Errorf("parseRetention(%q) = %v, want an error", in, d)
+		}
+	}
+}
+
 func siteConfig(p *localplane.Plane, name, extra string) string {
 	return providerConfig(p) + fmt.Sprintf(`
 resource "telemetry_site" "pop" {
@@ -253,10 +272,10 @@ func TestAccSite(t *testing.T) {
 					return nil
 				},
 			},
-			{ // a partition decrease is refused at plan time
-				Config:      siteConfig(p, "ams01", `partitions = 2`),
-				PlanOnly:    true,
-				ExpectError: regexp.MustCompile(`Partitions cannot decrease(.|\n)*has 6 partitions and the configuration asks\s+for 2`),
+			{ // a partition decrease plans a replacement (TestAccSiteEdges applies one)
+				Config:             siteConfig(p, "ams01", `partitions = 2`),
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
 			},
 			{ // a lower derived count keeps the current one
 				Config: siteConfig(p, "ams01", `labels = { team = "netops", tier = "edge" }
@@ -311,10 +330,11 @@ func TestAccSitePlanTimeErrors(t *testing.T) {
 		"invalid name":       {"PoP_1", "", `"PoP_1" must be a lowercase DNS label`},
 		"host bits set":      {"ams01", `flow_sources = ["192.0.2.1/24"]`, `host bits are set; the network is 192.0.2.0/24`},
 		"bare address":       {"ams01", `flow_sources = ["192.0.2.1"]`, `for one address write\s+192.0.2.1/32`},
-		"bad retention":      {"ams01", `retention = "forever"`, `"forever" must be a positive duration`},
+		"bad retention":      {"ams01", `retention = "eventually"`, `"eventually" must be`},
+		"sub-ms retention":   {"ams01", `retention = "1ns"`, `"1ns" must be.*whole\s+milliseconds`},
 		"insync > replicas":  {"ams01", "replicas = 2\n  min_insync_replicas = 3", `min_insync_replicas \(3\) must not exceed replicas \(2\)`},
 		"reserved label":     {"ams01", `labels = { "strimzi.io/cluster" = "other" }`, `strimzi.io/cluster`},
-		"partitions too low": {"ams01", `partitions = 0`, `partitions value must be between 1 and 10000`},
+		"partitions too low": {"ams01", `partitions = 0`, `partitions value must be between 1 and 20000`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -447,6 +467,75 @@ resource "telemetry_site" "old" {
   kafka = { cluster = "telemetry", namespace = "default" }
 }`,
 				PlanOnly: true,
+			},
+		},
+	})
+}
+
+// TestAccSiteEdges: retention kept forever round-trips as Kafka's -1; a
+// partition decrease is planned as a replacement (never a refusal that
+// blocks destroy and -replace), after a warning; two resources for one
+// topic in one apply: one wins, the other fails saying so and saves nothing.
+func TestAccSiteEdges(t *testing.T) {
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ctx := context.Background()
+	op := standin.StartTopicOperator(c)
+	defer op.Stop()
+	addr := "telemetry_site.pop"
+	cfg := func(extra string) string {
+		return providerConfig(p) + fmt.Sprintf(`
+resource "telemetry_site" "pop" {
+  name  = "edge01"
+  kafka = { cluster = "telemetry", namespace = "default" }
+%s
+}`, extra)
+	}
+	twin := func(label string) string {
+		return fmt.Sprintf(`
+resource "telemetry_site" %q {
+  name  = "twin01"
+  kafka = { cluster = "telemetry", namespace = "default" }
+}`, label)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		CheckDestroy: func(*terraform.State) error {
+			for _, name := range []string{"sfacctd-flows-edge01", "sfacctd-flows-twin01"} {
+				if _, err := getTopic(ctx, c, name); !apierrors.IsNotFound(err) {
+					return fmt.Errorf("KafkaTopic %s still exists after destroy (%v)", name, err)
+				}
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{
+				Config: cfg(`  retention = "forever"
+  partitions = 3`),
+				Check: func(*terraform.State) error {
+					u, err := getTopic(ctx, c, "sfacctd-flows-edge01")
+					if err != nil {
+						return err
+					}
+					if ms := nestedInt(u.Object, "spec", "config", "retention.ms"); ms != -1 {
+						return fmt.Errorf("retention.ms = %d, want -1 (keep forever)", ms)
+					}
+					return nil
+				},
+			},
+			{ // a decrease replaces the topic, and the plan says so
+				Config: cfg(`  retention = "forever"
+  partitions = 2`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionDestroyBeforeCreate),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("partitions"), knownvalue.Int64Exact(2)),
+				},
+			},
+			{
+				Config:      cfg(`  partitions = 2`) + twin("a") + twin("b"),
+				ExpectError: regexp.MustCompile(`KafkaTopic already exists`),
 			},
 		},
 	})

@@ -37,6 +37,13 @@ const (
 	// a deliberately small share of the tens of MB/s a partition can take,
 	// so consumers can catch up after a lag and a broker can be lost.
 	partitionWriteBudget = 2.5 * 1000 * 1000 // bytes per second
+	// maxFlowsPerSecond is the largest expected_flows_per_second accepted:
+	// well above any one PoP, and small enough that no derived figure
+	// overflows.
+	maxFlowsPerSecond = 100_000_000
+	// maxPartitions is the largest partition count accepted, explicit or
+	// derived: what maxFlowsPerSecond derives.
+	maxPartitions int64 = maxFlowsPerSecond * defaultBytesPerFlow / partitionWriteBudget
 )
 
 // derivePartitions is the default partition count of a site's topic:

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/path"
 )
 
 // sizingInput is what telemetry_kafka_sizing derives a Kafka cluster from.
@@ -48,23 +50,46 @@ type sizingSiteResult struct {
 	StorageBytes          float64
 }
 
-// size applies the rules of thumb documented on telemetry_kafka_sizing.
+// sizingError is an input the sizing cannot work with, and the attribute
+// that holds it.
+type sizingError struct {
+	Attr path.Path
+	Msg  string
+}
+
+func (e *sizingError) Error() string { return e.Msg }
+
+// maxReportable is the largest figure an output can hold (an Int64
+// attribute), as a float: above it a result would wrap to a negative number.
+const maxReportable = float64(math.MaxInt64)
+
+// size applies the rules of thumb documented on telemetry_kafka_sizing. It
+// computes in float64 and refuses any figure an output cannot hold.
 func size(in sizingInput) (sizingResult, error) {
 	var out sizingResult
-	if in.ReplicationFactor < 1 || in.BytesPerFlow < 1 || in.BrokerWriteBudget <= 0 || in.DiskFillTarget <= 0 || in.DiskFillTarget > 1 {
-		return out, fmt.Errorf("invalid sizing parameters: %+v", in)
-	}
 	if in.MinInsync > in.ReplicationFactor {
-		return out, fmt.Errorf("min_insync_replicas (%d) must not exceed replication_factor (%d)", in.MinInsync, in.ReplicationFactor)
+		return out, &sizingError{path.Root("min_insync_replicas"), fmt.Sprintf(
+			"min_insync_replicas (%d) must not exceed replication_factor (%d): producers with acks=all could never write.",
+			in.MinInsync, in.ReplicationFactor)}
 	}
 	rf := float64(in.ReplicationFactor)
-	for _, s := range in.Sites {
-		bps := float64(s.FlowsPerSecond * in.BytesPerFlow)
+	for i, s := range in.Sites {
+		if s.FlowsPerSecond < 0 || s.FlowsPerSecond > maxFlowsPerSecond {
+			return out, &sizingError{path.Root("sites").AtListIndex(i).AtName("expected_flows_per_second"),
+				fmt.Sprintf("site %q: expected_flows_per_second must be between 0 and %d.", s.Name, maxFlowsPerSecond)}
+		}
+		bps := float64(s.FlowsPerSecond) * float64(in.BytesPerFlow)
 		partitions := s.Partitions
 		if partitions == 0 {
 			partitions = derivePartitions(s.FlowsPerSecond)
 		}
 		storage := bps * s.Retention.Seconds() * rf
+		if storage > maxReportable || out.StorageBytesTotal+storage > maxReportable {
+			return out, &sizingError{path.Root("sites").AtListIndex(i).AtName("retention"), fmt.Sprintf(
+				"site %q: storage_bytes_total would be more than %.3g bytes (%d flows/s x %d bytes x %s x RF %d), more than "+
+					"a sizing can report. Shorten the retention or lower the rate.",
+				s.Name, maxReportable, s.FlowsPerSecond, in.BytesPerFlow, s.Retention, in.ReplicationFactor)}
+		}
 		out.Sites = append(out.Sites, sizingSiteResult{Name: s.Name, Partitions: partitions, ProduceBytesPerSecond: bps, StorageBytes: storage})
 		out.TotalFlowsPerSecond += s.FlowsPerSecond
 		out.TotalPartitions += partitions
@@ -77,10 +102,22 @@ func size(in sizingInput) (sizingResult, error) {
 	out.NetworkInBytesPerSecond = out.ProduceBytesPerSecond * rf
 	// Leaders send every byte to RF-1 followers and to each consumer group.
 	out.NetworkOutBytesPerSecond = out.ProduceBytesPerSecond * (rf - 1 + float64(in.ConsumerGroups))
-	byThroughput := int64(math.Ceil(out.NetworkInBytesPerSecond / in.BrokerWriteBudget))
+	byThroughput := math.Ceil(out.NetworkInBytesPerSecond / in.BrokerWriteBudget)
 	// RF replicas must sit on distinct brokers; with min.insync.replicas below
 	// RF, one broker may be down while producers with acks=all still write.
-	out.Brokers = max(in.ReplicationFactor, byThroughput, 1)
+	out.Brokers = max(in.ReplicationFactor, int64(byThroughput), 1)
 	out.StoragePerBrokerBytes = out.StorageBytesTotal / float64(out.Brokers) / in.DiskFillTarget
+	for _, f := range []struct {
+		name  string
+		value float64
+	}{
+		{"network_out_bytes_per_second", out.NetworkOutBytesPerSecond}, {"network_in_bytes_per_second", out.NetworkInBytesPerSecond},
+		{"storage_per_broker_bytes", out.StoragePerBrokerBytes}, {"brokers", byThroughput},
+	} {
+		if f.value > maxReportable {
+			return out, &sizingError{path.Root("sites"), fmt.Sprintf("%s would be more than %.3g, more than a sizing can "+
+				"report: lower the sites' rates or the consumer groups.", f.name, maxReportable)}
+		}
+	}
 	return out, nil
 }
