@@ -23,7 +23,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 )
 
-func helm(t *testing.T, args ...string) []byte {
+func helmBinary(t *testing.T) string {
 	t.Helper()
 	bin := os.Getenv("HELM")
 	if bin == "" {
@@ -32,8 +32,13 @@ func helm(t *testing.T, args ...string) []byte {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("helm not found at %s: `make helm` builds it (`make test` does), or set HELM", bin)
 	}
+	return bin
+}
+
+func helm(t *testing.T, args ...string) []byte {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(helmBinary(t), args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("helm %v: %v\n%s", args, err, stderr.String())
@@ -109,6 +114,22 @@ func TestChartAppliesToARealAPIServer(t *testing.T) {
 	}
 	if !slices.Equal(monitors, []string{"conntrack-agent", "nlb-policy-controller"}) {
 		t.Fatalf("ServiceMonitors: %v", monitors)
+	}
+}
+
+// Two replicas without leader election would both write every policy and
+// acknowledgement: the chart refuses to render that, saying why.
+func TestChartRefusesReplicasWithoutLeaderElection(t *testing.T) {
+	out, err := exec.Command(helmBinary(t), "template", "telemetry",
+		filepath.Join(localplane.RepoRoot(), "deploy", "helm", "telemetry-controllers"),
+		"--set", "nlbPolicyController.leaderElection=false").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "leaderElection") {
+		t.Fatalf("helm rendered 2 replicas without leader election (%v):\n%.500s", err, out)
+	}
+	if _, err := exec.Command(helmBinary(t), "template", "telemetry",
+		filepath.Join(localplane.RepoRoot(), "deploy", "helm", "telemetry-controllers"),
+		"--set", "nlbPolicyController.leaderElection=false", "--set", "nlbPolicyController.replicas=1").CombinedOutput(); err != nil {
+		t.Fatalf("one replica without leader election must render: %v", err)
 	}
 }
 

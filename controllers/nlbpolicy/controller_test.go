@@ -30,6 +30,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
@@ -406,6 +407,93 @@ func TestController(t *testing.T) {
 		}
 	})
 
+	t.Run("labels stripped by hand: the objects are still found, by name, and deleted with the Service", func(t *testing.T) {
+		many := func(s *corev1.Service) {
+			s.Spec.LoadBalancerSourceRanges = nil
+			for i := 0; i < 100; i++ { // past the network-set threshold: a GlobalNetworkSet too
+				s.Spec.LoadBalancerSourceRanges = append(s.Spec.LoadBalancerSourceRanges, fmt.Sprintf("198.51.100.%d/32", 2*i))
+			}
+		}
+		stripped := service("telemetry", "stripped", many)
+		if err := c.Create(ctx, stripped); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		eventually(t, "policies", func() (bool, string) {
+			ps, ss := owned(t, c, stripped)
+			names = nil
+			for _, p := range ps {
+				names = append(names, p.Name)
+			}
+			for _, s := range ss {
+				names = append(names, s.Name)
+			}
+			return len(ps) == 2 && len(ss) == 1, fmt.Sprint(names)
+		})
+		strip := func() {
+			for _, name := range names {
+				var o client.Object = &calicov3.GlobalNetworkPolicy{}
+				if strings.HasSuffix(name, "-sources") {
+					o = &calicov3.GlobalNetworkSet{}
+				}
+				if err := c.Get(ctx, client.ObjectKey{Name: name}, o); err != nil {
+					t.Fatal(err)
+				}
+				o.SetLabels(nil)
+				if err := c.Update(ctx, o); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		gone := func() (bool, string) {
+			var left []string
+			for _, name := range names {
+				var o client.Object = &calicov3.GlobalNetworkPolicy{}
+				if strings.HasSuffix(name, "-sources") {
+					o = &calicov3.GlobalNetworkSet{}
+				}
+				if err := c.Get(ctx, client.ObjectKey{Name: name}, o); !apierrors.IsNotFound(err) {
+					left = append(left, name)
+				}
+			}
+			return len(left) == 0, fmt.Sprintf("left: %v", left)
+		}
+		// Deleted with the controller running: the finalizer's clean-up finds them by name.
+		ctl.stop()
+		strip()
+		ctl = startController(parent, p, false)
+		if err := c.Delete(ctx, stripped); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "stripped objects deleted with their Service", gone)
+		eventually(t, "the Service released", func() (bool, string) { _, ok := get(t, c, stripped); return !ok, "" })
+
+		// Deleted while the controller is down and its finalizer forced off: the sweep finds them by name.
+		stripped = service("telemetry", "stripped", many)
+		if err := c.Create(ctx, stripped); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "policies again", func() (bool, string) { ps, ss := owned(t, c, stripped); return len(ps)+len(ss) == 3, "" })
+		ctl.stop()
+		strip()
+		if err := c.Delete(ctx, stripped); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "forced finalizer removal", func() (bool, string) {
+			got, ok := get(t, c, stripped)
+			if !ok {
+				return true, ""
+			}
+			got.Finalizers = nil
+			if err := c.Update(ctx, got); err != nil {
+				return false, err.Error()
+			}
+			return false, "removed, checking"
+		})
+		ctl = startController(parent, p, false)
+		eventually(t, "stripped orphans swept", gone)
+	})
+
 	t.Run("63-character namespace and name with 1,000 sources: policies written", func(t *testing.T) {
 		ns, name := strings.Repeat("n", 63), strings.Repeat("s", 63)
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
@@ -522,4 +610,54 @@ func update(t *testing.T, c client.Client, svc *corev1.Service, mutate func(*cor
 		t.Fatal(err)
 	}
 	return got
+}
+
+// TestLeaderFailover: two replicas with the controller's leader election;
+// the leader stops gracefully (SIGTERM's path: its context is cancelled) and
+// the other takes over at once, because the Lease is released, instead of
+// after the whole lease duration. The failover time is logged: from the stop
+// to a Service created right after it carrying the acknowledgement.
+func TestLeaderFailover(t *testing.T) {
+	p := localplane.New(t, localplane.Options{})
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, ns := range []string{"telemetry", "telemetry-system"} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lbs := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
+	defer lbs.Stop()
+	leaseDuration := 15 * time.Second
+	opts := nlbpolicy.WithLeaderElection(ctrl.Options{LeaseDuration: &leaseDuration}, "telemetry-system")
+	first := startControllerAs(t, p, p.Config, false, opts)
+	acked := func(svc *corev1.Service) func() (bool, string) {
+		return func() (bool, string) {
+			got, ok := get(t, c, svc)
+			return ok && ack.Current(got), "no acknowledgement yet"
+		}
+	}
+	before := service("telemetry", "before")
+	if err := c.Create(ctx, before); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the first replica, leader, acknowledges", acked(before))
+	startControllerAs(t, p, p.Config, false, opts) // the standby
+
+	first.stop()
+	stopped := time.Now()
+	after := service("telemetry", "after")
+	if err := c.Create(ctx, after); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the standby takes over and acknowledges", acked(after))
+	failover := time.Since(stopped)
+	t.Logf("failover: a Service created at the leader's stop was acknowledged %.2f s later (lease duration %s)",
+		failover.Seconds(), leaseDuration)
+	if failover >= leaseDuration {
+		t.Fatalf("failover took %s, at least the lease duration: the stopping leader did not release its Lease", failover)
+	}
 }

@@ -118,10 +118,7 @@ func TestDeploymentManifests(t *testing.T) {
 		return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "tier"), fmt.Sprint(err)
 	})
 
-	startControllerAs(t, p, as, false, ctrl.Options{
-		LeaderElection: true, LeaderElectionID: "nlb-policy-controller.telemetry-platform.io",
-		LeaderElectionNamespace: "telemetry-system",
-	})
+	startControllerAs(t, p, as, false, nlbpolicy.WithLeaderElection(ctrl.Options{}, "telemetry-system"))
 	svc := service("default", "flows")
 	if err := admin.Create(ctx, svc); err != nil {
 		t.Fatal(err)

@@ -113,6 +113,45 @@ func BaseName(namespace, name string) string {
 	return fmt.Sprintf("nlb-%s-%s-%s", namespace, name, hex.EncodeToString(sum[:])[:8])
 }
 
+// Suffixes of a Service's objects after its BaseName.
+const (
+	suffixSources = "-sources" // the GlobalNetworkSet of its sources
+	suffixAllow   = "-allow"
+	suffixDeny    = "-deny"
+)
+
+// ObjectSuffixes are all the suffixes a generated object's name can have.
+var ObjectSuffixes = []string{suffixSources, suffixAllow, suffixDeny}
+
+// OwnerOfName is the inverse of BaseName on a generated object's name: the
+// Service it was generated for (the hash decides between the ways
+// "<namespace>-<name>" can split at a hyphen). Objects whose labels were
+// stripped by hand are still found by it, so none is orphaned.
+func OwnerOfName(object string) (namespace, name string, ok bool) {
+	rest, found := strings.CutPrefix(object, "nlb-")
+	if !found {
+		return "", "", false
+	}
+	var base string
+	for _, suffix := range ObjectSuffixes {
+		if b, cut := strings.CutSuffix(rest, suffix); cut {
+			base = b
+			break
+		}
+	}
+	// base is "<namespace>-<name>-<8 hex>".
+	if len(base) < 12 || base[len(base)-9] != '-' {
+		return "", "", false
+	}
+	pair := base[:len(base)-9]
+	for i := 1; i < len(pair)-1; i++ {
+		if pair[i] == '-' && BaseName(pair[:i], pair[i+1:]) == "nlb-"+base {
+			return pair[:i], pair[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
 // Desired computes the GlobalNetworkPolicies (and GlobalNetworkSet) that
 // enforce a Service's allowed sources:
 //
@@ -234,7 +273,7 @@ func Desired(in Input, opts Options) Output {
 		value := NetSetLabelValue(svc)
 		set := &calicov3.GlobalNetworkSet{
 			TypeMeta:   metav1.TypeMeta{APIVersion: calicov3.GroupVersionCurrent, Kind: calicov3.KindGlobalNetworkSet},
-			ObjectMeta: metav1.ObjectMeta{Name: base + "-sources", Labels: withLabel(labels, annotations.NetSet, value)},
+			ObjectMeta: metav1.ObjectMeta{Name: base + suffixSources, Labels: withLabel(labels, annotations.NetSet, value)},
 			Spec:       calicov3.GlobalNetworkSetSpec{Nets: sources.Strings()},
 		}
 		out.NetworkSets = append(out.NetworkSets, set)
@@ -285,9 +324,9 @@ func Desired(in Input, opts Options) Output {
 		return p
 	}
 	if len(allow) > 0 {
-		out.Policies = append(out.Policies, policy("-allow", opts.Order, allow))
+		out.Policies = append(out.Policies, policy(suffixAllow, opts.Order, allow))
 	}
-	out.Policies = append(out.Policies, policy("-deny", opts.Order+1, deny))
+	out.Policies = append(out.Policies, policy(suffixDeny, opts.Order+1, deny))
 	return out
 }
 

@@ -3,6 +3,7 @@ package nlbpolicy
 import (
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -337,4 +338,32 @@ func FuzzDesired(f *testing.F) {
 			t.Fatalf("%s allowed on UDP %d but not in the valid sources %v (ranges %q)", src, port, out.Sources.Strings(), ranges)
 		}
 	})
+}
+
+// TestOwnerOfName: every generated object's name leads back to its Service,
+// whatever hyphens the namespace and name hold, and no other name does.
+func TestOwnerOfName(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	word := func() string {
+		parts := []string{"a", "b", "ab", "a-b", "x-1", "nlb", "deny", "sources"}
+		s := parts[rng.IntN(len(parts))]
+		for rng.IntN(2) == 0 {
+			s += "-" + parts[rng.IntN(len(parts))]
+		}
+		return s
+	}
+	for i := 0; i < 5000; i++ {
+		ns, name := word(), word()
+		for _, suffix := range ObjectSuffixes {
+			gotNS, gotName, ok := OwnerOfName(BaseName(ns, name) + suffix)
+			if !ok || gotNS != ns || gotName != name {
+				t.Fatalf("OwnerOfName(%q) = %q, %q, %v; want %q, %q", BaseName(ns, name)+suffix, gotNS, gotName, ok, ns, name)
+			}
+		}
+	}
+	for _, other := range []string{"nlb-a-b-00000000-deny", "allow-dns", "nlb-", "nlb-a-b", BaseName("a", "b") + "-other"} {
+		if ns, name, ok := OwnerOfName(other); ok {
+			t.Errorf("OwnerOfName(%q) = %q, %q: not a generated name", other, ns, name)
+		}
+	}
 }

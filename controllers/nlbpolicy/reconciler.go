@@ -410,17 +410,39 @@ func kindOf(o client.Object) string {
 	return "unknown"
 }
 
-// owned lists the objects generated for a Service, by label.
+// owned lists the objects generated for a Service: by label, and by the
+// names the controller gives them, so that an object whose labels were
+// stripped by hand is never left behind (ahead of a later Service's Deny on
+// a reused NodePort).
 func (r *Reconciler) owned(ctx context.Context, namespace, name string) ([]calicov3.GlobalNetworkPolicy, []calicov3.GlobalNetworkSet, error) {
 	sel := client.MatchingLabels{annotations.ManagedBy: annotations.NLBPolicyManager,
 		annotations.OwnerNamespace: namespace, annotations.OwnerName: name}
 	var policies calicov3.GlobalNetworkPolicyList
 	if err := r.Client.List(ctx, &policies, sel); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("listing the policies of %s/%s: %w", namespace, name, err)
 	}
 	var sets calicov3.GlobalNetworkSetList
 	if err := r.Client.List(ctx, &sets, sel); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("listing the network sets of %s/%s: %w", namespace, name, err)
+	}
+	base := BaseName(namespace, name)
+	for _, suffix := range ObjectSuffixes {
+		key := client.ObjectKey{Name: base + suffix}
+		if suffix == suffixSources {
+			set := calicov3.GlobalNetworkSet{}
+			if err := r.Client.Get(ctx, key, &set); err == nil && !slices.ContainsFunc(sets.Items, func(o calicov3.GlobalNetworkSet) bool { return o.Name == key.Name }) {
+				sets.Items = append(sets.Items, set)
+			} else if client.IgnoreNotFound(err) != nil {
+				return nil, nil, fmt.Errorf("reading network set %s: %w", key.Name, err)
+			}
+			continue
+		}
+		policy := calicov3.GlobalNetworkPolicy{}
+		if err := r.Client.Get(ctx, key, &policy); err == nil && !slices.ContainsFunc(policies.Items, func(o calicov3.GlobalNetworkPolicy) bool { return o.Name == key.Name }) {
+			policies.Items = append(policies.Items, policy)
+		} else if client.IgnoreNotFound(err) != nil {
+			return nil, nil, fmt.Errorf("reading policy %s: %w", key.Name, err)
+		}
 	}
 	return policies.Items, sets.Items, nil
 }

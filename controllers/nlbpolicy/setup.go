@@ -17,6 +17,21 @@ type Config struct {
 	Registry      prometheus.Registerer
 }
 
+// LeaderElectionID names the Lease the replicas elect their leader with.
+const LeaderElectionID = "nlb-policy-controller.telemetry-platform.io"
+
+// WithLeaderElection sets leader election as the controller runs it, in the
+// namespace given. A leader that stops (SIGTERM on a rollout or a drain)
+// releases its Lease, so a standby takes over within its retry period
+// rather than after the whole lease duration, while new Services wait.
+func WithLeaderElection(opts ctrl.Options, namespace string) ctrl.Options {
+	opts.LeaderElection = true
+	opts.LeaderElectionID = LeaderElectionID
+	opts.LeaderElectionNamespace = namespace
+	opts.LeaderElectionReleaseOnCancel = true
+	return opts
+}
+
 // Setup adds the reconciler and the orphan sweep to the manager.
 func Setup(mgr ctrl.Manager, cfg Config) (*Reconciler, error) {
 	metrics := NewMetrics(cfg.Registry)

@@ -47,15 +47,17 @@ func (s *Sweeper) Start(ctx context.Context) error {
 	}
 }
 
-// Sweep deletes orphans once and returns how many it deleted.
+// Sweep deletes orphans once and returns how many it deleted. An object is
+// the controller's by its labels, or, when they were stripped by hand, by
+// its generated name (OwnerOfName); it is an orphan when its Service is gone
+// (or, known by labels, is another Service of the same name).
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
-	managed := client.MatchingLabels{annotations.ManagedBy: annotations.NLBPolicyManager}
 	var policies calicov3.GlobalNetworkPolicyList
-	if err := s.Client.List(ctx, &policies, managed); err != nil {
+	if err := s.Client.List(ctx, &policies); err != nil {
 		return 0, err
 	}
 	var sets calicov3.GlobalNetworkSetList
-	if err := s.Client.List(ctx, &sets, managed); err != nil {
+	if err := s.Client.List(ctx, &sets); err != nil {
 		return 0, err
 	}
 	var objects []client.Object
@@ -65,24 +67,31 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	for i := range sets.Items {
 		objects = append(objects, &sets.Items[i])
 	}
-	alive := map[string]bool{} // owner UID -> its Service exists
+	type owner struct{ namespace, name, uid string }
+	alive := map[owner]bool{}
 	deleted := 0
 	for _, o := range objects {
-		l := o.GetLabels()
-		uid := l[annotations.OwnerUID]
-		live, known := alive[uid]
+		var own owner
+		if l := o.GetLabels(); l[annotations.ManagedBy] == annotations.NLBPolicyManager {
+			own = owner{l[annotations.OwnerNamespace], l[annotations.OwnerName], l[annotations.OwnerUID]}
+		} else if ns, name, ok := OwnerOfName(o.GetName()); ok {
+			own = owner{ns, name, ""} // labels stripped: any Service of that name keeps it
+		} else {
+			continue // not the controller's
+		}
+		live, known := alive[own]
 		if !known {
 			svc := &corev1.Service{}
-			err := s.Reader.Get(ctx, client.ObjectKey{Namespace: l[annotations.OwnerNamespace], Name: l[annotations.OwnerName]}, svc)
+			err := s.Reader.Get(ctx, client.ObjectKey{Namespace: own.namespace, Name: own.name}, svc)
 			switch {
 			case apierrors.IsNotFound(err):
 				live = false
 			case err != nil:
 				return deleted, err
 			default:
-				live = string(svc.UID) == uid
+				live = own.uid == "" || string(svc.UID) == own.uid
 			}
-			alive[uid] = live
+			alive[own] = live
 		}
 		if live {
 			continue
@@ -92,7 +101,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		}
 		deleted++
 		s.Metrics.orphans.Inc()
-		s.Metrics.write(o.GetObjectKind().GroupVersionKind().Kind, "delete")
+		s.Metrics.write(kindOf(o), "delete")
 	}
 	return deleted, nil
 }

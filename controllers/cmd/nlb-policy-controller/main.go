@@ -75,15 +75,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  kubeapi.Scheme(),
-		Metrics:                 securemetrics.Options(*metricsAddr, *metricsSecure),
-		HealthProbeBindAddress:  *probeAddr,
-		LeaderElection:          *leaderElect,
-		LeaderElectionID:        "nlb-policy-controller.telemetry-platform.io",
-		LeaderElectionNamespace: *leaderNS,
-		Controller:              config.Controller{MaxConcurrentReconciles: *maxConcurrency},
-	})
+	opts := ctrl.Options{
+		Scheme:                 kubeapi.Scheme(),
+		Metrics:                securemetrics.Options(*metricsAddr, *metricsSecure),
+		HealthProbeBindAddress: *probeAddr,
+		Controller:             config.Controller{MaxConcurrentReconciles: *maxConcurrency},
+	}
+	if *leaderElect {
+		opts = nlbpolicy.WithLeaderElection(opts, *leaderNS)
+	}
+	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		return err
 	}
