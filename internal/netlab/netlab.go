@@ -153,10 +153,7 @@ func (l *Lab) mac(ns, dev string) (string, error) {
 }
 
 // DNAT stands in for kube-proxy: traffic to dst is NATed to the endpoint.
-func (l *Lab) DNAT(dst, endpoint netip.AddrPort) error {
-	return l.Run("node", "iptables", "-t", "nat", "-A", "PREROUTING", "-p", "udp", "-d", dst.Addr().String(),
-		"--dport", fmt.Sprint(dst.Port()), "-j", "DNAT", "--to-destination", endpoint.String())
-}
+func (l *Lab) DNAT(dst, endpoint netip.AddrPort) error { return l.DNATProto("udp", dst, endpoint) }
 
 // RemoveDNAT removes the rule DNAT added.
 func (l *Lab) RemoveDNAT(dst, endpoint netip.AddrPort) error {
@@ -201,17 +198,52 @@ func (l *Lab) InNS(ns string, fn func() error) error {
 	return <-errc
 }
 
-// Receiver counts the UDP packets a pod receives on a port.
+// AddClientAddress gives the client one more source address (in
+// 192.0.2.0/24, which the node reaches directly, or in a prefix the node is
+// given a route for through the client link), so tests can send from
+// listed and unlisted sources.
+func (l *Lab) AddClientAddress(p netip.Prefix) error {
+	if err := l.Run("client", "ip", "addr", "add", p.String(), "dev", "eth0"); err != nil {
+		return err
+	}
+	if netip.MustParsePrefix("192.0.2.0/24").Contains(p.Addr()) {
+		return nil
+	}
+	return l.Run("node", "ip", "route", "replace", p.Masked().String(), "dev", "to-client")
+}
+
+// NSPath is the path of a namespace's handle, for nsenter and setns.
+func (l *Lab) NSPath(name string) string { return "/run/netns/" + l.NS(name) }
+
+// Receiver counts the UDP packets a pod receives on a port, in all and by
+// source address.
 type Receiver struct {
-	conn    *net.UDPConn
-	packets atomic.Int64
-	last    atomic.Int64 // unix nanos of the last packet
-	done    chan struct{}
+	conn     *net.UDPConn
+	packets  atomic.Int64
+	last     atomic.Int64 // unix nanos of the last packet
+	done     chan struct{}
+	mu       sync.Mutex
+	bySource map[netip.Addr]*sourceCount
+}
+
+type sourceCount struct {
+	packets int64
+	last    time.Time
+}
+
+// From is how many packets came from src, and when the last one came.
+func (r *Receiver) From(src netip.Addr) (int64, time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c := r.bySource[src]; c != nil {
+		return c.packets, c.last
+	}
+	return 0, time.Time{}
 }
 
 // Listen starts a receiver in a pod namespace ("pod" or "pod2").
 func (l *Lab) Listen(ns string, addr netip.AddrPort) (*Receiver, error) {
-	r := &Receiver{done: make(chan struct{})}
+	r := &Receiver{done: make(chan struct{}), bySource: map[netip.Addr]*sourceCount{}}
 	err := l.InNS(ns, func() error {
 		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
 		r.conn = c
@@ -224,11 +256,22 @@ func (l *Lab) Listen(ns string, addr netip.AddrPort) (*Receiver, error) {
 		defer close(r.done)
 		buf := make([]byte, 2048)
 		for {
-			if _, _, err := r.conn.ReadFromUDP(buf); err != nil {
+			_, from, err := r.conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
 				return
 			}
+			now := time.Now()
 			r.packets.Add(1)
-			r.last.Store(time.Now().UnixNano())
+			r.last.Store(now.UnixNano())
+			r.mu.Lock()
+			c := r.bySource[from.Addr().Unmap()]
+			if c == nil {
+				c = &sourceCount{}
+				r.bySource[from.Addr().Unmap()] = c
+			}
+			c.packets++
+			c.last = now
+			r.mu.Unlock()
 		}
 	}()
 	return r, nil
@@ -264,10 +307,15 @@ type Sender struct {
 
 // Send starts a flow to dst every interval until Stop.
 func (l *Lab) Send(srcPort uint16, dst netip.AddrPort, interval time.Duration) (*Sender, error) {
+	return l.SendFrom(netip.AddrPortFrom(ClientIP, srcPort), dst, interval)
+}
+
+// SendFrom is Send from any of the client's addresses.
+func (l *Lab) SendFrom(src, dst netip.AddrPort, interval time.Duration) (*Sender, error) {
 	var conn *net.UDPConn
 	err := l.InNS("client", func() error {
 		var err error
-		conn, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ClientIP, srcPort)), net.UDPAddrFromAddrPort(dst))
+		conn, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(src), net.UDPAddrFromAddrPort(dst))
 		return err
 	})
 	if err != nil {
@@ -303,3 +351,46 @@ func (s *Sender) Sent() int64 { return s.sent.Load() }
 
 // Stop ends the flow.
 func (s *Sender) Stop() { s.cancel(); s.wg.Wait() }
+
+// ListenTCP accepts TCP connections in a namespace (and closes them at
+// once) until the listener is closed: a health-check target.
+func (l *Lab) ListenTCP(ns string, addr netip.AddrPort) (net.Listener, error) {
+	var ln net.Listener
+	err := l.InNS(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr.String())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln, nil
+}
+
+// DialTCP reports whether a TCP connection from the client's address src
+// to dst is accepted within timeout.
+func (l *Lab) DialTCP(src netip.Addr, dst netip.AddrPort, timeout time.Duration) error {
+	return l.InNS("client", func() error {
+		d := net.Dialer{Timeout: timeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
+		c, err := d.Dial("tcp", dst.String())
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+}
+
+// DNATProto is DNAT for any protocol ("udp" or "tcp").
+func (l *Lab) DNATProto(proto string, dst, endpoint netip.AddrPort) error {
+	return l.Run("node", "iptables", "-t", "nat", "-A", "PREROUTING", "-p", proto, "-d", dst.Addr().String(),
+		"--dport", fmt.Sprint(dst.Port()), "-j", "DNAT", "--to-destination", endpoint.String())
+}

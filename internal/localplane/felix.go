@@ -1,0 +1,316 @@
+package localplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"golang.org/x/sys/unix"
+)
+
+// Felix is Calico's Felix (built CGO-free by `make calico` from the pinned
+// source) running in a network namespace against the plane, as calico-node
+// runs it on a node: it programs that namespace's iptables (nft backend)
+// from the policies in the API server. What it needs from a cluster that
+// calico-node and kube-controllers would otherwise provide is created by
+// StartFelix: ClusterInformation ready, FelixConfiguration default, the
+// Node's Calico address, and an auto host endpoint for the Node.
+//
+// Not modelled: IPv6 (Felix runs with FELIX_IPV6SUPPORT=false; the lab's
+// addresses are IPv4), BPF and nftables modes (they need the CGO build),
+// workload endpoints (no CNI: pods here are namespaces behind the node's
+// host interfaces, covered by the all-interfaces host endpoint).
+type Felix struct {
+	cmd    *exec.Cmd
+	done   chan struct{}
+	err    error
+	logf   string
+	bridge net.Listener
+	wg     sync.WaitGroup
+	netns  string
+}
+
+// FelixNode is the Node a Felix runs as, and its address in the namespace.
+type FelixNode struct {
+	Name string
+	IP   netip.Addr
+}
+
+// StartFelix starts Felix in the network namespace at netnsPath (e.g.
+// /run/netns/<name>) as the plane's Node node.Name. Felix reaches the API
+// server through a bridge listening inside the namespace on the API server's
+// own loopback address and port, so no route leaves the namespace; its files
+// (/var/lib/calico, /var/run/calico) live in a private tmpfs. Stop ends it.
+func (p *Plane) StartFelix(ctx context.Context, netnsPath string, node FelixNode) (*Felix, error) {
+	bin, err := calicoArtifact("CALICO_FELIX", "calico-felix", "Felix")
+	if err != nil {
+		return nil, err
+	}
+	for _, tool := range []string{"nsenter", "unshare", "ipset", "iptables-nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("%s not found, which Felix needs: apt-get install util-linux ipset iptables (make deps does)", tool)
+		}
+	}
+	c, err := p.Client()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.prepareFelixCluster(ctx, c, node); err != nil {
+		return nil, err
+	}
+	api, err := url.Parse(p.Config.Host)
+	if err != nil {
+		return nil, err
+	}
+	f := &Felix{done: make(chan struct{}), netns: netnsPath}
+	if f.bridge, err = listenIn(netnsPath, api.Host); err != nil {
+		return nil, fmt.Errorf("bridging the API server into %s: %w", netnsPath, err)
+	}
+	f.wg.Add(1)
+	go f.serveBridge(api.Host)
+
+	dir, err := os.MkdirTemp(p.Dir, "felix-")
+	if err != nil {
+		f.Stop()
+		return nil, err
+	}
+	f.logf = filepath.Join(dir, "felix.log")
+	logFile, err := os.Create(f.logf)
+	if err != nil {
+		f.Stop()
+		return nil, err
+	}
+	script := `set -e
+mount -t tmpfs tmpfs /var/lib
+mount -t tmpfs tmpfs /run
+mkdir -p /var/lib/calico /run/calico
+exec "$@"`
+	f.cmd = exec.Command("nsenter", "--net="+netnsPath, "unshare", "--mount", "--propagation", "private",
+		"sh", "-c", script, "sh", bin)
+	f.cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"KUBECONFIG=" + p.Kubeconfig,
+		"DATASTORE_TYPE=kubernetes", "FELIX_DATASTORETYPE=kubernetes", "CALICO_API_GROUP=projectcalico.org/v3",
+		"FELIX_FELIXHOSTNAME=" + node.Name,
+		"FELIX_IPTABLESBACKEND=NFT", "FELIX_NFTABLESMODE=Disabled", "FELIX_BPFENABLED=false", "FELIX_XDPENABLED=false",
+		"FELIX_IPV6SUPPORT=false", "FELIX_WIREGUARDENABLED=false",
+		"FELIX_HEALTHENABLED=false", "FELIX_HEALTHHOST=127.0.0.1",
+		"FELIX_PROMETHEUSMETRICSENABLED=false", "FELIX_USAGEREPORTINGENABLED=false",
+		"FELIX_LOGFILEPATH=none", "FELIX_LOGSEVERITYSYS=none", "FELIX_LOGSEVERITYSCREEN=info",
+		"FELIX_DEFAULTENDPOINTTOHOSTACTION=Accept",
+		"FELIX_ENDPOINTSTATUSPATHPREFIX=/run/calico",
+		// The CGO-free build panics at start on a libbpf stub without it,
+		// even with BPF off (../shared/third_party/README.md).
+		"FELIX_DebugSkipCTLBCleanup=true",
+	}
+	f.cmd.Stdout, f.cmd.Stderr = logFile, logFile
+	f.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := f.cmd.Start(); err != nil {
+		logFile.Close()
+		f.Stop()
+		return nil, fmt.Errorf("starting Felix: %w", err)
+	}
+	go func() { f.err = f.cmd.Wait(); logFile.Close(); close(f.done) }()
+	if err := f.waitProgrammed(ctx); err != nil {
+		f.Stop()
+		return nil, fmt.Errorf("%w\n%s", err, f.LogTail(40))
+	}
+	return f, nil
+}
+
+// waitProgrammed waits until Felix has written its chains in the namespace.
+func (f *Felix) waitProgrammed(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		select {
+		case <-f.done:
+			return fmt.Errorf("Felix exited at start: %v", f.err)
+		case <-ctx.Done():
+			return errors.New("Felix wrote no cali- chains within a minute")
+		case <-time.After(200 * time.Millisecond):
+		}
+		if rules, err := f.Rules(); err == nil && strings.Contains(rules, ":cali-PREROUTING") {
+			return nil
+		}
+	}
+}
+
+// Rules is iptables-save in Felix's namespace.
+func (f *Felix) Rules() (string, error) {
+	out, err := exec.Command("nsenter", "--net="+f.netns, "iptables-save").CombinedOutput()
+	return string(out), err
+}
+
+// LogTail is the end of Felix's log, for failure messages.
+func (f *Felix) LogTail(lines int) string {
+	data, _ := os.ReadFile(f.logf)
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return "Felix log (" + f.logf + "):\n" + strings.Join(all, "\n")
+}
+
+// Stop kills Felix and closes the bridge. The namespace keeps the rules
+// Felix wrote (deleting the namespace removes them).
+func (f *Felix) Stop() {
+	if f.cmd != nil && f.cmd.Process != nil {
+		_ = syscall.Kill(-f.cmd.Process.Pid, syscall.SIGKILL)
+		<-f.done
+	}
+	if f.bridge != nil {
+		f.bridge.Close()
+	}
+	f.wg.Wait()
+}
+
+// serveBridge copies each connection accepted in the namespace to the API
+// server, dialled from the test's own namespace.
+func (f *Felix) serveBridge(target string) {
+	defer f.wg.Done()
+	for {
+		in, err := f.bridge.Accept()
+		if err != nil {
+			return
+		}
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			defer in.Close()
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				return
+			}
+			defer out.Close()
+			go func() { _, _ = io.Copy(out, in); out.(*net.TCPConn).CloseWrite() }()
+			_, _ = io.Copy(in, out)
+		}()
+	}
+}
+
+// listenIn opens a TCP listener inside a network namespace. The socket
+// belongs to that namespace for good; the thread that opened it is
+// discarded, so no other goroutine runs in the namespace by accident.
+func listenIn(netnsPath, addr string) (net.Listener, error) {
+	type result struct {
+		l   net.Listener
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		ns, err := os.Open(netnsPath)
+		if err != nil {
+			ch <- result{nil, err}
+			return
+		}
+		defer ns.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{nil, err}
+			return
+		}
+		// Loopback is down in a new namespace until someone brings it up.
+		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+			ch <- result{nil, fmt.Errorf("ip link set lo up: %v: %s", err, out)}
+			return
+		}
+		l, err := net.Listen("tcp", addr)
+		ch <- result{l, err}
+	}()
+	r := <-ch
+	return r.l, r.err
+}
+
+// prepareFelixCluster creates what Felix waits for or needs, normally made
+// by calico-node and kube-controllers.
+func (p *Plane) prepareFelixCluster(ctx context.Context, c client.Client, node FelixNode) error {
+	// ClusterInformation is written by calico-node's service account only
+	// (Calico's webhook refuses everyone else, cluster admins included).
+	calicoNode := "system:serviceaccount:kube-system:calico-node"
+	for _, o := range []client.Object{
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "calico-node"}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "calico-node-clusterinformation"},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{calicov3.GroupName}, Resources: []string{"clusterinformations"},
+				Verbs: []string{"get", "create", "update"}}}},
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "calico-node-clusterinformation"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "calico-node-clusterinformation"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "kube-system", Name: "calico-node"}}},
+	} {
+		if err := createOrKeep(ctx, c, o); err != nil {
+			return err
+		}
+	}
+	asNode := rest.CopyConfig(p.Config)
+	asNode.Impersonate = rest.ImpersonationConfig{UserName: calicoNode,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}}
+	nodeClient, err := client.New(asNode, client.Options{Scheme: c.Scheme()})
+	if err != nil {
+		return err
+	}
+	ci := &calicov3.ClusterInformation{ObjectMeta: metav1.ObjectMeta{Name: "default"},
+		Spec: calicov3.ClusterInformationSpec{DatastoreReady: ptr.To(true), ClusterType: "k8s,kdd", CalicoVersion: "v3.34.0-0.dev"}}
+	if err := createOrKeep(ctx, nodeClient, ci); err != nil {
+		return err
+	}
+	if err := createOrKeep(ctx, c, &calicov3.FelixConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "default"}}); err != nil {
+		return err
+	}
+	// The Node's Calico address and hostname label, as calico-node sets them.
+	var labels map[string]string
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n := &corev1.Node{}
+		if err := c.Get(ctx, client.ObjectKey{Name: node.Name}, n); err != nil {
+			return err
+		}
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		if n.Annotations == nil {
+			n.Annotations = map[string]string{}
+		}
+		n.Labels[corev1.LabelHostname] = node.Name
+		n.Annotations["projectcalico.org/IPv4Address"] = node.IP.String() + "/24"
+		labels = n.Labels
+		return c.Update(ctx, n)
+	})
+	if err != nil {
+		return fmt.Errorf("labelling Node %s for Felix: %w", node.Name, err)
+	}
+	// An auto host endpoint, shaped as kube-controllers makes them.
+	hep := &calicov3.HostEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: node.Name + "-auto-hep", Labels: labels},
+		Spec: calicov3.HostEndpointSpec{Node: node.Name, InterfaceName: "*", ExpectedIPs: []string{node.IP.String()},
+			Profiles: []string{"projectcalico-default-allow"}},
+	}
+	return createOrKeep(ctx, c, hep)
+}
+
+func createOrKeep(ctx context.Context, c client.Client, o client.Object) error {
+	if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
+	}
+	return nil
+}
