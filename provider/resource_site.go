@@ -134,7 +134,7 @@ func (r *siteResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 				Validators:          []validator.Int64{int64validator.Between(1, 32767)},
 				MarkdownDescription: "Replication factor. Default 3."},
 			"retention": schema.StringAttribute{Optional: true, Computed: true, CustomType: durationType{},
-				Default:             stringdefault.StaticString("24h"),
+				Default:    stringdefault.StaticString("24h"),
 				Validators: []validator.String{retentionValidator{}},
 				MarkdownDescription: "How long flows are kept (`retention.ms`): a duration in whole milliseconds, e.g. `24h`, `7d`, " +
 					"or `" + retentionForever + "` (Kafka's `-1`). Default `24h`."},

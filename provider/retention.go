@@ -46,7 +46,9 @@ func (retentionValidator) Description(context.Context) string {
 	return `must be "forever" or a positive duration in whole milliseconds such as "24h", "7d" or "90m"`
 }
 
-func (v retentionValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+func (v retentionValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
 
 func (v retentionValidator) ValidateString(ctx context.Context, req validator.StringRequest, resp *validator.StringResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
