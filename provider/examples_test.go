@@ -72,7 +72,7 @@ func TestAccExampleComplete(t *testing.T) {
 	ctx := context.Background()
 	ensureNamespaces(t, c, "kafka", "telemetry")
 	startNLBPolicy(t, p)
-	topics := standin.StartTopicOperator(c)
+	topics := standin.StartTopicOperator(c, "telemetry")
 	defer topics.Stop()
 	lbs := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
 	defer lbs.Stop()

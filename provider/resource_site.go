@@ -79,7 +79,6 @@ const (
 	defaultTopicPrefix   = "sfacctd-flows-"
 	defaultSiteTimeout   = 5 * time.Minute
 	readyPollInterval    = 2 * time.Second
-	strimziTopicFinalize = "strimzi.io/topic-operator"
 )
 
 func (r *siteResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -359,10 +358,18 @@ func waitTopicReady(ctx context.Context, c client.Client, want *unstructured.Uns
 			why = err.Error()
 			return false, nil
 		}
+		if reason, refused := topicRefused(got); refused {
+			return false, fmt.Errorf("the Strimzi Topic Operator refused KafkaTopic %s/%s as written (%s). The topic in Kafka "+
+				"is unchanged: put the previous value back in the configuration, or replace the site (terraform apply "+
+				"-replace=<address>, which deletes its data)", want.GetNamespace(), want.GetName(), reason)
+		}
 		var ready bool
 		ready, why = topicReady(got)
 		return ready, nil
 	})
+	if err != nil && !wait.Interrupted(err) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("KafkaTopic %s/%s did not become Ready (%s). Is the Strimzi Topic Operator running and "+
 			"watching namespace %s? Raise timeouts or set wait_for_ready = false.", want.GetNamespace(), want.GetName(), why, want.GetNamespace())
@@ -418,6 +425,11 @@ func (r *siteResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 		return
 	}
 	resp.Diagnostics.Append(state.setFrom(ctx, spec)...)
+	if reason, refused := topicRefused(u); refused {
+		resp.Diagnostics.AddWarning("KafkaTopic refused by the Topic Operator", fmt.Sprintf("KafkaTopic %s/%s is not Ready at its "+
+			"current generation (%s): Kafka still has the topic as it was. Put the refused value back in the configuration, "+
+			"or replace the site.", ns, name, reason))
+	}
 	state.APIVersion = types.StringValue(kubeapi.StrimziGroup + "/" + version)
 	if state.WaitForReady.IsNull() {
 		state.WaitForReady = types.BoolValue(false)
@@ -458,8 +470,8 @@ func (r *siteResource) Delete(ctx context.Context, req resource.DeleteRequest, r
 	})
 	if err != nil {
 		msg := fmt.Sprintf("KafkaTopic %s/%s is still present after deletion was requested.", ns, name)
-		if slices.Contains(u.GetFinalizers(), strimziTopicFinalize) {
-			msg += " It is held by the finalizer " + strimziTopicFinalize + ": the Strimzi Topic Operator must be " +
+		if slices.Contains(u.GetFinalizers(), kubeapi.TopicOperatorFinalizer) {
+			msg += " It is held by the finalizer " + kubeapi.TopicOperatorFinalizer + ": the Strimzi Topic Operator must be " +
 				"running to delete the Kafka topic and release it."
 		}
 		resp.Diagnostics.AddError("KafkaTopic not deleted", msg)

@@ -176,7 +176,7 @@ func TestAccSite(t *testing.T) {
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()
-	op := standin.StartTopicOperator(c)
+	op := standin.StartTopicOperator(c, "telemetry")
 	defer op.Stop()
 	addr := "telemetry_site.pop"
 
@@ -480,9 +480,10 @@ func TestAccSiteEdges(t *testing.T) {
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()
-	op := standin.StartTopicOperator(c)
+	op := standin.StartTopicOperator(c, "telemetry")
 	defer op.Stop()
 	addr := "telemetry_site.pop"
+	var started time.Time
 	cfg := func(extra string) string {
 		return providerConfig(p) + fmt.Sprintf(`
 resource "telemetry_site" "pop" {
@@ -536,6 +537,24 @@ resource "telemetry_site" %q {
 			{
 				Config:      cfg(`  partitions = 2`) + twin("a") + twin("b"),
 				ExpectError: regexp.MustCompile(`KafkaTopic already exists`),
+			},
+			{ // a change the Topic Operator refuses fails at once with its reason, not at the timeout
+				PreConfig: func() { started = time.Now() },
+				Config: cfg(`  partitions = 2
+  replicas = 2
+  min_insync_replicas = 1
+  wait_for_ready = true
+  timeouts = { update = "90s" }`),
+				ExpectError: regexp.MustCompile(`(?s)NotSupported.*Replication factor change not supported`),
+			},
+			{ // put back: Ready again
+				PreConfig: func() {
+					if d := time.Since(started); d > 45*time.Second {
+						t.Errorf("the refused change failed after %s: it waited for the timeout instead of failing at once", d)
+					}
+				},
+				Config: cfg(`  partitions = 2
+  wait_for_ready = true`),
 			},
 		},
 	})

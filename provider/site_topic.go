@@ -58,7 +58,7 @@ func derivePartitions(flowsPerSecond int64) int64 {
 func (s siteSpec) topicName() string { return s.TopicPrefix + s.Name }
 
 // reservedLabels are set by the provider itself; user labels may not use them.
-var reservedLabels = []string{"strimzi.io/cluster", annotations.ManagedBy, annotations.Site}
+var reservedLabels = []string{kubeapi.StrimziClusterLabel, annotations.ManagedBy, annotations.Site}
 
 // topic renders the KafkaTopic at the given API version. Only the fields the
 // provider owns are set: applied server-side, everything else on the object
@@ -72,7 +72,7 @@ func (s siteSpec) topic(version string) *unstructured.Unstructured {
 	for k, v := range s.Labels {
 		labels[k] = v
 	}
-	labels["strimzi.io/cluster"] = s.Cluster
+	labels[kubeapi.StrimziClusterLabel] = s.Cluster
 	labels[annotations.ManagedBy] = annotations.ProviderManager
 	labels[annotations.Site] = s.Name
 	u.SetLabels(labels)
@@ -102,7 +102,7 @@ func siteFromTopic(u *unstructured.Unstructured, knownLabels []string) (siteSpec
 	ann := u.GetAnnotations()
 	s := siteSpec{
 		Name:      labels[annotations.Site],
-		Cluster:   labels["strimzi.io/cluster"],
+		Cluster:   labels[kubeapi.StrimziClusterLabel],
 		Namespace: u.GetNamespace(),
 		Labels:    map[string]string{},
 	}
@@ -182,6 +182,22 @@ func topicReady(u *unstructured.Unstructured) (bool, string) {
 		return false, fmt.Sprintf("Ready=%v (%v: %v), observedGeneration %d of %d", m["status"], m["reason"], m["message"], observed, u.GetGeneration())
 	}
 	return false, fmt.Sprintf("no Ready condition yet, observedGeneration %d of %d", observed, u.GetGeneration())
+}
+
+// topicRefused reports a topic the Topic Operator refused at its current
+// generation (Ready=False, e.g. NotSupported for a partition decrease or a
+// replication-factor change): waiting longer changes nothing.
+func topicRefused(u *unstructured.Unstructured) (string, bool) {
+	if nestedInt(u.Object, "status", "observedGeneration") != u.GetGeneration() {
+		return "", false
+	}
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok && m["type"] == "Ready" && m["status"] == "False" {
+			return fmt.Sprintf("Ready=False, %v: %v", m["reason"], m["message"]), true
+		}
+	}
+	return "", false
 }
 
 // topicPrefixPattern keeps topic names valid both as Kafka topics and as

@@ -15,6 +15,16 @@ import (
 // StrimziGroup is the API group of Strimzi's custom resources.
 const StrimziGroup = "kafka.strimzi.io"
 
+// Names Strimzi defines on KafkaTopics: renaming one breaks the contract
+// with Strimzi's operators.
+const (
+	// StrimziClusterLabel names the Kafka cluster a KafkaTopic belongs to;
+	// the Topic Operator only handles topics labelled with its own cluster.
+	StrimziClusterLabel = "strimzi.io/cluster"
+	// TopicOperatorFinalizer is the Topic Operator's finalizer on KafkaTopics.
+	TopicOperatorFinalizer = "strimzi.io/topic-operator"
+)
+
 // KafkaTopicVersions are the KafkaTopic versions the product speaks, newest
 // first: v1 since Strimzi 0.49 (the only one from Strimzi 1.0), v1beta2 before.
 var KafkaTopicVersions = []string{"v1", "v1beta2"}

@@ -8,6 +8,8 @@ package standin
 import (
 	"context"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -17,22 +19,39 @@ import (
 )
 
 // TopicFinalizer is the Strimzi Topic Operator's finalizer.
-const TopicFinalizer = "strimzi.io/topic-operator"
+const TopicFinalizer = kubeapi.TopicOperatorFinalizer
 
-// TopicOperator stands in for the Strimzi Topic Operator's visible effects on
-// KafkaTopics: it adds its finalizer, reports Ready=True at the current
-// generation with the topic name, and releases the finalizer on deletion.
-// It polls rather than watches, to stay small.
+// TopicOperator stands in for the visible effects of Strimzi's
+// (unidirectional) Topic Operator on KafkaTopics, which cannot run here
+// (Java). Like the real one it handles only topics labelled with its own
+// strimzi.io/cluster; adds its finalizer and releases it on deletion;
+// reports at status.observedGeneration, with the topic name; grows
+// partitions; and refuses, with Ready=False, reason NotSupported and
+// Strimzi's messages, a partition decrease and (as without Cruise Control) a
+// replication-factor change, keeping the topic as it was until the spec is
+// put back.
+//
+// Not modelled: Kafka itself (topics exist only in this stand-in's memory,
+// so config values are not validated), Cruise Control, topic-name changes,
+// paused reconciliation, and two KafkaTopics for one Kafka topic. It polls
+// rather than watches, to stay small.
 type TopicOperator struct {
-	c      client.Client
-	cancel context.CancelFunc
-	done   chan struct{}
+	c       client.Client
+	cluster string
+	cancel  context.CancelFunc
+	done    chan struct{}
+	// kafka is the stand-in's Kafka: partitions and replicas of each topic,
+	// by namespace/name of its KafkaTopic.
+	kafka map[string]kafkaTopic
 }
 
-// StartTopicOperator runs the stand-in until Stop.
-func StartTopicOperator(c client.Client) *TopicOperator {
+type kafkaTopic struct{ partitions, replicas int64 }
+
+// StartTopicOperator runs the stand-in for the Kafka cluster named cluster
+// (the strimzi.io/cluster label it handles) until Stop.
+func StartTopicOperator(c client.Client, cluster string) *TopicOperator {
 	ctx, cancel := context.WithCancel(context.Background())
-	op := &TopicOperator{c: c, cancel: cancel, done: make(chan struct{})}
+	op := &TopicOperator{c: c, cluster: cluster, cancel: cancel, done: make(chan struct{}), kafka: map[string]kafkaTopic{}}
 	go every(ctx, op.done, op.reconcileAll)
 	return op
 }
@@ -46,7 +65,7 @@ func (op *TopicOperator) Stop() {
 func (op *TopicOperator) reconcileAll(ctx context.Context) {
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(kubeapi.KafkaTopic(kubeapi.KafkaTopicVersions[0]).GroupVersion().WithKind("KafkaTopicList"))
-	if err := op.c.List(ctx, list); err != nil {
+	if err := op.c.List(ctx, list, client.MatchingLabels{kubeapi.StrimziClusterLabel: op.cluster}); err != nil {
 		return
 	}
 	for i := range list.Items {
@@ -55,10 +74,13 @@ func (op *TopicOperator) reconcileAll(ctx context.Context) {
 }
 
 func (op *TopicOperator) reconcile(ctx context.Context, t *unstructured.Unstructured) {
+	key := t.GetNamespace() + "/" + t.GetName()
 	if t.GetDeletionTimestamp() != nil {
 		if f := t.GetFinalizers(); slices.Contains(f, TopicFinalizer) {
 			t.SetFinalizers(slices.DeleteFunc(f, func(s string) bool { return s == TopicFinalizer }))
-			_ = op.c.Update(ctx, t)
+			if op.c.Update(ctx, t) == nil {
+				delete(op.kafka, key) // the topic is deleted in Kafka
+			}
 		}
 		return
 	}
@@ -76,16 +98,41 @@ func (op *TopicOperator) reconcile(ctx context.Context, t *unstructured.Unstruct
 	if name == "" {
 		name = t.GetName()
 	}
-	t.Object["status"] = map[string]any{
-		"observedGeneration": t.GetGeneration(),
-		"topicName":          name,
-		"topicId":            string(t.GetUID()),
-		"conditions": []any{map[string]any{
-			"type": "Ready", "status": "True",
-			"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
-		}},
+	want := kafkaTopic{partitions: specInt(t, "partitions", 1), replicas: specInt(t, "replicas", 1)}
+	ready := map[string]any{"type": "Ready", "status": "True", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339)}
+	have, exists := op.kafka[key]
+	switch {
+	case !exists:
+		op.kafka[key] = want
+	case want.partitions < have.partitions:
+		ready["status"], ready["reason"], ready["message"] = "False", "NotSupported", "Decreasing partitions not supported"
+	case want.replicas != have.replicas:
+		var all []string
+		for i := int64(0); i < max(want.partitions, have.partitions); i++ {
+			all = append(all, strconv.FormatInt(i, 10))
+		}
+		ready["status"], ready["reason"] = "False", "NotSupported"
+		ready["message"] = "Replication factor change not supported, but required for partitions [" + strings.Join(all, ", ") + "]"
+	default:
+		op.kafka[key] = want // partitions grow
 	}
+	status := map[string]any{"observedGeneration": t.GetGeneration(), "topicName": name, "topicId": string(t.GetUID()),
+		"conditions": []any{ready}}
+	t.Object["status"] = status
 	_ = op.c.Status().Update(ctx, t)
+}
+
+// specInt reads an integer of the spec, with the broker's default when unset.
+func specInt(t *unstructured.Unstructured, field string, def int64) int64 {
+	if v, found, _ := unstructured.NestedFieldNoCopy(t.Object, "spec", field); found {
+		switch n := v.(type) {
+		case int64:
+			return n
+		case float64:
+			return int64(n)
+		}
+	}
+	return def
 }
 
 // pollInterval is how often a stand-in looks at the cluster.

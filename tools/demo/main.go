@@ -106,7 +106,7 @@ func (d *demo) run() (err error) {
 	}
 	d.note("API server %s, AWS %s (VPC %s, node group %s), started in %v", d.plane.Config.Host, d.plane.AWS.Endpoint,
 		d.plane.AWS.VPCID, d.plane.AWS.NodeSecurityGroupID, time.Since(t0).Round(100*time.Millisecond))
-	topics := standin.StartTopicOperator(d.kube)
+	topics := standin.StartTopicOperator(d.kube, "telemetry")
 	defer topics.Stop()
 	lbs := standin.StartLoadBalancerController(d.kube, d.plane.AWS.Config(), d.plane.AWS.VPCID)
 	defer lbs.Stop()
