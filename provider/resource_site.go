@@ -76,9 +76,9 @@ type siteKafkaModel struct {
 var siteKafkaAttrTypes = map[string]attr.Type{"cluster": types.StringType, "namespace": types.StringType}
 
 const (
-	defaultTopicPrefix   = "sfacctd-flows-"
-	defaultSiteTimeout   = 5 * time.Minute
-	readyPollInterval    = 2 * time.Second
+	defaultTopicPrefix = "sfacctd-flows-"
+	defaultSiteTimeout = 5 * time.Minute
+	readyPollInterval  = 2 * time.Second
 )
 
 func (r *siteResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
