@@ -126,8 +126,7 @@ exec "$@"`
 		"FELIX_DebugSkipCTLBCleanup=true",
 	}
 	f.cmd.Stdout, f.cmd.Stderr = logFile, logFile
-	f.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := f.cmd.Start(); err != nil {
+	if err := startChild(f.cmd); err != nil {
 		logFile.Close()
 		f.Stop()
 		return nil, fmt.Errorf("starting Felix: %w", err)

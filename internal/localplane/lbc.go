@@ -114,8 +114,7 @@ func (p *Plane) StartLoadBalancerController(ctx context.Context, opts LBCOptions
 		"AWS_ACCESS_KEY_ID=" + AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + SecretAccessKey, "AWS_REGION=" + p.AWS.Region,
 		"AWS_EC2_METADATA_DISABLED=true"}
 	l.cmd.Stdout, l.cmd.Stderr = logFile, logFile
-	l.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := l.cmd.Start(); err != nil {
+	if err := startChild(l.cmd); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting the AWS Load Balancer Controller: %w", err)
 	}

@@ -56,8 +56,7 @@ func tryStartMoto(ctx context.Context, bin, dir string, attempt int) (*motoServe
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own process group, so that stop also ends anything it forks.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := startChild(cmd); err != nil {
 		return nil, fmt.Errorf("starting moto_server: %w", err)
 	}
 	m := &motoServer{cmd: cmd, endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), logPath: logPath, exited: make(chan struct{})}
