@@ -3,8 +3,8 @@ package nlbpolicy_test
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"math/rand/v2"
+	"net/netip"
 	"os/exec"
 	"regexp"
 	"strings"
