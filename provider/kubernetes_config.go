@@ -43,7 +43,8 @@ func kubernetesBlock() schema.Block {
 	return schema.SingleNestedBlock{
 		MarkdownDescription: "How to reach the Kubernetes API server, as in the kubernetes provider. " +
 			"Either a kubeconfig (`config_path`, `config_context`) or explicit settings (`host` with " +
-			"`token`, client certificates or `exec`); explicit settings override the kubeconfig's.",
+			"`token`, client certificates or `exec`); explicit settings override the kubeconfig's, and explicit credentials " +
+			"(`token`, else `exec`, else `client_certificate`) replace the kubeconfig's instead of being sent beside them.",
 		Attributes: map[string]schema.Attribute{
 			"host": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "The API server URL. Env: `KUBE_HOST`."},
@@ -157,6 +158,24 @@ func (m *kubernetesModel) restConfig(userAgent string) (*rest.Config, error) {
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("building the Kubernetes client configuration: %w", err)
+	}
+	// Credentials given explicitly replace the kubeconfig's rather than join
+	// them: a token sent beside the kubeconfig's client certificate would be
+	// ignored by the API server (it takes the certificate first), so a wrong
+	// token would pass unnoticed.
+	if token != "" || exec != nil || cert != "" {
+		keep := *cfg
+		cfg.BearerToken, cfg.BearerTokenFile, cfg.Username, cfg.Password = "", "", "", ""
+		cfg.CertData, cfg.CertFile, cfg.KeyData, cfg.KeyFile = nil, "", nil, ""
+		cfg.ExecProvider, cfg.AuthProvider, cfg.AuthConfigPersister = nil, nil, nil
+		switch {
+		case token != "":
+			cfg.BearerToken = token
+		case exec != nil:
+			cfg.ExecProvider = keep.ExecProvider
+		default:
+			cfg.CertData, cfg.KeyData = keep.CertData, keep.KeyData
+		}
 	}
 	cfg.Timeout = kubeRequestTimeout
 	cfg.UserAgent = userAgent

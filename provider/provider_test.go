@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/go-logr/logr"
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -128,4 +131,27 @@ func ensureNamespaces(t *testing.T, c client.Client, names ...string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestAccExplicitCredentialsReplaceTheKubeconfigs: a token given beside a
+// kubeconfig that authenticates with a client certificate is the credential
+// used, not silently ignored (the API server takes the certificate first):
+// a wrong token fails with the API server's refusal.
+func TestAccExplicitCredentialsReplaceTheKubeconfigs(t *testing.T) {
+	requireAcc(t)
+	p := testPlane(t)
+	withToken := strings.Replace(providerConfig(p), "    config_path = ", "    token       = \"wrong-token\"\n    config_path = ", 1)
+	if !strings.Contains(withToken, "wrong-token") {
+		t.Fatal("the provider block no longer has config_path where this test expects it")
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{{
+			Config: withToken + fmt.Sprintf(`
+data "telemetry_environment" "this" {
+  vpc_id = %q
+}`, p.AWS.VPCID),
+			ExpectError: regexp.MustCompile(`(?s)Cannot reach the Kubernetes API server.*asked\s+for\s+the\s+client\s+to\s+provide\s+credentials`),
+		}},
+	})
 }
