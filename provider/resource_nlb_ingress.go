@@ -768,20 +768,27 @@ func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest,
 	if !ok {
 		return
 	}
-	vpcID, vpcCIDRs, err := a.vpcOf(ctx, state.NodeSecurityGroupID.ValueString())
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the node security group", err.Error())
-		return
+	if state.NodeSecurityGroupID.IsNull() {
+		// Imported from a Service made without the provider: it owns no rule
+		// yet, and the plan shows the node group and rules it will add.
+		state.VPCID = types.StringNull()
+		state.SecurityGroupRules = stringList(nil)
+	} else {
+		vpcID, vpcCIDRs, err := a.vpcOf(ctx, state.NodeSecurityGroupID.ValueString())
+		if err != nil {
+			resp.Diagnostics.AddError("Cannot read the node security group", err.Error())
+			return
+		}
+		state.VPCID = types.StringValue(vpcID)
+		rules, err := a.actualRules(ctx, ruleOwner(ns, name), state.FrontendSecurityGroupID.ValueString(),
+			state.NodeSecurityGroupID.ValueString(), vpcCIDRs)
+		if err != nil {
+			resp.Diagnostics.AddError("Cannot read the security-group rules", err.Error())
+			return
+		}
+		slices.SortFunc(rules, func(a, b sgRule) int { return strings.Compare(a.String(), b.String()) })
+		state.SecurityGroupRules = stringList(ruleStrings(rules))
 	}
-	state.VPCID = types.StringValue(vpcID)
-	rules, err := a.actualRules(ctx, ruleOwner(ns, name), state.FrontendSecurityGroupID.ValueString(),
-		state.NodeSecurityGroupID.ValueString(), vpcCIDRs)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the security-group rules", err.Error())
-		return
-	}
-	slices.SortFunc(rules, func(a, b sgRule) int { return strings.Compare(a.String(), b.String()) })
-	state.SecurityGroupRules = stringList(ruleStrings(rules))
 	spec, known, _ := state.spec(ctx)
 	lb, err := r.loadBalancer(ctx, c, a, spec, false)
 	if err != nil {
@@ -1065,7 +1072,15 @@ func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) 
 	}
 	m.ExternalTrafficPolicy = types.StringValue(string(svc.Spec.ExternalTrafficPolicy))
 	m.setNodePorts(nodePortsFromService(svc))
-	m.NodeSecurityGroupID = types.StringValue(ann[nodeSecurityGroupAnnotation])
+	// The node group is recorded on the Service by the provider. A Service made
+	// by hand has none: imported, the attribute stays null and the plan shows
+	// it set; removed by hand, the state keeps it (managed_annotations shows
+	// the edit).
+	if sg := ann[nodeSecurityGroupAnnotation]; sg != "" {
+		m.NodeSecurityGroupID = types.StringValue(sg)
+	} else if importing {
+		m.NodeSecurityGroupID = types.StringNull()
+	}
 	m.NLBSecurityGroup = types.BoolValue(ann[disableNLBSecurityGroup] != "true")
 	// A frontend group removed from the annotation by hand is still the
 	// ingress's: the state keeps it, and managed_annotations shows the edit.

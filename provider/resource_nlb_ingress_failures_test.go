@@ -20,9 +20,12 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
 )
 
@@ -289,6 +292,64 @@ resource "telemetry_nlb_ingress" %q {
 					if len(svc.Spec.LoadBalancerSourceRanges) != 1 {
 						t.Fatalf("the Service holds sources %v: both resources wrote it", svc.Spec.LoadBalancerSourceRanges)
 					}
+				},
+			},
+		},
+	})
+}
+
+// TestAccNLBIngressImportHandMade: a LoadBalancer Service made by hand,
+// without any of the provider's annotations (here an NLB without security
+// groups, which nlb_security_group = false adopts in place), imports, and
+// the plan after the import shows in place what apply will change (the node
+// group, its rules, the annotations); apply converges. Adopting an NLB whose
+// per-source rules the AWS Load Balancer Controller manages is the
+// migration of docs/guides (not this test).
+func TestAccNLBIngressImportHandMade(t *testing.T) {
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ctx := context.Background()
+	ensureNamespaces(t, c, "handmade")
+	startNLBPolicy(t, p)
+	lbcStandIn := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
+	defer lbcStandIn.Stop()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "handmade", Name: "flows", Annotations: map[string]string{
+			lbc.Scheme: lbc.SchemeInternetFacing, lbc.NLBTargetType: lbc.TargetInstance,
+			"service.beta.kubernetes.io/aws-load-balancer-disable-nlb-sg": "true"}},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To(lbc.LoadBalancerClass),
+			Selector: map[string]string{"app": "sfacctd"}, LoadBalancerSourceRanges: []string{"192.0.2.0/24"},
+			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+			Ports:                 []corev1.ServicePort{{Name: "sflow", Protocol: corev1.ProtocolUDP, Port: 6343}}},
+	}
+	if err := c.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	addr := "telemetry_nlb_ingress.flows"
+	cfg := providerConfig(p) + fmt.Sprintf(`
+resource "telemetry_nlb_ingress" "flows" {
+  name                    = "flows"
+  namespace               = "handmade"
+  selector                = { app = "sfacctd" }
+  ports                   = [{ name = "sflow", protocol = "UDP", port = 6343 }]
+  allowed_sources         = ["192.0.2.0/24"]
+  scheme                  = "internet-facing"
+  external_traffic_policy = "Local"
+  nlb_security_group      = false
+  node_security_group_id  = %q
+}`, p.AWS.NodeSecurityGroupID)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{
+			{Config: cfg, ResourceName: addr, ImportState: true, ImportStateId: "handmade/flows", ImportStatePersist: true},
+			{
+				Config: cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("policy_enforced"), knownvalue.Bool(true)),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("node_security_group_id"), knownvalue.StringExact(p.AWS.NodeSecurityGroupID)),
 				},
 			},
 		},

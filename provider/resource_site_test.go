@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
@@ -555,6 +556,69 @@ resource "telemetry_site" %q {
 				},
 				Config: cfg(`  partitions = 2
   wait_for_ready = true`),
+			},
+		},
+	})
+}
+
+// TestAccSiteImportHandMade: a KafkaTopic made without telemetry_site (only
+// Strimzi's cluster label, as kubectl users write them) imports: the site
+// name comes from the topic name, and the plan after the import shows in
+// place the labels and annotations apply will add; one without the cluster
+// label is refused at import with the command that fixes it.
+func TestAccSiteImportHandMade(t *testing.T) {
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ctx := context.Background()
+	op := standin.StartTopicOperator(c, "telemetry")
+	defer op.Stop()
+	for name, labels := range map[string]map[string]string{
+		"sfacctd-flows-hand01": {kubeapi.StrimziClusterLabel: "telemetry"},
+		"sfacctd-flows-hand02": nil,
+	} {
+		u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
+			"partitions": int64(3), "replicas": int64(3),
+			"config": map[string]any{"retention.ms": int64(86400000), "min.insync.replicas": int64(2)},
+		}}}
+		u.SetGroupVersionKind(kubeapi.KafkaTopic(kubeapi.KafkaTopicVersions[0]))
+		u.SetNamespace("default")
+		u.SetName(name)
+		u.SetLabels(labels)
+		if err := c.Create(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := "telemetry_site.pop"
+	cfg := func(name string) string {
+		return providerConfig(p) + fmt.Sprintf(`
+resource "telemetry_site" "pop" {
+  name                      = %q
+  kafka                     = { cluster = "telemetry", namespace = "default" }
+  expected_flows_per_second = 1000
+  partitions                = 3
+}`, name)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{
+			{Config: cfg("hand02"), ResourceName: addr, ImportState: true, ImportStateId: "default/sfacctd-flows-hand02",
+				ExpectError: regexp.MustCompile(`(?s)no\s+strimzi.io/cluster\s+label.*kubectl\s+label\s+kafkatopic`)},
+			{Config: cfg("hand01"), ResourceName: addr, ImportState: true, ImportStateId: "default/sfacctd-flows-hand01", ImportStatePersist: true},
+			{
+				Config: cfg("hand01"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+				}},
+				Check: func(*terraform.State) error {
+					u, err := getTopic(ctx, c, "sfacctd-flows-hand01")
+					if err != nil {
+						return err
+					}
+					if u.GetLabels()[annotations.Site] != "hand01" {
+						return fmt.Errorf("the adopted topic's labels: %v", u.GetLabels())
+					}
+					return nil
+				},
 			},
 		},
 	})

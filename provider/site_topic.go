@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
@@ -106,12 +107,25 @@ func siteFromTopic(u *unstructured.Unstructured, knownLabels []string) (siteSpec
 		Namespace: u.GetNamespace(),
 		Labels:    map[string]string{},
 	}
-	if s.Name == "" {
-		return s, fmt.Errorf("KafkaTopic %s/%s has no %s label: it was not created by telemetry_site", u.GetNamespace(), u.GetName(), annotations.Site)
-	}
 	topic, _, _ := unstructured.NestedString(u.Object, "spec", "topicName")
 	if topic == "" {
 		topic = u.GetName()
+	}
+	if s.Cluster == "" {
+		return s, fmt.Errorf("KafkaTopic %s/%s has no %s label, so no Topic Operator manages it: label it with its Kafka "+
+			"cluster (kubectl label kafkatopic -n %s %s %s=<cluster>), then import it", u.GetNamespace(), u.GetName(),
+			kubeapi.StrimziClusterLabel, u.GetNamespace(), u.GetName(), kubeapi.StrimziClusterLabel)
+	}
+	if s.Name == "" {
+		// Made without telemetry_site: the site is the topic name without the
+		// default prefix, or the whole name (with an empty prefix).
+		s.Name = strings.TrimPrefix(topic, defaultTopicPrefix)
+		if errs := validation.IsDNS1123Label(s.Name); len(errs) > 0 {
+			return s, fmt.Errorf("KafkaTopic %s/%s has no %s label and its topic %q does not give a site name (%s): label it "+
+				"with the site's name (kubectl label kafkatopic -n %s %s %s=<site>, where the topic is <prefix><site>), then "+
+				"import it", u.GetNamespace(), u.GetName(), annotations.Site, topic, strings.Join(errs, "; "),
+				u.GetNamespace(), u.GetName(), annotations.Site)
+		}
 	}
 	prefix, ok := strings.CutSuffix(topic, s.Name)
 	if !ok {
