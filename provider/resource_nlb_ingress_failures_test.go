@@ -26,6 +26,7 @@ import (
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
 )
 
@@ -46,6 +47,20 @@ func failsCleanly(want **regexp.Regexp) func(error) error {
 		}
 		return nil
 	}
+}
+
+// ingressEnv is what most ingress tests run against: the plane, their
+// namespace, the real nlb-policy controller and the LBC stand-in, until the
+// test ends.
+func ingressEnv(t *testing.T, namespace string) (*localplane.Plane, client.Client) {
+	t.Helper()
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ensureNamespaces(t, c, namespace)
+	startNLBPolicy(t, p)
+	lbcStandIn := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
+	t.Cleanup(lbcStandIn.Stop)
+	return p, c
 }
 
 // leftInAWS lists what an ingress owns in moto: frontend groups tagged with
@@ -171,13 +186,8 @@ func TestAccNLBIngressFailedCreate(t *testing.T) {
 // collide in the Service are refused at plan time, and a managed annotation
 // removed by hand is restored.
 func TestAccNLBIngressPortsRoundTrip(t *testing.T) {
-	requireAcc(t)
-	p, c := testPlaneClient(t)
+	p, c := ingressEnv(t, "ports")
 	ctx := context.Background()
-	ensureNamespaces(t, c, "ports")
-	startNLBPolicy(t, p)
-	lbcStandIn := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
-	defer lbcStandIn.Stop()
 	addr := "telemetry_nlb_ingress.flows"
 	cfg := func(ports string) string {
 		return providerConfig(p) + fmt.Sprintf(`
@@ -248,13 +258,8 @@ resource "telemetry_nlb_ingress" "flows" {
 // other fails saying the Service exists and saves nothing, so it can neither
 // take the Service over nor delete it; destroy leaves nothing behind.
 func TestAccNLBIngressConcurrentCreate(t *testing.T) {
-	requireAcc(t)
-	p, c := testPlaneClient(t)
+	p, c := ingressEnv(t, "race")
 	ctx := context.Background()
-	ensureNamespaces(t, c, "race")
-	startNLBPolicy(t, p)
-	lbcStandIn := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
-	defer lbcStandIn.Stop()
 	ec := ec2.NewFromConfig(p.AWS.Config())
 	one := func(label, sources string) string {
 		return fmt.Sprintf(`
@@ -306,13 +311,8 @@ resource "telemetry_nlb_ingress" %q {
 // per-source rules the AWS Load Balancer Controller manages is the
 // migration of docs/guides (not this test).
 func TestAccNLBIngressImportHandMade(t *testing.T) {
-	requireAcc(t)
-	p, c := testPlaneClient(t)
+	p, c := ingressEnv(t, "handmade")
 	ctx := context.Background()
-	ensureNamespaces(t, c, "handmade")
-	startNLBPolicy(t, p)
-	lbcStandIn := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
-	defer lbcStandIn.Stop()
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "handmade", Name: "flows", Annotations: map[string]string{
 			lbc.Scheme: lbc.SchemeInternetFacing, lbc.NLBTargetType: lbc.TargetInstance,

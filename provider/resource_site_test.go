@@ -173,6 +173,18 @@ const updatedSite = `
   retention  = "7d"
   labels     = { team = "netops", tier = "edge" }`
 
+// topicsGone is a CheckDestroy: the KafkaTopics are gone.
+func topicsGone(ctx context.Context, c client.Client, names ...string) func(*terraform.State) error {
+	return func(*terraform.State) error {
+		for _, name := range names {
+			if _, err := getTopic(ctx, c, name); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("KafkaTopic %s still exists after destroy (%v)", name, err)
+			}
+		}
+		return nil
+	}
+}
+
 func TestAccSite(t *testing.T) {
 	requireAcc(t)
 	p, c := testPlaneClient(t)
@@ -183,14 +195,7 @@ func TestAccSite(t *testing.T) {
 
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6,
-		CheckDestroy: func(*terraform.State) error {
-			for _, name := range []string{"sfacctd-flows-ams01", "sfacctd-flows-fra02"} {
-				if _, err := getTopic(ctx, c, name); !apierrors.IsNotFound(err) {
-					return fmt.Errorf("KafkaTopic %s still exists after destroy (%v)", name, err)
-				}
-			}
-			return nil
-		},
+		CheckDestroy:             topicsGone(ctx, c, "sfacctd-flows-ams01", "sfacctd-flows-fra02"),
 		Steps: []resource.TestStep{
 			{ // create: derived partitions, defaults, waits for Ready
 				Config: siteConfig(p, "ams01", `labels = { team = "netops" }`),
@@ -502,14 +507,7 @@ resource "telemetry_site" %q {
 	}
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6,
-		CheckDestroy: func(*terraform.State) error {
-			for _, name := range []string{"sfacctd-flows-edge01", "sfacctd-flows-twin01"} {
-				if _, err := getTopic(ctx, c, name); !apierrors.IsNotFound(err) {
-					return fmt.Errorf("KafkaTopic %s still exists after destroy (%v)", name, err)
-				}
-			}
-			return nil
-		},
+		CheckDestroy:             topicsGone(ctx, c, "sfacctd-flows-edge01", "sfacctd-flows-twin01"),
 		Steps: []resource.TestStep{
 			{
 				Config: cfg(`  retention = "forever"
