@@ -41,17 +41,23 @@ type endpointsModel struct {
 	STS   types.String `tfsdk:"sts"`
 }
 
+// defaultAWSMaxAttempts is how many times a throttled or failed AWS call is
+// tried: an apply makes dozens of calls, and AWS throttles under load.
+const defaultAWSMaxAttempts = 10
+
 func awsBlock() schema.Block {
 	return schema.SingleNestedBlock{
 		MarkdownDescription: "How to reach AWS, as in the aws provider. Unset values come from the " +
 			"standard AWS environment (`AWS_REGION`, `AWS_PROFILE`, `AWS_ACCESS_KEY_ID`, " +
 			"`AWS_ENDPOINT_URL_EC2`, ...), shared config files and instance roles.",
 		Attributes: map[string]schema.Attribute{
-			"region":      schema.StringAttribute{Optional: true, MarkdownDescription: "The AWS region. Env: `AWS_REGION`."},
-			"profile":     schema.StringAttribute{Optional: true, MarkdownDescription: "A shared-config profile. Env: `AWS_PROFILE`."},
-			"access_key":  schema.StringAttribute{Optional: true, MarkdownDescription: "Static access key; prefer the environment or a profile."},
-			"secret_key":  schema.StringAttribute{Optional: true, Sensitive: true, MarkdownDescription: "Static secret key."},
-			"max_retries": schema.Int64Attribute{Optional: true, MarkdownDescription: "Maximum attempts of a throttled or failed call. Default 3."},
+			"region":     schema.StringAttribute{Optional: true, MarkdownDescription: "The AWS region. Env: `AWS_REGION`."},
+			"profile":    schema.StringAttribute{Optional: true, MarkdownDescription: "A shared-config profile. Env: `AWS_PROFILE`."},
+			"access_key": schema.StringAttribute{Optional: true, MarkdownDescription: "Static access key; prefer the environment or a profile."},
+			"secret_key": schema.StringAttribute{Optional: true, Sensitive: true, MarkdownDescription: "Static secret key."},
+			"max_retries": schema.Int64Attribute{Optional: true, MarkdownDescription: fmt.Sprintf("Maximum attempts of a throttled "+
+				"or failed call, with the SDK's backoff. Default %d (the SDK's own 3 fail an apply of a few resources once "+
+				"AWS throttles a third of the calls).", defaultAWSMaxAttempts)},
 			"skip_credentials_validation": schema.BoolAttribute{Optional: true,
 				MarkdownDescription: "Do not call STS GetCallerIdentity before the first AWS call. Default false."},
 		},
@@ -135,9 +141,11 @@ func (m *awsModel) settings(ctx context.Context, userAgent string) (*awsSettings
 	if accessKey != "" {
 		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(accessKey, secretKey, "")))
 	}
+	attempts := defaultAWSMaxAttempts
 	if n := m.MaxRetries.ValueInt64(); n > 0 {
-		opts = append(opts, config.WithRetryMaxAttempts(int(n)))
+		attempts = int(n)
 	}
+	opts = append(opts, config.WithRetryMaxAttempts(attempts))
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading the AWS configuration: %w", err)
