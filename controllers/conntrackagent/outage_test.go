@@ -1,0 +1,92 @@
+package conntrackagent_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netlab"
+)
+
+// TestAgentAPIServerOutage: the API server goes away for 10 s while the
+// agent runs (localplane.Outage cuts it), and the Service's endpoint appears
+// meanwhile; once the API server is back the agent sees it, with no
+// restart, and deletes the stale entry: the blackholed flow reaches the pod.
+func TestAgentAPIServerOutage(t *testing.T) {
+	if err := netlab.Check(); err != nil {
+		t.Fatal(err)
+	}
+	p := localplane.New(t, localplane.Options{NoAWS: true})
+	admin, err := kubernetes.NewForConfig(p.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	outage, err := p.NewOutage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outage.Close()
+	viaOutage, err := kubernetes.NewForConfig(outage.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, err := netlab.New("ctout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lab.Close() })
+	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2, RecvBuffer: 1 << 20}
+	e := &env{t: t, ctx: ctx, kube: admin, lab: lab, ct: ct}
+	a := &conntrackagent.Agent{Client: viaOutage, Conntrack: ct, NodeName: "node-1", Period: time.Hour, Debounce: 50 * time.Millisecond,
+		TombstoneTTL: time.Minute, Recheck: time.Second, LocalAddrs: ct.LocalAddrs,
+		Metrics: conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: testr.New(t)}
+	actx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(actx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	}()
+
+	lb, podFlows := netip.AddrPortFrom(netlab.LBIP, 6343), netip.AddrPortFrom(netlab.PodIP, 16343)
+	pod, err := lab.Listen("pod", podFlows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pod.Close()
+	e.service("flows", 6343, netlab.LBIP.String())
+	sender, err := lab.Send(40000, lb, 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Stop()
+	e.waitEntry(40000, netlab.LBIP) // never NATed
+	if err := lab.DNAT(lb, podFlows); err != nil {
+		t.Fatal(err)
+	}
+
+	outage.Down()
+	e.endpoints("flows", 16343, netlab.PodIP) // written while the agent cannot see it
+	time.Sleep(10 * time.Second)
+	blackholed(t, pod)
+	if err := outage.Up(); err != nil {
+		t.Fatal(err)
+	}
+	d := receives(t, pod, 60*time.Second)
+	t.Logf("after a 10 s API server outage, the flow reached the pod %v after the API server was back", d)
+}
