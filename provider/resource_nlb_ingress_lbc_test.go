@@ -78,7 +78,7 @@ func bindingsReconciled(ctx context.Context, c client.Client, namespace string) 
 }
 
 // TestAccNLBIngressRealLBC: terraform apply of a telemetry_nlb_ingress with
-// 100 sources, and the real AWS Load Balancer Controller (v3.5.0, against
+// 100 and with 1,000 sources, and the real AWS Load Balancer Controller (v3.5.0, against
 // moto) provisions the NLB from the Service, in both of its modes (NLB
 // security groups on, the default; and off, with nlb_security_group =
 // false): the Service gets its load-balancer status, the NLB uses the
@@ -92,19 +92,29 @@ func TestAccNLBIngressRealLBC(t *testing.T) {
 	p, c := testPlaneClient(t)
 	startNLBPolicy(t, p)
 	for _, mode := range []struct {
-		name, namespace, extra string
-		opts                   localplane.LBCOptions
+		name, namespace, sources, extra string
+		opts                            localplane.LBCOptions
 	}{
-		{"NLB security groups", "reallbc", "", localplane.LBCOptions{}},
-		{"no NLB security groups", "reallbc-nosg", "nlb_security_group = false", localplane.LBCOptions{WithoutNLBSecurityGroups: true}},
+		{"NLB security groups", "reallbc", hundredSources(), "", localplane.LBCOptions{}},
+		{"no NLB security groups", "reallbc-nosg", hundredSources(), "nlb_security_group = false", localplane.LBCOptions{WithoutNLBSecurityGroups: true}},
+		{"1,000 sources", "reallbc-1000", thousandSources(), "", localplane.LBCOptions{}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
-			testRealLBC(t, p, c, mode.namespace, mode.extra, mode.opts)
+			testRealLBC(t, p, c, mode.namespace, mode.sources, mode.extra, mode.opts)
 		})
 	}
 }
 
-func testRealLBC(t *testing.T, p *localplane.Plane, c client.Client, namespace, extra string, opts localplane.LBCOptions) {
+// thousandSources are 1,000 non-adjacent /32s in four /24s.
+func thousandSources() string {
+	var s []string
+	for i := 0; i < 1000; i++ {
+		s = append(s, fmt.Sprintf("%q", fmt.Sprintf("198.51.%d.%d/32", 100+i/125, 2*(i%125))))
+	}
+	return "[" + strings.Join(s, ", ") + "]"
+}
+
+func testRealLBC(t *testing.T, p *localplane.Plane, c client.Client, namespace, sources, extra string, opts localplane.LBCOptions) {
 	ctx := context.Background()
 	ensureNamespaces(t, c, namespace)
 	lbc, err := p.StartLoadBalancerController(ctx, opts)
@@ -140,7 +150,7 @@ func testRealLBC(t *testing.T, p *localplane.Plane, c client.Client, namespace, 
 		},
 		Steps: []resource.TestStep{
 			{
-				Config: ingressConfig(p, namespace, hundredSources(), extra),
+				Config: ingressConfig(p, namespace, sources, extra),
 				Check: func(s *terraform.State) error {
 					attrs := s.RootModule().Resources[addr].Primary.Attributes
 					lbARN = attrs["load_balancer_arn"]
@@ -155,8 +165,8 @@ func testRealLBC(t *testing.T, p *localplane.Plane, c client.Client, namespace, 
 					if err != nil {
 						return err
 					}
-					t.Logf("100 sources, 2 ports (one TCP_UDP): %d inbound rules in the VPC, all the ingress's own (%d); "+
-						"the LBC's per-source model would need %s", total, owned, attrs["security_group_rules_per_source_model"])
+					t.Logf("%s sources, 2 ports (one TCP_UDP): %d inbound rules in the VPC, all the ingress's own (%d); "+
+						"the LBC's per-source model would need %s", attrs["source_ranges.#"], total, owned, attrs["security_group_rules_per_source_model"])
 					if total != owned {
 						return fmt.Errorf("%d inbound rules in the VPC, %d of them the ingress's: the LBC added rules", total, owned)
 					}
