@@ -108,10 +108,13 @@ func (d *demo) run() (err error) {
 		d.plane.AWS.VPCID, d.plane.AWS.NodeSecurityGroupID, time.Since(t0).Round(100*time.Millisecond))
 	topics := standin.StartTopicOperator(d.kube, "telemetry")
 	defer topics.Stop()
-	lbs := standin.StartLoadBalancerController(d.kube, d.plane.AWS.Config(), d.plane.AWS.VPCID)
-	defer lbs.Stop()
-	d.note("stand-ins for the third-party controllers that cannot run here: Strimzi's Topic Operator (topic status)")
-	d.note("and the AWS Load Balancer Controller (creates the NLB in moto, writes the Service's status)")
+	lbc, err := d.plane.StartLoadBalancerController(d.ctx, localplane.LBCOptions{})
+	if err != nil {
+		return err
+	}
+	defer lbc.Stop()
+	d.note("the AWS Load Balancer Controller v3.5.0 (built from its pinned source) running against the API server and moto")
+	d.note("a stand-in for Strimzi's Topic Operator, which cannot run here (Java): topic status and refusals only")
 	stopController, err := d.startNLBPolicyController()
 	if err != nil {
 		return err
