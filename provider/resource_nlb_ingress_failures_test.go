@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -353,5 +355,82 @@ resource "telemetry_nlb_ingress" "flows" {
 				},
 			},
 		},
+	})
+}
+
+// TestAccNLBIngressRoundTripProperty: generated configurations (ports and
+// protocols, target ports, sources of both families, target type,
+// external traffic policy, scheme, NLB security group), applied one after
+// the other to one resource with the real AWS Load Balancer Controller: after
+// each apply, refresh reads back what was written and the plan is empty (the
+// test harness fails a step whose plan after apply is not).
+func TestAccNLBIngressRoundTripProperty(t *testing.T) {
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ctx := context.Background()
+	ensureNamespaces(t, c, "property")
+	startNLBPolicy(t, p)
+	lbc, err := p.StartLoadBalancerController(ctx, localplane.LBCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lbc.Stop()
+	rng := rand.New(rand.NewPCG(11, 12))
+	names := []string{"sflow", "ipfix", "netflow", "a-tcp", "a-udp"}
+	protocols := []string{"UDP", "TCP", protocolTCPUDP}
+	generate := func() string {
+		var ports []ingressPort
+		for len(ports) == 0 || (len(ports) < 3 && rng.IntN(2) == 0) {
+			port := ingressPort{Name: names[rng.IntN(len(names))], Protocol: protocols[rng.IntN(len(protocols))],
+				Port: []int32{6343, 4739, 2055}[rng.IntN(3)]}
+			if rng.IntN(2) == 0 {
+				port.TargetPort = port.Port + 1
+			}
+			if candidate := append(slices.Clone(ports), port); len(portProblems(candidate)) == 0 {
+				ports = candidate
+			}
+		}
+		var hcl []string
+		for _, pt := range ports {
+			target := ""
+			if pt.TargetPort != 0 {
+				target = fmt.Sprintf(", target_port = %d", pt.TargetPort)
+			}
+			hcl = append(hcl, fmt.Sprintf(`{ name = %q, protocol = %q, port = %d%s }`, pt.Name, pt.Protocol, pt.Port, target))
+		}
+		targetType := []string{"instance", "ip"}[rng.IntN(2)]
+		var sources []string
+		for n := 1 + rng.IntN(20); len(sources) < n; {
+			sources = append(sources, fmt.Sprintf("%q", fmt.Sprintf("198.51.%d.%d/%d", 100+rng.IntN(2), rng.IntN(64)*4, []int{30, 32}[rng.IntN(2)])))
+			if targetType == "ip" && rng.IntN(4) == 0 {
+				sources = append(sources, fmt.Sprintf("%q", fmt.Sprintf("2001:db8:%x::/48", rng.IntN(1<<16))))
+			}
+		}
+		return providerConfig(p) + fmt.Sprintf(`
+resource "telemetry_nlb_ingress" "flows" {
+  name                    = "flows"
+  namespace               = "property"
+  selector                = { app = "sfacctd" }
+  ports                   = [%s]
+  allowed_sources         = [%s]
+  target_type             = %q
+  external_traffic_policy = %q
+  scheme                  = %q
+  nlb_security_group      = %v
+  node_security_group_id  = %q
+}`, strings.Join(hcl, ", "), strings.Join(sources, ", "), targetType, []string{"Local", "Cluster"}[rng.IntN(2)],
+			[]string{"internal", "internet-facing"}[rng.IntN(2)], rng.IntN(4) != 0, p.AWS.NodeSecurityGroupID)
+	}
+	var steps []resource.TestStep
+	for i := 0; i < 6; i++ {
+		steps = append(steps, resource.TestStep{Config: generate()})
+	}
+	ec := ec2.NewFromConfig(p.AWS.Config())
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		CheckDestroy: func(*terraform.State) error {
+			return leftInAWS(ctx, ec, p.AWS.NodeSecurityGroupID, "property", "flows")
+		},
+		Steps: steps,
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -150,6 +151,14 @@ func (s *LoadBalancerController) reconcile(ctx context.Context, svc *corev1.Serv
 	if s.NoNLBSecurityGroups {
 		groups = nil
 	}
+	// A load balancer left under this name (an earlier Service of the same
+	// namespace and name, whose deletion another stand-in did not finish)
+	// would be returned as is by CreateLoadBalancer, with its old security
+	// groups; the real controller reconciles what it finds, so this one
+	// starts afresh.
+	if err := s.deleteLB(ctx, name); err != nil {
+		return err
+	}
 	out, err := s.elb.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{
 		Name: aws.String(name), Type: elbv2types.LoadBalancerTypeEnumNetwork, Scheme: scheme,
 		Subnets: subnets, SecurityGroups: groups,
@@ -191,8 +200,12 @@ func (s *LoadBalancerController) taggedSubnets(ctx context.Context, scheme strin
 
 func (s *LoadBalancerController) deleteLB(ctx context.Context, name string) error {
 	out, err := s.elb.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{Names: []string{name}})
+	var notFound *elbv2types.LoadBalancerNotFoundException
+	if errors.As(err, &notFound) {
+		return nil // already gone
+	}
 	if err != nil {
-		return nil // LoadBalancerNotFound: already gone
+		return fmt.Errorf("DescribeLoadBalancers %s: %w", name, err) // retried; the finalizer stays meanwhile
 	}
 	for _, lb := range out.LoadBalancers {
 		if _, err := s.elb.DeleteLoadBalancer(ctx, &elbv2.DeleteLoadBalancerInput{LoadBalancerArn: lb.LoadBalancerArn}); err != nil {
