@@ -172,8 +172,9 @@ func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaReques
 					"the Service's `loadBalancerSourceRanges`. There is no implicit \"allow all\": write `0.0.0.0/0` to mean it. " +
 					"IPv6 sources make the NLB dualstack (`aws-load-balancer-ip-address-type: dualstack`; its subnets need IPv6)."},
 			"target_type": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(lbc.TargetInstance),
-				Validators:          []validator.String{stringvalidator.OneOf(lbc.TargetInstance, lbc.TargetIP)},
-				MarkdownDescription: "NLB target type, `instance` (NodePorts) or `ip` (pod IPs). Default `instance`."},
+				Validators: []validator.String{stringvalidator.OneOf(lbc.TargetInstance, lbc.TargetIP)}, PlanModifiers: replace,
+				MarkdownDescription: "NLB target type, `instance` (NodePorts) or `ip` (pod IPs). Default `instance`. Changing it " +
+					"replaces the ingress: a target group's type is fixed, and the policies filter another hop."},
 			"scheme": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(lbc.SchemeInternal),
 				Validators:    []validator.String{stringvalidator.OneOf(lbc.SchemeInternal, lbc.SchemeInternetFacing)},
 				PlanModifiers: replace,

@@ -359,7 +359,7 @@ resource "telemetry_nlb_ingress" "flows" {
 }
 
 // TestAccNLBIngressRoundTripProperty: generated configurations (ports and
-// protocols, target ports, sources of both families, target type,
+// protocols, target ports, IPv4 sources, target type (a change replaces),
 // external traffic policy, scheme, NLB security group), applied one after
 // the other to one resource with the real AWS Load Balancer Controller: after
 // each apply, refresh reads back what was written and the plan is empty (the
@@ -401,10 +401,9 @@ func TestAccNLBIngressRoundTripProperty(t *testing.T) {
 		targetType := []string{"instance", "ip"}[rng.IntN(2)]
 		var sources []string
 		for n := 1 + rng.IntN(20); len(sources) < n; {
+			// IPv4 only: moto's subnets cannot give the LBC a dualstack NLB
+			// (../shared/third_party/README.md), which IPv6 sources need.
 			sources = append(sources, fmt.Sprintf("%q", fmt.Sprintf("198.51.%d.%d/%d", 100+rng.IntN(2), rng.IntN(64)*4, []int{30, 32}[rng.IntN(2)])))
-			if targetType == "ip" && rng.IntN(4) == 0 {
-				sources = append(sources, fmt.Sprintf("%q", fmt.Sprintf("2001:db8:%x::/48", rng.IntN(1<<16))))
-			}
 		}
 		return providerConfig(p) + fmt.Sprintf(`
 resource "telemetry_nlb_ingress" "flows" {
