@@ -189,6 +189,24 @@ func get(t *testing.T, c client.Client, svc *corev1.Service) (*corev1.Service, b
 	return got, true
 }
 
+// planeWithNLBs is what most controller tests run against: a plane with
+// AWS in moto, the namespace telemetry, and the LBC stand-in giving its
+// Services their NLBs, until the test ends.
+func planeWithNLBs(t *testing.T) (*localplane.Plane, client.Client) {
+	t.Helper()
+	p := localplane.New(t, localplane.Options{})
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}); err != nil {
+		t.Fatal(err)
+	}
+	lbs := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
+	t.Cleanup(lbs.Stop)
+	return p, c
+}
+
 func TestController(t *testing.T) {
 	parent := t // controllers started in subtests outlive them
 	p := localplane.New(t, localplane.Options{})

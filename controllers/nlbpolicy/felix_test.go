@@ -12,14 +12,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netlab"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
 )
 
 // rootFirewall is the root namespace's iptables and nftables rules, without
@@ -85,17 +83,8 @@ func startFelixLab(t *testing.T, prefix string, clientPrefixes ...string) *felix
 			t.Fatal(err)
 		}
 	}
-	p := localplane.New(t, localplane.Options{})
-	c, err := p.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, c := planeWithNLBs(t)
 	ctx := context.Background()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}); err != nil {
-		t.Fatal(err)
-	}
-	lbs := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
-	t.Cleanup(lbs.Stop)
 	startController(t, p, false)
 	var nodes corev1.NodeList
 	if err := c.List(ctx, &nodes); err != nil || len(nodes.Items) == 0 {

@@ -6,12 +6,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
 )
 
 // TestAPIServerOutage: the API server goes away for 15 s while the
@@ -19,17 +16,8 @@ import (
 // it is back (the new one acknowledged, the deleted one's policies gone and
 // its finalizer released), with no restart of the controller.
 func TestAPIServerOutage(t *testing.T) {
-	p := localplane.New(t, localplane.Options{})
-	c, err := p.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, c := planeWithNLBs(t)
 	ctx := context.Background()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}); err != nil {
-		t.Fatal(err)
-	}
-	lbs := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
-	defer lbs.Stop()
 	outage, err := p.NewOutage()
 	if err != nil {
 		t.Fatal(err)
