@@ -24,8 +24,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 )
 
 // awsFaults is a proxy in front of moto that answers some AWS calls with
@@ -107,16 +105,8 @@ func (f *awsFaults) report() string {
 // healthy again the next apply converges, the plan is empty, and destroy
 // leaves nothing in AWS.
 func TestAccNLBIngressAWSFaults(t *testing.T) {
-	requireAcc(t)
-	p, c := testPlaneClient(t)
+	p, c := ingressEnvRealLBC(t, "faults")
 	ctx := context.Background()
-	ensureNamespaces(t, c, "faults")
-	startNLBPolicy(t, p)
-	lbc, err := p.StartLoadBalancerController(ctx, localplane.LBCOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lbc.Stop()
 	faults := startAWSFaults(t, p.AWS.Endpoint)
 	ec := ec2.NewFromConfig(p.AWS.Config())
 	viaFaults := func(sources string) string {

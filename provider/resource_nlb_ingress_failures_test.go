@@ -65,6 +65,22 @@ func ingressEnv(t *testing.T, namespace string) (*localplane.Plane, client.Clien
 	return p, c
 }
 
+// ingressEnvRealLBC is ingressEnv with the real AWS Load Balancer Controller,
+// for tests that re-create Services or need its real work.
+func ingressEnvRealLBC(t *testing.T, namespace string) (*localplane.Plane, client.Client) {
+	t.Helper()
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ensureNamespaces(t, c, namespace)
+	startNLBPolicy(t, p)
+	lbc, err := p.StartLoadBalancerController(context.Background(), localplane.LBCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lbc.Stop)
+	return p, c
+}
+
 // leftInAWS lists what an ingress owns in moto: frontend groups tagged with
 // it and rules described as its own in the node group.
 func leftInAWS(ctx context.Context, ec *ec2.Client, nodeSG, namespace, name string) error {
@@ -365,16 +381,8 @@ resource "telemetry_nlb_ingress" "flows" {
 // each apply, refresh reads back what was written and the plan is empty (the
 // test harness fails a step whose plan after apply is not).
 func TestAccNLBIngressRoundTripProperty(t *testing.T) {
-	requireAcc(t)
-	p, c := testPlaneClient(t)
+	p, _ := ingressEnvRealLBC(t, "property")
 	ctx := context.Background()
-	ensureNamespaces(t, c, "property")
-	startNLBPolicy(t, p)
-	lbc, err := p.StartLoadBalancerController(ctx, localplane.LBCOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lbc.Stop()
 	rng := rand.New(rand.NewPCG(11, 12))
 	names := []string{"sflow", "ipfix", "netflow", "a-tcp", "a-udp"}
 	protocols := []string{"UDP", "TCP", protocolTCPUDP}
