@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
@@ -27,7 +25,7 @@ import (
 // entries of its node.
 type Agent struct {
 	Client    kubernetes.Interface
-	Conntrack *Netlink
+	Conntrack Conntrack
 	// NodeName is reported in Events.
 	NodeName string
 	// DryRun logs and counts what would be deleted, and deletes nothing.
@@ -38,12 +36,20 @@ type Agent struct {
 	Debounce time.Duration
 	// TombstoneTTL is how long a deleted Service's addresses are remembered.
 	TombstoneTTL time.Duration
+	// DeletedServiceGrace is how long after a UDP Service's deletion its
+	// entries are left alone: a Service deleted and re-created within it
+	// (kubectl replace --force, a chart re-installed) keeps its flows to the
+	// pods that still serve it, as with kube-proxy alone. Zero deletes them at
+	// once, as kube-proxy does since v1.38: past the deletion a flow NATed to a
+	// former endpoint reaches whatever pod gets that address next.
+	DeletedServiceGrace time.Duration
 	// Recheck is the delay of a follow-up pass after a pass that deleted
 	// entries: when the agent acts before kube-proxy has written the new
 	// DNAT rule, the next packet re-creates a never-NATed entry, which the
-	// follow-up removes instead of waiting for the next period. Zero
-	// disables it.
-	Recheck time.Duration
+	// follow-up removes instead of waiting for the next period. Follow-ups go
+	// on while they keep deleting, each delay doubled up to RecheckMax, so a
+	// late kube-proxy costs at most RecheckMax. Zero disables them.
+	Recheck, RecheckMax time.Duration
 	// LocalAddrs lists the node's addresses (where NodePorts are reached).
 	LocalAddrs func() ([]netip.Addr, error)
 	Recorder   events.EventRecorder
@@ -60,16 +66,30 @@ type Agent struct {
 	lastPass  time.Time
 }
 
+// Event reasons, on the Service whose entries a pass deleted.
+const (
+	// ReasonStaleEntries: the kernel deleted stale entries (Normal).
+	ReasonStaleEntries = "StaleConntrackEntries"
+	// ReasonDeleteFailed: the kernel refused some deletions (Warning).
+	ReasonDeleteFailed = "StaleConntrackDeleteFailed"
+)
+
 // eventInterval rate-limits Events per Service.
 const eventInterval = time.Minute
 
 // Run starts the informers and runs passes until ctx ends: one at start
 // (only stale entries go; no flush), one after each relevant change
-// (coalesced), and one every Period.
+// (coalesced), rechecks after a pass that deleted, and one every Period.
 func (a *Agent) Run(ctx context.Context) error {
-	a.trigger = make(chan string, 1)
-	a.tombs = map[types.NamespacedName]Tombstone{}
-	a.lastEvent = map[types.NamespacedName]time.Time{}
+	if err := a.start(ctx); err != nil {
+		return err
+	}
+	return a.loop(ctx, time.NewTicker(a.Period).C)
+}
+
+// start starts the informers and waits for their caches.
+func (a *Agent) start(ctx context.Context) error {
+	a.init()
 	factory := informers.NewSharedInformerFactory(a.Client, 0)
 	svcInformer := factory.Core().V1().Services()
 	sliceInformer := factory.Discovery().V1().EndpointSlices()
@@ -91,7 +111,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if _, err := sliceInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(o any) {
-			if servingCount(o) > 0 {
+			if sliceAddedNeedsPass(o) {
 				a.kick("endpoints added")
 			}
 		},
@@ -100,7 +120,11 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.kick("endpoints changed")
 			}
 		},
-		DeleteFunc: func(any) { a.kick("endpoints removed") },
+		DeleteFunc: func(o any) {
+			if sliceDeletedNeedsPass(o) {
+				a.kick("endpoints removed")
+			}
+		},
 	}); err != nil {
 		return err
 	}
@@ -113,23 +137,56 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.synced = true
 	a.mu.Unlock()
+	return nil
+}
 
+func (a *Agent) init() {
+	a.trigger = make(chan string, 1)
+	a.tombs = map[types.NamespacedName]Tombstone{}
+	a.lastEvent = map[types.NamespacedName]time.Time{}
+}
+
+// loop runs the passes: at once, then on each trigger, recheck and tick.
+func (a *Agent) loop(ctx context.Context, tick <-chan time.Time) error {
 	reason := "start"
-	ticker := time.NewTicker(a.Period)
-	defer ticker.Stop()
+	var (
+		recheck      *time.Timer
+		recheckC     <-chan time.Time
+		recheckDelay time.Duration
+	)
+	defer func() {
+		if recheck != nil {
+			recheck.Stop()
+		}
+	}()
 	for {
 		res, err := a.Pass(ctx, reason)
 		if err != nil && ctx.Err() == nil {
 			a.Log.Error(err, "pass failed", "trigger", reason)
 		}
-		if a.Recheck > 0 && res.Deleted > 0 && reason != "recheck" {
-			time.AfterFunc(a.Recheck, func() { a.kick("recheck") })
+		// Rechecks follow a pass whose deletions the kernel confirmed; they go
+		// on, backing off, while they keep finding entries to delete.
+		if a.Recheck > 0 && res.Deleted > 0 {
+			if reason == "recheck" {
+				recheckDelay = min(2*recheckDelay, max(a.RecheckMax, a.Recheck))
+			} else {
+				recheckDelay = a.Recheck
+			}
+			if recheck != nil {
+				recheck.Stop()
+			}
+			recheck = time.NewTimer(recheckDelay)
+			recheckC = recheck.C
+		} else if reason == "recheck" {
+			recheckC = nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case <-tick:
 			reason = "period"
+		case <-recheckC:
+			reason = "recheck"
 		case reason = <-a.trigger:
 			// Coalesce what arrives during the debounce.
 			timer := time.NewTimer(a.Debounce)
@@ -154,26 +211,37 @@ func (a *Agent) kick(reason string) {
 	}
 }
 
-// PassResult is what one pass did.
+// PassResult is what one pass did: Stale entries found, and what the kernel
+// did with those the agent asked it to delete.
 type PassResult struct {
-	Scanned, Stale, Deleted, Vanished int
-	Duration                          time.Duration
-	PerService                        map[types.NamespacedName]int
+	Scanned, Stale int
+	DeleteStats
+	Duration   time.Duration
+	PerService map[types.NamespacedName]ServiceResult
+}
+
+// ServiceResult is one Service's share of a pass.
+type ServiceResult struct {
+	Found int
+	DeleteStats
 }
 
 // Pass scans the table once and deletes the stale entries.
 func (a *Agent) Pass(ctx context.Context, trigger string) (PassResult, error) {
 	start := time.Now()
-	res := PassResult{PerService: map[types.NamespacedName]int{}}
+	res := PassResult{PerService: map[types.NamespacedName]ServiceResult{}}
 	table, err := a.table()
 	if err != nil {
 		return res, err
 	}
-	var stale []Flow
+	var (
+		stale []Flow
+		owner []types.NamespacedName
+	)
 	stats, err := a.Conntrack.Scan(ctx, func(f Flow) {
 		if ok, svc := table.Stale(f); ok {
 			stale = append(stale, f)
-			res.PerService[svc]++
+			owner = append(owner, svc)
 		}
 	})
 	res.Scanned, res.Stale = stats.Scanned, len(stale)
@@ -181,16 +249,29 @@ func (a *Agent) Pass(ctx context.Context, trigger string) (PassResult, error) {
 		a.Metrics.errors.Inc()
 		return res, fmt.Errorf("scanning conntrack: %w", err)
 	}
+	for _, svc := range owner {
+		r := res.PerService[svc]
+		r.Found++
+		res.PerService[svc] = r
+	}
 	if a.DryRun {
 		for _, f := range stale {
 			a.Log.Info("would delete stale entry (dry run)", "src", f.OrigSrc, "dst", f.OrigDst, "replySrc", f.ReplySrc)
 		}
 	} else if len(stale) > 0 {
-		ds, err := a.Conntrack.Delete(ctx, stale)
-		res.Deleted, res.Vanished = ds.Deleted, ds.Vanished
+		outcomes, err := a.Conntrack.Delete(ctx, stale)
+		for i, o := range outcomes {
+			r := res.PerService[owner[i]]
+			r.DeleteStats.add(o)
+			res.PerService[owner[i]] = r
+			res.DeleteStats.add(o)
+		}
+		if missing := len(stale) - len(outcomes); missing > 0 { // a Conntrack that returned fewer
+			res.Failed += missing
+		}
 		if err != nil {
 			a.Metrics.errors.Inc()
-			a.Log.Error(err, "deleting entries", "failed", len(stale)-ds.Deleted-ds.Vanished)
+			a.Log.Error(err, "deleting entries", "failed", res.Failed)
 		}
 	}
 	res.Duration = time.Since(start)
@@ -200,7 +281,7 @@ func (a *Agent) Pass(ctx context.Context, trigger string) (PassResult, error) {
 	a.mu.Unlock()
 	if res.Stale > 0 {
 		a.Log.Info("pass", "trigger", trigger, "scanned", res.Scanned, "stale", res.Stale, "deleted", res.Deleted,
-			"vanished", res.Vanished, "dryRun", a.DryRun, "duration", res.Duration)
+			"vanished", res.Vanished, "failed", res.Failed, "dryRun", a.DryRun, "duration", res.Duration)
 		a.report(res)
 	} else {
 		a.Log.V(1).Info("pass", "trigger", trigger, "scanned", res.Scanned, "duration", res.Duration)
@@ -246,7 +327,9 @@ func (a *Agent) serviceDeleted(o any) {
 	if !ok || !hasUDP(svc) {
 		return
 	}
-	t := Tombstone{Service: types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}, Expires: time.Now().Add(a.TombstoneTTL)}
+	now := time.Now()
+	t := Tombstone{Service: types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name},
+		From: now.Add(a.DeletedServiceGrace), Expires: now.Add(a.DeletedServiceGrace + a.TombstoneTTL)}
 	for _, sp := range svc.Spec.Ports {
 		if sp.Protocol != corev1.ProtocolUDP {
 			continue
@@ -261,18 +344,23 @@ func (a *Agent) serviceDeleted(o any) {
 	a.mu.Lock()
 	a.tombs[t.Service] = t
 	a.mu.Unlock()
+	if a.DeletedServiceGrace > 0 {
+		time.AfterFunc(a.DeletedServiceGrace, func() { a.kick("service deleted") })
+		return
+	}
 	a.kick("service deleted")
 }
 
-// report emits one Event per Service per eventInterval.
+// report emits one Event per Service per eventInterval, with what the
+// kernel did: deleted, already gone, refused.
 func (a *Agent) report(res PassResult) {
 	if a.Recorder == nil {
 		return
 	}
-	for key, n := range res.PerService {
+	for key, r := range res.PerService {
 		a.mu.Lock()
 		last := a.lastEvent[key]
-		due := time.Since(last) >= eventInterval
+		due := time.Since(last) >= eventInterval || r.Failed > 0 && time.Since(last) >= eventInterval/6
 		if due {
 			a.lastEvent[key] = time.Now()
 		}
@@ -284,12 +372,19 @@ func (a *Agent) report(res PassResult) {
 		if err != nil {
 			continue // deleted Service: nothing to attach the Event to
 		}
-		verb := "Deleted"
-		if a.DryRun {
-			verb = "Found (dry run)"
+		switch {
+		case a.DryRun:
+			a.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, ReasonStaleEntries, "Delete",
+				"Found %d stale UDP conntrack entries on node %s (dry run: none deleted)", r.Found, a.NodeName)
+		case r.Failed > 0:
+			a.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonDeleteFailed, "Delete",
+				"Deleted %d of %d stale UDP conntrack entries on node %s; the kernel refused %d (the agent's log says why), %d were gone already",
+				r.Deleted, r.Found, a.NodeName, r.Failed, r.Vanished)
+		default:
+			a.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, ReasonStaleEntries, "Delete",
+				"Deleted %d stale UDP conntrack entries on node %s (never NATed, or NATed to an endpoint that is gone); %d more were gone already",
+				r.Deleted, a.NodeName, r.Vanished)
 		}
-		a.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, "StaleConntrackEntries", "Delete",
-			"%s %d stale UDP conntrack entries on node %s (never NATed, or NATed to an endpoint that is gone)", verb, n, a.NodeName)
 	}
 }
 
@@ -314,78 +409,6 @@ func (a *Agent) Ready() error {
 		return errors.New("not synced yet")
 	}
 	return nil
-}
-
-func hasUDP(o any) bool {
-	svc, ok := o.(*corev1.Service)
-	return ok && slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Protocol == corev1.ProtocolUDP })
-}
-
-// serviceAddressesChanged: new addresses (an LB IP assigned later, external
-// IPs) or ports can make existing entries stale without any endpoint change.
-func serviceAddressesChanged(old, cur any) bool {
-	o, ok1 := old.(*corev1.Service)
-	c, ok2 := cur.(*corev1.Service)
-	if !ok1 || !ok2 || !hasUDP(c) {
-		return false
-	}
-	return !slices.Equal(ServiceIPs(o), ServiceIPs(c)) || !slices.EqualFunc(o.Spec.Ports, c.Spec.Ports,
-		func(a, b corev1.ServicePort) bool {
-			return a.Port == b.Port && a.NodePort == b.NodePort && a.Protocol == b.Protocol
-		})
-}
-
-func servingCount(o any) int {
-	s, ok := o.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return 0
-	}
-	n := 0
-	for _, ep := range s.Endpoints {
-		c := ep.Conditions
-		if (c.Ready == nil || *c.Ready) || (c.Serving != nil && *c.Serving) {
-			n += len(ep.Addresses)
-		}
-	}
-	return n
-}
-
-// endpointsNeedPass: entries go stale when endpoints come back from zero
-// (never-NATed entries) or an endpoint goes away (entries NATed to it).
-// Adding an endpoint to a non-empty set makes nothing stale.
-func endpointsNeedPass(old, cur any) bool {
-	before, after := servingCount(old), servingCount(cur)
-	if before == 0 && after > 0 {
-		return true
-	}
-	o, ok1 := old.(*discoveryv1.EndpointSlice)
-	c, ok2 := cur.(*discoveryv1.EndpointSlice)
-	if !ok1 || !ok2 {
-		return true
-	}
-	now := map[string]bool{}
-	for _, ep := range c.Endpoints {
-		cond := ep.Conditions
-		if (cond.Ready == nil || *cond.Ready) || (cond.Serving != nil && *cond.Serving) {
-			for _, addr := range ep.Addresses {
-				now[addr] = true
-			}
-		}
-	}
-	for _, ep := range o.Endpoints {
-		for _, addr := range ep.Addresses {
-			if !now[addr] {
-				return true
-			}
-		}
-	}
-	return !slices.EqualFunc(o.Ports, c.Ports, func(a, b discoveryv1.EndpointPort) bool {
-		return ptrEq(a.Port, b.Port) && ptrEq(a.Name, b.Name)
-	})
-}
-
-func ptrEq[T comparable](a, b *T) bool {
-	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
 }
 
 // InterfaceAddrs lists the addresses of the agent's network namespace.

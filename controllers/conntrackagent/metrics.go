@@ -13,6 +13,7 @@ type Metrics struct {
 	scanned  prometheus.Counter
 	lastScan prometheus.Gauge
 	vanished prometheus.Counter
+	failed   *prometheus.CounterVec
 	errors   prometheus.Counter
 }
 
@@ -20,7 +21,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_conntrack_entries_deleted_total",
-			Help: "Stale UDP conntrack entries deleted, by Service."}, []string{"namespace", "service"}),
+			Help: "Stale UDP conntrack entries the kernel deleted (confirmed by its answer), by Service."}, []string{"namespace", "service"}),
 		found: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_conntrack_stale_entries_found_total",
 			Help: "Stale UDP conntrack entries found (deleted or, in dry run, not), by Service."}, []string{"namespace", "service"}),
 		passes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_conntrack_passes_total",
@@ -33,10 +34,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "UDP conntrack entries read by the last pass."}),
 		vanished: prometheus.NewCounter(prometheus.CounterOpts{Name: "telemetry_conntrack_entries_vanished_total",
 			Help: "Stale entries that were gone by the time they were deleted (timed out, deleted by kube-proxy)."}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_conntrack_delete_failures_total",
+			Help: "Stale UDP conntrack entries the kernel refused to delete (or not tried, the pass cut short), by Service."}, []string{"namespace", "service"}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "telemetry_conntrack_errors_total",
-			Help: "Failed scans and deletions."}),
+			Help: "Failed scans and passes with failed deletions."}),
 	}
-	reg.MustRegister(m.deleted, m.found, m.passes, m.duration, m.scanned, m.lastScan, m.vanished, m.errors)
+	reg.MustRegister(m.deleted, m.found, m.passes, m.duration, m.scanned, m.lastScan, m.vanished, m.failed, m.errors)
 	return m
 }
 
@@ -46,10 +49,13 @@ func (m *Metrics) pass(trigger string, res PassResult, dryRun bool) {
 	m.scanned.Add(float64(res.Scanned))
 	m.lastScan.Set(float64(res.Scanned))
 	m.vanished.Add(float64(res.Vanished))
-	for svc, n := range res.PerService {
-		m.found.WithLabelValues(svc.Namespace, svc.Name).Add(float64(n))
+	for svc, r := range res.PerService {
+		m.found.WithLabelValues(svc.Namespace, svc.Name).Add(float64(r.Found))
 		if !dryRun {
-			m.deleted.WithLabelValues(svc.Namespace, svc.Name).Add(float64(n))
+			m.deleted.WithLabelValues(svc.Namespace, svc.Name).Add(float64(r.Deleted))
+			if r.Failed > 0 {
+				m.failed.WithLabelValues(svc.Namespace, svc.Name).Add(float64(r.Failed))
+			}
 		}
 	}
 }

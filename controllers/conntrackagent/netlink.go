@@ -154,68 +154,81 @@ func dump(ctx context.Context, fd int, family netfilter.ProtoFamily, udpOnly boo
 	}
 }
 
-// DeleteStats are the figures of one deletion batch.
-type DeleteStats struct {
-	Deleted, Vanished int
-}
-
-// Delete deletes the entries by their original tuple, in parallel. Entries
-// that vanished in the meantime (timed out, deleted by kube-proxy) are
-// counted, not errors.
-func (n *Netlink) Delete(ctx context.Context, flows []Flow) (DeleteStats, error) {
+// Delete deletes the entries by their original tuple, in parallel, and says
+// what the kernel did with each (outcomes[i] is flows[i]'s). Entries that
+// vanished in the meantime (timed out, deleted by kube-proxy) are Vanished,
+// not errors; the error joins the first few failures.
+func (n *Netlink) Delete(ctx context.Context, flows []Flow) ([]Outcome, error) {
+	outcomes := make([]Outcome, len(flows))
 	workers := max(1, min(n.Workers, len(flows)/64+1))
 	var (
-		mu    sync.Mutex
-		stats DeleteStats
-		errs  []error
-		wg    sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
 	)
-	next := make(chan Flow)
+	next := make(chan int)
 	for w := 0; w < workers; w++ {
 		c, err := conntrack.Dial(&netlink.Config{NetNS: n.NetNS})
 		if err != nil {
 			close(next)
 			wg.Wait()
-			return stats, fmt.Errorf("conntrack dial: %w", err)
+			return outcomes, fmt.Errorf("conntrack dial: %w", err)
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			var d, v int
 			var werrs []error
-			for f := range next {
-				err := c.Delete(conntrack.Flow{TupleOrig: conntrack.Tuple{
-					IP:    conntrack.IPTuple{SourceAddress: f.OrigSrc.Addr(), DestinationAddress: f.OrigDst.Addr()},
-					Proto: conntrack.ProtoTuple{Protocol: f.Proto, SourcePort: f.OrigSrc.Port(), DestinationPort: f.OrigDst.Port()},
-				}})
+			for i := range next {
+				err := c.Delete(flows[i].deletion())
 				switch {
 				case err == nil:
-					d++
+					outcomes[i] = Deleted
 				case errors.Is(err, unix.ENOENT):
-					v++
+					outcomes[i] = Vanished
 				default:
+					outcomes[i] = Failed
 					if len(werrs) < 5 {
-						werrs = append(werrs, err)
+						werrs = append(werrs, fmt.Errorf("%v -> %v: %w", flows[i].OrigSrc, flows[i].OrigDst, err))
 					}
 				}
 			}
 			mu.Lock()
-			stats.Deleted += d
-			stats.Vanished += v
 			errs = append(errs, werrs...)
 			mu.Unlock()
 		}()
 	}
-	for _, f := range flows {
+	for i := range flows {
 		if ctx.Err() != nil {
-			break
+			break // the rest stay NotTried
 		}
-		next <- f
+		next <- i
 	}
 	close(next)
 	wg.Wait()
-	return stats, errors.Join(errs...)
+	return outcomes, errors.Join(errs...)
+}
+
+// deletion is the request that deletes the entry. The kernel finds it by
+// the original tuple; the reply tuple is filled too because ti-mo/conntrack
+// picks the IPv6 family only when both tuples are IPv6 (with the original
+// alone every IPv6 delete failed with EINVAL). The kernel ignores the reply
+// tuple when the original one is given.
+func (f Flow) deletion() conntrack.Flow {
+	replySrc := f.ReplySrc
+	if !replySrc.IsValid() || replySrc.Addr().Is4() != f.OrigSrc.Addr().Is4() {
+		replySrc = f.OrigDst
+	}
+	return conntrack.Flow{
+		TupleOrig: conntrack.Tuple{
+			IP:    conntrack.IPTuple{SourceAddress: f.OrigSrc.Addr(), DestinationAddress: f.OrigDst.Addr()},
+			Proto: conntrack.ProtoTuple{Protocol: f.Proto, SourcePort: f.OrigSrc.Port(), DestinationPort: f.OrigDst.Port()},
+		},
+		TupleReply: conntrack.Tuple{
+			IP:    conntrack.IPTuple{SourceAddress: replySrc.Addr(), DestinationAddress: f.OrigSrc.Addr()},
+			Proto: conntrack.ProtoTuple{Protocol: f.Proto, SourcePort: replySrc.Port(), DestinationPort: f.OrigSrc.Port()},
+		},
+	}
 }
 
 // inNetNS runs fn on an OS thread moved into the namespace.

@@ -41,6 +41,9 @@ func createFlows(t *testing.T, ns int, proto uint8, n int, dst netip.Addr) {
 	defer c.Close()
 	for i := 0; i < n; i++ {
 		src := netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 250)})
+		if dst.Is6() {
+			src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i % 250)})
+		}
 		sport := uint16(10000 + i)
 		f := conntrack.NewFlow(proto, 0, src, dst, sport, 6343, 60, 0)
 		if err := c.Create(f); err != nil {
@@ -72,15 +75,44 @@ func TestScanFiltersUDPInTheKernelAndDeletes(t *testing.T) {
 		}
 	}
 	// Delete half, then all again: the first half is gone (vanished), not an error.
-	ds, err := n.Delete(context.Background(), flows[:150])
-	if err != nil || ds.Deleted != 150 {
+	out, err := n.Delete(context.Background(), flows[:150])
+	if ds := Tally(out); err != nil || ds.Deleted != 150 {
 		t.Fatalf("delete: %+v %v", ds, err)
 	}
-	ds, err = n.Delete(context.Background(), flows)
-	if err != nil || ds.Deleted != 150 || ds.Vanished != 150 {
+	out, err = n.Delete(context.Background(), flows)
+	if ds := Tally(out); err != nil || ds.Deleted != 150 || ds.Vanished != 150 {
 		t.Fatalf("second delete: %+v %v", ds, err)
 	}
 	stats, err = n.Scan(context.Background(), func(Flow) {})
+	if err != nil || stats.Scanned != 0 {
+		t.Fatalf("left after deletion: %d (%v)", stats.Scanned, err)
+	}
+}
+
+// Deleting IPv6 entries works: ti-mo/conntrack takes the family from both
+// tuples, so a delete that fills only the original one used to fail with
+// EINVAL on every IPv6 entry.
+func TestDeleteIPv6(t *testing.T) {
+	ns := newNetNS(t, "ctdel6")
+	lb := netip.MustParseAddr("2001:db8:ffff::10")
+	createFlows(t, ns, 17, 50, lb)
+	createFlows(t, ns, 17, 50, netip.MustParseAddr("203.0.113.10"))
+	n := &Netlink{NetNS: ns, Workers: 2}
+	var flows []Flow
+	if _, err := n.Scan(context.Background(), func(f Flow) { flows = append(flows, f) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(flows) != 100 {
+		t.Fatalf("scanned %d entries, want 100", len(flows))
+	}
+	outcomes, err := n.Delete(context.Background(), flows)
+	if err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if got := Tally(outcomes); got.Deleted != 100 {
+		t.Fatalf("deleted %+v, want all 100 (50 IPv6, 50 IPv4)", got)
+	}
+	stats, err := n.Scan(context.Background(), func(Flow) {})
 	if err != nil || stats.Scanned != 0 {
 		t.Fatalf("left after deletion: %d (%v)", stats.Scanned, err)
 	}

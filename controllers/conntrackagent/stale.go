@@ -49,6 +49,10 @@ type Tombstone struct {
 	Service types.NamespacedName
 	Addrs   []netip.AddrPort
 	Nodes   []uint16
+	// From is when its entries start to count as stale (the deletion plus
+	// the agent's grace); a Service re-created before then is live again and
+	// its flows to pods that still serve are kept.
+	From    time.Time
 	Expires time.Time
 }
 
@@ -62,7 +66,7 @@ func NewTable(services []*corev1.Service, slices []*discoveryv1.EndpointSlice, t
 	}
 	now := time.Now()
 	for _, ts := range tombstones {
-		if now.After(ts.Expires) {
+		if now.After(ts.Expires) || now.Before(ts.From) {
 			continue
 		}
 		p := &port{service: ts.Service, deleted: true}
@@ -100,8 +104,10 @@ func NewTable(services []*corev1.Service, slices []*discoveryv1.EndpointSlice, t
 	return t
 }
 
-// ServiceIPs are the addresses a Service is reached at: its ClusterIPs,
-// external IPs and load-balancer ingress IPs.
+// ServiceIPs are the addresses kube-proxy NATs for a Service: its ClusterIPs,
+// external IPs and load-balancer ingress IPs, except those whose ipMode is
+// Proxy (kube-proxy leaves them alone so that the traffic reaches the load
+// balancer, which proxies it; an entry to them is never NATed, on purpose).
 func ServiceIPs(svc *corev1.Service) []netip.Addr {
 	var raw []string
 	raw = append(raw, svc.Spec.ClusterIPs...)
@@ -110,6 +116,9 @@ func ServiceIPs(svc *corev1.Service) []netip.Addr {
 	}
 	raw = append(raw, svc.Spec.ExternalIPs...)
 	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if in.IPMode != nil && *in.IPMode == corev1.LoadBalancerIPModeProxy {
+			continue
+		}
 		raw = append(raw, in.IP)
 	}
 	var out []netip.Addr
@@ -138,9 +147,7 @@ func servingEndpoints(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort
 			continue
 		}
 		for _, ep := range s.Endpoints {
-			c := ep.Conditions
-			serving := (c.Ready == nil || *c.Ready) || (c.Serving != nil && *c.Serving)
-			if !serving {
+			if !Serving(ep) {
 				continue
 			}
 			for _, a := range ep.Addresses {
@@ -151,6 +158,14 @@ func servingEndpoints(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort
 		}
 	}
 	return out
+}
+
+// Serving reports whether an endpoint takes traffic, as kube-proxy decides:
+// ready, or terminating but still serving. A nil Ready means ready (the
+// EndpointSlice API's rule).
+func Serving(ep discoveryv1.Endpoint) bool {
+	c := ep.Conditions
+	return c.Ready == nil || *c.Ready || (c.Serving != nil && *c.Serving)
 }
 
 // Stale decides whether a conntrack entry must be deleted, and for which

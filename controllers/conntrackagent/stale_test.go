@@ -48,9 +48,13 @@ func TestStale(t *testing.T) {
 		discoveryv1.Endpoint{Addresses: []string{"198.51.100.9"},
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(false)}})
 	empty := udpService("empty", []string{"10.96.0.20"}, "", 514, 0)
+	// A load balancer that proxies (ipMode Proxy): kube-proxy does not NAT its
+	// address on nodes, traffic to it must leave for the load balancer.
+	proxied := udpService("proxied", []string{"10.96.0.40"}, "203.0.113.40", 2055, 0)
+	proxied.Status.LoadBalancer.Ingress[0].IPMode = ptr.To(corev1.LoadBalancerIPModeProxy)
 	table := NewTable(
-		[]*corev1.Service{v4, v6, empty},
-		[]*discoveryv1.EndpointSlice{terminating, slice("flows6", 16343, "2001:db8:1::7")},
+		[]*corev1.Service{v4, v6, empty, proxied},
+		[]*discoveryv1.EndpointSlice{terminating, slice("flows6", 16343, "2001:db8:1::7"), slice("proxied", 12055, "198.51.100.7")},
 		[]Tombstone{{Service: types.NamespacedName{Namespace: "telemetry", Name: "gone"}, Addrs: []netip.AddrPort{ap("10.96.0.30:4739")},
 			Expires: time.Now().Add(time.Minute)},
 			{Service: types.NamespacedName{Namespace: "telemetry", Name: "long-gone"}, Addrs: []netip.AddrPort{ap("10.96.0.31:4739")},
@@ -83,6 +87,8 @@ func TestStale(t *testing.T) {
 		{"IPv4-mapped addresses compare as IPv4", Flow{17, client, ap("[::ffff:203.0.113.10]:6343"), ap("[::ffff:203.0.113.10]:6343")}, true, "flows"},
 		{"no endpoint at all: left alone until one comes back", Flow{17, client, ap("10.96.0.20:514"), ap("10.96.0.20:514")}, false, "empty"},
 		{"deleted Service: every entry", Flow{17, client, ap("10.96.0.30:4739"), ap("198.51.100.7:4739")}, true, "gone"},
+		{"ipMode Proxy LB IP: never NATed on purpose", Flow{17, client, ap("203.0.113.40:2055"), ap("203.0.113.40:2055")}, false, ""},
+		{"ipMode Proxy Service's ClusterIP still counts", Flow{17, client, ap("10.96.0.40:2055"), ap("10.96.0.40:2055")}, true, "proxied"},
 		{"expired tombstone", Flow{17, client, ap("10.96.0.31:4739"), ap("198.51.100.7:4739")}, false, ""},
 	}
 	for _, tc := range cases {
@@ -91,7 +97,7 @@ func TestStale(t *testing.T) {
 			t.Errorf("%s: Stale = %v (%s), want %v (%s)", tc.name, stale, svc.Name, tc.stale, tc.svc)
 		}
 	}
-	if table.Keys() != 8 { // 5 live addresses, 1 unexpired tombstone, 2 NodePorts
+	if table.Keys() != 9 { // 6 live addresses (not the proxied LB IP), 1 unexpired tombstone, 2 NodePorts
 		t.Errorf("keys = %d", table.Keys())
 	}
 }

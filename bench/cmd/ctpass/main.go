@@ -39,7 +39,8 @@ func main() {
 		os.Exit(1)
 	}
 	scanned := time.Since(start)
-	ds, err := n.Delete(context.Background(), stale)
+	out, err := n.Delete(context.Background(), stale)
+	ds := conntrackagent.Tally(out)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -40,7 +40,9 @@ func run() error {
 		period     = flag.Duration("period", time.Minute, "Full pass period, whatever happened (safety net).")
 		debounce   = flag.Duration("debounce", 100*time.Millisecond, "Coalescing window of the triggers (EndpointSlice and Service changes).")
 		tombstone  = flag.Duration("tombstone-ttl", 10*time.Minute, "How long a deleted UDP Service's addresses are remembered.")
-		recheck    = flag.Duration("recheck", 2*time.Second, "Delay of a follow-up pass after a pass that deleted entries (catches entries re-created before kube-proxy wrote its rule); 0 disables.")
+		recheck    = flag.Duration("recheck", 200*time.Millisecond, "Delay of a follow-up pass after a pass that deleted entries (catches entries re-created before kube-proxy wrote its rule); follow-ups go on while they keep deleting, the delay doubling up to --recheck-max; 0 disables.")
+		recheckMax = flag.Duration("recheck-max", time.Second, "Longest delay between follow-up passes: the most a late kube-proxy costs a flow.")
+		grace      = flag.Duration("deleted-service-grace", 0, "How long a deleted UDP Service's entries are left alone (a Service re-created within it keeps its flows to pods that still serve it); 0 deletes them at once, as kube-proxy does since v1.38.")
 		workers    = flag.Int("delete-workers", 4, "Netlink sockets deleting entries in parallel.")
 		recvBuf    = flag.Int("netlink-receive-buffer", 8<<20, "Receive buffer of the dump socket, bytes.")
 		metrics    = flag.String("metrics-bind-address", ":9402", "Address of /metrics (0 disables).")
@@ -73,7 +75,8 @@ func run() error {
 	ct := &conntrackagent.Netlink{Workers: *workers, RecvBuffer: *recvBuf}
 	agent := &conntrackagent.Agent{
 		Client: client, Conntrack: ct, NodeName: *nodeName, DryRun: *dryRun,
-		Period: *period, Debounce: *debounce, TombstoneTTL: *tombstone, Recheck: *recheck,
+		Period: *period, Debounce: *debounce, TombstoneTTL: *tombstone, DeletedServiceGrace: *grace,
+		Recheck: *recheck, RecheckMax: *recheckMax,
 		LocalAddrs: ct.LocalAddrs,
 		Recorder:   broadcaster.NewRecorder(kubeapi.Scheme(), "telemetry-conntrack-agent"),
 		Metrics:    conntrackagent.NewMetrics(reg),

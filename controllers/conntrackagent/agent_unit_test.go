@@ -1,0 +1,308 @@
+package conntrackagent
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/events"
+)
+
+// The agent's logic over the Fake conntrack and a fake clientset: no root,
+// no API server. The same behaviour against the kernel and the real
+// kube-proxy is in agent_test.go and kubeproxy_test.go.
+
+var (
+	exporter = ap("192.0.2.50:40000")
+	lbFlows  = ap("203.0.113.10:6343")
+	pod1     = ap("198.51.100.7:16343")
+	pod2     = ap("198.51.100.8:16343")
+)
+
+func unNATed(src, dst netip.AddrPort) Flow {
+	return Flow{Proto: protoUDP, OrigSrc: src, OrigDst: dst, ReplySrc: dst}
+}
+func natedTo(src, dst, ep netip.AddrPort) Flow {
+	return Flow{Proto: protoUDP, OrigSrc: src, OrigDst: dst, ReplySrc: ep}
+}
+
+type unit struct {
+	t     *testing.T
+	kube  *fake.Clientset
+	ct    *Fake
+	agent *Agent
+	reg   *prometheus.Registry
+	rec   *events.FakeRecorder
+}
+
+// newUnit builds an agent over the fake table with the objects given;
+// start runs it.
+func newUnit(t *testing.T, objs ...any) *unit {
+	t.Helper()
+	kube := fake.NewClientset()
+	for _, o := range objs {
+		var err error
+		switch o := o.(type) {
+		case *corev1.Service:
+			_, err = kube.CoreV1().Services(o.Namespace).Create(context.Background(), o, metav1.CreateOptions{})
+		case *discoveryv1.EndpointSlice:
+			_, err = kube.DiscoveryV1().EndpointSlices(o.Namespace).Create(context.Background(), o, metav1.CreateOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	u := &unit{t: t, kube: kube, ct: &Fake{}, reg: prometheus.NewRegistry(), rec: events.NewFakeRecorder(100)}
+	u.agent = &Agent{
+		Client: kube, Conntrack: u.ct, NodeName: "node-1", Period: time.Hour, Debounce: 10 * time.Millisecond,
+		TombstoneTTL: time.Minute, LocalAddrs: func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("192.0.2.1")}, nil },
+		Recorder: u.rec, Metrics: NewMetrics(u.reg), Log: testr.New(t),
+	}
+	return u
+}
+
+func (u *unit) start() {
+	u.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.agent.Run(ctx) }()
+	u.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			u.t.Errorf("agent: %v", err)
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for u.agent.Ready() != nil {
+		if time.Now().After(deadline) {
+			u.t.Fatal("agent not ready")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (u *unit) counter(name string, labels ...string) float64 {
+	u.t.Helper()
+	fams, err := u.reg.Gather()
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for i, want := range labels {
+				if i >= len(m.GetLabel()) || m.GetLabel()[i].GetValue() != want {
+					continue next
+				}
+			}
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total
+}
+
+// What the agent reports is what the kernel did: of four stale entries one
+// vanished before the deletion and one was refused; the metric named
+// "deleted" and the Event say two, a Warning names the refusal.
+func TestPassCountsWhatTheKernelDid(t *testing.T) {
+	u := newUnit(t, udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0), slice("flows", 16343, "198.51.100.7"))
+	refused := unNATed(ap("192.0.2.53:40000"), lbFlows)
+	u.ct.Refuse = func(f Flow) bool { return f == refused }
+	stale := []Flow{unNATed(exporter, lbFlows), unNATed(ap("192.0.2.51:40000"), lbFlows), refused}
+	u.ct.Add(stale...)
+	u.ct.Add(natedTo(ap("192.0.2.60:40000"), lbFlows, pod1)) // healthy
+	u.agent.init()
+	ctx := context.Background()
+	if err := u.agent.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// One more stale entry that times out between the scan and the deletion.
+	gone := unNATed(ap("192.0.2.52:40000"), lbFlows)
+	u.ct.Add(gone)
+	u.agent.Conntrack = vanishing{u.ct, gone}
+	res, err := u.agent.Pass(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stale != 4 || res.Deleted != 2 || res.Vanished != 1 || res.Failed != 1 {
+		t.Fatalf("pass = %+v, want 4 stale: 2 deleted, 1 vanished, 1 failed", res)
+	}
+	if got := u.counter("telemetry_conntrack_entries_deleted_total", "telemetry", "flows"); got != 2 {
+		t.Errorf("deleted metric = %v, want 2 (what the kernel deleted)", got)
+	}
+	if got := u.counter("telemetry_conntrack_stale_entries_found_total"); got != 4 {
+		t.Errorf("found metric = %v, want 4", got)
+	}
+	if got := u.counter("telemetry_conntrack_delete_failures_total", "telemetry", "flows"); got != 1 {
+		t.Errorf("failures metric = %v, want 1", got)
+	}
+	if got := u.counter("telemetry_conntrack_entries_vanished_total"); got != 1 {
+		t.Errorf("vanished metric = %v, want 1", got)
+	}
+	select {
+	case ev := <-u.rec.Events:
+		if !strings.HasPrefix(ev, "Warning "+ReasonDeleteFailed) || !strings.Contains(ev, "Deleted 2 of 4") || !strings.Contains(ev, "refused 1") {
+			t.Errorf("event = %q", ev)
+		}
+	default:
+		t.Error("no Event")
+	}
+	if left := u.ct.Flows(); len(left) != 2 { // the healthy one and the refused one
+		t.Errorf("left %v", left)
+	}
+}
+
+// vanishing makes one entry time out between the scan and the deletion.
+type vanishing struct {
+	*Fake
+	gone Flow
+}
+
+func (v vanishing) Scan(ctx context.Context, fn func(Flow)) (ScanStats, error) {
+	st, err := v.Fake.Scan(ctx, fn)
+	v.Fake.mu.Lock()
+	delete(v.Fake.entries, keyOf(v.gone))
+	v.Fake.mu.Unlock()
+	return st, err
+}
+
+// A dry run finds and counts, and deletes nothing.
+func TestDryRunDeletesNothing(t *testing.T) {
+	u := newUnit(t, udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0), slice("flows", 16343, "198.51.100.7"))
+	u.agent.DryRun = true
+	u.ct.Add(unNATed(exporter, lbFlows))
+	u.start()
+	waitFor(t, "the start pass", func() bool { return u.counter("telemetry_conntrack_stale_entries_found_total") >= 1 })
+	if u.ct.DeleteCalls != 0 || len(u.ct.Flows()) != 1 {
+		t.Fatalf("dry run deleted: %d calls, %v left", u.ct.DeleteCalls, u.ct.Flows())
+	}
+	if got := u.counter("telemetry_conntrack_entries_deleted_total"); got != 0 {
+		t.Fatalf("deleted metric = %v in a dry run", got)
+	}
+}
+
+// kube-proxy writes its rule 600 ms after the endpoint appears: every
+// packet until then re-creates a never-NATed entry. The rechecks go on (with
+// backoff) while they keep deleting, so the flow recovers within RecheckMax
+// of kube-proxy's rule, not at the next periodic pass. The agent used to
+// recheck once and wait for the period (57 s when kube-proxy was 3 s late).
+func TestRechecksContinueWhileKubeProxyIsLate(t *testing.T) {
+	svc := udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0)
+	u := newUnit(t, svc)
+	u.agent.Recheck, u.agent.RecheckMax = 50*time.Millisecond, 200*time.Millisecond
+	var ruleAt atomic.Int64 // kube-proxy's rule, in UnixNano; 0: not yet
+	u.ct.AfterDelete = func(f Flow) {
+		// The next packet of the constant flow: NATed once the rule exists.
+		if ruleAt.Load() != 0 {
+			u.ct.Add(natedTo(f.OrigSrc, f.OrigDst, pod1))
+		} else {
+			u.ct.Add(unNATed(f.OrigSrc, f.OrigDst))
+		}
+	}
+	u.ct.Add(unNATed(exporter, lbFlows))
+	u.start()
+	if _, err := u.kube.DiscoveryV1().EndpointSlices("telemetry").Create(context.Background(), slice("flows", 16343, "198.51.100.7"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if f := u.ct.Flows(); len(f) != 1 || f[0].ReplySrc != lbFlows {
+		t.Fatalf("before kube-proxy's rule: %v", f)
+	}
+	ruleAt.Store(time.Now().UnixNano())
+	waitFor(t, "the entry NATed to the pod", func() bool {
+		f := u.ct.Flows()
+		return len(f) == 1 && f[0].ReplySrc == pod1
+	})
+	took := time.Since(time.Unix(0, ruleAt.Load()))
+	t.Logf("recovered %v after kube-proxy's rule (rechecks: %v)", took, u.counter("telemetry_conntrack_passes_total", "recheck"))
+	if took > time.Second { // RecheckMax plus scheduling slack
+		t.Fatalf("recovered %v after kube-proxy's rule, want within about RecheckMax (200 ms)", took)
+	}
+	// Once an entry is NATed the rechecks stop.
+	n := u.counter("telemetry_conntrack_passes_total", "recheck")
+	time.Sleep(500 * time.Millisecond)
+	if m := u.counter("telemetry_conntrack_passes_total", "recheck"); m > n+1 {
+		t.Fatalf("rechecks go on after recovery: %v -> %v", n, m)
+	}
+}
+
+// A Service deleted and re-created within the grace keeps its flow to the
+// pod that still serves it; past the grace, entries of a deleted Service go.
+func TestDeletedServiceGrace(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		grace     time.Duration
+		recreate  bool
+		wantKept  bool
+		wantDelay time.Duration
+	}{
+		{"no grace: deleted at once, as kube-proxy v1.38", 0, false, false, 0},
+		{"re-created within the grace: kept", 400 * time.Millisecond, true, true, 0},
+		{"not re-created: deleted after the grace", 200 * time.Millisecond, false, false, 200 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0)
+			u := newUnit(t, svc, slice("flows", 16343, "198.51.100.7"))
+			u.agent.DeletedServiceGrace = tc.grace
+			nated := natedTo(exporter, lbFlows, pod1)
+			u.ct.Add(nated)
+			u.start()
+			ctx := context.Background()
+			if err := u.kube.CoreV1().Services("telemetry").Delete(ctx, "flows", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := u.kube.DiscoveryV1().EndpointSlices("telemetry").Delete(ctx, "flows-abc", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			deletedAt := time.Now()
+			if tc.recreate {
+				time.Sleep(100 * time.Millisecond)
+				svc.ResourceVersion = ""
+				if _, err := u.kube.CoreV1().Services("telemetry").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := u.kube.DiscoveryV1().EndpointSlices("telemetry").Create(ctx, slice("flows", 16343, "198.51.100.7"), metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.wantKept {
+				time.Sleep(tc.grace + 300*time.Millisecond)
+				if _, err := u.agent.Pass(ctx, "test"); err != nil {
+					t.Fatal(err)
+				}
+				if f := u.ct.Flows(); len(f) != 1 || f[0] != nated {
+					t.Fatalf("the flow to the pod that still serves was cut: %v", f)
+				}
+				return
+			}
+			waitFor(t, "the entry of the deleted Service gone", func() bool { return len(u.ct.Flows()) == 0 })
+			if took := time.Since(deletedAt); took < tc.wantDelay {
+				t.Fatalf("deleted %v after the Service, before the grace (%v)", took, tc.wantDelay)
+			}
+		})
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,54 @@
+package conntrackagent
+
+import (
+	"context"
+)
+
+// Conntrack is what the agent needs of a node's conntrack table: Netlink in
+// production, Fake in tests of the agent's scheduling (no root needed).
+type Conntrack interface {
+	// Scan streams the table's UDP entries through fn.
+	Scan(ctx context.Context, fn func(Flow)) (ScanStats, error)
+	// Delete deletes entries by their original tuple and returns what the
+	// kernel did with each, in the order given.
+	Delete(ctx context.Context, flows []Flow) ([]Outcome, error)
+}
+
+// Outcome is what became of one entry the agent asked to delete.
+type Outcome uint8
+
+const (
+	// NotTried: the deletion was cut short (context ended, no socket).
+	NotTried Outcome = iota
+	// Deleted: the kernel deleted the entry.
+	Deleted
+	// Vanished: the entry was gone already (timed out, deleted by kube-proxy).
+	Vanished
+	// Failed: the kernel refused the deletion.
+	Failed
+)
+
+// DeleteStats tally outcomes.
+type DeleteStats struct {
+	Deleted, Vanished, Failed int
+}
+
+func (s *DeleteStats) add(o Outcome) {
+	switch o {
+	case Deleted:
+		s.Deleted++
+	case Vanished:
+		s.Vanished++
+	default:
+		s.Failed++
+	}
+}
+
+// Tally counts outcomes; NotTried counts as Failed.
+func Tally(outcomes []Outcome) DeleteStats {
+	var s DeleteStats
+	for _, o := range outcomes {
+		s.add(o)
+	}
+	return s
+}

@@ -1,0 +1,111 @@
+package conntrackagent
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sort"
+	"sync"
+)
+
+// Fake is an in-memory conntrack table for tests of the agent's logic
+// (scheduling, counting, dry run) without root, as kube-proxy's
+// pkg/proxy/conntrack has its fake. It models what the agent relies on:
+// entries keyed by their original tuple, a deletion of a missing entry
+// answered ENOENT (Vanished), and a deletion the kernel refuses (Failed).
+type Fake struct {
+	mu      sync.Mutex
+	entries map[fakeKey]Flow
+	// Refuse, when set, makes the kernel refuse the deletion of the flows
+	// for which it returns true.
+	Refuse func(Flow) bool
+	// AfterDelete, when set, is called (without the lock) with each flow the
+	// fake deleted: a test re-creates the entry the next packet of a constant
+	// flow would create (Add), NATed or not, as kube-proxy's rules say.
+	AfterDelete func(Flow)
+	// Scans and DeleteCalls count the calls.
+	Scans, DeleteCalls int
+}
+
+// ErrFakeRefused is the error of a Delete in which Refuse refused some.
+var ErrFakeRefused = errors.New("operation not permitted (fake)")
+
+type fakeKey struct {
+	proto    uint8
+	src, dst netip.AddrPort
+}
+
+func keyOf(f Flow) fakeKey { return fakeKey{f.Proto, f.OrigSrc, f.OrigDst} }
+
+// Add creates or replaces an entry.
+func (c *Fake) Add(flows ...Flow) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[fakeKey]Flow{}
+	}
+	for _, f := range flows {
+		c.entries[keyOf(f)] = f
+	}
+}
+
+// Flows lists the entries, sorted by original source.
+func (c *Fake) Flows() []Flow {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Flow, 0, len(c.entries))
+	for _, f := range c.entries {
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].OrigSrc.String() < out[j].OrigSrc.String() })
+	return out
+}
+
+// Scan implements Conntrack: the UDP entries.
+func (c *Fake) Scan(ctx context.Context, fn func(Flow)) (ScanStats, error) {
+	c.mu.Lock()
+	c.Scans++
+	var flows []Flow
+	for _, f := range c.entries {
+		if f.Proto == protoUDP {
+			flows = append(flows, f)
+		}
+	}
+	c.mu.Unlock()
+	for _, f := range flows {
+		fn(f)
+	}
+	return ScanStats{Scanned: len(flows), Filter: true}, ctx.Err()
+}
+
+// Delete implements Conntrack.
+func (c *Fake) Delete(ctx context.Context, flows []Flow) ([]Outcome, error) {
+	out := make([]Outcome, len(flows))
+	var deleted []Flow
+	c.mu.Lock()
+	c.DeleteCalls++
+	for i, f := range flows {
+		_, ok := c.entries[keyOf(f)]
+		switch {
+		case !ok:
+			out[i] = Vanished
+		case c.Refuse != nil && c.Refuse(f):
+			out[i] = Failed
+		default:
+			delete(c.entries, keyOf(f))
+			out[i] = Deleted
+			deleted = append(deleted, f)
+		}
+	}
+	after := c.AfterDelete
+	c.mu.Unlock()
+	if after != nil {
+		for _, f := range deleted {
+			after(f)
+		}
+	}
+	if Tally(out).Failed > 0 {
+		return out, ErrFakeRefused
+	}
+	return out, ctx.Err()
+}
