@@ -47,8 +47,10 @@ type Agent struct {
 	// entries: when the agent acts before kube-proxy has written the new
 	// DNAT rule, the next packet re-creates a never-NATed entry, which the
 	// follow-up removes instead of waiting for the next period. Follow-ups go
-	// on while they keep deleting, each delay doubled up to RecheckMax, so a
-	// late kube-proxy costs at most RecheckMax. Zero disables them.
+	// on every Recheck while they keep deleting, then (after recheckSteady)
+	// each delay doubled up to RecheckMax: a kube-proxy late by a sync costs
+	// the flow at most Recheck more, a later one at most RecheckMax. Zero
+	// disables them.
 	Recheck, RecheckMax time.Duration
 	// LocalAddrs lists the node's addresses (where NodePorts are reached).
 	LocalAddrs func() ([]netip.Addr, error)
@@ -73,6 +75,12 @@ const (
 	// ReasonDeleteFailed: the kernel refused some deletions (Warning).
 	ReasonDeleteFailed = "StaleConntrackDeleteFailed"
 )
+
+// recheckSteady is how long rechecks keep their first delay before backing
+// off: a kube-proxy syncs at most once a second by default
+// (--iptables-min-sync-period, --nftables-min-sync-period), so its rule is
+// usually there within this.
+const recheckSteady = 3 * time.Second
 
 // eventInterval rate-limits Events per Service.
 const eventInterval = time.Minute
@@ -153,6 +161,7 @@ func (a *Agent) loop(ctx context.Context, tick <-chan time.Time) error {
 		recheck      *time.Timer
 		recheckC     <-chan time.Time
 		recheckDelay time.Duration
+		streak       time.Time // when the current run of deleting rechecks began
 	)
 	defer func() {
 		if recheck != nil {
@@ -167,10 +176,11 @@ func (a *Agent) loop(ctx context.Context, tick <-chan time.Time) error {
 		// Rechecks follow a pass whose deletions the kernel confirmed; they go
 		// on, backing off, while they keep finding entries to delete.
 		if a.Recheck > 0 && res.Deleted > 0 {
-			if reason == "recheck" {
+			switch {
+			case reason != "recheck":
+				recheckDelay, streak = a.Recheck, time.Now()
+			case time.Since(streak) > recheckSteady:
 				recheckDelay = min(2*recheckDelay, max(a.RecheckMax, a.Recheck))
-			} else {
-				recheckDelay = a.Recheck
 			}
 			if recheck != nil {
 				recheck.Stop()

@@ -4,17 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
@@ -26,8 +20,6 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"golang.org/x/sys/unix"
 )
 
 // Felix is Calico's Felix (built CGO-free by `make calico` from the pinned
@@ -43,13 +35,7 @@ import (
 // workload endpoints (no CNI: pods here are namespaces behind the node's
 // host interfaces, covered by the all-interfaces host endpoint).
 type Felix struct {
-	cmd    *exec.Cmd
-	done   chan struct{}
-	err    error
-	logf   string
-	bridge net.Listener
-	wg     sync.WaitGroup
-	netns  string
+	nsProcess
 }
 
 // FelixNode is the Node a Felix runs as, and its address in the namespace.
@@ -84,22 +70,9 @@ func (p *Plane) StartFelix(ctx context.Context, netnsPath string, node FelixNode
 	if err != nil {
 		return nil, err
 	}
-	f := &Felix{done: make(chan struct{}), netns: netnsPath}
-	if f.bridge, err = listenIn(netnsPath, api.Host); err != nil {
-		return nil, fmt.Errorf("bridging the API server into %s: %w", netnsPath, err)
-	}
-	f.wg.Add(1)
-	go f.serveBridge(api.Host)
-
-	dir, err := os.MkdirTemp(p.Dir, "felix-")
+	f := &Felix{}
+	logFile, err := f.prepare(p.Dir, "felix", netnsPath, api.Host)
 	if err != nil {
-		f.Stop()
-		return nil, err
-	}
-	f.logf = filepath.Join(dir, "felix.log")
-	logFile, err := os.Create(f.logf)
-	if err != nil {
-		f.Stop()
 		return nil, err
 	}
 	script := `set -e
@@ -125,13 +98,9 @@ exec "$@"`
 		// even with BPF off (../shared/third_party/README.md).
 		"FELIX_DebugSkipCTLBCleanup=true",
 	}
-	f.cmd.Stdout, f.cmd.Stderr = logFile, logFile
-	if err := startChild(f.cmd); err != nil {
-		logFile.Close()
-		f.Stop()
-		return nil, fmt.Errorf("starting Felix: %w", err)
+	if err := f.start(logFile); err != nil {
+		return nil, err
 	}
-	go func() { f.err = f.cmd.Wait(); logFile.Close(); close(f.done) }()
 	if err := f.waitProgrammed(ctx); err != nil {
 		f.Stop()
 		return nil, fmt.Errorf("%w\n%s", err, f.LogTail(40))
@@ -161,86 +130,6 @@ func (f *Felix) waitProgrammed(ctx context.Context) error {
 func (f *Felix) Rules() (string, error) {
 	out, err := exec.Command("nsenter", "--net="+f.netns, "iptables-save").CombinedOutput()
 	return string(out), err
-}
-
-// LogTail is the end of Felix's log, for failure messages.
-func (f *Felix) LogTail(lines int) string {
-	data, _ := os.ReadFile(f.logf)
-	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return "Felix log (" + f.logf + "):\n" + strings.Join(all, "\n")
-}
-
-// Stop kills Felix and closes the bridge. The namespace keeps the rules
-// Felix wrote (deleting the namespace removes them).
-func (f *Felix) Stop() {
-	if f.cmd != nil && f.cmd.Process != nil {
-		_ = syscall.Kill(-f.cmd.Process.Pid, syscall.SIGKILL)
-		<-f.done
-	}
-	if f.bridge != nil {
-		f.bridge.Close()
-	}
-	f.wg.Wait()
-}
-
-// serveBridge copies each connection accepted in the namespace to the API
-// server, dialled from the test's own namespace.
-func (f *Felix) serveBridge(target string) {
-	defer f.wg.Done()
-	for {
-		in, err := f.bridge.Accept()
-		if err != nil {
-			return
-		}
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			defer in.Close()
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				return
-			}
-			defer out.Close()
-			go func() { _, _ = io.Copy(out, in); out.(*net.TCPConn).CloseWrite() }()
-			_, _ = io.Copy(in, out)
-		}()
-	}
-}
-
-// listenIn opens a TCP listener inside a network namespace. The socket
-// belongs to that namespace for good; the thread that opened it is
-// discarded, so no other goroutine runs in the namespace by accident.
-func listenIn(netnsPath, addr string) (net.Listener, error) {
-	type result struct {
-		l   net.Listener
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		ns, err := os.Open(netnsPath)
-		if err != nil {
-			ch <- result{nil, err}
-			return
-		}
-		defer ns.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, err}
-			return
-		}
-		// Loopback is down in a new namespace until someone brings it up.
-		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-			ch <- result{nil, fmt.Errorf("ip link set lo up: %v: %s", err, out)}
-			return
-		}
-		l, err := net.Listen("tcp", addr)
-		ch <- result{l, err}
-	}()
-	r := <-ch
-	return r.l, r.err
 }
 
 // prepareFelixCluster creates what Felix waits for or needs, normally made

@@ -34,6 +34,7 @@ var (
 	PodIP    = netip.MustParseAddr("198.51.100.2")  // the collector
 	Pod2IP   = netip.MustParseAddr("198.51.100.3")  // a second collector (an endpoint replaced by another)
 	LBIP     = netip.MustParseAddr("203.0.113.10")  // the load balancer's address, routed to the sink
+	ExtIP    = netip.MustParseAddr("203.0.113.20")  // an external IP (spec.externalIPs), routed to the sink too
 	sinkIP   = netip.MustParseAddr("203.0.113.130") // the sink's own address
 )
 
@@ -93,6 +94,7 @@ func New(prefix string) (*Lab, error) {
 		l.in("sink", "ip", "addr", "add", sinkIP.String()+"/25", "dev", "eth0"),
 		l.in("node", "ip", "addr", "add", "203.0.113.129/25", "dev", "to-sink"),
 		l.in("node", "ip", "route", "add", LBIP.String()+"/32", "via", sinkIP.String()),
+		l.in("node", "ip", "route", "add", ExtIP.String()+"/32", "via", sinkIP.String()),
 		l.in("node", "sysctl", "-qw", "net.ipv4.ip_forward=1"),
 		// A rule that needs conntrack, so the namespace tracks connections.
 		l.in("node", "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "NEW,ESTABLISHED,RELATED", "-j", "ACCEPT"),
@@ -220,6 +222,7 @@ func (l *Lab) NSPath(name string) string { return "/run/netns/" + l.NS(name) }
 type Receiver struct {
 	conn     *net.UDPConn
 	packets  atomic.Int64
+	first    atomic.Int64 // unix nanos of the first packet
 	last     atomic.Int64 // unix nanos of the last packet
 	done     chan struct{}
 	mu       sync.Mutex
@@ -262,6 +265,7 @@ func (l *Lab) Listen(ns string, addr netip.AddrPort) (*Receiver, error) {
 			}
 			now := time.Now()
 			r.packets.Add(1)
+			r.first.CompareAndSwap(0, now.UnixNano())
 			r.last.Store(now.UnixNano())
 			r.mu.Lock()
 			c := r.bySource[from.Addr().Unmap()]
@@ -275,6 +279,14 @@ func (l *Lab) Listen(ns string, addr netip.AddrPort) (*Receiver, error) {
 		}
 	}()
 	return r, nil
+}
+
+// First is when the first packet came (zero: none yet).
+func (r *Receiver) First() time.Time {
+	if t := r.first.Load(); t != 0 {
+		return time.Unix(0, t)
+	}
+	return time.Time{}
 }
 
 // Packets received so far.

@@ -1,0 +1,472 @@
+package conntrackagent_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netlab"
+)
+
+// The agent against the real kube-proxy (every version `make kubeproxy`
+// built, iptables and nftables modes) in a netlab node: each scenario runs
+// once with kube-proxy alone and once with the agent, and the outcomes are
+// the table in docs/controllers/conntrack-agent.md (checked here; rewritten
+// with UPDATE_DOCS=1).
+
+// kpScenario is one way a constant UDP flow meets a Service change.
+type kpScenario struct {
+	name string
+	// group: scenarios of one group run together. kube-proxy's cleanup runs
+	// over every UDP Service whenever some UDP Service's endpoints change, so
+	// a scenario that changes only a Service must not share its moment with
+	// one that changes endpoints.
+	group int
+	// before sets the Service up and starts the flow (the flow is pinned or
+	// refused); change is the event after which the flow must reach the pod.
+	before func(s *kpRun) error
+	change func(s *kpRun) error
+}
+
+// kpRun is one scenario's run in one phase.
+type kpRun struct {
+	t        *testing.T
+	ctx      context.Context
+	kube     kubernetes.Interface
+	lab      *netlab.Lab
+	ns       string
+	name     string
+	port     uint16 // the Service port and the flow's destination port
+	podPort  uint16
+	src      uint16
+	svc      *corev1.Service
+	receiver *netlab.Receiver
+	sender   *netlab.Sender
+}
+
+func (r *kpRun) createService(withLB bool) error {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: r.name},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": r.name},
+			Ports: []corev1.ServicePort{{Name: "flows", Protocol: corev1.ProtocolUDP, Port: int32(r.port)}}},
+	}
+	var err error
+	if r.svc, err = r.kube.CoreV1().Services(r.ns).Create(r.ctx, svc, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if withLB {
+		return r.assignLB()
+	}
+	return nil
+}
+
+// assignLB writes the LB IP into the status, as MetalLB or kube-vip do.
+func (r *kpRun) assignLB() error {
+	r.svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: netlab.LBIP.String(), IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)}}
+	var err error
+	r.svc, err = r.kube.CoreV1().Services(r.ns).UpdateStatus(r.ctx, r.svc, metav1.UpdateOptions{})
+	return err
+}
+
+// endpoints writes the Service's EndpointSlice with these ready pods (none:
+// no endpoint), as the EndpointSlice controller would.
+func (r *kpRun) endpoints(pods ...netip.Addr) error {
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: r.ns, Name: r.name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: r.name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(int32(r.podPort))}},
+	}
+	for _, pod := range pods {
+		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{pod.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+	}
+	api := r.kube.DiscoveryV1().EndpointSlices(r.ns)
+	if cur, err := api.Get(r.ctx, s.Name, metav1.GetOptions{}); err == nil {
+		cur.Endpoints = s.Endpoints
+		_, err = api.Update(r.ctx, cur, metav1.UpdateOptions{})
+		return err
+	}
+	_, err := api.Create(r.ctx, s, metav1.CreateOptions{})
+	return err
+}
+
+// listen starts the receiver in the pod namespace ns ("pod" or "pod2") that
+// must get the flow after the change.
+func (r *kpRun) listen(ns string, pod netip.Addr) error {
+	var err error
+	r.receiver, err = r.lab.Listen(ns, netip.AddrPortFrom(pod, r.podPort))
+	return err
+}
+
+// send starts the constant flow to dst at the run's port (the NodePort for
+// the node's address).
+func (r *kpRun) send(dst netip.Addr) error {
+	port := r.port
+	if dst == netlab.NodeIP {
+		port = uint16(r.svc.Spec.Ports[0].NodePort)
+	}
+	var err error
+	r.sender, err = r.lab.Send(r.src, netip.AddrPortFrom(dst, port), 20*time.Millisecond)
+	return err
+}
+
+// flow listens in the pod and sends to dst.
+func (r *kpRun) flow(dst netip.Addr) error {
+	if err := r.listen("pod", netlab.PodIP); err != nil {
+		return err
+	}
+	return r.send(dst)
+}
+
+func (r *kpRun) stop() {
+	if r.sender != nil {
+		r.sender.Stop()
+	}
+	if r.receiver != nil {
+		r.receiver.Close()
+	}
+}
+
+// The groups: Service changes only; endpoint changes; kube-proxy down.
+const (
+	groupService = iota
+	groupEndpoints
+	groupProxyDown
+	groups
+)
+
+var kpScenarios = []kpScenario{
+	{
+		name: "LB IP assigned after the endpoints", group: groupService,
+		before: func(r *kpRun) error {
+			return errors.Join(r.createService(false), r.endpoints(netlab.PodIP),
+				r.flow(netlab.LBIP)) // not a Service address yet: leaves for the LB (the sink), never NATed
+		},
+		change: func(r *kpRun) error { return r.assignLB() },
+	},
+	{
+		name: "external IP added after the endpoints", group: groupService,
+		before: func(r *kpRun) error {
+			return errors.Join(r.createService(false), r.endpoints(netlab.PodIP), r.flow(netlab.ExtIP))
+		},
+		change: func(r *kpRun) error {
+			r.svc.Spec.ExternalIPs = []string{netlab.ExtIP.String()}
+			var err error
+			r.svc, err = r.kube.CoreV1().Services(r.ns).Update(r.ctx, r.svc, metav1.UpdateOptions{})
+			return err
+		},
+	},
+	{
+		name: "LB IP 0 -> 1 endpoints", group: groupEndpoints,
+		before: func(r *kpRun) error {
+			return errors.Join(r.createService(true), r.endpoints(), r.flow(netlab.LBIP))
+		},
+		change: func(r *kpRun) error { return r.endpoints(netlab.PodIP) },
+	},
+	{
+		name: "NodePort 0 -> 1 endpoints", group: groupEndpoints,
+		before: func(r *kpRun) error {
+			return errors.Join(r.createService(false), r.endpoints(), r.flow(netlab.NodeIP))
+		},
+		change: func(r *kpRun) error { return r.endpoints(netlab.PodIP) },
+	},
+	{
+		name: "LB IP endpoint moved to a new pod", group: groupEndpoints,
+		before: func(r *kpRun) error {
+			// NATed to the first pod (nothing listens there), received at the second.
+			return errors.Join(r.createService(true), r.endpoints(netlab.PodIP), r.listen("pod2", netlab.Pod2IP), r.send(netlab.LBIP))
+		},
+		change: func(r *kpRun) error { return r.endpoints(netlab.Pod2IP) },
+	},
+	{
+		name: "LB IP 1 -> 0 -> 1 endpoints (a new pod)", group: groupEndpoints,
+		before: func(r *kpRun) error {
+			// NATed to the old pod (gone: nothing listens), then no endpoint.
+			err := errors.Join(r.createService(true), r.endpoints(netlab.Pod2IP), r.send(netlab.LBIP))
+			time.Sleep(700 * time.Millisecond)
+			return errors.Join(err, r.endpoints(), r.listen("pod", netlab.PodIP))
+		},
+		change: func(r *kpRun) error { return r.endpoints(netlab.PodIP) },
+	},
+	{
+		name: "Service created while kube-proxy is down (node boot)", group: groupProxyDown,
+		before: func(r *kpRun) error {
+			return errors.Join(r.createService(true), r.endpoints(netlab.PodIP), r.flow(netlab.LBIP))
+		},
+		// change: kube-proxy starts (the test does it for the group).
+	},
+}
+
+// kpOutcome is a scenario's result in one phase.
+type kpOutcome struct {
+	recovered bool
+	after     time.Duration
+}
+
+func TestAgentWithRealKubeProxy(t *testing.T) {
+	if err := netlab.Check(); err != nil {
+		t.Fatal(err)
+	}
+	versions := localplane.KubeProxyVersions()
+	if len(versions) == 0 {
+		t.Fatal("no kube-proxy built: run `make kubeproxy` (make test does)")
+	}
+	p := localplane.New(t, localplane.Options{NoAWS: true})
+	kube, err := kubernetes.NewForConfig(p.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := map[string]map[bool]kpOutcome{} // row -> agent? -> outcome
+	var mu sync.Mutex
+	for vi, version := range versions {
+		for mi, mode := range []string{"iptables", "nftables"} {
+			t.Run(version+"/"+mode, func(t *testing.T) {
+				lab, err := netlab.New(fmt.Sprintf("kp%d%d", vi, mi))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = lab.Close() })
+				node := fmt.Sprintf("kp-node-%d-%d", vi, mi)
+				ctx := context.Background()
+				kpOpts := localplane.KubeProxyOptions{Version: version, Mode: mode, Node: node, NodeIPs: []netip.Addr{netlab.NodeIP}}
+				kp, err := p.StartKubeProxy(ctx, lab.NSPath("node"), kpOpts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(kp.Stop)
+				for _, withAgent := range []bool{false, true} {
+					// One Kubernetes namespace per phase: each kube-proxy sees every
+					// Service, so the phases and labs use their own ports.
+					ns := fmt.Sprintf("kp-%d-%d-%v", vi, mi, withAgent)
+					if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+						t.Fatal(err)
+					}
+					var stopAgent func()
+					if withAgent {
+						stopAgent = startAgentIn(t, kube, lab)
+					}
+					base := uint16(20000 + 1000*vi + 100*mi)
+					if withAgent {
+						base += 50
+					}
+					// A healthy flow through the whole phase: kube-proxy's rules and
+					// the agent must not cost it a packet.
+					healthy := &kpRun{t: t, ctx: ctx, kube: kube, lab: lab, ns: ns, name: "healthy",
+						port: base + 40, podPort: base + 41, src: base + 42}
+					t.Cleanup(healthy.stop)
+					if err := errors.Join(healthy.createService(true), healthy.endpoints(netlab.PodIP)); err != nil {
+						t.Fatal(err)
+					}
+					if err := healthy.flow(netlab.LBIP); err != nil {
+						t.Fatal(err)
+					}
+					// Counted once it flows steadily (kube-proxy's first syncs of a new
+					// Service send its first packets to the load balancer).
+					steady(t, healthy.receiver)
+					sentBefore, receivedBefore := healthy.sender.Sent(), healthy.receiver.Packets()
+					for group := 0; group < groups; group++ {
+						if group == groupProxyDown {
+							kp.Stop()
+						}
+						var runs []*kpRun
+						var scs []kpScenario
+						for i, sc := range kpScenarios {
+							if sc.group != group {
+								continue
+							}
+							r := &kpRun{t: t, ctx: ctx, kube: kube, lab: lab, ns: ns, name: fmt.Sprintf("s%d", i),
+								port: base + uint16(i), podPort: base + 10 + uint16(i), src: base + 20 + uint16(i)}
+							t.Cleanup(r.stop)
+							if err := sc.before(r); err != nil {
+								t.Fatalf("%s: %v", sc.name, err)
+							}
+							runs, scs = append(runs, r), append(scs, sc)
+						}
+						time.Sleep(1500 * time.Millisecond) // the flows settle: pinned, or refused
+						for i, sc := range scs {
+							if n := runs[i].receiver.Packets(); n != 0 {
+								t.Fatalf("%s: %d packets reached the pod before the change: the scenario does not set up the failure", sc.name, n)
+							}
+						}
+						changed := make([]time.Time, len(runs))
+						for i, sc := range scs {
+							changed[i] = time.Now()
+							if sc.change == nil {
+								continue
+							}
+							if err := sc.change(runs[i]); err != nil {
+								t.Fatalf("%s: %v", sc.name, err)
+							}
+						}
+						if group == groupProxyDown {
+							if kp, err = p.StartKubeProxy(ctx, lab.NSPath("node"), kpOpts); err != nil {
+								t.Fatal(err)
+							}
+							t.Cleanup(kp.Stop)
+						}
+						time.Sleep(3 * time.Second)
+						for i, sc := range scs {
+							n := runs[i].receiver.Packets()
+							o := kpOutcome{recovered: n > 0}
+							if o.recovered {
+								o.after = runs[i].receiver.First().Sub(changed[i]).Round(10 * time.Millisecond)
+							}
+							row := fmt.Sprintf("%s|%s|%s", version, mode, sc.name)
+							mu.Lock()
+							if results[row] == nil {
+								results[row] = map[bool]kpOutcome{}
+							}
+							results[row][withAgent] = o
+							mu.Unlock()
+							t.Logf("%-40s agent=%-5v recovered=%v (%d packets) first after %v", sc.name, withAgent, o.recovered, n, o.after)
+							runs[i].stop()
+						}
+					}
+					sent := healthy.sender.Sent()
+					time.Sleep(200 * time.Millisecond) // in flight
+					healthy.sender.Stop()
+					time.Sleep(100 * time.Millisecond)
+					if got, want := healthy.receiver.Packets()-receivedBefore, sent-sentBefore; got < want {
+						t.Errorf("healthy flow (agent=%v): %d of %d packets received", withAgent, got, want)
+					}
+					healthy.stop()
+					if stopAgent != nil {
+						stopAgent()
+					}
+				}
+				if t.Failed() {
+					rules, _ := kp.Rules()
+					t.Logf("%s\n%s", rules, kp.LogTail(30))
+				}
+			})
+		}
+	}
+	// The agent never makes a case worse than kube-proxy alone, and fixes
+	// every case of this list.
+	for row, o := range results {
+		if !o[true].recovered {
+			t.Errorf("%s: not recovered with the agent", row)
+		}
+	}
+	checkDocsTable(t, results)
+}
+
+// steady waits until a 20 ms flow has delivered at least 45 packets in the
+// last second.
+func steady(t *testing.T, r *netlab.Receiver) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for last := r.Packets(); time.Now().Before(deadline); {
+		time.Sleep(time.Second)
+		n := r.Packets()
+		if n-last >= 45 {
+			return
+		}
+		last = n
+	}
+	t.Fatal("the healthy flow does not reach its pod steadily")
+}
+
+func startAgentIn(t *testing.T, kube kubernetes.Interface, lab *netlab.Lab) func() {
+	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2, RecvBuffer: 1 << 20}
+	a := &conntrackagent.Agent{
+		Client: kube, Conntrack: ct, NodeName: "kp", Period: time.Hour, Debounce: 50 * time.Millisecond,
+		TombstoneTTL: time.Minute, Recheck: 200 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
+		Metrics: conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: testr.New(t),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for a.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("agent not ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	}
+}
+
+const (
+	docsPath   = "../../docs/controllers/conntrack-agent.md"
+	tableBegin = "<!-- kube-proxy table: written by TestAgentWithRealKubeProxy with UPDATE_DOCS=1; make test checks it -->"
+	tableEnd   = "<!-- end of kube-proxy table -->"
+)
+
+func (o kpOutcome) String() string {
+	if !o.recovered {
+		return "blackholed"
+	}
+	return fmt.Sprintf("recovered (%.1f s)", o.after.Seconds())
+}
+
+// checkDocsTable compares the docs' table with the results: blackholed or
+// recovered for each row and column (times vary from run to run and are not
+// compared). UPDATE_DOCS=1 rewrites the table from this run.
+func checkDocsTable(t *testing.T, results map[string]map[bool]kpOutcome) {
+	t.Helper()
+	data, err := os.ReadFile(docsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	begin, end := strings.Index(doc, tableBegin), strings.Index(doc, tableEnd)
+	if begin < 0 || end < begin {
+		t.Fatalf("%s has no kube-proxy table between %q and %q", docsPath, tableBegin, tableEnd)
+	}
+	var rows []string
+	for row := range results {
+		rows = append(rows, row)
+	}
+	sort.Strings(rows)
+	if os.Getenv("UPDATE_DOCS") == "1" {
+		var b strings.Builder
+		b.WriteString(tableBegin + "\n\n| kube-proxy | mode | scenario | kube-proxy alone | with the agent |\n|---|---|---|---|---|\n")
+		for _, row := range rows {
+			f := strings.Split(row, "|")
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", f[0], f[1], f[2], results[row][false], results[row][true])
+		}
+		b.WriteString("\n")
+		doc = doc[:begin] + b.String() + doc[end:]
+		if err := os.WriteFile(docsPath, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	documented := map[string][2]string{}
+	for _, line := range strings.Split(doc[begin:end], "\n") {
+		f := strings.Split(strings.Trim(line, "| "), " | ")
+		if len(f) == 5 {
+			documented[strings.Join(f[:3], "|")] = [2]string{strings.Fields(f[3])[0], strings.Fields(f[4])[0]}
+		}
+	}
+	for _, row := range rows {
+		d, ok := documented[row]
+		got := [2]string{strings.Fields(results[row][false].String())[0], strings.Fields(results[row][true].String())[0]}
+		if !ok || d != got {
+			t.Errorf("%s: measured %v, %s says %v: the docs must say what happens "+
+				"(UPDATE_DOCS=1 go test -run TestAgentWithRealKubeProxy ./controllers/conntrackagent/ rewrites the table)", row, got, docsPath, d)
+		}
+	}
+}
