@@ -2,9 +2,18 @@ package main
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
+
+func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard()) // as main does
+	os.Exit(m.Run())
+}
 
 // The demo stays true: it runs to the end and every step reports what it
 // should (the conntrack step needs root, as make test has).

@@ -436,7 +436,7 @@ func (d *demo) showPolicies() error {
 }
 
 func (d *demo) conntrack() error {
-	d.header("Trap 3: stale UDP conntrack, in network namespaces: flow blackholed, agent acts, flow restored")
+	d.header("Trap 3: stale UDP conntrack with the real kube-proxy, in network namespaces: an LB IP assigned late blackholes the flow, the agent restores it")
 	// Never a skipped trap: the demo stops with the command that sets up
 	// what is missing (`make demo` runs `make deps` first).
 	if err := netlab.Check(); err != nil {
@@ -447,6 +447,13 @@ func (d *demo) conntrack() error {
 		return err
 	}
 	defer lab.Close()
+	kp, err := d.plane.StartKubeProxy(d.ctx, lab.NSPath("node"), localplane.KubeProxyOptions{
+		Mode: "iptables", Node: "demo-node", NodeIPs: []netip.Addr{netlab.NodeIP}})
+	if err != nil {
+		return err
+	}
+	defer kp.Stop()
+	d.note("kube-proxy %s (%s mode) runs in the node's namespace against the API server", kp.Version, kp.Mode)
 	kube, err := kubernetes.NewForConfig(d.plane.Config)
 	if err != nil {
 		return err
@@ -457,19 +464,13 @@ func (d *demo) conntrack() error {
 	if err != nil {
 		return err
 	}
-	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: netlab.LBIP.String()}}
-	if _, err := kube.CoreV1().Services("telemetry").UpdateStatus(d.ctx, svc, metav1.UpdateOptions{}); err != nil {
+	slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "sflow-1", Labels: map[string]string{discoveryv1.LabelServiceName: "sflow"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(int32(16343))}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{netlab.PodIP.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}}}
+	if _, err := kube.DiscoveryV1().EndpointSlices("telemetry").Create(d.ctx, slice, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2}
-	agent := &conntrackagent.Agent{Client: kube, Conntrack: ct, NodeName: "demo-node", Period: time.Minute, Debounce: 100 * time.Millisecond,
-		TombstoneTTL: time.Minute, Recheck: 2 * time.Second, LocalAddrs: ct.LocalAddrs,
-		Metrics: conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard()}
-	actx, stop := context.WithCancel(d.ctx)
-	done := make(chan error, 1)
-	go func() { done <- agent.Run(actx) }()
-	defer func() { stop(); <-done }()
-
 	lb, pod := netip.AddrPortFrom(netlab.LBIP, 6343), netip.AddrPortFrom(netlab.PodIP, 16343)
 	r, err := lab.Listen("pod", pod)
 	if err != nil {
@@ -481,37 +482,77 @@ func (d *demo) conntrack() error {
 		return err
 	}
 	defer sender.Stop()
-	d.note("a switch exports sFlow from 192.0.2.2:40000 to the LB IP %s, 100 packets/s; the Service has no endpoint", lb)
-	time.Sleep(500 * time.Millisecond)
+	d.note("a UDP Service with a ready collector pod; a switch already exports sFlow from 192.0.2.2:40000 to %s, 100 packets/s,", lb)
+	d.note("  the address its load balancer (MetalLB, kube-vip) will announce, but has not written into the Service yet")
+	time.Sleep(700 * time.Millisecond)
 	out, _ := lab.Output("node", "conntrack", "-L", "-p", "udp", "--orig-dst", netlab.LBIP.String())
-	d.note("node's entry, never NATed: %s", firstLine(out))
-	if err := lab.DNAT(lb, pod); err != nil {
+	d.note("node's entry, never NATed (the address is no Service's yet): %s", firstLine(out))
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: netlab.LBIP.String()}}
+	if _, err := kube.CoreV1().Services("telemetry").UpdateStatus(d.ctx, svc, metav1.UpdateOptions{}); err != nil {
 		return err
 	}
-	d.note("the collector pod comes back on the same node: kube-proxy's DNAT rule %s -> %s is in place", lb, pod)
-	time.Sleep(time.Second)
-	d.note("one second later the pod has received %d packets: the flow is blackholed by the stale entry", r.Packets())
-	slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "sflow-1", Labels: map[string]string{discoveryv1.LabelServiceName: "sflow"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(int32(16343))}},
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{netlab.PodIP.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}}}
-	if _, err := kube.DiscoveryV1().EndpointSlices("telemetry").Create(d.ctx, slice, metav1.CreateOptions{}); err != nil {
-		return err
+	if err := d.waitFor(10*time.Second, func() (bool, error) {
+		rules, err := kp.Rules()
+		return strings.Contains(rules, netlab.LBIP.String()+"/32"), err
+	}); err != nil {
+		return fmt.Errorf("kube-proxy wrote no rule for the LB IP: %w", err)
 	}
+	d.note("the load balancer writes %s into the Service's status; kube-proxy writes its DNAT rule for it", netlab.LBIP)
+	const window = 3 * time.Second
+	time.Sleep(window)
+	if n := r.Packets(); n != 0 {
+		return fmt.Errorf("the pod received %d packets with kube-proxy alone: the flow was not blackholed, so this demo's claim is false", n)
+	}
+	d.note("%v later the pod has received 0 of %d packets: kube-proxy cleans conntrack only when endpoints change, so the", window, sender.Sent())
+	d.note("  never-NATed entry keeps pinning the flow, for as long as the switch sends")
+
+	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2}
+	reg := prometheus.NewRegistry()
+	agent := &conntrackagent.Agent{Client: kube, Conntrack: ct, NodeName: "demo-node", Period: time.Minute, Debounce: 100 * time.Millisecond,
+		TombstoneTTL: time.Minute, Recheck: 200 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
+		Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()}
+	actx, stop := context.WithCancel(d.ctx)
+	done := make(chan error, 1)
 	t0 := time.Now()
+	go func() { done <- agent.Run(actx) }()
+	defer func() { stop(); <-done }()
 	wctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
 	defer cancel()
 	at, err := r.WaitPacket(wctx, t0)
 	if err != nil {
-		return fmt.Errorf("the flow was not restored: %w", err)
+		return fmt.Errorf("the flow was not restored by the agent: %w", err)
 	}
 	latency := at.Sub(t0).Round(time.Millisecond)
-	d.note("EndpointSlice written: the agent deleted the stale entry; first packet at the pod after %v", latency)
+	deleted, err := metricValue(reg, "telemetry_conntrack_entries_deleted_total")
+	if err != nil {
+		return err
+	}
+	if deleted < 1 {
+		return fmt.Errorf("the flow came back, but the agent's metric says it deleted %v entries", deleted)
+	}
+	d.note("the conntrack agent starts: it deleted %v stale entry (its metric, from the kernel's answers); first packet at the pod %v later", deleted, latency)
 	time.Sleep(300 * time.Millisecond)
 	out, _ = lab.Output("node", "conntrack", "-L", "-p", "udp", "--orig-dst", netlab.LBIP.String())
-	d.note("node's entry now: %s", firstLine(out))
-	d.result("Stale conntrack", fmt.Sprintf("blackholed flow restored %v after the EndpointSlice update", latency))
+	d.note("node's entry now, NATed to the pod: %s", firstLine(out))
+	d.result("Stale conntrack", fmt.Sprintf("blackholed flow restored %v after the agent started (kube-proxy %s alone: 0 packets in %v)", latency, kp.Version, window))
 	return nil
+}
+
+// metricValue sums a counter's series in a registry.
+func metricValue(reg *prometheus.Registry, name string) (float64, error) {
+	fams, err := reg.Gather()
+	if err != nil {
+		return 0, err
+	}
+	total := 0.0
+	for _, f := range fams {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total, nil
 }
 
 func firstLine(s string) string {
