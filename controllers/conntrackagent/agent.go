@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -54,9 +56,20 @@ type Agent struct {
 	Recheck, RecheckMax time.Duration
 	// LocalAddrs lists the node's addresses (where NodePorts are reached).
 	LocalAddrs func() ([]netip.Addr, error)
-	Recorder   events.EventRecorder
-	Metrics    *Metrics
-	Log        logr.Logger
+	// Revoke, when set, closes on this node the connections of sources
+	// removed from an nlb-policy Service's allowed set, once the controller
+	// has acknowledged the new set: a pass after each of these delays (the
+	// first covers Felix's programming of the new policy, the later ones a
+	// packet that slipped through before it). Empty: connections of removed
+	// sources keep passing until they end.
+	Revoke []time.Duration
+	// Dataplane, when set, finds the node's service proxy at start and every
+	// Period; the agent reports it (metric, Event on the Node) and runs no
+	// pass where it cannot help (IPVS).
+	Dataplane func(context.Context) Dataplane
+	Recorder  events.EventRecorder
+	Metrics   *Metrics
+	Log       logr.Logger
 
 	services  corelisters.ServiceLister
 	slices    discoverylisters.EndpointSliceLister
@@ -66,6 +79,15 @@ type Agent struct {
 	lastEvent map[types.NamespacedName]time.Time
 	synced    bool
 	lastPass  time.Time
+	dataplane *Dataplane
+	enforced  map[types.NamespacedName]cidrset.Set // the source set last acknowledged, per Service
+	revokes   chan revokeRequest
+}
+
+// revokeRequest asks for a revocation pass for a Service.
+type revokeRequest struct {
+	svc     types.NamespacedName
+	removed cidrset.Set
 }
 
 // Event reasons, on the Service whose entries a pass deleted.
@@ -74,6 +96,11 @@ const (
 	ReasonStaleEntries = "StaleConntrackEntries"
 	// ReasonDeleteFailed: the kernel refused some deletions (Warning).
 	ReasonDeleteFailed = "StaleConntrackDeleteFailed"
+	// ReasonDataplane: what the agent found of the node's service proxy, on
+	// the Node (Normal, or Warning where it cannot help).
+	ReasonDataplane = "ConntrackAgentDataplane"
+	// ReasonRevoked: connections of removed sources closed (Normal).
+	ReasonRevoked = "RevokedConnections"
 )
 
 // recheckSteady is how long rechecks keep their first delay before backing
@@ -104,16 +131,18 @@ func (a *Agent) start(ctx context.Context) error {
 	a.services, a.slices = svcInformer.Lister(), sliceInformer.Lister()
 	if _, err := svcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(o any) {
+			a.sourcesAcknowledged(o)
 			if hasUDP(o) {
 				a.kick("service added")
 			}
 		},
 		UpdateFunc: func(old, cur any) {
+			a.sourcesAcknowledged(cur)
 			if serviceAddressesChanged(old, cur) {
 				a.kick("service addresses changed")
 			}
 		},
-		DeleteFunc: func(o any) { a.serviceDeleted(o) },
+		DeleteFunc: func(o any) { a.forgetSources(o); a.serviceDeleted(o) },
 	}); err != nil {
 		return err
 	}
@@ -150,6 +179,8 @@ func (a *Agent) start(ctx context.Context) error {
 
 func (a *Agent) init() {
 	a.trigger = make(chan string, 1)
+	a.revokes = make(chan revokeRequest, 64)
+	a.enforced = map[types.NamespacedName]cidrset.Set{}
 	a.tombs = map[types.NamespacedName]Tombstone{}
 	a.lastEvent = map[types.NamespacedName]time.Time{}
 }
@@ -157,6 +188,7 @@ func (a *Agent) init() {
 // loop runs the passes: at once, then on each trigger, recheck and tick.
 func (a *Agent) loop(ctx context.Context, tick <-chan time.Time) error {
 	reason := "start"
+	a.detectDataplane(ctx)
 	var (
 		recheck      *time.Timer
 		recheckC     <-chan time.Time
@@ -190,26 +222,44 @@ func (a *Agent) loop(ctx context.Context, tick <-chan time.Time) error {
 		} else if reason == "recheck" {
 			recheckC = nil
 		}
+		if stop, err := a.wait(ctx, tick, recheckC, &reason); stop {
+			return err
+		}
+	}
+}
+
+// wait runs revocation passes until the next stale pass is due, and says
+// why in reason; stop is true when ctx ended.
+func (a *Agent) wait(ctx context.Context, tick, recheckC <-chan time.Time, reason *string) (stop bool, err error) {
+	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return true, nil
 		case <-tick:
-			reason = "period"
+			*reason = "period"
+			a.detectDataplane(ctx)
+			return false, nil
 		case <-recheckC:
-			reason = "recheck"
-		case reason = <-a.trigger:
+			*reason = "recheck"
+			return false, nil
+		case req := <-a.revokes:
+			if err := a.RevokePass(ctx, req.svc, req.removed); err != nil && ctx.Err() == nil {
+				a.Log.Error(err, "revocation pass failed", "service", req.svc)
+			}
+		case *reason = <-a.trigger:
 			// Coalesce what arrives during the debounce.
 			timer := time.NewTimer(a.Debounce)
 			select {
 			case <-ctx.Done():
 				timer.Stop()
-				return nil
+				return true, nil
 			case <-timer.C:
 			}
 			select {
 			case <-a.trigger:
 			default:
 			}
+			return false, nil
 		}
 	}
 }
@@ -240,6 +290,16 @@ type ServiceResult struct {
 func (a *Agent) Pass(ctx context.Context, trigger string) (PassResult, error) {
 	start := time.Now()
 	res := PassResult{PerService: map[types.NamespacedName]ServiceResult{}}
+	a.mu.Lock()
+	dp := a.dataplane
+	a.mu.Unlock()
+	if dp != nil && !dp.Acts() {
+		a.mu.Lock()
+		a.lastPass = time.Now() // healthy: idle on purpose
+		a.mu.Unlock()
+		a.Log.V(1).Info("pass skipped", "trigger", trigger, "dataplane", dp.Mode)
+		return res, nil
+	}
 	table, err := a.table()
 	if err != nil {
 		return res, err
@@ -248,7 +308,7 @@ func (a *Agent) Pass(ctx context.Context, trigger string) (PassResult, error) {
 		stale []Flow
 		owner []types.NamespacedName
 	)
-	stats, err := a.Conntrack.Scan(ctx, func(f Flow) {
+	stats, err := a.Conntrack.ScanProtocol(ctx, protoUDP, func(f Flow) {
 		if ok, svc := table.Stale(f); ok {
 			stale = append(stale, f)
 			owner = append(owner, svc)
@@ -359,6 +419,43 @@ func (a *Agent) serviceDeleted(o any) {
 		return
 	}
 	a.kick("service deleted")
+}
+
+// Detected is the dataplane found last (zero before the first detection or
+// without Dataplane).
+func (a *Agent) Detected() Dataplane {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.dataplane == nil {
+		return Dataplane{}
+	}
+	return *a.dataplane
+}
+
+// detectDataplane asks for the node's service proxy and reports a change.
+func (a *Agent) detectDataplane(ctx context.Context) {
+	if a.Dataplane == nil {
+		return
+	}
+	d := a.Dataplane(ctx)
+	a.mu.Lock()
+	prev := a.dataplane
+	a.dataplane = &d
+	a.mu.Unlock()
+	if prev != nil && prev.Mode == d.Mode {
+		return
+	}
+	a.Metrics.setDataplane(d)
+	a.Log.Info("dataplane", "mode", d.Mode, "acts", d.Acts(), "detail", d.Summary())
+	if a.Recorder != nil && a.NodeName != "" {
+		typ := corev1.EventTypeNormal
+		if !d.Acts() || d.Mode == "unknown" {
+			typ = corev1.EventTypeWarning
+		}
+		// The kubelet's own reference to its Node: UID is the node's name.
+		node := &corev1.ObjectReference{Kind: "Node", Name: a.NodeName, UID: types.UID(a.NodeName)}
+		a.Recorder.Eventf(node, nil, typ, ReasonDataplane, "Detect", "%s", d.Summary())
+	}
 }
 
 // report emits one Event per Service per eventInterval, with what the

@@ -2,6 +2,9 @@ package conntrackagent
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -15,6 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/events"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 )
 
 // The agent's logic over the Fake conntrack and a fake clientset: no root,
@@ -171,8 +177,8 @@ type vanishing struct {
 	gone Flow
 }
 
-func (v vanishing) Scan(ctx context.Context, fn func(Flow)) (ScanStats, error) {
-	st, err := v.Fake.Scan(ctx, fn)
+func (v vanishing) ScanProtocol(ctx context.Context, proto uint8, fn func(Flow)) (ScanStats, error) {
+	st, err := v.Fake.ScanProtocol(ctx, proto, fn)
 	v.Fake.mu.Lock()
 	delete(v.Fake.entries, keyOf(v.gone))
 	v.Fake.mu.Unlock()
@@ -304,5 +310,167 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The agent asks kube-proxy for its mode, reports it (metric,
+// Event on the Node), and runs no pass on IPVS, where it cannot help.
+func TestDataplane(t *testing.T) {
+	mode := atomic.Value{}
+	mode.Store("ipvs")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/proxyMode":
+			fmt.Fprint(w, mode.Load().(string))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	probe := DataplaneProbe{URL: srv.URL}
+	if d := probe.Detect(context.Background()); d.Mode != "ipvs" || d.Acts() {
+		t.Fatalf("detected %+v", d)
+	}
+	if d := (DataplaneProbe{URL: "http://127.0.0.1:1"}).Detect(context.Background()); d.Mode != "unknown" || d.Err == nil || !d.Acts() {
+		t.Fatalf("nothing listening: %+v", d)
+	}
+
+	u := newUnit(t, udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0), slice("flows", 16343, "198.51.100.7"))
+	u.agent.Dataplane = probe.Detect
+	u.ct.Add(unNATed(exporter, lbFlows))
+	u.start()
+	if u.ct.Scans != 0 || len(u.ct.Flows()) != 1 {
+		t.Fatalf("the agent scanned (%d) or deleted on IPVS", u.ct.Scans)
+	}
+	if got := u.gauge("telemetry_conntrack_dataplane_info", "false", "ipvs"); got != 1 {
+		t.Fatalf("dataplane metric = %v", got)
+	}
+	select {
+	case ev := <-u.rec.Events:
+		if !strings.HasPrefix(ev, "Warning "+ReasonDataplane) || !strings.Contains(ev, "ipvs") {
+			t.Fatalf("event = %q", ev)
+		}
+	default:
+		t.Fatal("no Event on the Node")
+	}
+	// kube-proxy moves to nftables: the next detection (every period) lets the
+	// passes run again.
+	mode.Store("nftables")
+	u.agent.detectDataplane(context.Background())
+	if _, err := u.agent.Pass(context.Background(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if len(u.ct.Flows()) != 0 {
+		t.Fatal("no deletion once kube-proxy runs in nftables mode")
+	}
+	if got := u.gauge("telemetry_conntrack_dataplane_info", "true", "nftables"); got != 1 {
+		t.Fatalf("dataplane metric after the change = %v", got)
+	}
+}
+
+// gauge reads a gauge by its label values, in the labels' sorted order.
+func (u *unit) gauge(name string, labels ...string) float64 {
+	u.t.Helper()
+	fams, err := u.reg.Gather()
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for i, want := range labels {
+				if m.GetLabel()[i].GetValue() != want {
+					continue next
+				}
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+// acknowledged sets the Service's sources and the controller's
+// acknowledgement of them (what the nlb-policy controller writes once the
+// policy is in place).
+func acknowledged(svc *corev1.Service, sources ...string) *corev1.Service {
+	svc = svc.DeepCopy()
+	svc.Spec.LoadBalancerSourceRanges = sources
+	if svc.Annotations == nil {
+		svc.Annotations = map[string]string{}
+	}
+	svc.Annotations[annotations.Enforced] = ack.Ack{Digest: ack.Digest(svc), Time: time.Now()}.Encode()
+	return svc
+}
+
+// Sources removed from an nlb-policy Service: once the controller has
+// acknowledged the new set, the connections the removed sources already
+// had (TCP here, which Felix accepts as established before any policy) are
+// deleted on the node; connections of kept sources, of health checkers and
+// to other Services stay.
+func TestRevokesConnectionsOfRemovedSources(t *testing.T) {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "ipfix"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, ClusterIP: "10.96.0.50", ClusterIPs: []string{"10.96.0.50"},
+			Ports: []corev1.ServicePort{{Name: "ipfix-tcp", Protocol: corev1.ProtocolTCP, Port: 4739, NodePort: 30100}}},
+	}
+	svc = acknowledged(svc, "192.0.2.0/24", "198.51.100.7/32", "2001:db8:7::/48")
+	u := newUnit(t, svc)
+	u.agent.Revoke = []time.Duration{20 * time.Millisecond, 200 * time.Millisecond}
+	node := ap("192.0.2.1:30100")
+	tcp := func(src string, dst netip.AddrPort) Flow {
+		return Flow{Proto: protoTCP, OrigSrc: ap(src), OrigDst: dst, ReplySrc: ap("198.51.100.99:4739")}
+	}
+	removedV4, removedV6 := tcp("198.51.100.7:50000", node), tcp("[2001:db8:7::5]:50000", ap("[2001:db8:ffff::1]:30100"))
+	kept := tcp("192.0.2.50:50001", node)
+	health := tcp("10.0.1.10:50002", node)                        // never in the set: the NLB's health checks
+	elsewhere := tcp("198.51.100.7:50003", ap("192.0.2.1:30999")) // the removed source, another Service
+	u.agent.LocalAddrs = func() ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8:ffff::1")}, nil
+	}
+	u.ct.Add(removedV4, removedV6, kept, health, elsewhere)
+	u.start()
+	ctx := context.Background()
+	update := func(s *corev1.Service) {
+		t.Helper()
+		cur, err := u.kube.CoreV1().Services("telemetry").Get(ctx, "ipfix", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.ResourceVersion = cur.ResourceVersion
+		if _, err := u.kube.CoreV1().Services("telemetry").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The sources edited, not yet acknowledged: the old policy still holds.
+	edited := svc.DeepCopy()
+	edited.Spec.LoadBalancerSourceRanges = []string{"192.0.2.0/24"}
+	update(edited)
+	time.Sleep(300 * time.Millisecond)
+	if len(u.ct.Flows()) != 5 {
+		t.Fatalf("revoked before the controller acknowledged the new set: %v", u.ct.Flows())
+	}
+	// Acknowledged: the removed sources' connections go.
+	update(acknowledged(svc, "192.0.2.0/24"))
+	waitFor(t, "the removed sources' connections closed", func() bool { return len(u.ct.Flows()) == 3 })
+	for _, f := range u.ct.Flows() {
+		if f == removedV4 || f == removedV6 {
+			t.Fatalf("left %v", f)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // the later passes find nothing more
+	if got := u.counter("telemetry_conntrack_connections_revoked_total", "telemetry", "ipfix"); got != 2 {
+		t.Errorf("revoked metric = %v, want 2", got)
+	}
+	found := false
+	for len(u.rec.Events) > 0 {
+		if ev := <-u.rec.Events; strings.HasPrefix(ev, "Normal "+ReasonRevoked) && strings.Contains(ev, "Closed 2 connections") {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no RevokedConnections Event")
 	}
 }

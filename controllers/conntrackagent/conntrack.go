@@ -7,8 +7,9 @@ import (
 // Conntrack is what the agent needs of a node's conntrack table: Netlink in
 // production, Fake in tests of the agent's scheduling (no root needed).
 type Conntrack interface {
-	// Scan streams the table's UDP entries through fn.
-	Scan(ctx context.Context, fn func(Flow)) (ScanStats, error)
+	// ScanProtocol streams the table's entries of one IP protocol (17 UDP,
+	// 6 TCP) through fn.
+	ScanProtocol(ctx context.Context, proto uint8, fn func(Flow)) (ScanStats, error)
 	// Delete deletes entries by their original tuple and returns what the
 	// kernel did with each, in the order given.
 	Delete(ctx context.Context, flows []Flow) ([]Outcome, error)

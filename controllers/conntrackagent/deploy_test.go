@@ -99,7 +99,10 @@ func TestDeploymentManifests(t *testing.T) {
 	ct := &conntrackagent.Netlink{NetNS: int(f.Fd()), Workers: 1}
 	agent := &conntrackagent.Agent{Client: sa, Conntrack: ct, NodeName: "node-1", Period: time.Hour, Debounce: 10 * time.Millisecond,
 		TombstoneTTL: time.Minute, LocalAddrs: ct.LocalAddrs, Metrics: conntrackagent.NewMetrics(prometheus.NewRegistry()),
-		Recorder: broadcaster.NewRecorder(kubeapi.Scheme(), "telemetry-conntrack-agent"), Log: testr.New(t)}
+		Recorder: broadcaster.NewRecorder(kubeapi.Scheme(), "telemetry-conntrack-agent"), Log: testr.New(t),
+		// No kube-proxy answers here: the "unknown" dataplane's Warning on the
+		// Node, which the ServiceAccount must be allowed to write too.
+		Dataplane: conntrackagent.DataplaneProbe{URL: "http://127.0.0.1:1"}.Detect}
 	done := make(chan error, 1)
 	go func() { done <- agent.Run(actx) }()
 	defer func() { stop(); <-done }()
@@ -111,12 +114,14 @@ func TestDeploymentManifests(t *testing.T) {
 			t.Fatal(err)
 		}
 		if slices.ContainsFunc(evs.Items, func(e eventsv1.Event) bool {
-			return e.Reason == "StaleConntrackEntries" && e.Regarding.Name == "flows"
+			return e.Reason == conntrackagent.ReasonStaleEntries && e.Regarding.Name == "flows"
+		}) && slices.ContainsFunc(evs.Items, func(e eventsv1.Event) bool {
+			return e.Reason == conntrackagent.ReasonDataplane && e.Regarding.Kind == "Node" && e.Regarding.Name == "node-1"
 		}) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no StaleConntrackEntries Event under the ServiceAccount (ready: %v)", agent.Ready())
+			t.Fatalf("no StaleConntrackEntries Event on the Service and ConntrackAgentDataplane Event on the Node under the ServiceAccount (ready: %v): %v", agent.Ready(), evs.Items)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

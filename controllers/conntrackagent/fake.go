@@ -61,13 +61,18 @@ func (c *Fake) Flows() []Flow {
 	return out
 }
 
-// Scan implements Conntrack: the UDP entries.
+// Scan is ScanProtocol for UDP.
 func (c *Fake) Scan(ctx context.Context, fn func(Flow)) (ScanStats, error) {
+	return c.ScanProtocol(ctx, protoUDP, fn)
+}
+
+// ScanProtocol implements Conntrack.
+func (c *Fake) ScanProtocol(ctx context.Context, proto uint8, fn func(Flow)) (ScanStats, error) {
 	c.mu.Lock()
 	c.Scans++
 	var flows []Flow
 	for _, f := range c.entries {
-		if f.Proto == protoUDP {
+		if f.Proto == proto {
 			flows = append(flows, f)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"sort"
@@ -45,8 +46,22 @@ type kpScenario struct {
 	change func(s *kpRun) error
 }
 
+// kpFamily is the lab's addresses of one IP family.
+type kpFamily struct {
+	name                       string
+	ipFamily                   corev1.IPFamily
+	addressType                discoveryv1.AddressType
+	node, pod, pod2, lb, extIP netip.Addr
+}
+
+var kpFamilies = []kpFamily{
+	{"IPv4", corev1.IPv4Protocol, discoveryv1.AddressTypeIPv4, netlab.NodeIP, netlab.PodIP, netlab.Pod2IP, netlab.LBIP, netlab.ExtIP},
+	{"IPv6", corev1.IPv6Protocol, discoveryv1.AddressTypeIPv6, netlab.NodeIP6, netlab.PodIP6, netlab.Pod2IP6, netlab.LBIP6, netlab.ExtIP6},
+}
+
 // kpRun is one scenario's run in one phase.
 type kpRun struct {
+	fam      kpFamily
 	t        *testing.T
 	ctx      context.Context
 	kube     kubernetes.Interface
@@ -65,6 +80,7 @@ func (r *kpRun) createService(withLB bool) error {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: r.name},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": r.name},
+			IPFamilies: []corev1.IPFamily{r.fam.ipFamily}, IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicySingleStack),
 			Ports: []corev1.ServicePort{{Name: "flows", Protocol: corev1.ProtocolUDP, Port: int32(r.port)}}},
 	}
 	var err error
@@ -79,7 +95,7 @@ func (r *kpRun) createService(withLB bool) error {
 
 // assignLB writes the LB IP into the status, as MetalLB or kube-vip do.
 func (r *kpRun) assignLB() error {
-	r.svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: netlab.LBIP.String(), IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)}}
+	r.svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: r.fam.lb.String(), IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)}}
 	var err error
 	r.svc, err = r.kube.CoreV1().Services(r.ns).UpdateStatus(r.ctx, r.svc, metav1.UpdateOptions{})
 	return err
@@ -90,7 +106,7 @@ func (r *kpRun) assignLB() error {
 func (r *kpRun) endpoints(pods ...netip.Addr) error {
 	s := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Namespace: r.ns, Name: r.name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: r.name}},
-		AddressType: discoveryv1.AddressTypeIPv4,
+		AddressType: r.fam.addressType,
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(int32(r.podPort))}},
 	}
 	for _, pod := range pods {
@@ -118,7 +134,7 @@ func (r *kpRun) listen(ns string, pod netip.Addr) error {
 // the node's address).
 func (r *kpRun) send(dst netip.Addr) error {
 	port := r.port
-	if dst == netlab.NodeIP {
+	if dst == r.fam.node {
 		port = uint16(r.svc.Spec.Ports[0].NodePort)
 	}
 	var err error
@@ -128,7 +144,7 @@ func (r *kpRun) send(dst netip.Addr) error {
 
 // flow listens in the pod and sends to dst.
 func (r *kpRun) flow(dst netip.Addr) error {
-	if err := r.listen("pod", netlab.PodIP); err != nil {
+	if err := r.listen("pod", r.fam.pod); err != nil {
 		return err
 	}
 	return r.send(dst)
@@ -155,18 +171,18 @@ var kpScenarios = []kpScenario{
 	{
 		name: "LB IP assigned after the endpoints", group: groupService,
 		before: func(r *kpRun) error {
-			return errors.Join(r.createService(false), r.endpoints(netlab.PodIP),
-				r.flow(netlab.LBIP)) // not a Service address yet: leaves for the LB (the sink), never NATed
+			return errors.Join(r.createService(false), r.endpoints(r.fam.pod),
+				r.flow(r.fam.lb)) // not a Service address yet: leaves for the LB (the sink), never NATed
 		},
 		change: func(r *kpRun) error { return r.assignLB() },
 	},
 	{
 		name: "external IP added after the endpoints", group: groupService,
 		before: func(r *kpRun) error {
-			return errors.Join(r.createService(false), r.endpoints(netlab.PodIP), r.flow(netlab.ExtIP))
+			return errors.Join(r.createService(false), r.endpoints(r.fam.pod), r.flow(r.fam.extIP))
 		},
 		change: func(r *kpRun) error {
-			r.svc.Spec.ExternalIPs = []string{netlab.ExtIP.String()}
+			r.svc.Spec.ExternalIPs = []string{r.fam.extIP.String()}
 			var err error
 			r.svc, err = r.kube.CoreV1().Services(r.ns).Update(r.ctx, r.svc, metav1.UpdateOptions{})
 			return err
@@ -175,39 +191,39 @@ var kpScenarios = []kpScenario{
 	{
 		name: "LB IP 0 -> 1 endpoints", group: groupEndpoints,
 		before: func(r *kpRun) error {
-			return errors.Join(r.createService(true), r.endpoints(), r.flow(netlab.LBIP))
+			return errors.Join(r.createService(true), r.endpoints(), r.flow(r.fam.lb))
 		},
-		change: func(r *kpRun) error { return r.endpoints(netlab.PodIP) },
+		change: func(r *kpRun) error { return r.endpoints(r.fam.pod) },
 	},
 	{
 		name: "NodePort 0 -> 1 endpoints", group: groupEndpoints,
 		before: func(r *kpRun) error {
-			return errors.Join(r.createService(false), r.endpoints(), r.flow(netlab.NodeIP))
+			return errors.Join(r.createService(false), r.endpoints(), r.flow(r.fam.node))
 		},
-		change: func(r *kpRun) error { return r.endpoints(netlab.PodIP) },
+		change: func(r *kpRun) error { return r.endpoints(r.fam.pod) },
 	},
 	{
 		name: "LB IP endpoint moved to a new pod", group: groupEndpoints,
 		before: func(r *kpRun) error {
 			// NATed to the first pod (nothing listens there), received at the second.
-			return errors.Join(r.createService(true), r.endpoints(netlab.PodIP), r.listen("pod2", netlab.Pod2IP), r.send(netlab.LBIP))
+			return errors.Join(r.createService(true), r.endpoints(r.fam.pod), r.listen("pod2", r.fam.pod2), r.send(r.fam.lb))
 		},
-		change: func(r *kpRun) error { return r.endpoints(netlab.Pod2IP) },
+		change: func(r *kpRun) error { return r.endpoints(r.fam.pod2) },
 	},
 	{
 		name: "LB IP 1 -> 0 -> 1 endpoints (a new pod)", group: groupEndpoints,
 		before: func(r *kpRun) error {
 			// NATed to the old pod (gone: nothing listens), then no endpoint.
-			err := errors.Join(r.createService(true), r.endpoints(netlab.Pod2IP), r.send(netlab.LBIP))
+			err := errors.Join(r.createService(true), r.endpoints(r.fam.pod2), r.send(r.fam.lb))
 			time.Sleep(700 * time.Millisecond)
-			return errors.Join(err, r.endpoints(), r.listen("pod", netlab.PodIP))
+			return errors.Join(err, r.endpoints(), r.listen("pod", r.fam.pod))
 		},
-		change: func(r *kpRun) error { return r.endpoints(netlab.PodIP) },
+		change: func(r *kpRun) error { return r.endpoints(r.fam.pod) },
 	},
 	{
 		name: "Service created while kube-proxy is down (node boot)", group: groupProxyDown,
 		before: func(r *kpRun) error {
-			return errors.Join(r.createService(true), r.endpoints(netlab.PodIP), r.flow(netlab.LBIP))
+			return errors.Join(r.createService(true), r.endpoints(r.fam.pod), r.flow(r.fam.lb))
 		},
 		// change: kube-proxy starts (the test does it for the group).
 	},
@@ -244,7 +260,7 @@ func TestAgentWithRealKubeProxy(t *testing.T) {
 				t.Cleanup(func() { _ = lab.Close() })
 				node := fmt.Sprintf("kp-node-%d-%d", vi, mi)
 				ctx := context.Background()
-				kpOpts := localplane.KubeProxyOptions{Version: version, Mode: mode, Node: node, NodeIPs: []netip.Addr{netlab.NodeIP}}
+				kpOpts := localplane.KubeProxyOptions{Version: version, Mode: mode, Node: node, NodeIPs: []netip.Addr{netlab.NodeIP, netlab.NodeIP6}}
 				kp, err := p.StartKubeProxy(ctx, lab.NSPath("node"), kpOpts)
 				if err != nil {
 					t.Fatal(err)
@@ -259,49 +275,69 @@ func TestAgentWithRealKubeProxy(t *testing.T) {
 					}
 					var stopAgent func()
 					if withAgent {
-						stopAgent = startAgentIn(t, kube, lab)
+						var agent *conntrackagent.Agent
+						agent, stopAgent = startAgentIn(t, kube, lab)
+						// The agent found this kube-proxy, asking it as on a node.
+						if d := agent.Detected(); d.Mode != mode || !d.Acts() {
+							t.Fatalf("the agent detected %+v, want kube-proxy in %s mode", d, mode)
+						}
 					}
 					base := uint16(20000 + 1000*vi + 100*mi)
 					if withAgent {
 						base += 50
 					}
-					// A healthy flow through the whole phase: kube-proxy's rules and
-					// the agent must not cost it a packet.
-					healthy := &kpRun{t: t, ctx: ctx, kube: kube, lab: lab, ns: ns, name: "healthy",
-						port: base + 40, podPort: base + 41, src: base + 42}
-					t.Cleanup(healthy.stop)
-					if err := errors.Join(healthy.createService(true), healthy.endpoints(netlab.PodIP)); err != nil {
-						t.Fatal(err)
+					// A healthy flow per family through the whole phase: kube-proxy's
+					// rules and the agent must not cost it a packet.
+					var healthy []*kpRun
+					var sentBefore, receivedBefore []int64
+					for _, fam := range kpFamilies {
+						h := &kpRun{fam: fam, t: t, ctx: ctx, kube: kube, lab: lab, ns: ns, name: "healthy-" + fam.name[2:],
+							port: base + 40, podPort: base + 41, src: base + 42}
+						t.Cleanup(h.stop)
+						if err := errors.Join(h.createService(true), h.endpoints(fam.pod), h.flow(fam.lb)); err != nil {
+							t.Fatal(err)
+						}
+						healthy = append(healthy, h)
 					}
-					if err := healthy.flow(netlab.LBIP); err != nil {
-						t.Fatal(err)
+					for _, h := range healthy {
+						// Counted once it flows steadily (kube-proxy's first syncs of a
+						// new Service send its first packets to the load balancer).
+						steady(t, h.receiver)
+						sentBefore, receivedBefore = append(sentBefore, h.sender.Sent()), append(receivedBefore, h.receiver.Packets())
 					}
-					// Counted once it flows steadily (kube-proxy's first syncs of a new
-					// Service send its first packets to the load balancer).
-					steady(t, healthy.receiver)
-					sentBefore, receivedBefore := healthy.sender.Sent(), healthy.receiver.Packets()
 					for group := 0; group < groups; group++ {
 						if group == groupProxyDown {
 							kp.Stop()
 						}
 						var runs []*kpRun
 						var scs []kpScenario
+						// Both families at once: kube-proxy runs one proxier, and one
+						// cleanup, per family.
 						for i, sc := range kpScenarios {
 							if sc.group != group {
 								continue
 							}
-							r := &kpRun{t: t, ctx: ctx, kube: kube, lab: lab, ns: ns, name: fmt.Sprintf("s%d", i),
-								port: base + uint16(i), podPort: base + 10 + uint16(i), src: base + 20 + uint16(i)}
-							t.Cleanup(r.stop)
-							if err := sc.before(r); err != nil {
-								t.Fatalf("%s: %v", sc.name, err)
+							for _, fam := range kpFamilies {
+								r := &kpRun{fam: fam, t: t, ctx: ctx, kube: kube, lab: lab, ns: ns, name: fmt.Sprintf("s%d-%s", i, fam.name[2:]),
+									port: base + uint16(i), podPort: base + 10 + uint16(i), src: base + 20 + uint16(i)}
+								t.Cleanup(r.stop)
+								if err := sc.before(r); err != nil {
+									t.Fatalf("%s %s: %v", sc.name, fam.name, err)
+								}
+								runs, scs = append(runs, r), append(scs, sc)
 							}
-							runs, scs = append(runs, r), append(scs, sc)
+						}
+						if group == groupService {
+							// kube-proxy's sync of these endpoints, and with it its cleanup,
+							// must be over before the change: a sync that took in both
+							// would clean the entry, which is not what happens on a node
+							// where the address comes later.
+							waitEndpointsProgrammed(t, kp, runs)
 						}
 						time.Sleep(1500 * time.Millisecond) // the flows settle: pinned, or refused
 						for i, sc := range scs {
 							if n := runs[i].receiver.Packets(); n != 0 {
-								t.Fatalf("%s: %d packets reached the pod before the change: the scenario does not set up the failure", sc.name, n)
+								t.Fatalf("%s %s: %d packets reached the pod before the change: the scenario does not set up the failure", sc.name, runs[i].fam.name, n)
 							}
 						}
 						changed := make([]time.Time, len(runs))
@@ -311,7 +347,7 @@ func TestAgentWithRealKubeProxy(t *testing.T) {
 								continue
 							}
 							if err := sc.change(runs[i]); err != nil {
-								t.Fatalf("%s: %v", sc.name, err)
+								t.Fatalf("%s %s: %v", sc.name, runs[i].fam.name, err)
 							}
 						}
 						if group == groupProxyDown {
@@ -327,25 +363,27 @@ func TestAgentWithRealKubeProxy(t *testing.T) {
 							if o.recovered {
 								o.after = runs[i].receiver.First().Sub(changed[i]).Round(10 * time.Millisecond)
 							}
-							row := fmt.Sprintf("%s|%s|%s", version, mode, sc.name)
+							row := fmt.Sprintf("%s|%s|%s|%s", version, mode, runs[i].fam.name, sc.name)
 							mu.Lock()
 							if results[row] == nil {
 								results[row] = map[bool]kpOutcome{}
 							}
 							results[row][withAgent] = o
 							mu.Unlock()
-							t.Logf("%-40s agent=%-5v recovered=%v (%d packets) first after %v", sc.name, withAgent, o.recovered, n, o.after)
+							t.Logf("%s %-40s agent=%-5v recovered=%v (%d packets) first after %v", runs[i].fam.name, sc.name, withAgent, o.recovered, n, o.after)
 							runs[i].stop()
 						}
 					}
-					sent := healthy.sender.Sent()
-					time.Sleep(200 * time.Millisecond) // in flight
-					healthy.sender.Stop()
-					time.Sleep(100 * time.Millisecond)
-					if got, want := healthy.receiver.Packets()-receivedBefore, sent-sentBefore; got < want {
-						t.Errorf("healthy flow (agent=%v): %d of %d packets received", withAgent, got, want)
+					for i, h := range healthy {
+						sent := h.sender.Sent()
+						time.Sleep(200 * time.Millisecond) // in flight
+						h.sender.Stop()
+						time.Sleep(100 * time.Millisecond)
+						if got, want := h.receiver.Packets()-receivedBefore[i], sent-sentBefore[i]; got < want {
+							t.Errorf("healthy %s flow (agent=%v): %d of %d packets received", h.fam.name, withAgent, got, want)
+						}
+						h.stop()
 					}
-					healthy.stop()
 					if stopAgent != nil {
 						stopAgent()
 					}
@@ -367,6 +405,29 @@ func TestAgentWithRealKubeProxy(t *testing.T) {
 	checkDocsTable(t, results)
 }
 
+// waitEndpointsProgrammed waits until kube-proxy's rules send to each run's
+// endpoint.
+func waitEndpointsProgrammed(t *testing.T, kp *localplane.KubeProxy, runs []*kpRun) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		rules, err := kp.Rules()
+		missing := ""
+		for _, r := range runs {
+			if ep := netip.AddrPortFrom(r.fam.pod, r.podPort).String(); !strings.Contains(rules, ep) {
+				missing = ep
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kube-proxy has no rule to %s (%v)\n%s", missing, err, kp.LogTail(20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // steady waits until a 20 ms flow has delivered at least 45 packets in the
 // last second.
 func steady(t *testing.T, r *netlab.Receiver) {
@@ -383,12 +444,22 @@ func steady(t *testing.T, r *netlab.Receiver) {
 	t.Fatal("the healthy flow does not reach its pod steadily")
 }
 
-func startAgentIn(t *testing.T, kube kubernetes.Interface, lab *netlab.Lab) func() {
+func startAgentIn(t *testing.T, kube kubernetes.Interface, lab *netlab.Lab) (*conntrackagent.Agent, func()) {
 	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2, RecvBuffer: 1 << 20}
 	a := &conntrackagent.Agent{
 		Client: kube, Conntrack: ct, NodeName: "kp", Period: time.Hour, Debounce: 50 * time.Millisecond,
 		TombstoneTTL: time.Minute, Recheck: 200 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
 		Metrics: conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: testr.New(t),
+		// kube-proxy's metrics address in the node's namespace, as the agent
+		// on the host network reaches it.
+		Dataplane: conntrackagent.DataplaneProbe{URL: "http://127.0.0.1:10249",
+			Dial: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+				err = lab.InNS("node", func() error {
+					conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+					return err
+				})
+				return conn, err
+			}}.Detect,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -400,7 +471,7 @@ func startAgentIn(t *testing.T, kube kubernetes.Interface, lab *netlab.Lab) func
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return func() {
+	return a, func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("agent: %v", err)
@@ -442,10 +513,10 @@ func checkDocsTable(t *testing.T, results map[string]map[bool]kpOutcome) {
 	sort.Strings(rows)
 	if os.Getenv("UPDATE_DOCS") == "1" {
 		var b strings.Builder
-		b.WriteString(tableBegin + "\n\n| kube-proxy | mode | scenario | kube-proxy alone | with the agent |\n|---|---|---|---|---|\n")
+		b.WriteString(tableBegin + "\n\n| kube-proxy | mode | family | scenario | kube-proxy alone | with the agent |\n|---|---|---|---|---|---|\n")
 		for _, row := range rows {
 			f := strings.Split(row, "|")
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", f[0], f[1], f[2], results[row][false], results[row][true])
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", f[0], f[1], f[2], f[3], results[row][false], results[row][true])
 		}
 		b.WriteString("\n")
 		doc = doc[:begin] + b.String() + doc[end:]
@@ -457,8 +528,8 @@ func checkDocsTable(t *testing.T, results map[string]map[bool]kpOutcome) {
 	documented := map[string][2]string{}
 	for _, line := range strings.Split(doc[begin:end], "\n") {
 		f := strings.Split(strings.Trim(line, "| "), " | ")
-		if len(f) == 5 {
-			documented[strings.Join(f[:3], "|")] = [2]string{strings.Fields(f[3])[0], strings.Fields(f[4])[0]}
+		if len(f) == 6 {
+			documented[strings.Join(f[:4], "|")] = [2]string{strings.Fields(f[4])[0], strings.Fields(f[5])[0]}
 		}
 	}
 	for _, row := range rows {

@@ -1,20 +1,24 @@
 package conntrackagent
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Metrics are the agent's Prometheus metrics.
 type Metrics struct {
-	deleted  *prometheus.CounterVec
-	found    *prometheus.CounterVec
-	passes   *prometheus.CounterVec
-	duration prometheus.Histogram
-	scanned  prometheus.Counter
-	lastScan prometheus.Gauge
-	vanished prometheus.Counter
-	failed   *prometheus.CounterVec
-	errors   prometheus.Counter
+	deleted   *prometheus.CounterVec
+	found     *prometheus.CounterVec
+	passes    *prometheus.CounterVec
+	duration  prometheus.Histogram
+	scanned   prometheus.Counter
+	lastScan  prometheus.Gauge
+	vanished  prometheus.Counter
+	failed    *prometheus.CounterVec
+	errors    prometheus.Counter
+	dataplane *prometheus.GaugeVec
+	revoked   *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics.
@@ -39,7 +43,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "telemetry_conntrack_errors_total",
 			Help: "Failed scans and passes with failed deletions."}),
 	}
-	reg.MustRegister(m.deleted, m.found, m.passes, m.duration, m.scanned, m.lastScan, m.vanished, m.failed, m.errors)
+	m.dataplane = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "telemetry_conntrack_dataplane_info",
+		Help: "The node's service proxy as the agent found it (1 for the current one); acts=false: the agent runs no pass (IPVS)."},
+		[]string{"mode", "acts"})
+	m.revoked = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_conntrack_connections_revoked_total",
+		Help: "Connections (TCP and UDP entries) the kernel deleted because their source was removed from the Service's allowed set."},
+		[]string{"namespace", "service"})
+	reg.MustRegister(m.revoked, m.deleted, m.found, m.passes, m.duration, m.scanned, m.lastScan, m.vanished, m.failed, m.errors, m.dataplane)
 	return m
 }
 
@@ -58,4 +68,9 @@ func (m *Metrics) pass(trigger string, res PassResult, dryRun bool) {
 			}
 		}
 	}
+}
+
+func (m *Metrics) setDataplane(d Dataplane) {
+	m.dataplane.Reset()
+	m.dataplane.WithLabelValues(d.Mode, strconv.FormatBool(d.Acts())).Set(1)
 }

@@ -2,6 +2,7 @@ package conntrackagent
 
 import (
 	"context"
+	"slices"
 
 	"net/netip"
 	"os"
@@ -174,6 +175,62 @@ func TestForEachAttrStopsOnMalformedInput(t *testing.T) {
 	for _, b := range [][]byte{nil, {1}, {2, 0, 1, 0}, {200, 0, 1, 0, 1, 2, 3, 4}} {
 		if _, ok := decodeTuples(append([]byte{2, 0, 0, 0}, b...)); ok {
 			t.Errorf("decoded %v", b)
+		}
+	}
+}
+
+// The kernel filters a dump by original destination address and port
+// (CTA_FILTER): a targeted scan reads only one Service's entries.
+func TestScanFilteredByDestination(t *testing.T) {
+	ns := newNetNS(t, "ctfilter")
+	c, err := conntrack.Dial(&netlink.Config{NetNS: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	add := func(proto uint8, src, dst string, sport, dport uint16) {
+		t.Helper()
+		if err := c.Create(conntrack.NewFlow(proto, 0, netip.MustParseAddr(src), netip.MustParseAddr(dst), sport, dport, 60, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := uint16(0); i < 20; i++ {
+		add(17, "192.0.2.50", "203.0.113.10", 10000+i, 6343) // the Service's LB IP and port
+		add(17, "192.0.2.50", "203.0.113.10", 20000+i, 4739) // same address, another port
+		add(17, "192.0.2.50", "203.0.113.11", 30000+i, 6343) // another address, same port
+		add(6, "192.0.2.50", "203.0.113.10", 40000+i, 6343)  // TCP
+		add(17, "2001:db8::50", "2001:db8:71::10", 10000+i, 6343)
+		add(17, "2001:db8::50", "2001:db8:71::10", 20000+i, 30100) // a NodePort on IPv6
+		add(17, "192.0.2.50", "192.0.2.1", 20000+i, 30100)         // the same NodePort on IPv4
+	}
+	n := &Netlink{NetNS: ns}
+	for _, tc := range []struct {
+		name    string
+		filters []Filter
+		want    int
+	}{
+		{"LB IP and port", []Filter{{Proto: 17, Dst: netip.MustParseAddr("203.0.113.10"), DstPort: 6343}}, 20},
+		{"IPv6 LB IP and port", []Filter{{Proto: 17, Dst: netip.MustParseAddr("2001:db8:71::10"), DstPort: 6343}}, 20},
+		{"a NodePort, both families", []Filter{{Proto: 17, DstPort: 30100}}, 40},
+		{"TCP to the LB IP", []Filter{{Proto: 6, Dst: netip.MustParseAddr("203.0.113.10")}}, 20},
+		{"two filters", []Filter{{Proto: 17, Dst: netip.MustParseAddr("203.0.113.10"), DstPort: 6343}, {Proto: 17, DstPort: 30100}}, 60},
+		{"all UDP", []Filter{{Proto: 17}}, 120},
+	} {
+		var got []Flow
+		stats, err := n.ScanFiltered(context.Background(), tc.filters, func(f Flow) { got = append(got, f) })
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !stats.Filter {
+			t.Fatalf("%s: the kernel refused the filter", tc.name)
+		}
+		if len(got) != tc.want || stats.Scanned != tc.want {
+			t.Errorf("%s: %d entries (scanned %d), want %d", tc.name, len(got), stats.Scanned, tc.want)
+		}
+		for _, f := range got {
+			if !slices.ContainsFunc(tc.filters, func(fl Filter) bool { return fl.match(f) }) {
+				t.Errorf("%s: %+v matches no filter", tc.name, f)
+			}
 		}
 	}
 }

@@ -26,7 +26,10 @@ type Flow struct {
 	ReplySrc netip.AddrPort
 }
 
-const protoUDP = 17
+const (
+	protoTCP = 6
+	protoUDP = 17
+)
 
 // port is one UDP Service port: the endpoints that serve it, or, for a
 // Service deleted recently, none at all.
@@ -132,14 +135,18 @@ func ServiceIPs(svc *corev1.Service) []netip.Addr {
 
 // servingEndpoints are the endpoint address:port pairs that serve a Service
 // port: ready (or, when terminating, still serving) endpoints of the port
-// with the same name.
+// with the same name and protocol.
 func servingEndpoints(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort) map[netip.AddrPort]bool {
 	out := map[netip.AddrPort]bool{}
+	proto := sp.Protocol
+	if proto == "" {
+		proto = corev1.ProtocolTCP
+	}
 	for _, s := range slices {
 		var portNum int32
 		found := false
 		for _, p := range s.Ports {
-			if p.Name != nil && *p.Name == sp.Name && p.Port != nil && (p.Protocol == nil || *p.Protocol == corev1.ProtocolUDP) {
+			if p.Name != nil && *p.Name == sp.Name && p.Port != nil && (p.Protocol == nil || *p.Protocol == proto) {
 				portNum, found = *p.Port, true
 			}
 		}

@@ -139,3 +139,17 @@ func Union(sets ...Set) Set {
 	u, _ := FromBuilder(&b) // prefixes already valid: cannot fail
 	return u
 }
+
+// Subtract is what a covers and b does not (the sources removed when a
+// Service's set changes from a to b).
+func Subtract(a, b Set) Set {
+	var bld netipx.IPSetBuilder
+	for _, p := range a.Prefixes() {
+		bld.AddPrefix(p)
+	}
+	for _, p := range b.Prefixes() {
+		bld.RemovePrefix(p)
+	}
+	d, _ := FromBuilder(&bld) // prefixes already valid: cannot fail
+	return d
+}

@@ -112,3 +112,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestSubtract(t *testing.T) {
+	for _, tc := range []struct {
+		a, b []string
+		want string
+	}{
+		{[]string{"192.0.2.0/24"}, []string{"192.0.2.0/25"}, "192.0.2.128/25"},
+		{[]string{"192.0.2.1/32", "198.51.100.0/24"}, []string{"198.51.100.0/24"}, "192.0.2.1/32"},
+		{[]string{"2001:db8::/64", "192.0.2.7/32"}, []string{"2001:db8::/65", "192.0.2.0/24"}, "2001:db8:0:0:8000::/65"},
+		{[]string{"192.0.2.0/24"}, []string{"0.0.0.0/0"}, ""},
+		{nil, []string{"192.0.2.0/24"}, ""},
+	} {
+		got := strings.Join(Subtract(MustParse(tc.a...), MustParse(tc.b...)).Strings(), ",")
+		if got != tc.want {
+			t.Errorf("%v - %v = %q, want %q", tc.a, tc.b, got, tc.want)
+		}
+	}
+}

@@ -160,21 +160,27 @@ func (k *KubeProxy) waitSynced(ctx context.Context) error {
 			return errors.New("kube-proxy wrote no rules within a minute")
 		case <-time.After(100 * time.Millisecond):
 		}
-		if rules, err := k.Rules(); err == nil && (strings.Contains(rules, "KUBE-SERVICES") || strings.Contains(rules, "services")) {
+		// One family is enough (a single-stack node has no IPv6 table).
+		if rules, _ := k.Rules(); strings.Contains(rules, "KUBE-SERVICES") || strings.Contains(rules, "services") {
 			return nil
 		}
 	}
 }
 
-// Rules is what kube-proxy wrote: iptables-save, or the kube-proxy nftables
-// tables.
+// Rules is what kube-proxy wrote, both families: iptables-save and
+// ip6tables-save, or its nftables tables.
 func (k *KubeProxy) Rules() (string, error) {
-	var out []byte
-	var err error
+	cmds := [][]string{{"iptables-save"}, {"ip6tables-save"}}
 	if k.Mode == "nftables" {
-		out, err = exec.Command("nsenter", "--net="+k.netns, "nft", "list", "table", "ip", "kube-proxy").CombinedOutput()
-	} else {
-		out, err = exec.Command("nsenter", "--net="+k.netns, "iptables-save").CombinedOutput()
+		cmds = [][]string{{"nft", "list", "table", "ip", "kube-proxy"}, {"nft", "list", "table", "ip6", "kube-proxy"}}
 	}
-	return string(out), err
+	var out strings.Builder
+	for _, c := range cmds {
+		b, err := exec.Command("nsenter", append([]string{"--net=" + k.netns}, c...)...).CombinedOutput()
+		if err != nil {
+			return out.String(), fmt.Errorf("%s: %v: %s", strings.Join(c, " "), err, b)
+		}
+		out.Write(b)
+	}
+	return out.String(), nil
 }

@@ -91,7 +91,9 @@ func Start(ctx context.Context, opts Options) (p *Plane, err error) {
 		ControlPlaneStopTimeout: 30 * time.Second,
 	}
 	// envtest's default Service range is a /24; benchmarks create thousands.
-	p.env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
+	// Dual-stack, as the IPv6 tests of the conntrack agent need IPv6 Services
+	// (single-stack IPv4 stays the default family).
+	p.env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16,fd00:10:96::/108")
 	if p.Config, err = p.env.Start(); err != nil {
 		p.env = nil
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)

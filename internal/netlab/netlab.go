@@ -11,9 +11,11 @@
 package netlab
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -38,6 +40,17 @@ var (
 	sinkIP   = netip.MustParseAddr("203.0.113.130") // the sink's own address
 )
 
+// The same roles on IPv6 (every namespace is dual-stack), in 2001:db8::/32.
+var (
+	ClientIP6 = netip.MustParseAddr("2001:db8:2::2")
+	NodeIP6   = netip.MustParseAddr("2001:db8:2::1")
+	PodIP6    = netip.MustParseAddr("2001:db8:64::2")
+	Pod2IP6   = netip.MustParseAddr("2001:db8:64::3")
+	LBIP6     = netip.MustParseAddr("2001:db8:71::10")
+	ExtIP6    = netip.MustParseAddr("2001:db8:71::20")
+	sinkIP6   = netip.MustParseAddr("2001:db8:ff::2")
+)
+
 // Lab is a set of namespaces named <prefix>-client, -node, -pod, -pod2, -sink.
 type Lab struct {
 	Prefix string
@@ -49,7 +62,7 @@ func Check() error {
 	if os.Geteuid() != 0 {
 		return errors.New("netlab needs root (network namespaces, iptables): run the tests as root, as CI does")
 	}
-	for _, tool := range []string{"ip", "iptables"} {
+	for _, tool := range []string{"ip", "iptables", "ip6tables"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not found: apt-get install iproute2 iptables (.ci/run does)", tool)
 		}
@@ -96,6 +109,25 @@ func New(prefix string) (*Lab, error) {
 		l.in("node", "ip", "route", "add", LBIP.String()+"/32", "via", sinkIP.String()),
 		l.in("node", "ip", "route", "add", ExtIP.String()+"/32", "via", sinkIP.String()),
 		l.in("node", "sysctl", "-qw", "net.ipv4.ip_forward=1"),
+		// IPv6: the same topology (nodad: addresses usable at once).
+		l.in("client", "ip", "addr", "add", ClientIP6.String()+"/64", "dev", "eth0", "nodad"),
+		l.in("client", "ip", "-6", "route", "add", "default", "via", NodeIP6.String()),
+		l.in("node", "ip", "addr", "add", NodeIP6.String()+"/64", "dev", "to-client", "nodad"),
+		l.in("node", "ip", "addr", "add", "2001:db8:64::1/128", "dev", "to-pod", "nodad"),
+		l.in("node", "ip", "-6", "route", "add", PodIP6.String()+"/128", "dev", "to-pod"),
+		l.in("node", "ip", "-6", "route", "add", Pod2IP6.String()+"/128", "dev", "to-pod2"),
+		l.in("pod", "ip", "addr", "add", PodIP6.String()+"/128", "dev", "eth0", "nodad"),
+		l.in("pod", "ip", "-6", "route", "add", "2001:db8:64::1/128", "dev", "eth0"),
+		l.in("pod", "ip", "-6", "route", "add", "default", "via", "2001:db8:64::1"),
+		l.in("pod2", "ip", "addr", "add", Pod2IP6.String()+"/128", "dev", "eth0", "nodad"),
+		l.in("pod2", "ip", "-6", "route", "add", "2001:db8:64::1/128", "dev", "eth0"),
+		l.in("pod2", "ip", "-6", "route", "add", "default", "via", "2001:db8:64::1"),
+		l.in("sink", "ip", "addr", "add", sinkIP6.String()+"/64", "dev", "eth0", "nodad"),
+		l.in("node", "ip", "addr", "add", "2001:db8:ff::1/64", "dev", "to-sink", "nodad"),
+		l.in("node", "ip", "-6", "route", "add", LBIP6.String()+"/128", "via", sinkIP6.String()),
+		l.in("node", "ip", "-6", "route", "add", ExtIP6.String()+"/128", "via", sinkIP6.String()),
+		l.in("node", "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"),
+		l.in("node", "ip6tables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "NEW,ESTABLISHED,RELATED", "-j", "ACCEPT"),
 		// A rule that needs conntrack, so the namespace tracks connections.
 		l.in("node", "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "NEW,ESTABLISHED,RELATED", "-j", "ACCEPT"),
 	)
@@ -112,9 +144,11 @@ func New(prefix string) (*Lab, error) {
 		_ = l.Close()
 		return nil, err
 	}
-	if err := l.Run("node", "ip", "neigh", "replace", sinkIP.String(), "lladdr", mac, "dev", "to-sink", "nud", "permanent"); err != nil {
-		_ = l.Close()
-		return nil, err
+	for _, ip := range []netip.Addr{sinkIP, sinkIP6} {
+		if err := l.Run("node", "ip", "neigh", "replace", ip.String(), "lladdr", mac, "dev", "to-sink", "nud", "permanent"); err != nil {
+			_ = l.Close()
+			return nil, err
+		}
 	}
 	if l.nodeNS, err = os.Open("/run/netns/" + l.NS("node")); err != nil {
 		_ = l.Close()
@@ -159,7 +193,7 @@ func (l *Lab) DNAT(dst, endpoint netip.AddrPort) error { return l.DNATProto("udp
 
 // RemoveDNAT removes the rule DNAT added.
 func (l *Lab) RemoveDNAT(dst, endpoint netip.AddrPort) error {
-	return l.Run("node", "iptables", "-t", "nat", "-D", "PREROUTING", "-p", "udp", "-d", dst.Addr().String(),
+	return l.Run("node", iptablesFor(dst.Addr()), "-t", "nat", "-D", "PREROUTING", "-p", "udp", "-d", dst.Addr().String(),
 		"--dport", fmt.Sprint(dst.Port()), "-j", "DNAT", "--to-destination", endpoint.String())
 }
 
@@ -220,7 +254,7 @@ func (l *Lab) NSPath(name string) string { return "/run/netns/" + l.NS(name) }
 // Receiver counts the UDP packets a pod receives on a port, in all and by
 // source address.
 type Receiver struct {
-	conn     *net.UDPConn
+	conn     io.Closer
 	packets  atomic.Int64
 	first    atomic.Int64 // unix nanos of the first packet
 	last     atomic.Int64 // unix nanos of the last packet
@@ -247,35 +281,90 @@ func (r *Receiver) From(src netip.Addr) (int64, time.Time) {
 // Listen starts a receiver in a pod namespace ("pod" or "pod2").
 func (l *Lab) Listen(ns string, addr netip.AddrPort) (*Receiver, error) {
 	r := &Receiver{done: make(chan struct{}), bySource: map[netip.Addr]*sourceCount{}}
+	var conn *net.UDPConn
 	err := l.InNS(ns, func() error {
-		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
-		r.conn = c
+		var err error
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	r.conn = conn
 	go func() {
 		defer close(r.done)
 		buf := make([]byte, 2048)
 		for {
-			_, from, err := r.conn.ReadFromUDPAddrPort(buf)
+			_, from, err := conn.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
 			}
-			now := time.Now()
-			r.packets.Add(1)
-			r.first.CompareAndSwap(0, now.UnixNano())
-			r.last.Store(now.UnixNano())
-			r.mu.Lock()
-			c := r.bySource[from.Addr().Unmap()]
-			if c == nil {
-				c = &sourceCount{}
-				r.bySource[from.Addr().Unmap()] = c
+			r.count(from.Addr())
+		}
+	}()
+	return r, nil
+}
+
+func (r *Receiver) count(from netip.Addr) {
+	now := time.Now()
+	r.packets.Add(1)
+	r.first.CompareAndSwap(0, now.UnixNano())
+	r.last.Store(now.UnixNano())
+	r.mu.Lock()
+	c := r.bySource[from.Unmap()]
+	if c == nil {
+		c = &sourceCount{}
+		r.bySource[from.Unmap()] = c
+	}
+	c.packets++
+	c.last = now
+	r.mu.Unlock()
+}
+
+// ListenStream is Listen for TCP: it accepts connections in a pod namespace
+// and counts each message (a line) as a packet of its connection's source.
+func (l *Lab) ListenStream(ns string, addr netip.AddrPort) (*Receiver, error) {
+	r := &Receiver{done: make(chan struct{}), bySource: map[netip.Addr]*sourceCount{}}
+	var ln net.Listener
+	err := l.InNS(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr.String())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.conn = ln
+	go func() {
+		defer close(r.done)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		var mu sync.Mutex
+		var conns []net.Conn
+		defer func() {
+			mu.Lock()
+			for _, c := range conns {
+				c.Close()
 			}
-			c.packets++
-			c.last = now
-			r.mu.Unlock()
+			mu.Unlock()
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			from := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					r.count(from)
+				}
+			}()
 		}
 	}()
 	return r, nil
@@ -317,9 +406,14 @@ type Sender struct {
 	sent   atomic.Int64
 }
 
-// Send starts a flow to dst every interval until Stop.
+// Send starts a flow to dst every interval until Stop, from the client's
+// address of dst's family.
 func (l *Lab) Send(srcPort uint16, dst netip.AddrPort, interval time.Duration) (*Sender, error) {
-	return l.SendFrom(netip.AddrPortFrom(ClientIP, srcPort), dst, interval)
+	src := ClientIP
+	if dst.Addr().Is6() {
+		src = ClientIP6
+	}
+	return l.SendFrom(netip.AddrPortFrom(src, srcPort), dst, interval)
 }
 
 // SendFrom is Send from any of the client's addresses.
@@ -347,6 +441,45 @@ func (l *Lab) SendFrom(src, dst netip.AddrPort, interval time.Duration) (*Sender
 			// flow goes on, as a switch's would.
 			if _, err := conn.Write(payload); err == nil {
 				s.sent.Add(1)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s, nil
+}
+
+// Stream opens a TCP connection from the client's address src to dst and
+// writes a line every interval until Stop, as an exporter over TCP (IPFIX)
+// does; the connection is established (replies seen) before it returns.
+// A write that blocks (the path is cut) does not end the stream: TCP
+// retransmits, as it would.
+func (l *Lab) Stream(src netip.Addr, dst netip.AddrPort, interval time.Duration) (*Sender, error) {
+	var conn net.Conn
+	err := l.InNS("client", func() error {
+		d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
+		var err error
+		conn, err = d.Dial("tcp", dst.String())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Sender{cancel: func() { cancel(); conn.Close() }}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			if _, err := conn.Write([]byte("ipfix-message\n")); err == nil {
+				s.sent.Add(1)
+			} else if ctx.Err() != nil {
+				return
 			}
 			select {
 			case <-ctx.Done():
@@ -403,6 +536,13 @@ func (l *Lab) DialTCP(src netip.Addr, dst netip.AddrPort, timeout time.Duration)
 
 // DNATProto is DNAT for any protocol ("udp" or "tcp").
 func (l *Lab) DNATProto(proto string, dst, endpoint netip.AddrPort) error {
-	return l.Run("node", "iptables", "-t", "nat", "-A", "PREROUTING", "-p", proto, "-d", dst.Addr().String(),
+	return l.Run("node", iptablesFor(dst.Addr()), "-t", "nat", "-A", "PREROUTING", "-p", proto, "-d", dst.Addr().String(),
 		"--dport", fmt.Sprint(dst.Port()), "-j", "DNAT", "--to-destination", endpoint.String())
+}
+
+func iptablesFor(a netip.Addr) string {
+	if a.Is6() {
+		return "ip6tables"
+	}
+	return "iptables"
 }

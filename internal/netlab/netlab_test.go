@@ -20,13 +20,22 @@ func TestLabReproducesTheFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	pod := netip.AddrPortFrom(PodIP, 16343)
+	for _, tc := range []struct {
+		name    string
+		pod, lb netip.Addr
+	}{{"IPv4", PodIP, LBIP}, {"IPv6", PodIP6, LBIP6}} {
+		t.Run(tc.name, func(t *testing.T) { reproduce(t, l, tc.pod, tc.lb) })
+	}
+}
+
+func reproduce(t *testing.T, l *Lab, podIP, lbIP netip.Addr) {
+	pod := netip.AddrPortFrom(podIP, 16343)
 	r, err := l.Listen("pod", pod)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	lb := netip.AddrPortFrom(LBIP, 6343)
+	lb := netip.AddrPortFrom(lbIP, 6343)
 	s, err := l.Send(40000, lb, 20*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +49,7 @@ func TestLabReproducesTheFailure(t *testing.T) {
 	if n := r.Packets(); n != 0 {
 		t.Fatalf("the pod received %d packets through the stale entry: the lab does not reproduce the bug", n)
 	}
-	if err := l.Run("node", "conntrack", "-D", "-p", "udp", "--orig-dst", LBIP.String()); err != nil {
+	if err := l.Run("node", "conntrack", "-D", "-p", "udp", "--orig-dst", lbIP.String()); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,6 +44,8 @@ func run() error {
 		recheck    = flag.Duration("recheck", 200*time.Millisecond, "Delay of a follow-up pass after a pass that deleted entries (catches entries re-created before kube-proxy wrote its rule); follow-ups go on while they keep deleting, the delay doubling up to --recheck-max; 0 disables.")
 		recheckMax = flag.Duration("recheck-max", time.Second, "Longest delay between follow-up passes: the most a late kube-proxy costs a flow.")
 		grace      = flag.Duration("deleted-service-grace", 0, "How long a deleted UDP Service's entries are left alone (a Service re-created within it keeps its flows to pods that still serve it); 0 deletes them at once, as kube-proxy does since v1.38.")
+		revoke     = flag.String("revoke-after", "1s,5s,30s", "Delays, after the nlb-policy controller acknowledges a Service's new source set, of the passes that close the connections of removed sources on this node (established connections pass Felix before any policy); empty disables.")
+		proxyURL   = flag.String("kube-proxy-metrics-url", "http://127.0.0.1:10249", "kube-proxy's metrics server on this node (its --metrics-bind-address), asked for its mode (/proxyMode) at start and every period; empty: not asked (the agent acts whatever the dataplane).")
 		workers    = flag.Int("delete-workers", 4, "Netlink sockets deleting entries in parallel.")
 		recvBuf    = flag.Int("netlink-receive-buffer", 8<<20, "Receive buffer of the dump socket, bytes.")
 		metrics    = flag.String("metrics-bind-address", ":9402", "Address of /metrics (0 disables).")
@@ -81,6 +84,20 @@ func run() error {
 		Recorder:   broadcaster.NewRecorder(kubeapi.Scheme(), "telemetry-conntrack-agent"),
 		Metrics:    conntrackagent.NewMetrics(reg),
 		Log:        logger.WithName("conntrack-agent"),
+	}
+
+	for _, d := range strings.Split(*revoke, ",") {
+		if d = strings.TrimSpace(d); d == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d)
+		if err != nil || v < 0 {
+			return fmt.Errorf("--revoke-after: %q is not a duration (e.g. 1s,5s,30s)", d)
+		}
+		agent.Revoke = append(agent.Revoke, v)
+	}
+	if *proxyURL != "" {
+		agent.Dataplane = conntrackagent.DataplaneProbe{URL: *proxyURL}.Detect
 	}
 
 	serve := func(addr string, h http.Handler) {

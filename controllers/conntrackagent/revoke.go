@@ -1,0 +1,184 @@
+package conntrackagent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+)
+
+// Revocation. When sources are removed from an nlb-policy Service's allowed
+// set, the connections those sources already have keep passing: Felix, like
+// any stateful firewall, accepts the packets of a connection conntrack has
+// seen replies for before it looks at policy. (One-way UDP flows are not
+// affected: without a reply each packet is judged again.) Once the
+// controller has acknowledged the new set (so the policy that refuses them
+// is written), the agent deletes on its node the entries from the removed
+// sources to the Service, and the next packet of each connection meets the
+// policy.
+
+// enforcedSources is the source set of the spec a Service's acknowledgement
+// names, or false when the acknowledgement is not for the current spec.
+func enforcedSources(svc *corev1.Service) (cidrset.Set, bool) {
+	if !ack.Current(svc) {
+		return cidrset.Set{}, false
+	}
+	s, _ := cidrset.Parse(lbc.SourceRangesOf(svc)) // the controller enforces the valid part
+	return s, true
+}
+
+// Revocation is the pure decision of one revocation pass for one Service:
+// which entries, of any protocol, go.
+type Revocation struct {
+	// Removed are the sources no longer allowed; Allowed the current set
+	// (an address in both, e.g. a /24 narrowed to a /25, is kept).
+	Removed, Allowed cidrset.Set
+	// Targets are where the Service's traffic arrives on a node: its
+	// addresses with its ports, its endpoints with their ports.
+	Targets map[netip.AddrPort]bool
+	// NodePorts are reached on the node's local addresses.
+	NodePorts map[uint16]bool
+	Local     map[netip.Addr]bool
+}
+
+// NewRevocation builds the decision for svc, its EndpointSlices and the
+// node's local addresses.
+func NewRevocation(removed, allowed cidrset.Set, svc *corev1.Service, slices []*discoveryv1.EndpointSlice, local []netip.Addr) *Revocation {
+	r := &Revocation{Removed: removed, Allowed: allowed, Targets: map[netip.AddrPort]bool{}, NodePorts: map[uint16]bool{}, Local: map[netip.Addr]bool{}}
+	for _, a := range local {
+		r.Local[a.Unmap()] = true
+	}
+	for _, sp := range svc.Spec.Ports {
+		for _, ip := range ServiceIPs(svc) {
+			r.Targets[netip.AddrPortFrom(ip, uint16(sp.Port))] = true
+		}
+		if sp.NodePort != 0 {
+			r.NodePorts[uint16(sp.NodePort)] = true
+		}
+		for ep := range servingEndpoints(slices, sp) {
+			r.Targets[ep] = true
+		}
+	}
+	return r
+}
+
+// Revoked reports whether an entry is a connection of a removed source to
+// the Service.
+func (r *Revocation) Revoked(f Flow) bool {
+	src := f.OrigSrc.Addr().Unmap()
+	if !r.Removed.Contains(src) || r.Allowed.Contains(src) {
+		return false
+	}
+	dst := netip.AddrPortFrom(f.OrigDst.Addr().Unmap(), f.OrigDst.Port())
+	return r.Targets[dst] || (r.Local[dst.Addr()] && r.NodePorts[dst.Port()])
+}
+
+// sourcesAcknowledged remembers the source set the controller has just
+// acknowledged for a Service and, when sources left it, schedules the
+// revocation passes. The first set seen (agent start, new Service) revokes
+// nothing: the agent does not know what was allowed before.
+func (a *Agent) sourcesAcknowledged(o any) {
+	svc, ok := o.(*corev1.Service)
+	if !ok || len(a.Revoke) == 0 {
+		return
+	}
+	cur, ok := enforcedSources(svc)
+	if !ok {
+		return // not enforced yet: the old policy still holds, nothing to revoke
+	}
+	key := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
+	a.mu.Lock()
+	prev, known := a.enforced[key]
+	a.enforced[key] = cur
+	a.mu.Unlock()
+	if !known {
+		return
+	}
+	removed := cidrset.Subtract(prev, cur)
+	if removed.Len() == 0 {
+		return
+	}
+	a.Log.Info("sources removed from an acknowledged Service: revoking their connections", "service", key, "removed", removed.Strings())
+	for _, d := range a.Revoke {
+		time.AfterFunc(d, func() {
+			select {
+			case a.revokes <- revokeRequest{svc: key, removed: removed}:
+			default:
+				a.Log.Error(nil, "revocation queue full; the periodic pass does not revoke", "service", key)
+			}
+		})
+	}
+}
+
+func (a *Agent) forgetSources(o any) {
+	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = d.Obj
+	}
+	if svc, ok := o.(*corev1.Service); ok {
+		a.mu.Lock()
+		delete(a.enforced, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name})
+		a.mu.Unlock()
+	}
+}
+
+// RevokePass deletes, on this node, the entries (TCP and UDP) from the
+// removed sources to the Service, unless its current set allows them again.
+func (a *Agent) RevokePass(ctx context.Context, key types.NamespacedName, removed cidrset.Set) error {
+	svc, err := a.services.Services(key.Namespace).Get(key.Name)
+	if err != nil {
+		return nil // deleted meanwhile: its policies go, and its entries with the stale passes
+	}
+	allowed, _ := cidrset.Parse(lbc.SourceRangesOf(svc))
+	slices, err := a.slices.EndpointSlices(key.Namespace).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: key.Name}))
+	if err != nil {
+		return err
+	}
+	local, err := a.LocalAddrs()
+	if err != nil {
+		return fmt.Errorf("listing local addresses: %w", err)
+	}
+	r := NewRevocation(removed, allowed, svc, slices, local)
+	var revoked []Flow
+	for _, proto := range []uint8{protoTCP, protoUDP} {
+		if _, err := a.Conntrack.ScanProtocol(ctx, proto, func(f Flow) {
+			if r.Revoked(f) {
+				revoked = append(revoked, f)
+			}
+		}); err != nil {
+			a.Metrics.errors.Inc()
+			return fmt.Errorf("scanning conntrack: %w", err)
+		}
+	}
+	if len(revoked) == 0 {
+		return nil
+	}
+	if a.DryRun {
+		a.Log.Info("would close connections of removed sources (dry run)", "service", key, "connections", len(revoked))
+		return nil
+	}
+	outcomes, err := a.Conntrack.Delete(ctx, revoked)
+	st := Tally(outcomes)
+	a.Metrics.revoked.WithLabelValues(key.Namespace, key.Name).Add(float64(st.Deleted))
+	a.Log.Info("closed connections of removed sources", "service", key, "deleted", st.Deleted, "vanished", st.Vanished, "failed", st.Failed)
+	if a.Recorder != nil && st.Deleted > 0 {
+		a.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, ReasonRevoked, "Revoke",
+			"Closed %d connections on node %s from sources removed from the allowed set (%s): their next packets meet the new policy",
+			st.Deleted, a.NodeName, strings.Join(removed.Strings(), ", "))
+	}
+	if err != nil {
+		a.Metrics.errors.Inc()
+		return fmt.Errorf("deleting the connections of removed sources: %w", err)
+	}
+	return nil
+}
