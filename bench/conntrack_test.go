@@ -130,6 +130,61 @@ type toolRun struct {
 // (original destination and reply source both the LB IP); the agent decides
 // from the Service and its endpoints. Needs root. Run with -benchtime=1x.
 func BenchmarkConntrackPass(b *testing.B) {
+	bin, name, ns := passBench(b)
+	start := time.Now()
+	fill(b, ns, map[string]int{"nated": tableNATed, "unrelated": tableUnrelated})
+	b.Logf("filled 990,000 entries in %v", time.Since(start).Round(time.Millisecond))
+	tools := []benchTool{
+		{"agent pass", []string{filepath.Join(bin, "ctpass")}},
+		{"agent targeted pass", []string{filepath.Join(bin, "ctpass"), "-targeted"}},
+		{"conntrack -D", []string{"conntrack", "-D", "-p", "udp", "--orig-dst", benchLB.String(), "--reply-src", benchLB.String()}},
+		{"vishvananda/netlink", []string{filepath.Join(bin, "ctfilter")}},
+	}
+	for n := 0; n < b.N; n++ {
+		runs := runTools(b, name, ns, tools, tableStale, 1_000_000)
+		for _, agent := range runs[:2] {
+			for _, r := range runs[2:] {
+				fmt.Fprintf(os.Stderr, "%s / %-20s time x%.2f, peak memory x%.2f\n", agent.name, r.name, agent.seconds/r.seconds, float64(agent.maxRSS)/float64(r.maxRSS))
+				key := strings.Fields(agent.name)[1] + "-vs-" + strings.Fields(r.name)[0]
+				b.ReportMetric(agent.seconds/r.seconds, "time-ratio-"+key)
+				b.ReportMetric(float64(agent.maxRSS)/float64(r.maxRSS), "rss-ratio-"+key)
+			}
+		}
+		b.ReportMetric(runs[0].seconds, "agent-s")
+		b.ReportMetric(runs[1].seconds, "targeted-s")
+		b.ReportMetric(float64(runs[0].maxRSS)/1024, "agent-MiB")
+	}
+}
+
+// BenchmarkConntrackTargetedPass: the pass one Service's change triggers, in
+// a table of 1,000,000 UDP entries of which that Service has 10,000 (1,000
+// stale): the kernel sends only its entries. Against the full pass on an
+// identical table (the periodic one). Needs root. Run with -benchtime=1x.
+func BenchmarkConntrackTargetedPass(b *testing.B) {
+	bin, name, ns := passBench(b)
+	fill(b, ns, map[string]int{"nated": 9_000, "unrelated": 990_000})
+	tools := []benchTool{
+		{"agent pass", []string{filepath.Join(bin, "ctpass")}},
+		{"agent targeted pass", []string{filepath.Join(bin, "ctpass"), "-targeted"}},
+	}
+	for n := 0; n < b.N; n++ {
+		runs := runTools(b, name, ns, tools, 1_000, 1_000_000)
+		fmt.Fprintf(os.Stderr, "targeted / full: time x%.3f\n", runs[1].seconds/runs[0].seconds)
+		b.ReportMetric(runs[1].seconds/runs[0].seconds, "time-ratio-targeted-vs-full")
+		b.ReportMetric(runs[1].seconds, "targeted-s")
+		b.ReportMetric(runs[0].seconds, "full-s")
+	}
+}
+
+type benchTool struct {
+	name string
+	cmd  []string
+}
+
+// passBench builds the pass commands and a network namespace with room for
+// a million entries (nf_conntrack_max restored afterwards).
+func passBench(b *testing.B) (bin, name string, ns int) {
+	b.Helper()
 	if err := netlab.Check(); err != nil {
 		b.Fatal(err)
 	}
@@ -138,26 +193,23 @@ func BenchmarkConntrackPass(b *testing.B) {
 			b.Fatalf("%s not found: apt-get install conntrack time", tool)
 		}
 	}
-	bin := b.TempDir()
+	bin = b.TempDir()
 	build := exec.Command("go", "build", "-o", bin+"/", "./bench/cmd/ctpass", "./bench/cmd/ctfilter")
 	build.Dir = localplane.RepoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("%v\n%s", err, out)
 	}
-	const name = "ctbench"
+	name = "ctbench"
 	_ = exec.Command("ip", "netns", "del", name).Run()
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		b.Fatalf("%v %s", err, out)
 	}
-	defer exec.Command("ip", "netns", "del", name).Run()
+	b.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
 	nsf, err := os.Open("/run/netns/" + name)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer nsf.Close()
-	ns := int(nsf.Fd())
-
-	// Room for a million entries, restored afterwards.
+	b.Cleanup(func() { nsf.Close() })
 	const maxPath = "/proc/sys/net/netfilter/nf_conntrack_max"
 	orig, err := os.ReadFile(maxPath)
 	if err != nil {
@@ -166,59 +218,41 @@ func BenchmarkConntrackPass(b *testing.B) {
 	if err := os.WriteFile(maxPath, []byte("1200000"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	defer os.WriteFile(maxPath, orig, 0o644)
+	b.Cleanup(func() { _ = os.WriteFile(maxPath, orig, 0o644) })
+	return bin, name, int(nsf.Fd())
+}
 
-	start := time.Now()
-	fill(b, ns, map[string]int{"nated": tableNATed, "unrelated": tableUnrelated})
-	b.Logf("filled 990,000 entries in %v", time.Since(start).Round(time.Millisecond))
-
-	tools := []struct {
-		name string
-		cmd  []string
-	}{
-		{"agent pass", []string{filepath.Join(bin, "ctpass")}},
-		{"conntrack -D", []string{"conntrack", "-D", "-p", "udp", "--orig-dst", benchLB.String(), "--reply-src", benchLB.String()}},
-		{"vishvananda/netlink", []string{filepath.Join(bin, "ctfilter")}},
+// runTools runs each tool on an identical table: the stale entries are
+// re-created before each, counted before and after (all must go).
+func runTools(b *testing.B, name string, ns int, tools []benchTool, stale, total int) []toolRun {
+	b.Helper()
+	var runs []toolRun
+	for _, tool := range tools {
+		fill(b, ns, map[string]int{"stale": stale})
+		if got, gotStale := census(b, ns); got != total || gotStale != stale {
+			b.Fatalf("table before %s: %d entries, %d stale", tool.name, got, gotStale)
+		}
+		args := append([]string{"netns", "exec", name, "/usr/bin/time", "-f", "TIME %e %M"}, tool.cmd...)
+		cmd := exec.Command("ip", args...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("%s: %v\n%s", tool.name, err, stderr.String())
+		}
+		run := toolRun{name: tool.name, out: lastLine(stdout.String() + stderr.String())}
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "TIME" {
+				run.seconds, _ = strconv.ParseFloat(f[1], 64)
+				run.maxRSS, _ = strconv.Atoi(f[2])
+			}
+		}
+		if got, gotStale := census(b, ns); got != total-stale || gotStale != 0 {
+			b.Fatalf("after %s: %d entries, %d stale (want %d, 0)", tool.name, got, gotStale, total-stale)
+		}
+		runs = append(runs, run)
+		fmt.Fprintf(os.Stderr, "%-20s %7.2f s  %8d KiB peak RSS   (%s)\n", run.name, run.seconds, run.maxRSS, run.out)
 	}
-	for n := 0; n < b.N; n++ {
-		var runs []toolRun
-		for _, tool := range tools {
-			fill(b, ns, map[string]int{"stale": tableStale})
-			if total, stale := census(b, ns); total != 1_000_000 || stale != tableStale {
-				b.Fatalf("table before %s: %d entries, %d stale", tool.name, total, stale)
-			}
-			args := append([]string{"netns", "exec", name, "/usr/bin/time", "-f", "TIME %e %M"}, tool.cmd...)
-			cmd := exec.Command("ip", args...)
-			var stdout, stderr strings.Builder
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			if err := cmd.Run(); err != nil {
-				b.Fatalf("%s: %v\n%s", tool.name, err, stderr.String())
-			}
-			run := toolRun{name: tool.name, out: lastLine(stdout.String() + stderr.String())}
-			for _, line := range strings.Split(stderr.String(), "\n") {
-				if f := strings.Fields(line); len(f) == 3 && f[0] == "TIME" {
-					run.seconds, _ = strconv.ParseFloat(f[1], 64)
-					run.maxRSS, _ = strconv.Atoi(f[2])
-				}
-			}
-			if total, stale := census(b, ns); total != 1_000_000-tableStale || stale != 0 {
-				b.Fatalf("after %s: %d entries, %d stale (want %d, 0)", tool.name, total, stale, 1_000_000-tableStale)
-			}
-			runs = append(runs, run)
-		}
-		agent := runs[0]
-		for _, r := range runs {
-			fmt.Fprintf(os.Stderr, "%-20s %7.2f s  %8d KiB peak RSS   (%s)\n", r.name, r.seconds, r.maxRSS, r.out)
-		}
-		for _, r := range runs[1:] {
-			fmt.Fprintf(os.Stderr, "agent / %-20s time x%.2f, peak memory x%.2f\n", r.name, agent.seconds/r.seconds, float64(agent.maxRSS)/float64(r.maxRSS))
-			key := strings.Fields(r.name)[0]
-			b.ReportMetric(agent.seconds/r.seconds, "time-ratio-vs-"+key)
-			b.ReportMetric(float64(agent.maxRSS)/float64(r.maxRSS), "rss-ratio-vs-"+key)
-		}
-		b.ReportMetric(agent.seconds, "agent-s")
-		b.ReportMetric(float64(agent.maxRSS)/1024, "agent-MiB")
-	}
+	return runs
 }
 
 func lastLine(s string) string {

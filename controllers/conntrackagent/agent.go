@@ -80,8 +80,12 @@ type Agent struct {
 	synced    bool
 	lastPass  time.Time
 	dataplane *Dataplane
-	enforced  map[types.NamespacedName]cidrset.Set // the source set last acknowledged, per Service
-	revokes   chan revokeRequest
+	// pending are the Services the next triggered pass looks at;
+	// pendingAll: every entry.
+	pending    map[types.NamespacedName]bool
+	pendingAll bool
+	enforced   map[types.NamespacedName]cidrset.Set // the source set last acknowledged, per Service
+	revokes    chan revokeRequest
 }
 
 // revokeRequest asks for a revocation pass for a Service.
@@ -129,37 +133,38 @@ func (a *Agent) start(ctx context.Context) error {
 	svcInformer := factory.Core().V1().Services()
 	sliceInformer := factory.Discovery().V1().EndpointSlices()
 	a.services, a.slices = svcInformer.Lister(), sliceInformer.Lister()
-	if _, err := svcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(o any) {
+	// Adds of the initial list trigger nothing: the start pass covers them.
+	if _, err := svcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(o any, initial bool) {
 			a.sourcesAcknowledged(o)
-			if hasUDP(o) {
-				a.kick("service added")
+			if hasUDP(o) && !initial {
+				a.kick("service added", serviceKey(o))
 			}
 		},
 		UpdateFunc: func(old, cur any) {
 			a.sourcesAcknowledged(cur)
 			if serviceAddressesChanged(old, cur) {
-				a.kick("service addresses changed")
+				a.kick("service addresses changed", serviceKey(cur))
 			}
 		},
 		DeleteFunc: func(o any) { a.forgetSources(o); a.serviceDeleted(o) },
 	}); err != nil {
 		return err
 	}
-	if _, err := sliceInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(o any) {
-			if sliceAddedNeedsPass(o) {
-				a.kick("endpoints added")
+	if _, err := sliceInformer.Informer().AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(o any, initial bool) {
+			if sliceAddedNeedsPass(o) && !initial {
+				a.kick("endpoints added", sliceServiceKey(o))
 			}
 		},
 		UpdateFunc: func(old, cur any) {
 			if endpointsNeedPass(old, cur) {
-				a.kick("endpoints changed")
+				a.kick("endpoints changed", sliceServiceKey(cur))
 			}
 		},
 		DeleteFunc: func(o any) {
 			if sliceDeletedNeedsPass(o) {
-				a.kick("endpoints removed")
+				a.kick("endpoints removed", sliceServiceKey(o))
 			}
 		},
 	}); err != nil {
@@ -180,6 +185,7 @@ func (a *Agent) start(ctx context.Context) error {
 func (a *Agent) init() {
 	a.trigger = make(chan string, 1)
 	a.revokes = make(chan revokeRequest, 64)
+	a.pending = map[types.NamespacedName]bool{}
 	a.enforced = map[types.NamespacedName]cidrset.Set{}
 	a.tombs = map[types.NamespacedName]Tombstone{}
 	a.lastEvent = map[types.NamespacedName]time.Time{}
@@ -200,13 +206,24 @@ func (a *Agent) loop(ctx context.Context, tick <-chan time.Time) error {
 			recheck.Stop()
 		}
 	}()
+	var (
+		scope     []types.NamespacedName // nil: every entry
+		rechecked []Flow                 // what the pass before a recheck deleted
+	)
 	for {
-		res, err := a.Pass(ctx, reason)
+		var res PassResult
+		var err error
+		if reason == "recheck" {
+			res, err = a.RecheckPass(ctx, rechecked)
+		} else {
+			res, err = a.PassScoped(ctx, reason, scope)
+		}
 		if err != nil && ctx.Err() == nil {
 			a.Log.Error(err, "pass failed", "trigger", reason)
 		}
-		// Rechecks follow a pass whose deletions the kernel confirmed; they go
-		// on, backing off, while they keep finding entries to delete.
+		// Rechecks follow a pass whose deletions the kernel confirmed, over
+		// the entries it deleted; they go on, backing off, while they keep
+		// finding them stale again.
 		if a.Recheck > 0 && res.Deleted > 0 {
 			switch {
 			case reason != "recheck":
@@ -214,6 +231,7 @@ func (a *Agent) loop(ctx context.Context, tick <-chan time.Time) error {
 			case time.Since(streak) > recheckSteady:
 				recheckDelay = min(2*recheckDelay, max(a.RecheckMax, a.Recheck))
 			}
+			rechecked = res.DeletedFlows
 			if recheck != nil {
 				recheck.Stop()
 			}
@@ -225,7 +243,30 @@ func (a *Agent) loop(ctx context.Context, tick <-chan time.Time) error {
 		if stop, err := a.wait(ctx, tick, recheckC, &reason); stop {
 			return err
 		}
+		switch reason {
+		case "period":
+			scope = nil
+		case "recheck":
+		default:
+			scope = a.takePending()
+		}
 	}
+}
+
+// takePending returns the Services the triggers named, or nil when one
+// asked for every entry.
+func (a *Agent) takePending() []types.NamespacedName {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []types.NamespacedName
+	if !a.pendingAll {
+		for s := range a.pending {
+			out = append(out, s)
+		}
+	}
+	clear(a.pending)
+	a.pendingAll = false
+	return out
 }
 
 // wait runs revocation passes until the next stale pass is due, and says
@@ -264,7 +305,16 @@ func (a *Agent) wait(ctx context.Context, tick, recheckC <-chan time.Time, reaso
 	}
 }
 
-func (a *Agent) kick(reason string) {
+// kick asks for a pass over the entries of these Services (none: all).
+func (a *Agent) kick(reason string, services ...types.NamespacedName) {
+	a.mu.Lock()
+	if len(services) == 0 {
+		a.pendingAll = true
+	}
+	for _, s := range services {
+		a.pending[s] = true
+	}
+	a.mu.Unlock()
 	select {
 	case a.trigger <- reason:
 	default: // a pass is already due
@@ -278,6 +328,8 @@ type PassResult struct {
 	DeleteStats
 	Duration   time.Duration
 	PerService map[types.NamespacedName]ServiceResult
+	// DeletedFlows are the entries the kernel deleted, for the rechecks.
+	DeletedFlows []Flow
 }
 
 // ServiceResult is one Service's share of a pass.
@@ -286,8 +338,44 @@ type ServiceResult struct {
 	DeleteStats
 }
 
-// Pass scans the table once and deletes the stale entries.
+// Pass scans the whole table once and deletes the stale entries.
 func (a *Agent) Pass(ctx context.Context, trigger string) (PassResult, error) {
+	return a.PassScoped(ctx, trigger, nil)
+}
+
+// PassScoped is Pass over the entries of some Services only (nil: all): the
+// kernel sends only the entries to their addresses and NodePorts, so a pass
+// for one Service does not read the whole table.
+func (a *Agent) PassScoped(ctx context.Context, trigger string, services []types.NamespacedName) (PassResult, error) {
+	return a.pass(ctx, trigger, func(table *Table, fn func(Flow)) (ScanStats, error) {
+		filters := []Filter{{Proto: protoUDP}}
+		if services != nil {
+			filters = table.Filters(services)
+		}
+		if len(filters) == 0 {
+			return ScanStats{}, nil
+		}
+		return a.Conntrack.ScanFiltered(ctx, filters, fn)
+	})
+}
+
+// RecheckPass looks up the entries a pass deleted, by their original
+// tuples (the next packet of a constant flow re-creates the same one), and
+// deletes those that are stale again: kube-proxy had not written its rule
+// yet. It reads k entries, not the table, so it can run often.
+func (a *Agent) RecheckPass(ctx context.Context, deleted []Flow) (PassResult, error) {
+	return a.pass(ctx, "recheck", func(_ *Table, fn func(Flow)) (ScanStats, error) {
+		cur, err := a.Conntrack.Lookup(ctx, deleted)
+		for _, f := range cur {
+			fn(f)
+		}
+		return ScanStats{Scanned: len(cur), Filter: true}, err
+	})
+}
+
+// pass runs one pass: read (the whole table, some Services' entries, or
+// some entries) through the staleness decision, then delete.
+func (a *Agent) pass(ctx context.Context, trigger string, read func(*Table, func(Flow)) (ScanStats, error)) (PassResult, error) {
 	start := time.Now()
 	res := PassResult{PerService: map[types.NamespacedName]ServiceResult{}}
 	a.mu.Lock()
@@ -308,7 +396,7 @@ func (a *Agent) Pass(ctx context.Context, trigger string) (PassResult, error) {
 		stale []Flow
 		owner []types.NamespacedName
 	)
-	stats, err := a.Conntrack.ScanProtocol(ctx, protoUDP, func(f Flow) {
+	stats, err := read(table, func(f Flow) {
 		if ok, svc := table.Stale(f); ok {
 			stale = append(stale, f)
 			owner = append(owner, svc)
@@ -335,6 +423,9 @@ func (a *Agent) Pass(ctx context.Context, trigger string) (PassResult, error) {
 			r.DeleteStats.add(o)
 			res.PerService[owner[i]] = r
 			res.DeleteStats.add(o)
+			if o == Deleted {
+				res.DeletedFlows = append(res.DeletedFlows, stale[i])
+			}
 		}
 		if missing := len(stale) - len(outcomes); missing > 0 { // a Conntrack that returned fewer
 			res.Failed += missing
@@ -415,10 +506,10 @@ func (a *Agent) serviceDeleted(o any) {
 	a.tombs[t.Service] = t
 	a.mu.Unlock()
 	if a.DeletedServiceGrace > 0 {
-		time.AfterFunc(a.DeletedServiceGrace, func() { a.kick("service deleted") })
+		time.AfterFunc(a.DeletedServiceGrace, func() { a.kick("service deleted", t.Service) })
 		return
 	}
-	a.kick("service deleted")
+	a.kick("service deleted", t.Service)
 }
 
 // Detected is the dataplane found last (zero before the first detection or

@@ -177,8 +177,8 @@ type vanishing struct {
 	gone Flow
 }
 
-func (v vanishing) ScanProtocol(ctx context.Context, proto uint8, fn func(Flow)) (ScanStats, error) {
-	st, err := v.Fake.ScanProtocol(ctx, proto, fn)
+func (v vanishing) ScanFiltered(ctx context.Context, filters []Filter, fn func(Flow)) (ScanStats, error) {
+	st, err := v.Fake.ScanFiltered(ctx, filters, fn)
 	v.Fake.mu.Lock()
 	delete(v.Fake.entries, keyOf(v.gone))
 	v.Fake.mu.Unlock()
@@ -472,5 +472,39 @@ func TestRevokesConnectionsOfRemovedSources(t *testing.T) {
 	}
 	if !found {
 		t.Error("no RevokedConnections Event")
+	}
+}
+
+// A pass triggered by one Service asks the kernel for that Service's entries
+// only (its addresses and NodePort); the periodic and start passes read all.
+func TestTriggeredPassReadsOnlyItsService(t *testing.T) {
+	a := udpService("a", []string{"10.96.0.10"}, "203.0.113.10", 6343, 30001)
+	b := udpService("b", []string{"10.96.0.20"}, "203.0.113.20", 6343, 30002)
+	u := newUnit(t, a, b, slice("b", 16343, "198.51.100.8"))
+	u.ct.Add(unNATed(exporter, lbFlows)) // a's, stale once a has an endpoint
+	u.start()
+	if got := u.ct.Filters[0]; len(got) != 1 || got[0] != (Filter{Proto: protoUDP}) {
+		t.Fatalf("the start pass filtered %v, want every UDP entry", got)
+	}
+	if _, err := u.kube.DiscoveryV1().EndpointSlices("telemetry").Create(context.Background(), slice("a", 16343, "198.51.100.7"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a's stale entry deleted", func() bool { return len(u.ct.Flows()) == 0 })
+	u.ct.mu.Lock()
+	triggered := u.ct.Filters[1]
+	u.ct.mu.Unlock()
+	// One kernel walk per port: the NodePort, and the port a's ClusterIP and
+	// LB IP share (Stale keeps a's addresses).
+	want := map[Filter]bool{
+		{Proto: protoUDP, DstPort: 30001}: true,
+		{Proto: protoUDP, DstPort: 6343}:  true,
+	}
+	if len(triggered) != len(want) {
+		t.Fatalf("the triggered pass filtered %v, want a's %v", triggered, want)
+	}
+	for _, f := range triggered {
+		if !want[f] {
+			t.Fatalf("the triggered pass filtered %v, not one of a's", f)
+		}
 	}
 }

@@ -7,9 +7,12 @@ import (
 // Conntrack is what the agent needs of a node's conntrack table: Netlink in
 // production, Fake in tests of the agent's scheduling (no root needed).
 type Conntrack interface {
-	// ScanProtocol streams the table's entries of one IP protocol (17 UDP,
-	// 6 TCP) through fn.
-	ScanProtocol(ctx context.Context, proto uint8, fn func(Flow)) (ScanStats, error)
+	// ScanFiltered streams the table's entries that match any of the
+	// (disjoint) filters through fn.
+	ScanFiltered(ctx context.Context, filters []Filter, fn func(Flow)) (ScanStats, error)
+	// Lookup returns the current entries with these original tuples (those
+	// that exist), read one by one: O(len(flows)), not a table walk.
+	Lookup(ctx context.Context, flows []Flow) ([]Flow, error)
 	// Delete deletes entries by their original tuple and returns what the
 	// kernel did with each, in the order given.
 	Delete(ctx context.Context, flows []Flow) ([]Outcome, error)

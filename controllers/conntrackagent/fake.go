@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -23,8 +24,9 @@ type Fake struct {
 	// fake deleted: a test re-creates the entry the next packet of a constant
 	// flow would create (Add), NATed or not, as kube-proxy's rules say.
 	AfterDelete func(Flow)
-	// Scans and DeleteCalls count the calls.
-	Scans, DeleteCalls int
+	// Scans and DeleteCalls count the calls; Filters are each scan's.
+	Scans, Lookups, DeleteCalls int
+	Filters                     [][]Filter
 }
 
 // ErrFakeRefused is the error of a Delete in which Refuse refused some.
@@ -66,13 +68,19 @@ func (c *Fake) Scan(ctx context.Context, fn func(Flow)) (ScanStats, error) {
 	return c.ScanProtocol(ctx, protoUDP, fn)
 }
 
-// ScanProtocol implements Conntrack.
+// ScanProtocol is ScanFiltered for one protocol.
 func (c *Fake) ScanProtocol(ctx context.Context, proto uint8, fn func(Flow)) (ScanStats, error) {
+	return c.ScanFiltered(ctx, []Filter{{Proto: proto}}, fn)
+}
+
+// ScanFiltered implements Conntrack; Filters records the filters asked for.
+func (c *Fake) ScanFiltered(ctx context.Context, filters []Filter, fn func(Flow)) (ScanStats, error) {
 	c.mu.Lock()
 	c.Scans++
+	c.Filters = append(c.Filters, filters)
 	var flows []Flow
 	for _, f := range c.entries {
-		if f.Proto == proto {
+		if slices.ContainsFunc(filters, func(fl Filter) bool { return fl.match(f) }) {
 			flows = append(flows, f)
 		}
 	}
@@ -81,6 +89,20 @@ func (c *Fake) ScanProtocol(ctx context.Context, proto uint8, fn func(Flow)) (Sc
 		fn(f)
 	}
 	return ScanStats{Scanned: len(flows), Filter: true}, ctx.Err()
+}
+
+// Lookup implements Conntrack.
+func (c *Fake) Lookup(ctx context.Context, flows []Flow) ([]Flow, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Lookups++
+	var out []Flow
+	for _, f := range flows {
+		if cur, ok := c.entries[keyOf(f)]; ok {
+			out = append(out, cur)
+		}
+	}
+	return out, ctx.Err()
 }
 
 // Delete implements Conntrack.

@@ -274,6 +274,34 @@ func (n *Netlink) Delete(ctx context.Context, flows []Flow) ([]Outcome, error) {
 	return outcomes, errors.Join(errs...)
 }
 
+// Lookup reads the entries with these original tuples, one GET each.
+func (n *Netlink) Lookup(ctx context.Context, flows []Flow) ([]Flow, error) {
+	if len(flows) == 0 {
+		return nil, nil
+	}
+	c, err := conntrack.Dial(&netlink.Config{NetNS: n.NetNS})
+	if err != nil {
+		return nil, fmt.Errorf("conntrack dial: %w", err)
+	}
+	defer c.Close()
+	var out []Flow
+	for _, f := range flows {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		cur, err := c.Get(f.deletion())
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("%v -> %v: %w", f.OrigSrc, f.OrigDst, err)
+		}
+		out = append(out, Flow{Proto: f.Proto, OrigSrc: f.OrigSrc, OrigDst: f.OrigDst,
+			ReplySrc: netip.AddrPortFrom(cur.TupleReply.IP.SourceAddress, cur.TupleReply.Proto.SourcePort)})
+	}
+	return out, nil
+}
+
 // deletion is the request that deletes the entry. The kernel finds it by
 // the original tuple; the reply tuple is filled too because ti-mo/conntrack
 // picks the IPv6 family only when both tuples are IPv6 (with the original

@@ -234,3 +234,31 @@ func TestScanFilteredByDestination(t *testing.T) {
 		}
 	}
 }
+
+// Lookup reads entries by their original tuple, both families, and skips
+// those that are gone.
+func TestLookup(t *testing.T) {
+	ns := newNetNS(t, "ctlookup")
+	createFlows(t, ns, 17, 5, netip.MustParseAddr("203.0.113.10"))
+	createFlows(t, ns, 17, 5, netip.MustParseAddr("2001:db8:71::10"))
+	n := &Netlink{NetNS: ns}
+	var flows []Flow
+	if _, err := n.Scan(context.Background(), func(f Flow) { flows = append(flows, f) }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.Lookup(context.Background(), flows)
+	if err != nil || len(got) != 10 {
+		t.Fatalf("lookup: %d of 10 (%v)", len(got), err)
+	}
+	for i, f := range got {
+		if f != flows[i] {
+			t.Fatalf("lookup %d: %+v, scanned %+v", i, f, flows[i])
+		}
+	}
+	if _, err := n.Delete(context.Background(), flows[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := n.Lookup(context.Background(), flows); err != nil || len(got) != 7 {
+		t.Fatalf("after deleting 3: %d (%v)", len(got), err)
+	}
+}

@@ -150,15 +150,13 @@ func (a *Agent) RevokePass(ctx context.Context, key types.NamespacedName, remove
 	}
 	r := NewRevocation(removed, allowed, svc, slices, local)
 	var revoked []Flow
-	for _, proto := range []uint8{protoTCP, protoUDP} {
-		if _, err := a.Conntrack.ScanProtocol(ctx, proto, func(f Flow) {
-			if r.Revoked(f) {
-				revoked = append(revoked, f)
-			}
-		}); err != nil {
-			a.Metrics.errors.Inc()
-			return fmt.Errorf("scanning conntrack: %w", err)
+	if _, err := a.Conntrack.ScanFiltered(ctx, []Filter{{Proto: protoTCP}, {Proto: protoUDP}}, func(f Flow) {
+		if r.Revoked(f) {
+			revoked = append(revoked, f)
 		}
+	}); err != nil {
+		a.Metrics.errors.Inc()
+		return fmt.Errorf("scanning conntrack: %w", err)
 	}
 	if len(revoked) == 0 {
 		return nil

@@ -210,5 +210,38 @@ func (t *Table) Stale(f Flow) (bool, types.NamespacedName) {
 	return !p.endpoints[reply], p.service
 }
 
+// Filters are the disjoint scan filters that select the entries of these
+// Services. Each filter costs one walk of the kernel's whole table (about
+// 0.4 s per million entries here, bench/README.md), so there is one per
+// destination port: the address when only one address of the set uses that
+// port, else the port alone (Stale then keeps the Services' addresses, and,
+// for a NodePort, only the node's own).
+func (t *Table) Filters(services []types.NamespacedName) []Filter {
+	want := map[types.NamespacedName]bool{}
+	for _, s := range services {
+		want[s] = true
+	}
+	byPort := map[uint16][]netip.Addr{} // a zero Addr: any address (a NodePort)
+	for np, p := range t.byNodePort {
+		if want[p.service] {
+			byPort[np] = append(byPort[np], netip.Addr{})
+		}
+	}
+	for a, p := range t.byAddr {
+		if want[p.service] {
+			byPort[a.Port()] = append(byPort[a.Port()], a.Addr())
+		}
+	}
+	var out []Filter
+	for port, addrs := range byPort {
+		f := Filter{Proto: protoUDP, DstPort: port}
+		if len(addrs) == 1 {
+			f.Dst = addrs[0]
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
 // Keys is how many Service addresses and NodePorts the table knows, for metrics.
 func (t *Table) Keys() int { return len(t.byAddr) + len(t.byNodePort) }

@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -110,4 +111,26 @@ func endpointsNeedPass(old, cur any) bool {
 
 func ptrEq[T comparable](a, b *T) bool {
 	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
+}
+
+// serviceKey names a Service (or the tombstone of one).
+func serviceKey(o any) types.NamespacedName {
+	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = d.Obj
+	}
+	if svc, ok := o.(*corev1.Service); ok {
+		return types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
+	}
+	return types.NamespacedName{}
+}
+
+// sliceServiceKey names the Service an EndpointSlice belongs to.
+func sliceServiceKey(o any) types.NamespacedName {
+	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = d.Obj
+	}
+	if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+		return types.NamespacedName{Namespace: s.Namespace, Name: s.Labels[discoveryv1.LabelServiceName]}
+	}
+	return types.NamespacedName{}
 }

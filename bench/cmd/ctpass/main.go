@@ -1,11 +1,14 @@
 // Command ctpass runs one conntrack-agent pass in the current network
 // namespace for the benchmark's Service (LB 203.0.113.10:6343, endpoint
-// 198.51.100.20:16343) and prints what it did. Run it with
+// 198.51.100.20:16343) and prints what it did: a full pass (every UDP
+// entry), or with -targeted the pass a change of that Service triggers (the
+// kernel sends only the entries to its addresses). Run it with
 // `ip netns exec NS /usr/bin/time ...` to measure time and peak memory.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"time"
@@ -13,12 +16,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
 )
 
 func main() {
+	targeted := flag.Bool("targeted", false, "scan only the Service's entries (kernel filter on the destination)")
+	flag.Parse()
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "flows"},
 		Spec:   corev1.ServiceSpec{ClusterIP: "198.51.100.10", Ports: []corev1.ServicePort{{Name: "flows", Protocol: corev1.ProtocolUDP, Port: 6343}}},
 		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.10"}}}}}
@@ -29,7 +35,11 @@ func main() {
 	n := &conntrackagent.Netlink{Workers: 4, RecvBuffer: 8 << 20}
 	start := time.Now()
 	var stale []conntrackagent.Flow
-	stats, err := n.Scan(context.Background(), func(f conntrackagent.Flow) {
+	filters := []conntrackagent.Filter{{Proto: 17}}
+	if *targeted {
+		filters = table.Filters([]types.NamespacedName{{Namespace: "telemetry", Name: "flows"}})
+	}
+	stats, err := n.ScanFiltered(context.Background(), filters, func(f conntrackagent.Flow) {
 		if ok, _ := table.Stale(f); ok {
 			stale = append(stale, f)
 		}

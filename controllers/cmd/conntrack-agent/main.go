@@ -41,7 +41,7 @@ func run() error {
 		period     = flag.Duration("period", time.Minute, "Full pass period, whatever happened (safety net).")
 		debounce   = flag.Duration("debounce", 100*time.Millisecond, "Coalescing window of the triggers (EndpointSlice and Service changes).")
 		tombstone  = flag.Duration("tombstone-ttl", 10*time.Minute, "How long a deleted UDP Service's addresses are remembered.")
-		recheck    = flag.Duration("recheck", 200*time.Millisecond, "Delay of a follow-up pass after a pass that deleted entries (catches entries re-created before kube-proxy wrote its rule); follow-ups go on while they keep deleting, the delay doubling up to --recheck-max; 0 disables.")
+		recheck    = flag.Duration("recheck", 100*time.Millisecond, "Delay of a follow-up pass after a pass that deleted entries (catches entries re-created before kube-proxy wrote its rule); follow-ups go on while they keep deleting, the delay doubling up to --recheck-max; 0 disables.")
 		recheckMax = flag.Duration("recheck-max", time.Second, "Longest delay between follow-up passes: the most a late kube-proxy costs a flow.")
 		grace      = flag.Duration("deleted-service-grace", 0, "How long a deleted UDP Service's entries are left alone (a Service re-created within it keeps its flows to pods that still serve it); 0 deletes them at once, as kube-proxy does since v1.38.")
 		revoke     = flag.String("revoke-after", "1s,5s,30s", "Delays, after the nlb-policy controller acknowledges a Service's new source set, of the passes that close the connections of removed sources on this node (established connections pass Felix before any policy); empty disables.")
