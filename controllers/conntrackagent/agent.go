@@ -63,6 +63,10 @@ type Agent struct {
 	// packet that slipped through before it). Empty: connections of removed
 	// sources keep passing until they end.
 	Revoke []time.Duration
+	// APICheck, when set, is how often the agent asks the API server whether
+	// it is there (/readyz): while it is not, the agent says so in its log
+	// and is not ready (it acts on what it saw last and sees no change).
+	APICheck time.Duration
 	// Dataplane, when set, finds the node's service proxy at start and every
 	// Period; the agent reports it (metric, Event on the Node) and runs no
 	// pass where it cannot help (IPVS).
@@ -71,15 +75,17 @@ type Agent struct {
 	Metrics   *Metrics
 	Log       logr.Logger
 
-	services  corelisters.ServiceLister
-	slices    discoverylisters.EndpointSliceLister
-	trigger   chan string
-	mu        sync.Mutex
-	tombs     map[types.NamespacedName]Tombstone
-	lastEvent map[types.NamespacedName]time.Time
-	synced    bool
-	lastPass  time.Time
-	dataplane *Dataplane
+	services      corelisters.ServiceLister
+	slices        discoverylisters.EndpointSliceLister
+	stopInformers context.CancelFunc
+	trigger       chan string
+	mu            sync.Mutex
+	tombs         map[types.NamespacedName]Tombstone
+	lastEvent     map[types.NamespacedName]time.Time
+	synced        bool
+	lastPass      time.Time
+	dataplane     *Dataplane
+	apiDown       error // why the API server did not answer the last check
 	// pending are the Services the next triggered pass looks at;
 	// pendingAll: every entry.
 	pending    map[types.NamespacedName]bool
@@ -123,17 +129,36 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.start(ctx); err != nil {
 		return err
 	}
+	if a.APICheck > 0 {
+		go a.watchAPI(ctx)
+	}
 	return a.loop(ctx, time.NewTicker(a.Period).C)
 }
 
 // start starts the informers and waits for their caches.
 func (a *Agent) start(ctx context.Context) error {
 	a.init()
+	if err := a.startInformers(ctx); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.synced = true
+	a.mu.Unlock()
+	return nil
+}
+
+// startInformers starts a fresh set of informers, waits for their caches
+// and then puts their listers in place of the previous set's, which it
+// stops. After an API server outage this is what makes the agent see the
+// cluster again at once: the old informers would come back only when their
+// backoff (up to 30 s) ends.
+func (a *Agent) startInformers(ctx context.Context) error {
+	ictx, cancel := context.WithCancel(ctx)
 	factory := informers.NewSharedInformerFactory(a.Client, 0)
 	svcInformer := factory.Core().V1().Services()
 	sliceInformer := factory.Discovery().V1().EndpointSlices()
-	a.services, a.slices = svcInformer.Lister(), sliceInformer.Lister()
-	// Adds of the initial list trigger nothing: the start pass covers them.
+	// Adds of the initial list trigger nothing: the start pass (or the pass
+	// after a restart) covers them.
 	if _, err := svcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(o any, initial bool) {
 			a.sourcesAcknowledged(o)
@@ -149,6 +174,7 @@ func (a *Agent) start(ctx context.Context) error {
 		},
 		DeleteFunc: func(o any) { a.forgetSources(o); a.serviceDeleted(o) },
 	}); err != nil {
+		cancel()
 		return err
 	}
 	if _, err := sliceInformer.Informer().AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
@@ -168,18 +194,31 @@ func (a *Agent) start(ctx context.Context) error {
 			}
 		},
 	}); err != nil {
+		cancel()
 		return err
 	}
-	factory.Start(ctx.Done())
-	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
+	factory.Start(ictx.Done())
+	for typ, ok := range factory.WaitForCacheSync(ictx.Done()) {
 		if !ok {
+			cancel()
 			return fmt.Errorf("informer for %v did not sync", typ)
 		}
 	}
 	a.mu.Lock()
-	a.synced = true
+	stopOld := a.stopInformers
+	a.services, a.slices, a.stopInformers = svcInformer.Lister(), sliceInformer.Lister(), cancel
 	a.mu.Unlock()
+	if stopOld != nil {
+		stopOld()
+	}
 	return nil
+}
+
+// listers are the current informers' listers.
+func (a *Agent) listers() (corelisters.ServiceLister, discoverylisters.EndpointSliceLister) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.services, a.slices
 }
 
 func (a *Agent) init() {
@@ -223,15 +262,18 @@ func (a *Agent) loop(ctx context.Context, tick <-chan time.Time) error {
 		}
 		// Rechecks follow a pass whose deletions the kernel confirmed, over
 		// the entries it deleted; they go on, backing off, while they keep
-		// finding them stale again.
-		if a.Recheck > 0 && res.Deleted > 0 {
+		// finding them stale again, and for recheckSteady while an entry is
+		// not back yet (its flow's next packet may still be on its way).
+		// They end once every entry came back NATed, or stayed away.
+		waiting := reason == "recheck" && len(res.Missing) > 0 && time.Since(streak) < recheckSteady
+		if a.Recheck > 0 && (res.Deleted > 0 || waiting) {
 			switch {
 			case reason != "recheck":
 				recheckDelay, streak = a.Recheck, time.Now()
 			case time.Since(streak) > recheckSteady:
 				recheckDelay = min(2*recheckDelay, max(a.RecheckMax, a.Recheck))
 			}
-			rechecked = res.DeletedFlows
+			rechecked = append(res.DeletedFlows, res.Missing...)
 			if recheck != nil {
 				recheck.Stop()
 			}
@@ -328,8 +370,9 @@ type PassResult struct {
 	DeleteStats
 	Duration   time.Duration
 	PerService map[types.NamespacedName]ServiceResult
-	// DeletedFlows are the entries the kernel deleted, for the rechecks.
-	DeletedFlows []Flow
+	// DeletedFlows are the entries the kernel deleted, for the rechecks;
+	// Missing, in a recheck, those not back yet.
+	DeletedFlows, Missing []Flow
 }
 
 // ServiceResult is one Service's share of a pass.
@@ -364,13 +407,23 @@ func (a *Agent) PassScoped(ctx context.Context, trigger string, services []types
 // deletes those that are stale again: kube-proxy had not written its rule
 // yet. It reads k entries, not the table, so it can run often.
 func (a *Agent) RecheckPass(ctx context.Context, deleted []Flow) (PassResult, error) {
-	return a.pass(ctx, "recheck", func(_ *Table, fn func(Flow)) (ScanStats, error) {
+	var missing []Flow
+	res, err := a.pass(ctx, "recheck", func(_ *Table, fn func(Flow)) (ScanStats, error) {
 		cur, err := a.Conntrack.Lookup(ctx, deleted)
+		back := map[tupleKey]bool{}
 		for _, f := range cur {
+			back[keyOf(f)] = true
 			fn(f)
+		}
+		for _, f := range deleted {
+			if !back[keyOf(f)] {
+				missing = append(missing, f)
+			}
 		}
 		return ScanStats{Scanned: len(cur), Filter: true}, err
 	})
+	res.Missing = missing
+	return res, err
 }
 
 // pass runs one pass: read (the whole table, some Services' entries, or
@@ -451,11 +504,12 @@ func (a *Agent) pass(ctx context.Context, trigger string, read func(*Table, func
 }
 
 func (a *Agent) table() (*Table, error) {
-	svcs, err := a.services.List(labels.Everything())
+	services, slices := a.listers()
+	svcs, err := services.List(labels.Everything())
 	if err != nil {
 		return nil, err
 	}
-	eps, err := a.slices.List(labels.Everything())
+	eps, err := slices.List(labels.Everything())
 	if err != nil {
 		return nil, err
 	}
@@ -566,7 +620,8 @@ func (a *Agent) report(res PassResult) {
 		if !due {
 			continue
 		}
-		svc, err := a.services.Services(key.Namespace).Get(key.Name)
+		services, _ := a.listers()
+		svc, err := services.Services(key.Namespace).Get(key.Name)
 		if err != nil {
 			continue // deleted Service: nothing to attach the Event to
 		}
@@ -599,14 +654,56 @@ func (a *Agent) Healthy() error {
 	return nil
 }
 
-// Ready reports whether the informers have synced and a first pass ran.
+// Ready reports whether the informers have synced, a first pass ran and
+// the API server answered the last check.
 func (a *Agent) Ready() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.synced || a.lastPass.IsZero() {
 		return errors.New("not synced yet")
 	}
+	if a.apiDown != nil {
+		return fmt.Errorf("API server unreachable: %w", a.apiDown)
+	}
 	return nil
+}
+
+// watchAPI asks the API server every APICheck whether it is there, and
+// logs each change (client-go's own retries log below the default
+// verbosity, so an outage was silent).
+func (a *Agent) watchAPI(ctx context.Context) {
+	t := time.NewTicker(a.APICheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, a.APICheck)
+		err := a.Client.Discovery().RESTClient().Get().AbsPath("/readyz").Do(cctx).Error()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		a.mu.Lock()
+		was := a.apiDown
+		a.apiDown = err
+		a.mu.Unlock()
+		switch {
+		case err != nil && was == nil:
+			a.Log.Error(err, "API server unreachable: the agent acts on the Services and endpoints it saw last and sees no change; not ready until it answers")
+		case err == nil && was != nil:
+			a.Log.Info("API server reachable again: restarting the informers to see the cluster at once")
+			if err := a.startInformers(ctx); err != nil {
+				if ctx.Err() == nil {
+					a.Log.Error(err, "restarting the informers; the old ones resume after their backoff")
+				}
+				continue
+			}
+			a.kick("api server back")
+		}
+	}
 }
 
 // InterfaceAddrs lists the addresses of the agent's network namespace.

@@ -508,3 +508,34 @@ func TestTriggeredPassReadsOnlyItsService(t *testing.T) {
 		}
 	}
 }
+
+// The flow's next packet comes after the first recheck looked (a slow
+// sender, a loaded node): the entry is missing then, re-created un-NATed
+// later. The rechecks must not stop at the empty look while kube-proxy's
+// rule is still missing; they used to, and the flow stayed blackholed until
+// the periodic pass.
+func TestRechecksWaitForTheNextPacket(t *testing.T) {
+	u := newUnit(t, udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0))
+	u.agent.Recheck, u.agent.RecheckMax = 50*time.Millisecond, 200*time.Millisecond
+	var ruleAt atomic.Int64
+	u.ct.AfterDelete = func(f Flow) {
+		time.AfterFunc(120*time.Millisecond, func() { // the next packet, later than the first recheck
+			if ruleAt.Load() != 0 {
+				u.ct.Add(natedTo(f.OrigSrc, f.OrigDst, pod1))
+			} else {
+				u.ct.Add(unNATed(f.OrigSrc, f.OrigDst))
+			}
+		})
+	}
+	u.ct.Add(unNATed(exporter, lbFlows))
+	u.start()
+	if _, err := u.kube.DiscoveryV1().EndpointSlices("telemetry").Create(context.Background(), slice("flows", 16343, "198.51.100.7"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	ruleAt.Store(time.Now().UnixNano())
+	waitFor(t, "the entry NATed to the pod", func() bool {
+		f := u.ct.Flows()
+		return len(f) == 1 && f[0].ReplySrc == pod1
+	})
+}

@@ -2,6 +2,7 @@ package conntrackagent
 
 import (
 	"context"
+	"net/netip"
 )
 
 // Conntrack is what the agent needs of a node's conntrack table: Netlink in
@@ -56,3 +57,11 @@ func Tally(outcomes []Outcome) DeleteStats {
 	}
 	return s
 }
+
+// tupleKey is an entry's identity in the kernel: its original tuple.
+type tupleKey struct {
+	proto    uint8
+	src, dst netip.AddrPort
+}
+
+func keyOf(f Flow) tupleKey { return tupleKey{f.Proto, f.OrigSrc, f.OrigDst} }

@@ -102,7 +102,9 @@ func TestDeploymentManifests(t *testing.T) {
 		Recorder: broadcaster.NewRecorder(kubeapi.Scheme(), "telemetry-conntrack-agent"), Log: testr.New(t),
 		// No kube-proxy answers here: the "unknown" dataplane's Warning on the
 		// Node, which the ServiceAccount must be allowed to write too.
-		Dataplane: conntrackagent.DataplaneProbe{URL: "http://127.0.0.1:1"}.Detect}
+		Dataplane: conntrackagent.DataplaneProbe{URL: "http://127.0.0.1:1"}.Detect,
+		// Its API check (/readyz) must pass under the ServiceAccount too.
+		APICheck: 100 * time.Millisecond}
 	done := make(chan error, 1)
 	go func() { done <- agent.Run(actx) }()
 	defer func() { stop(); <-done }()
@@ -124,6 +126,10 @@ func TestDeploymentManifests(t *testing.T) {
 			t.Fatalf("no StaleConntrackEntries Event on the Service and ConntrackAgentDataplane Event on the Node under the ServiceAccount (ready: %v): %v", agent.Ready(), evs.Items)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // a few API checks under the ServiceAccount
+	if err := agent.Ready(); err != nil {
+		t.Fatalf("not ready under the ServiceAccount: %v", err)
 	}
 	stats, err := ct.Scan(ctx, func(conntrackagent.Flow) {})
 	if err != nil || stats.Scanned != 0 {

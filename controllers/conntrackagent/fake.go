@@ -3,7 +3,6 @@ package conntrackagent
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"slices"
 	"sort"
 	"sync"
@@ -16,7 +15,7 @@ import (
 // answered ENOENT (Vanished), and a deletion the kernel refuses (Failed).
 type Fake struct {
 	mu      sync.Mutex
-	entries map[fakeKey]Flow
+	entries map[tupleKey]Flow
 	// Refuse, when set, makes the kernel refuse the deletion of the flows
 	// for which it returns true.
 	Refuse func(Flow) bool
@@ -32,19 +31,12 @@ type Fake struct {
 // ErrFakeRefused is the error of a Delete in which Refuse refused some.
 var ErrFakeRefused = errors.New("operation not permitted (fake)")
 
-type fakeKey struct {
-	proto    uint8
-	src, dst netip.AddrPort
-}
-
-func keyOf(f Flow) fakeKey { return fakeKey{f.Proto, f.OrigSrc, f.OrigDst} }
-
 // Add creates or replaces an entry.
 func (c *Fake) Add(flows ...Flow) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.entries == nil {
-		c.entries = map[fakeKey]Flow{}
+		c.entries = map[tupleKey]Flow{}
 	}
 	for _, f := range flows {
 		c.entries[keyOf(f)] = f

@@ -72,6 +72,7 @@ type kpRun struct {
 	podPort  uint16
 	src      uint16
 	svc      *corev1.Service
+	target   netip.Addr // the pod that must get the flow after the change
 	receiver *netlab.Receiver
 	sender   *netlab.Sender
 }
@@ -126,6 +127,7 @@ func (r *kpRun) endpoints(pods ...netip.Addr) error {
 // must get the flow after the change.
 func (r *kpRun) listen(ns string, pod netip.Addr) error {
 	var err error
+	r.target = pod
 	r.receiver, err = r.lab.Listen(ns, netip.AddrPortFrom(pod, r.podPort))
 	return err
 }
@@ -203,6 +205,16 @@ var kpScenarios = []kpScenario{
 		change: func(r *kpRun) error { return r.endpoints(r.fam.pod) },
 	},
 	{
+		name: "ClusterIP 0 -> 1 endpoints", group: groupEndpoints,
+		before: func(r *kpRun) error {
+			if err := errors.Join(r.createService(false), r.endpoints()); err != nil {
+				return err
+			}
+			return r.flow(netip.MustParseAddr(r.svc.Spec.ClusterIPs[0]))
+		},
+		change: func(r *kpRun) error { return r.endpoints(r.fam.pod) },
+	},
+	{
 		name: "LB IP endpoint moved to a new pod", group: groupEndpoints,
 		before: func(r *kpRun) error {
 			// NATed to the first pod (nothing listens there), received at the second.
@@ -258,6 +270,13 @@ func TestAgentWithRealKubeProxy(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { _ = lab.Close() })
+				// The plane's Service CIDRs (localplane), routed off the node as
+				// on a real one.
+				for _, cidr := range []string{"10.96.0.0/16", "fd00:10:96::/108"} {
+					if err := lab.RouteToSink(netip.MustParsePrefix(cidr)); err != nil {
+						t.Fatal(err)
+					}
+				}
 				node := fmt.Sprintf("kp-node-%d-%d", vi, mi)
 				ctx := context.Background()
 				kpOpts := localplane.KubeProxyOptions{Version: version, Mode: mode, Node: node, NodeIPs: []netip.Addr{netlab.NodeIP, netlab.NodeIP6}}
@@ -356,6 +375,16 @@ func TestAgentWithRealKubeProxy(t *testing.T) {
 							}
 							t.Cleanup(kp.Stop)
 						}
+						// The window starts once kube-proxy has written its rules for the
+						// change (its own sync takes from 0.1 s to seconds on a loaded
+						// machine): then the flow recovers within it, or never.
+						for _, r := range runs {
+							if group == groupService {
+								waitAddressProgrammed(t, kp, r)
+							} else {
+								waitEndpointsProgrammed(t, kp, []*kpRun{r})
+							}
+						}
 						time.Sleep(3 * time.Second)
 						for i, sc := range scs {
 							n := runs[i].receiver.Packets()
@@ -414,7 +443,11 @@ func waitEndpointsProgrammed(t *testing.T, kp *localplane.KubeProxy, runs []*kpR
 		rules, err := kp.Rules()
 		missing := ""
 		for _, r := range runs {
-			if ep := netip.AddrPortFrom(r.fam.pod, r.podPort).String(); !strings.Contains(rules, ep) {
+			pod := r.target
+			if !pod.IsValid() {
+				pod = r.fam.pod
+			}
+			if ep := netip.AddrPortFrom(pod, r.podPort).String(); !strings.Contains(rules, ep) {
 				missing = ep
 			}
 		}
@@ -423,6 +456,34 @@ func waitEndpointsProgrammed(t *testing.T, kp *localplane.KubeProxy, runs []*kpR
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("kube-proxy has no rule to %s (%v)\n%s", missing, err, kp.LogTail(20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitAddressProgrammed waits until kube-proxy's rules match the run's
+// Service address (its LB IP or external IP) with its port: an iptables
+// rule "-d ADDR/BITS ... --dport PORT", or an nftables map element
+// "ADDR . udp . PORT".
+func waitAddressProgrammed(t *testing.T, kp *localplane.KubeProxy, r *kpRun) {
+	t.Helper()
+	addr := r.fam.lb
+	if len(r.svc.Spec.ExternalIPs) > 0 {
+		addr = r.fam.extIP
+	}
+	iptDst := fmt.Sprintf("-d %s/%d ", addr, addr.BitLen())
+	iptPort := fmt.Sprintf("--dport %d ", r.port)
+	nftElem := fmt.Sprintf("%s . udp . %d", addr, r.port)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		rules, _ := kp.Rules()
+		for _, line := range strings.Split(rules, "\n") {
+			if (strings.Contains(line, iptDst) && strings.Contains(line, iptPort)) || strings.Contains(line, nftElem) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kube-proxy has no rule for %s port %d\n%s", addr, r.port, rules)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -135,12 +135,13 @@ func (a *Agent) forgetSources(o any) {
 // RevokePass deletes, on this node, the entries (TCP and UDP) from the
 // removed sources to the Service, unless its current set allows them again.
 func (a *Agent) RevokePass(ctx context.Context, key types.NamespacedName, removed cidrset.Set) error {
-	svc, err := a.services.Services(key.Namespace).Get(key.Name)
+	services, sliceLister := a.listers()
+	svc, err := services.Services(key.Namespace).Get(key.Name)
 	if err != nil {
 		return nil // deleted meanwhile: its policies go, and its entries with the stale passes
 	}
 	allowed, _ := cidrset.Parse(lbc.SourceRangesOf(svc))
-	slices, err := a.slices.EndpointSlices(key.Namespace).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: key.Name}))
+	slices, err := sliceLister.EndpointSlices(key.Namespace).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: key.Name}))
 	if err != nil {
 		return err
 	}

@@ -248,6 +248,17 @@ func (l *Lab) AddClientAddress(p netip.Prefix) error {
 	return l.Run("node", "ip", "route", "replace", p.Masked().String(), "dev", "to-client")
 }
 
+// RouteToSink routes a prefix from the node to the sink, as a node routes
+// addresses it does not own (a Service CIDR) towards its gateway: packets
+// kube-proxy does not NAT leave the node and their entries are confirmed.
+func (l *Lab) RouteToSink(p netip.Prefix) error {
+	via := sinkIP
+	if p.Addr().Is6() {
+		via = sinkIP6
+	}
+	return l.Run("node", "ip", "route", "replace", p.String(), "via", via.String())
+}
+
 // NSPath is the path of a namespace's handle, for nsenter and setns.
 func (l *Lab) NSPath(name string) string { return "/run/netns/" + l.NS(name) }
 
