@@ -2,7 +2,6 @@ package localplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -110,20 +109,10 @@ exec "$@"`
 
 // waitProgrammed waits until Felix has written its chains in the namespace.
 func (f *Felix) waitProgrammed(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for {
-		select {
-		case <-f.done:
-			return fmt.Errorf("Felix exited at start: %v", f.err)
-		case <-ctx.Done():
-			return errors.New("Felix wrote no cali- chains within a minute")
-		case <-time.After(200 * time.Millisecond):
-		}
-		if rules, err := f.Rules(); err == nil && strings.Contains(rules, ":cali-PREROUTING") {
-			return nil
-		}
-	}
+	return f.waitFor(ctx, "cali- chains", 200*time.Millisecond, func() bool {
+		rules, err := f.Rules()
+		return err == nil && strings.Contains(rules, ":cali-PREROUTING")
+	})
 }
 
 // Rules is iptables-save in Felix's namespace.

@@ -2,7 +2,6 @@ package localplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -148,23 +147,13 @@ func registerProxyNode(ctx context.Context, c client.Client, opts KubeProxyOptio
 	return c.Status().Update(ctx, n)
 }
 
-// waitSynced waits until kube-proxy has written its rules once.
+// waitSynced waits until kube-proxy has written its rules once (one family
+// is enough: a single-stack node has no IPv6 table).
 func (k *KubeProxy) waitSynced(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for {
-		select {
-		case <-k.done:
-			return fmt.Errorf("kube-proxy exited at start: %v", k.err)
-		case <-ctx.Done():
-			return errors.New("kube-proxy wrote no rules within a minute")
-		case <-time.After(100 * time.Millisecond):
-		}
-		// One family is enough (a single-stack node has no IPv6 table).
-		if rules, _ := k.Rules(); strings.Contains(rules, "KUBE-SERVICES") || strings.Contains(rules, "services") {
-			return nil
-		}
-	}
+	return k.waitFor(ctx, "rules", 100*time.Millisecond, func() bool {
+		rules, _ := k.Rules()
+		return strings.Contains(rules, "KUBE-SERVICES") || strings.Contains(rules, "services")
+	})
 }
 
 // Rules is what kube-proxy wrote, both families: iptables-save and

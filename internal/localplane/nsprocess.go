@@ -1,6 +1,7 @@
 package localplane
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -63,6 +65,25 @@ func (n *nsProcess) start(logFile *os.File) error {
 	}
 	go func() { n.err = n.cmd.Wait(); logFile.Close(); close(n.done) }()
 	return nil
+}
+
+// waitFor polls ok every interval until it holds, the process exits or a
+// minute passes; what names what is awaited in the error.
+func (n *nsProcess) waitFor(ctx context.Context, what string, every time.Duration, ok func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		select {
+		case <-n.done:
+			return fmt.Errorf("%s exited at start: %v", n.name, n.err)
+		case <-ctx.Done():
+			return fmt.Errorf("%s wrote no %s within a minute", n.name, what)
+		case <-time.After(every):
+		}
+		if ok() {
+			return nil
+		}
+	}
 }
 
 // LogTail is the end of the process's log, for failure messages.
