@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/discovery"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 )
 
@@ -118,15 +119,13 @@ func (d *environmentDataSource) Read(ctx context.Context, req datasource.ReadReq
 			resp.Diagnostics.AddError("AWS configuration", err.Error())
 			return
 		}
-		vpcs, err := ec.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{m.VPCID.ValueString()}})
+		vpcCIDRs, err := awsnlb.VPCCIDRs(ctx, ec, m.VPCID.ValueString())
 		if err != nil {
 			resp.Diagnostics.AddAttributeError(pathVPCID, "Cannot describe the VPC", err.Error())
 			return
 		}
-		for _, v := range vpcs.Vpcs {
-			for _, b := range v.CidrBlockAssociationSet {
-				cidrs = append(cidrs, types.StringValue(aws.ToString(b.CidrBlock)))
-			}
+		for _, c := range vpcCIDRs {
+			cidrs = append(cidrs, types.StringValue(c))
 		}
 		pages := ec2.NewDescribeSubnetsPaginator(ec, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{
 			{Name: aws.String("vpc-id"), Values: []string{m.VPCID.ValueString()}},

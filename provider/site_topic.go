@@ -14,6 +14,7 @@ import (
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
 
 // siteSpec is a site in plain Go: what telemetry_site writes into its
@@ -137,7 +138,7 @@ func siteFromTopic(u *unstructured.Unstructured, knownLabels []string) (siteSpec
 	s.MinInsync = nestedInt(u.Object, "spec", "config", "min.insync.replicas")
 	s.Retention = time.Duration(nestedInt(u.Object, "spec", "config", "retention.ms")) * time.Millisecond
 	s.ExpectedFlowsPerSecond, _ = strconv.ParseInt(ann[annotations.ExpectedFlowsPerSecond], 10, 64)
-	s.FlowSources = splitNonEmpty(ann[annotations.FlowSources])
+	s.FlowSources = lbc.SplitList(ann[annotations.FlowSources]) // the same comma-separated format as the LBC's lists
 	for k, v := range labels {
 		if slices.Contains(reservedLabels, k) {
 			continue
@@ -168,16 +169,6 @@ func nestedInt(obj map[string]any, fields ...string) int64 {
 		return i
 	}
 	return 0
-}
-
-func splitNonEmpty(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
 }
 
 // topicReady reports whether the Topic Operator has reconciled the current
