@@ -120,13 +120,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			// Gone (the finalizer was removed by force, or it never had one):
 			// delete what is left.
 			r.forget(req.NamespacedName, "")
-			return reconcile.Result{}, r.deleteOwned(ctx, req.Namespace, req.Name)
+			if err := r.deleteOwned(ctx, req.Namespace, req.Name); err != nil {
+				return reconcile.Result{}, fmt.Errorf("deleting the policies of a deleted Service: %w", err)
+			}
+			return reconcile.Result{}, nil
 		}
-		return reconcile.Result{}, err
+		return reconcile.Result{}, fmt.Errorf("getting the Service: %w", err)
 	}
 	if !Qualifies(svc, r.ManageAll) {
 		if err := r.deleteOwned(ctx, svc.Namespace, svc.Name); err != nil {
-			return reconcile.Result{}, err
+			return reconcile.Result{}, fmt.Errorf("deleting the policies of a Service no longer managed: %w", err)
 		}
 		r.forget(req.NamespacedName, svc.UID)
 		_, acked := svc.Annotations[annotations.Enforced]
@@ -135,7 +138,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			controllerutil.RemoveFinalizer(svc, Finalizer)
 			delete(svc.Annotations, annotations.Enforced)
 			if err := r.Client.Patch(ctx, svc, patch); err != nil && !apierrors.IsNotFound(err) {
-				return reconcile.Result{}, err
+				return reconcile.Result{}, fmt.Errorf("removing the finalizer and acknowledgement: %w", err)
 			}
 			r.Metrics.write("Service", "patch")
 			logger.Info("policies removed", "reason", notQualifyingReason(svc))
@@ -146,7 +149,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		patch := client.MergeFrom(svc.DeepCopy())
 		controllerutil.AddFinalizer(svc, Finalizer)
 		if err := r.Client.Patch(ctx, svc, patch); err != nil {
-			return reconcile.Result{}, err
+			return reconcile.Result{}, fmt.Errorf("adding the finalizer: %w", err)
 		}
 		r.Metrics.write("Service", "patch")
 	}
@@ -156,14 +159,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		// acknowledgement, and the existing policies stay as they are.
 		r.report(svc, []string{problem})
 		if err := r.acknowledge(ctx, svc, ack.Ack{Problem: problem}); err != nil {
-			return reconcile.Result{}, err
+			return reconcile.Result{}, fmt.Errorf("withdrawing the acknowledgement (tier): %w", err)
 		}
 		return reconcile.Result{RequeueAfter: waitRequeue}, nil
 	}
 
 	existingPolicies, existingSets, err := r.owned(ctx, svc.Namespace, svc.Name)
 	if err != nil {
-		return reconcile.Result{}, err
+		return reconcile.Result{}, fmt.Errorf("listing the Service's policies: %w", err)
 	}
 	in := Input{Service: svc, HealthCheckPending: r.Sources.HealthCheckPending(svc)}
 	var resolveErr error
@@ -184,7 +187,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if out.Waiting != "" {
 		logger.V(1).Info("waiting", "reason", out.Waiting)
 		if err := r.acknowledge(ctx, svc, ack.Ack{Problem: "waiting: " + out.Waiting}); err != nil {
-			return reconcile.Result{}, err
+			return reconcile.Result{}, fmt.Errorf("withdrawing the acknowledgement (waiting): %w", err)
 		}
 		return reconcile.Result{RequeueAfter: waitRequeue}, nil
 	}
@@ -209,7 +212,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	slices.Sort(enforced.Policies)
 	if err := r.acknowledge(ctx, svc, enforced); err != nil {
-		return reconcile.Result{}, err
+		return reconcile.Result{}, fmt.Errorf("writing the acknowledgement: %w", err)
 	}
 	r.Metrics.observe(svc, out, len(in.HealthCheckCIDRs))
 	if resolveErr != nil {
