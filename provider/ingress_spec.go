@@ -130,17 +130,9 @@ func (p ingressPort) protocols() []string {
 // Annotations the provider writes itself; user annotations may not set them.
 var managedServiceAnnotations = []string{
 	lbc.Type, lbc.NLBTargetType, lbc.Scheme, lbc.TargetGroupAttributes, lbc.Subnets, lbc.SecurityGroups,
-	lbc.ManageBackendSecurityGroupRule, lbc.SourceRanges, lbc.IPAddressType, disableNLBSecurityGroup,
-	annotations.NLBPolicy, nodeSecurityGroupAnnotation, annotations.Enforced,
+	lbc.ManageBackendSecurityGroupRule, lbc.SourceRanges, lbc.IPAddressType, lbc.DisableNLBSecurityGroup,
+	annotations.NLBPolicy, annotations.NodeSecurityGroup, annotations.Enforced,
 }
-
-const (
-	// disableNLBSecurityGroup makes the controller (v2.14+) create the NLB
-	// without a security group of its own.
-	disableNLBSecurityGroup = "service.beta.kubernetes.io/aws-load-balancer-disable-nlb-sg"
-	// nodeSecurityGroupAnnotation records the node group, for import.
-	nodeSecurityGroupAnnotation = "telemetry-platform.io/node-security-group"
-)
 
 // service renders the Service for the AWS Load Balancer Controller:
 // loadBalancerClass service.k8s.aws/nlb, client IPs preserved, source ranges
@@ -156,7 +148,7 @@ func (s ingressSpec) service(frontendSG string) *corev1ac.ServiceApplyConfigurat
 	ann[lbc.TargetGroupAttributes] = lbc.PreserveClientIP
 	ann[lbc.ManageBackendSecurityGroupRule] = "false"
 	ann[annotations.NLBPolicy] = annotations.Enabled
-	ann[nodeSecurityGroupAnnotation] = s.NodeSG
+	ann[annotations.NodeSecurityGroup] = s.NodeSG
 	if len(s.Subnets) > 0 {
 		ann[lbc.Subnets] = strings.Join(s.Subnets, ",")
 	}
@@ -167,7 +159,7 @@ func (s ingressSpec) service(frontendSG string) *corev1ac.ServiceApplyConfigurat
 	if s.NLBSecurityGroup {
 		ann[lbc.SecurityGroups] = frontendSG
 	} else {
-		ann[disableNLBSecurityGroup] = "true"
+		ann[lbc.DisableNLBSecurityGroup] = "true"
 	}
 	spec := corev1ac.ServiceSpec().
 		WithType(corev1.ServiceTypeLoadBalancer).
@@ -523,7 +515,7 @@ func (s ingressSpec) loadBalancerProblems(frontendSG string, lb *awsnlb.LoadBala
 		problems = append(problems, fmt.Sprintf("the NLB %s has security groups %v although nlb_security_group = false: the "+
 			"node group admits the clients themselves, which an NLB with a group of its own hides behind its address. Use "+
 			"an AWS Load Balancer Controller v2.14+ (it honours %s), or set nlb_security_group = true",
-			lb.DNSName, lb.SecurityGroups, disableNLBSecurityGroup))
+			lb.DNSName, lb.SecurityGroups, lbc.DisableNLBSecurityGroup))
 	}
 	for _, t := range lb.TargetTypes {
 		if t != s.TargetType {

@@ -182,7 +182,7 @@ func TestServiceRendering(t *testing.T) {
 			t.Errorf("annotation %s = %q, want %q", k, ann[k], want)
 		}
 	}
-	if _, ok := ann[disableNLBSecurityGroup]; ok {
+	if _, ok := ann[lbc.DisableNLBSecurityGroup]; ok {
 		t.Error("frontend mode must not disable the NLB security group")
 	}
 	if *ac.Spec.LoadBalancerClass != lbc.LoadBalancerClass || len(ac.Spec.Ports) != 3 ||
@@ -193,7 +193,7 @@ func TestServiceRendering(t *testing.T) {
 		t.Error("IPv4 sources only: no dualstack")
 	}
 	s.NLBSecurityGroup = false
-	if ann := s.service("").Annotations; ann[disableNLBSecurityGroup] != "true" || ann[lbc.SecurityGroups] != "" {
+	if ann := s.service("").Annotations; ann[lbc.DisableNLBSecurityGroup] != "true" || ann[lbc.SecurityGroups] != "" {
 		t.Errorf("node mode annotations: %v", ann)
 	}
 	s.Sources = cidrset.MustParse("192.0.2.0/24", "2001:db8::/32")

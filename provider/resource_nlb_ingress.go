@@ -1077,12 +1077,12 @@ func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) 
 	// by hand has none: imported, the attribute stays null and the plan shows
 	// it set; removed by hand, the state keeps it (managed_annotations shows
 	// the edit).
-	if sg := ann[nodeSecurityGroupAnnotation]; sg != "" {
+	if sg := ann[annotations.NodeSecurityGroup]; sg != "" {
 		m.NodeSecurityGroupID = types.StringValue(sg)
 	} else if importing {
 		m.NodeSecurityGroupID = types.StringNull()
 	}
-	m.NLBSecurityGroup = types.BoolValue(ann[disableNLBSecurityGroup] != "true")
+	m.NLBSecurityGroup = types.BoolValue(ann[lbc.DisableNLBSecurityGroup] != "true")
 	// A frontend group removed from the annotation by hand is still the
 	// ingress's: the state keeps it, and managed_annotations shows the edit.
 	if ann[lbc.SecurityGroups] != "" || m.FrontendSecurityGroupID.ValueString() == "" {

@@ -17,6 +17,9 @@ const (
 	// HostEndpointSelector overrides the controller's Calico selector of the
 	// nodes' host endpoints for this Service (instance targets).
 	HostEndpointSelector = prefix + "host-endpoint-selector"
+	// NodeSecurityGroup records the node security group telemetry_nlb_ingress
+	// writes rules to (read back on import).
+	NodeSecurityGroup = prefix + "node-security-group"
 )
 
 // NLBPolicyFinalizer holds a managed Service until the nlb-policy controller

@@ -16,6 +16,10 @@ const ServiceFinalizer = "service.k8s.aws/resources"
 // LoadBalancerClass is the spec.loadBalancerClass the controller claims.
 const LoadBalancerClass = "service.k8s.aws/nlb"
 
+// StackTag is the tag the controller puts on a Service's load balancer,
+// valued "<namespace>/<name>".
+const StackTag = "service.k8s.aws/stack"
+
 // Service annotations.
 const (
 	annPrefix = "service.beta.kubernetes.io/"
@@ -27,7 +31,10 @@ const (
 	Subnets                        = annPrefix + "aws-load-balancer-subnets"
 	SecurityGroups                 = annPrefix + "aws-load-balancer-security-groups"
 	ManageBackendSecurityGroupRule = annPrefix + "aws-load-balancer-manage-backend-security-group-rules"
-	IPAddressType                  = annPrefix + "aws-load-balancer-ip-address-type"
+	// DisableNLBSecurityGroup ("true") makes the controller (v2.14+) create
+	// the NLB without a security group of its own.
+	DisableNLBSecurityGroup = annPrefix + "aws-load-balancer-disable-nlb-sg"
+	IPAddressType           = annPrefix + "aws-load-balancer-ip-address-type"
 	// SourceRanges is the fallback when spec.loadBalancerSourceRanges is empty.
 	SourceRanges = annPrefix + "load-balancer-source-ranges"
 )

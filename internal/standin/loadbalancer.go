@@ -162,7 +162,7 @@ func (s *LoadBalancerController) reconcile(ctx context.Context, svc *corev1.Serv
 	out, err := s.elb.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{
 		Name: aws.String(name), Type: elbv2types.LoadBalancerTypeEnumNetwork, Scheme: scheme,
 		Subnets: subnets, SecurityGroups: groups,
-		Tags: []elbv2types.Tag{{Key: aws.String("service.k8s.aws/stack"), Value: aws.String(svc.Namespace + "/" + svc.Name)}},
+		Tags: []elbv2types.Tag{{Key: aws.String(lbc.StackTag), Value: aws.String(svc.Namespace + "/" + svc.Name)}},
 	})
 	if err != nil {
 		return fmt.Errorf("CreateLoadBalancer: %w", err)
