@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -21,6 +19,8 @@ import (
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
 )
 
 // Agent watches Services and EndpointSlices and deletes stale UDP conntrack

@@ -1,12 +1,19 @@
 // Package conntrackagent is the node agent that removes stale UDP conntrack
-// entries: when a UDP Service's endpoints come back (0 -> N) or change, a
-// constant flow (sFlow, IPFIX) stays pinned to a conntrack entry that was
-// never NATed, or NATed to an endpoint that is gone, and is blackholed until
-// the entry is deleted. kube-proxy fixes some of these cases, some versions
-// none; the agent makes the guarantee on every node, whatever the dataplane.
+// entries. A constant flow (sFlow, IPFIX) whose packets reached the node
+// before the right DNAT rule existed stays pinned to a never-NATed entry,
+// or to one NATed to an endpoint that is gone, for as long as it runs.
+// kube-proxy (1.32+) cleans this up when a UDP Service's endpoints change;
+// it does not when a Service address (a late LB IP, an external IP) is
+// added while the flow arrives, which is where the agent is needed; it is a
+// safety net elsewhere, and runs no pass under IPVS (see
+// docs/controllers/conntrack-agent.md, whose table its tests write). It also
+// closes the connections of sources removed from an nlb-policy Service
+// (revoke.go).
 //
-// Table and Stale decide (pure, table-tested); the Agent watches Services
-// and EndpointSlices and runs passes over the node's conntrack table.
+// Table and Stale decide (pure, table-tested), the triggers are pure
+// (triggers.go); the Agent watches Services and EndpointSlices and runs
+// passes over the node's table through the Conntrack interface (Netlink in
+// production, Fake in tests).
 package conntrackagent
 
 import (
