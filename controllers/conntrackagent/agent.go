@@ -119,6 +119,11 @@ const (
 // usually there within this.
 const recheckSteady = 3 * time.Second
 
+// recheckPatience is how long rechecks go on looking for deleted entries
+// that have not come back (one GET each): a flow that stopped costs that
+// much, a flow whose next packet was late is not left pinned.
+const recheckPatience = 30 * time.Second
+
 // eventInterval rate-limits Events per Service.
 const eventInterval = time.Minute
 
@@ -262,10 +267,11 @@ func (a *Agent) loop(ctx context.Context, tick <-chan time.Time) error {
 		}
 		// Rechecks follow a pass whose deletions the kernel confirmed, over
 		// the entries it deleted; they go on, backing off, while they keep
-		// finding them stale again, and for recheckSteady while an entry is
-		// not back yet (its flow's next packet may still be on its way).
+		// finding them stale again, and for recheckPatience while an entry is
+		// not back yet (its flow's next packet may still be on its way: on a
+		// loaded node a look can come before it, even late in the streak).
 		// They end once every entry came back NATed, or stayed away.
-		waiting := reason == "recheck" && len(res.Missing) > 0 && time.Since(streak) < recheckSteady
+		waiting := reason == "recheck" && len(res.Missing) > 0 && time.Since(streak) < recheckPatience
 		if a.Recheck > 0 && (res.Deleted > 0 || waiting) {
 			switch {
 			case reason != "recheck":

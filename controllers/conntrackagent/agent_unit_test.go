@@ -523,3 +523,38 @@ func TestRechecksWaitForTheNextPacket(t *testing.T) {
 		return len(f) == 1 && f[0].ReplySrc == pod1
 	})
 }
+
+// Late in a long streak (kube-proxy slower than recheckSteady), a look that
+// comes before the flow's next packet must not end the rechecks: they used
+// to stop there, leaving the flow pinned until the periodic pass (make test
+// on a loaded machine showed it against the real kube-proxy).
+func TestRechecksOutlastASlowKubeProxy(t *testing.T) {
+	u := newUnit(t, udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0))
+	u.agent.Recheck, u.agent.RecheckMax = 50*time.Millisecond, 100*time.Millisecond
+	start := time.Now()
+	var ruleAt atomic.Int64
+	u.ct.AfterDelete = func(f Flow) {
+		delay := 10 * time.Millisecond
+		if time.Since(start) > recheckSteady {
+			delay = 300 * time.Millisecond // the next packet comes after the next look
+		}
+		time.AfterFunc(delay, func() {
+			if ruleAt.Load() != 0 {
+				u.ct.Add(natedTo(f.OrigSrc, f.OrigDst, pod1))
+			} else {
+				u.ct.Add(unNATed(f.OrigSrc, f.OrigDst))
+			}
+		})
+	}
+	u.ct.Add(unNATed(exporter, lbFlows))
+	u.start()
+	if _, err := u.kube.DiscoveryV1().EndpointSlices("telemetry").Create(context.Background(), slice("flows", 16343, "198.51.100.7"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(recheckSteady + 1500*time.Millisecond)
+	ruleAt.Store(time.Now().UnixNano())
+	waitFor(t, "the entry NATed to the pod", func() bool {
+		f := u.ct.Flows()
+		return len(f) == 1 && f[0].ReplySrc == pod1
+	})
+}
