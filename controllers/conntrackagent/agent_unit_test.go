@@ -217,30 +217,18 @@ func TestRechecksContinueWhileKubeProxyIsLate(t *testing.T) {
 	svc := udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0)
 	u := newUnit(t, svc)
 	u.agent.Recheck, u.agent.RecheckMax = 50*time.Millisecond, 200*time.Millisecond
-	var ruleAt atomic.Int64 // kube-proxy's rule, in UnixNano; 0: not yet
-	u.ct.AfterDelete = func(f Flow) {
-		// The next packet of the constant flow: NATed once the rule exists.
-		if ruleAt.Load() != 0 {
-			u.ct.Add(natedTo(f.OrigSrc, f.OrigDst, pod1))
-		} else {
-			u.ct.Add(unNATed(f.OrigSrc, f.OrigDst))
-		}
-	}
+	var kp kubeProxyModel
+	u.nextPackets(&kp, func() time.Duration { return 0 })
 	u.ct.Add(unNATed(exporter, lbFlows))
 	u.start()
-	if _, err := u.kube.DiscoveryV1().EndpointSlices("telemetry").Create(context.Background(), slice("flows", 16343, "198.51.100.7"), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	u.endpointComesBack()
 	time.Sleep(600 * time.Millisecond)
 	if f := u.ct.Flows(); len(f) != 1 || f[0].ReplySrc != lbFlows {
 		t.Fatalf("before kube-proxy's rule: %v", f)
 	}
-	ruleAt.Store(time.Now().UnixNano())
-	waitFor(t, "the entry NATed to the pod", func() bool {
-		f := u.ct.Flows()
-		return len(f) == 1 && f[0].ReplySrc == pod1
-	})
-	took := time.Since(time.Unix(0, ruleAt.Load()))
+	kp.Rule()
+	u.waitNATedToPod()
+	took := time.Since(time.Unix(0, kp.ruleAt.Load()))
 	t.Logf("recovered %v after kube-proxy's rule (rechecks: %v)", took, u.counter("telemetry_conntrack_passes_total", "recheck"))
 	if took > time.Second { // RecheckMax plus scheduling slack
 		t.Fatalf("recovered %v after kube-proxy's rule, want within about RecheckMax (200 ms)", took)
@@ -501,27 +489,14 @@ func TestTriggeredPassReadsOnlyItsService(t *testing.T) {
 func TestRechecksWaitForTheNextPacket(t *testing.T) {
 	u := newUnit(t, udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0))
 	u.agent.Recheck, u.agent.RecheckMax = 50*time.Millisecond, 200*time.Millisecond
-	var ruleAt atomic.Int64
-	u.ct.AfterDelete = func(f Flow) {
-		time.AfterFunc(120*time.Millisecond, func() { // the next packet, later than the first recheck
-			if ruleAt.Load() != 0 {
-				u.ct.Add(natedTo(f.OrigSrc, f.OrigDst, pod1))
-			} else {
-				u.ct.Add(unNATed(f.OrigSrc, f.OrigDst))
-			}
-		})
-	}
+	var kp kubeProxyModel
+	u.nextPackets(&kp, func() time.Duration { return 120 * time.Millisecond }) // later than the first recheck
 	u.ct.Add(unNATed(exporter, lbFlows))
 	u.start()
-	if _, err := u.kube.DiscoveryV1().EndpointSlices("telemetry").Create(context.Background(), slice("flows", 16343, "198.51.100.7"), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	u.endpointComesBack()
 	time.Sleep(700 * time.Millisecond)
-	ruleAt.Store(time.Now().UnixNano())
-	waitFor(t, "the entry NATed to the pod", func() bool {
-		f := u.ct.Flows()
-		return len(f) == 1 && f[0].ReplySrc == pod1
-	})
+	kp.Rule()
+	u.waitNATedToPod()
 }
 
 // Late in a long streak (kube-proxy slower than recheckSteady), a look that
@@ -532,28 +507,52 @@ func TestRechecksOutlastASlowKubeProxy(t *testing.T) {
 	u := newUnit(t, udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0))
 	u.agent.Recheck, u.agent.RecheckMax = 50*time.Millisecond, 100*time.Millisecond
 	start := time.Now()
-	var ruleAt atomic.Int64
-	u.ct.AfterDelete = func(f Flow) {
-		delay := 10 * time.Millisecond
+	var kp kubeProxyModel
+	u.nextPackets(&kp, func() time.Duration {
 		if time.Since(start) > recheckSteady {
-			delay = 300 * time.Millisecond // the next packet comes after the next look
+			return 300 * time.Millisecond // the next packet comes after the next look
 		}
-		time.AfterFunc(delay, func() {
-			if ruleAt.Load() != 0 {
+		return 10 * time.Millisecond
+	})
+	u.ct.Add(unNATed(exporter, lbFlows))
+	u.start()
+	u.endpointComesBack()
+	time.Sleep(recheckSteady + 1500*time.Millisecond)
+	kp.Rule()
+	u.waitNATedToPod()
+}
+
+// kubeProxyModel makes the fake table behave as a node's under a constant
+// flow: each deleted entry comes back with the flow's next packet, after
+// delay(), NATed to the pod once kube-proxy's rule exists (Rule), never
+// NATed before.
+type kubeProxyModel struct{ ruleAt atomic.Int64 }
+
+func (k *kubeProxyModel) Rule() { k.ruleAt.Store(time.Now().UnixNano()) }
+
+func (u *unit) nextPackets(k *kubeProxyModel, delay func() time.Duration) {
+	u.ct.AfterDelete = func(f Flow) {
+		time.AfterFunc(delay(), func() {
+			if k.ruleAt.Load() != 0 {
 				u.ct.Add(natedTo(f.OrigSrc, f.OrigDst, pod1))
 			} else {
 				u.ct.Add(unNATed(f.OrigSrc, f.OrigDst))
 			}
 		})
 	}
-	u.ct.Add(unNATed(exporter, lbFlows))
-	u.start()
+}
+
+// endpointComesBack creates the flows Service's EndpointSlice (0 -> 1).
+func (u *unit) endpointComesBack() {
+	u.t.Helper()
 	if _, err := u.kube.DiscoveryV1().EndpointSlices("telemetry").Create(context.Background(), slice("flows", 16343, "198.51.100.7"), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+		u.t.Fatal(err)
 	}
-	time.Sleep(recheckSteady + 1500*time.Millisecond)
-	ruleAt.Store(time.Now().UnixNano())
-	waitFor(t, "the entry NATed to the pod", func() bool {
+}
+
+func (u *unit) waitNATedToPod() {
+	u.t.Helper()
+	waitFor(u.t, "the entry NATed to the pod", func() bool {
 		f := u.ct.Flows()
 		return len(f) == 1 && f[0].ReplySrc == pod1
 	})
