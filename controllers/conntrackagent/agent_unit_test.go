@@ -532,13 +532,18 @@ func (k *kubeProxyModel) Rule() { k.ruleAt.Store(time.Now().UnixNano()) }
 
 func (u *unit) nextPackets(k *kubeProxyModel, delay func() time.Duration) {
 	u.ct.AfterDelete = func(f Flow) {
-		time.AfterFunc(delay(), func() {
+		packet := func() {
 			if k.ruleAt.Load() != 0 {
 				u.ct.Add(natedTo(f.OrigSrc, f.OrigDst, pod1))
 			} else {
 				u.ct.Add(unNATed(f.OrigSrc, f.OrigDst))
 			}
-		})
+		}
+		if d := delay(); d > 0 {
+			time.AfterFunc(d, packet)
+			return
+		}
+		packet() // at once: the entry is never seen missing
 	}
 }
 
