@@ -240,25 +240,22 @@ func (a *Agent) loop(ctx context.Context, tick <-chan time.Time) error {
 	reason := "start"
 	a.detectDataplane(ctx)
 	var (
-		recheck      *time.Timer
-		recheckC     <-chan time.Time
-		recheckDelay time.Duration
-		streak       time.Time // when the current run of deleting rechecks began
+		recheck  *time.Timer
+		recheckC <-chan time.Time
+		pending  rechecks
+		scope    []types.NamespacedName // nil: every entry
 	)
 	defer func() {
 		if recheck != nil {
 			recheck.Stop()
 		}
 	}()
-	var (
-		scope     []types.NamespacedName // nil: every entry
-		rechecked []Flow                 // what the pass before a recheck deleted
-	)
 	for {
 		var res PassResult
 		var err error
-		if reason == "recheck" {
-			res, err = a.RecheckPass(ctx, rechecked)
+		isRecheck := reason == "recheck"
+		if isRecheck {
+			res, err = a.RecheckPass(ctx, pending.list())
 		} else {
 			res, err = a.PassScoped(ctx, reason, scope)
 		}
@@ -266,27 +263,23 @@ func (a *Agent) loop(ctx context.Context, tick <-chan time.Time) error {
 			a.Log.Error(err, "pass failed", "trigger", reason)
 		}
 		// Rechecks follow a pass whose deletions the kernel confirmed, over
-		// the entries it deleted; they go on, backing off, while they keep
-		// finding them stale again, and for recheckPatience while an entry is
-		// not back yet (its flow's next packet may still be on its way: on a
-		// loaded node a look can come before it, even late in the streak).
-		// They end once every entry came back NATed, or stayed away.
-		waiting := reason == "recheck" && len(res.Missing) > 0 && time.Since(streak) < recheckPatience
-		if a.Recheck > 0 && (res.Deleted > 0 || waiting) {
-			switch {
-			case reason != "recheck":
-				recheckDelay, streak = a.Recheck, time.Now()
-			case time.Since(streak) > recheckSteady:
-				recheckDelay = min(2*recheckDelay, max(a.RecheckMax, a.Recheck))
-			}
-			rechecked = append(res.DeletedFlows, res.Missing...)
+		// the entries every pass deleted; they go on, backing off, while they
+		// keep finding them stale again, and for recheckPatience while an
+		// entry is not back yet (its flow's next packet may still be on its
+		// way: on a loaded node a look can come before it).
+		delay, ok := pending.after(res, isRecheck, time.Now(), a.Recheck, a.RecheckMax)
+		switch {
+		case !ok:
 			if recheck != nil {
 				recheck.Stop()
 			}
-			recheck = time.NewTimer(recheckDelay)
-			recheckC = recheck.C
-		} else if reason == "recheck" {
 			recheckC = nil
+		case isRecheck || len(res.DeletedFlows) > 0:
+			if recheck != nil {
+				recheck.Stop()
+			}
+			recheck = time.NewTimer(delay)
+			recheckC = recheck.C
 		}
 		if stop, err := a.wait(ctx, tick, recheckC, &reason); stop {
 			return err
@@ -377,8 +370,9 @@ type PassResult struct {
 	Duration   time.Duration
 	PerService map[types.NamespacedName]ServiceResult
 	// DeletedFlows are the entries the kernel deleted, for the rechecks;
-	// Missing, in a recheck, those not back yet.
-	DeletedFlows, Missing []Flow
+	// in a recheck, Missing are those not back yet, Settled those back and
+	// not stale.
+	DeletedFlows, Missing, Settled []Flow
 }
 
 // ServiceResult is one Service's share of a pass.
@@ -413,12 +407,15 @@ func (a *Agent) PassScoped(ctx context.Context, trigger string, services []types
 // deletes those that are stale again: kube-proxy had not written its rule
 // yet. It reads k entries, not the table, so it can run often.
 func (a *Agent) RecheckPass(ctx context.Context, deleted []Flow) (PassResult, error) {
-	var missing []Flow
-	res, err := a.pass(ctx, "recheck", func(_ *Table, fn func(Flow)) (ScanStats, error) {
+	var missing, settled []Flow
+	res, err := a.pass(ctx, "recheck", func(table *Table, fn func(Flow)) (ScanStats, error) {
 		cur, err := a.Conntrack.Lookup(ctx, deleted)
 		back := map[tupleKey]bool{}
 		for _, f := range cur {
 			back[keyOf(f)] = true
+			if stale, _ := table.Stale(f); !stale {
+				settled = append(settled, f)
+			}
 			fn(f)
 		}
 		for _, f := range deleted {
@@ -428,7 +425,7 @@ func (a *Agent) RecheckPass(ctx context.Context, deleted []Flow) (PassResult, er
 		}
 		return ScanStats{Scanned: len(cur), Filter: true}, err
 	})
-	res.Missing = missing
+	res.Missing, res.Settled = missing, settled
 	return res, err
 }
 

@@ -562,3 +562,33 @@ func (u *unit) waitNATedToPod() {
 		return len(f) == 1 && f[0].ReplySrc == pod1
 	})
 }
+
+// Two Services change one after the other while kube-proxy is late for
+// both (a Service's LB IP, then another's external IP, as in the real
+// kube-proxy test's group): the pass for the second must not end the
+// rechecks of the first. They used to: the second pass's deletions replaced
+// the set being rechecked, and the first flow stayed pinned to a never-NATed
+// entry until the periodic pass (TestAgentWithRealKubeProxy's late-LB-IP row,
+// blackholed under load).
+func TestRechecksOfOneServiceOutliveAnothersPass(t *testing.T) {
+	other := ap("203.0.113.11:6344") // another port: the second pass does not read the first flow
+	u := newUnit(t, udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0),
+		udpService("other", []string{"10.96.0.11"}, "203.0.113.11", 6344, 0))
+	u.agent.Recheck, u.agent.RecheckMax = 50*time.Millisecond, 200*time.Millisecond
+	var kp kubeProxyModel
+	u.nextPackets(&kp, func() time.Duration { return 0 })
+	u.ct.Add(unNATed(exporter, lbFlows))
+	u.ct.Add(unNATed(ap("192.0.2.51:40000"), other))
+	u.start()
+	u.endpointComesBack()
+	time.Sleep(300 * time.Millisecond)
+	if _, err := u.kube.DiscoveryV1().EndpointSlices("telemetry").Create(context.Background(), slice("other", 16344, "198.51.100.7"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	kp.Rule()
+	waitFor(t, "both entries NATed to the pod", func() bool {
+		f := u.ct.Flows()
+		return len(f) == 2 && f[0].ReplySrc == pod1 && f[1].ReplySrc == pod1
+	})
+}

@@ -428,14 +428,6 @@ func TestAgentWithRealKubeProxy(t *testing.T) {
 	// every case of this list.
 	for row, o := range results {
 		if !o[true].recovered {
-			if strings.HasSuffix(row, "|LB IP assigned after the endpoints") {
-				// KNOWN DEFECT, open in issue 12: under load (make test with other
-				// packages beside it) the agent sometimes leaves this flow pinned;
-				// seen in 2 of 7 full runs, never alone. Logged loudly, not failed,
-				// until it is found; the docs table keeps the measured outcome.
-				t.Logf("KNOWN DEFECT (issue 12): %s: not recovered with the agent", row)
-				continue
-			}
 			t.Errorf("%s: not recovered with the agent", row)
 		}
 	}
@@ -604,7 +596,7 @@ func checkDocsTable(t *testing.T, results map[string]map[bool]kpOutcome) {
 	for _, row := range rows {
 		d, ok := documented[row]
 		got := [2]string{strings.Fields(results[row][false].String())[0], strings.Fields(results[row][true].String())[0]}
-		if !ok || d != got && !(strings.HasSuffix(row, "|LB IP assigned after the endpoints") && !results[row][true].recovered) {
+		if !ok || d != got {
 			t.Errorf("%s: measured %v, %s says %v: the docs must say what happens "+
 				"(UPDATE_DOCS=1 go test -run TestAgentWithRealKubeProxy ./controllers/conntrackagent/ rewrites the table)", row, got, docsPath, d)
 		}
