@@ -71,6 +71,12 @@ type Agent struct {
 	// Period; the agent reports it (metric, Event on the Node) and runs no
 	// pass where it cannot help (IPVS).
 	Dataplane func(context.Context) Dataplane
+	// StateFile, when set, is where the agent keeps what it must not forget
+	// across restarts (state.go): tombstones, the addresses of live UDP
+	// Services (those gone at start become tombstones) and the source sets
+	// it saw enforced (sources removed while it was down are revoked). On a
+	// node: a hostPath. Empty: a restart forgets them.
+	StateFile string
 	Recorder  events.EventRecorder
 	Metrics   *Metrics
 	Log       logr.Logger
@@ -92,6 +98,11 @@ type Agent struct {
 	pendingAll bool
 	enforced   map[types.NamespacedName]cidrset.Set // the source set last acknowledged, per Service
 	revokes    chan revokeRequest
+	// From the state file, until the first list replaces them.
+	savedServices map[types.NamespacedName]serviceAddrs
+	savedEnforced map[types.NamespacedName]cidrset.Set
+	saveC         chan struct{}
+	saverDone     chan struct{}
 }
 
 // revokeRequest asks for a revocation pass for a Service.
@@ -134,6 +145,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.start(ctx); err != nil {
 		return err
 	}
+	if a.StateFile != "" {
+		defer func() { <-a.saverDone }() // the last write is over when Run returns
+	}
 	if a.APICheck > 0 {
 		go a.watchAPI(ctx)
 	}
@@ -143,8 +157,26 @@ func (a *Agent) Run(ctx context.Context) error {
 // start starts the informers and waits for their caches.
 func (a *Agent) start(ctx context.Context) error {
 	a.init()
+	a.loadState()
 	if err := a.startInformers(ctx); err != nil {
 		return err
+	}
+	services, _ := a.listers()
+	svcs, err := services.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	live := map[types.NamespacedName]bool{}
+	for _, svc := range svcs {
+		live[types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}] = true
+	}
+	a.goneWhileDown(live)
+	if a.StateFile != "" {
+		go func() {
+			defer close(a.saverDone)
+			a.saver(ctx.Done())
+		}()
+		a.stateChanged() // the first list's Services
 	}
 	a.mu.Lock()
 	a.synced = true
@@ -168,12 +200,14 @@ func (a *Agent) startInformers(ctx context.Context) error {
 		AddFunc: func(o any, initial bool) {
 			a.sourcesAcknowledged(o)
 			if hasUDP(o) && !initial {
+				a.stateChanged()
 				a.kick("service added", serviceKey(o))
 			}
 		},
 		UpdateFunc: func(old, cur any) {
 			a.sourcesAcknowledged(cur)
 			if serviceAddressesChanged(old, cur) {
+				a.stateChanged()
 				a.kick("service addresses changed", serviceKey(cur))
 			}
 		},
@@ -232,6 +266,8 @@ func (a *Agent) init() {
 	a.pending = map[types.NamespacedName]bool{}
 	a.enforced = map[types.NamespacedName]cidrset.Set{}
 	a.tombs = map[types.NamespacedName]Tombstone{}
+	a.saveC = make(chan struct{}, 1)
+	a.saverDone = make(chan struct{})
 	a.lastEvent = map[types.NamespacedName]time.Time{}
 }
 
@@ -545,28 +581,12 @@ func (a *Agent) serviceDeleted(o any) {
 	if !ok || !hasUDP(svc) {
 		return
 	}
-	now := time.Now()
-	t := Tombstone{Service: types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name},
-		From: now.Add(a.DeletedServiceGrace), Expires: now.Add(a.DeletedServiceGrace + a.TombstoneTTL)}
-	for _, sp := range svc.Spec.Ports {
-		if sp.Protocol != corev1.ProtocolUDP {
-			continue
-		}
-		for _, ip := range ServiceIPs(svc) {
-			t.Addrs = append(t.Addrs, netip.AddrPortFrom(ip, uint16(sp.Port)))
-		}
-		if sp.NodePort != 0 {
-			t.Nodes = append(t.Nodes, uint16(sp.NodePort))
-		}
-	}
+	t := a.tombstone(types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}, udpAddrs(svc), time.Now())
 	a.mu.Lock()
 	a.tombs[t.Service] = t
 	a.mu.Unlock()
-	if a.DeletedServiceGrace > 0 {
-		time.AfterFunc(a.DeletedServiceGrace, func() { a.kick("service deleted", t.Service) })
-		return
-	}
-	a.kick("service deleted", t.Service)
+	a.stateChanged()
+	a.passAtGraceEnd(t, time.Now())
 }
 
 // Detected is the dataplane found last (zero before the first detection or

@@ -68,12 +68,18 @@ func newUnit(t *testing.T, objs ...any) *unit {
 		}
 	}
 	u := &unit{t: t, kube: kube, ct: &Fake{}, reg: prometheus.NewRegistry(), rec: events.NewFakeRecorder(100)}
-	u.agent = &Agent{
-		Client: kube, Conntrack: u.ct, NodeName: "node-1", Period: time.Hour, Debounce: 10 * time.Millisecond,
-		TombstoneTTL: time.Minute, LocalAddrs: func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("192.0.2.1")}, nil },
-		Recorder: u.rec, Metrics: NewMetrics(u.reg), Log: testr.New(t),
-	}
+	u.agent = u.fresh(NewMetrics(u.reg))
 	return u
+}
+
+// fresh is an agent over the unit's clientset and table (a restart: the
+// state in memory is gone; metrics, to another registry, start at zero).
+func (u *unit) fresh(m *Metrics) *Agent {
+	return &Agent{
+		Client: u.kube, Conntrack: u.ct, NodeName: "node-1", Period: time.Hour, Debounce: 10 * time.Millisecond,
+		TombstoneTTL: time.Minute, LocalAddrs: func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("192.0.2.1")}, nil },
+		Recorder: u.rec, Metrics: m, Log: testr.New(u.t),
+	}
 }
 
 func (u *unit) start() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -100,8 +101,17 @@ func (a *Agent) sourcesAcknowledged(o any) {
 	key := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
 	a.mu.Lock()
 	prev, known := a.enforced[key]
+	if !known {
+		// The set enforced before the agent's restart, if it saved one:
+		// sources removed while it was down are revoked now.
+		prev, known = a.savedEnforced[key]
+		delete(a.savedEnforced, key)
+	}
 	a.enforced[key] = cur
 	a.mu.Unlock()
+	if !known || !slices.Equal(prev.Strings(), cur.Strings()) {
+		a.stateChanged()
+	}
 	if !known {
 		return
 	}
@@ -128,7 +138,9 @@ func (a *Agent) forgetSources(o any) {
 	if svc, ok := o.(*corev1.Service); ok {
 		a.mu.Lock()
 		delete(a.enforced, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name})
+		delete(a.savedEnforced, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name})
 		a.mu.Unlock()
+		a.stateChanged()
 	}
 }
 
