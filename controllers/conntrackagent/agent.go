@@ -71,6 +71,12 @@ type Agent struct {
 	// Period; the agent reports it (metric, Event on the Node) and runs no
 	// pass where it cannot help (IPVS).
 	Dataplane func(context.Context) Dataplane
+	// IndexMax, when the Conntrack is also a Watcher, is the most entries
+	// of the index kept from conntrack events (index.go): a triggered pass
+	// then reads its Service's entries from memory, not a kernel dump.
+	// Past it (memory: about 80 bytes an entry) passes read the kernel.
+	// Zero: no index.
+	IndexMax int
 	// StateFile, when set, is where the agent keeps what it must not forget
 	// across restarts (state.go): tombstones, the addresses of live UDP
 	// Services (those gone at start become tombstones) and the source sets
@@ -103,6 +109,7 @@ type Agent struct {
 	savedEnforced map[types.NamespacedName]cidrset.Set
 	saveC         chan struct{}
 	saverDone     chan struct{}
+	index         *Index // nil: none
 }
 
 // revokeRequest asks for a revocation pass for a Service.
@@ -147,6 +154,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if a.StateFile != "" {
 		defer func() { <-a.saverDone }() // the last write is over when Run returns
+	}
+	if w, ok := a.Conntrack.(Watcher); ok && a.IndexMax > 0 {
+		a.index = NewIndex(a.IndexMax)
+		a.watch(ctx, w) // before the start pass, which builds the index
 	}
 	if a.APICheck > 0 {
 		go a.watchAPI(ctx)
@@ -427,12 +438,27 @@ func (a *Agent) Pass(ctx context.Context, trigger string) (PassResult, error) {
 // for one Service does not read the whole table.
 func (a *Agent) PassScoped(ctx context.Context, trigger string, services []types.NamespacedName) (PassResult, error) {
 	return a.pass(ctx, trigger, func(table *Table, fn func(Flow)) (ScanStats, error) {
-		filters := []Filter{{Proto: protoUDP}}
-		if services != nil {
-			filters = table.Filters(services)
+		if services == nil { // every UDP entry: the index is rebuilt from them
+			filters := []Filter{{Proto: protoUDP}}
+			if a.index == nil {
+				return a.Conntrack.ScanFiltered(ctx, filters, fn)
+			}
+			a.index.BeginFull()
+			stats, err := a.Conntrack.ScanFiltered(ctx, filters, func(f Flow) {
+				a.index.Put(f)
+				fn(f)
+			})
+			a.index.EndFull(err == nil)
+			return stats, err
 		}
+		filters := table.Filters(services)
 		if len(filters) == 0 {
 			return ScanStats{}, nil
+		}
+		if a.index != nil {
+			if n, ok := a.index.Select(filters, fn); ok {
+				return ScanStats{Scanned: n, Filter: true, Source: "index"}, nil
+			}
 		}
 		return a.Conntrack.ScanFiltered(ctx, filters, fn)
 	})
@@ -459,7 +485,7 @@ func (a *Agent) RecheckPass(ctx context.Context, deleted []Flow) (PassResult, er
 				missing = append(missing, f)
 			}
 		}
-		return ScanStats{Scanned: len(cur), Filter: true}, err
+		return ScanStats{Scanned: len(cur), Filter: true, Source: "lookup"}, err
 	})
 	res.Missing, res.Settled = missing, settled
 	return res, err
@@ -518,6 +544,9 @@ func (a *Agent) pass(ctx context.Context, trigger string, read func(*Table, func
 			if o == Deleted {
 				res.DeletedFlows = append(res.DeletedFlows, stale[i])
 			}
+			if a.index != nil && (o == Deleted || o == Vanished) {
+				a.index.Remove(stale[i]) // its destroy event says it too, unless it vanished unseen
+			}
 		}
 		if missing := len(stale) - len(outcomes); missing > 0 { // a Conntrack that returned fewer
 			res.Failed += missing
@@ -529,15 +558,25 @@ func (a *Agent) pass(ctx context.Context, trigger string, read func(*Table, func
 	}
 	res.Duration = time.Since(start)
 	a.Metrics.pass(trigger, res, a.DryRun)
+	source := stats.Source
+	if source == "" {
+		source = "kernel"
+	}
+	a.Metrics.passSource.WithLabelValues(source).Inc()
+	if a.index != nil {
+		n, complete := a.index.Len()
+		a.Metrics.indexEntries.Set(float64(n))
+		a.Metrics.indexComplete.Set(map[bool]float64{true: 1}[complete])
+	}
 	a.mu.Lock()
 	a.lastPass = time.Now()
 	a.mu.Unlock()
 	if res.Stale > 0 {
-		a.Log.Info("pass", "trigger", trigger, "scanned", res.Scanned, "stale", res.Stale, "deleted", res.Deleted,
+		a.Log.Info("pass", "trigger", trigger, "read", source, "scanned", res.Scanned, "stale", res.Stale, "deleted", res.Deleted,
 			"vanished", res.Vanished, "failed", res.Failed, "dryRun", a.DryRun, "duration", res.Duration)
 		a.report(res)
 	} else {
-		a.Log.V(1).Info("pass", "trigger", trigger, "scanned", res.Scanned, "duration", res.Duration)
+		a.Log.V(1).Info("pass", "trigger", trigger, "read", source, "scanned", res.Scanned, "duration", res.Duration)
 	}
 	return res, nil
 }
@@ -742,4 +781,53 @@ func InterfaceAddrs() ([]netip.Addr, error) {
 		}
 	}
 	return out, nil
+}
+
+// watch keeps the index current from conntrack events until ctx ends. A
+// watch that fails leaves the index incomplete (passes read the kernel) and
+// is tried again every 5 s; the next full pass after it is back rebuilds
+// the index. Lost events do the same without a new watch.
+func (a *Agent) watch(ctx context.Context, w Watcher) {
+	start := func() (<-chan error, error) {
+		return w.Watch(ctx, func(f Flow, destroyed bool) {
+			if destroyed {
+				a.index.Remove(f)
+			} else {
+				a.index.Put(f)
+			}
+		}, func() {
+			a.index.Lost()
+			a.Metrics.eventsLost.Inc()
+			a.Log.Info("conntrack events lost (socket buffer full): triggered passes read the kernel until the next full pass rebuilds the index")
+		})
+	}
+	errc, err := start()
+	if err != nil {
+		a.Log.Error(err, "watching conntrack events: triggered passes read the kernel")
+	} else {
+		a.index.Watching(true)
+	}
+	go func() {
+		for {
+			if errc != nil {
+				err := <-errc
+				a.index.Watching(false)
+				if ctx.Err() != nil {
+					return
+				}
+				a.Log.Error(err, "conntrack event watch ended: triggered passes read the kernel")
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+			if errc, err = start(); err != nil {
+				errc = nil
+				a.Log.Error(err, "watching conntrack events again")
+				continue
+			}
+			a.index.Watching(true)
+		}
+	}()
 }

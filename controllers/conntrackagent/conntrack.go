@@ -65,3 +65,16 @@ type tupleKey struct {
 }
 
 func keyOf(f Flow) tupleKey { return tupleKey{f.Proto, f.OrigSrc, f.OrigDst} }
+
+// Watcher is a Conntrack that also reports UDP entries as the kernel
+// creates (confirms) and destroys them: ctnetlink's event groups. The agent
+// keeps an index from them, so a pass triggered by one Service reads that
+// Service's entries from memory instead of making the kernel walk its whole
+// table (index.go).
+type Watcher interface {
+	// Watch subscribes, then returns: every event after it returns reaches
+	// fn, in the kernel's order. lost is called when the kernel dropped
+	// events (the socket's buffer overflowed): what fn saw is incomplete.
+	// The channel gets the error that ended the watch (nil when ctx ended).
+	Watch(ctx context.Context, fn func(f Flow, destroyed bool), lost func()) (<-chan error, error)
+}

@@ -26,6 +26,13 @@ type Fake struct {
 	// Scans and DeleteCalls count the calls; Filters are each scan's.
 	Scans, Lookups, DeleteCalls int
 	Filters                     [][]Filter
+
+	watchers []fakeWatch
+}
+
+type fakeWatch struct {
+	fn   func(Flow, bool)
+	lost func()
 }
 
 // ErrFakeRefused is the error of a Delete in which Refuse refused some.
@@ -41,6 +48,53 @@ func (c *Fake) Add(flows ...Flow) {
 	for _, f := range flows {
 		c.entries[keyOf(f)] = f
 	}
+	c.notify(flows, false)
+}
+
+// notify sends events to the watchers (with the lock held: in the
+// kernel's order).
+func (c *Fake) notify(flows []Flow, destroyed bool) {
+	for _, w := range c.watchers {
+		for _, f := range flows {
+			if f.Proto == protoUDP {
+				w.fn(f, destroyed)
+			}
+		}
+	}
+}
+
+// Watch implements Watcher.
+func (c *Fake) Watch(ctx context.Context, fn func(Flow, bool), lost func()) (<-chan error, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.watchers = append(c.watchers, fakeWatch{fn, lost})
+	i := len(c.watchers) - 1
+	errc := make(chan error, 1)
+	go func() {
+		<-ctx.Done()
+		c.mu.Lock()
+		c.watchers[i] = fakeWatch{fn: func(Flow, bool) {}, lost: func() {}}
+		c.mu.Unlock()
+		errc <- nil
+	}()
+	return errc, nil
+}
+
+// LoseEvents tells the watchers that events were dropped, as the kernel
+// does when a socket's buffer overflows.
+func (c *Fake) LoseEvents() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.watchers {
+		w.lost()
+	}
+}
+
+// Expire removes an entry without an event (as if the event were lost).
+func (c *Fake) Expire(f Flow) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, keyOf(f))
 }
 
 // Flows lists the entries, sorted by original source.
@@ -116,6 +170,7 @@ func (c *Fake) Delete(ctx context.Context, flows []Flow) ([]Outcome, error) {
 			deleted = append(deleted, f)
 		}
 	}
+	c.notify(deleted, true)
 	after := c.AfterDelete
 	c.mu.Unlock()
 	if after != nil {

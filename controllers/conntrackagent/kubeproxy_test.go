@@ -44,6 +44,9 @@ type kpScenario struct {
 	// refused); change is the event after which the flow must reach the pod.
 	before func(s *kpRun) error
 	change func(s *kpRun) error
+	// delivering: the flow reaches the pod before the change; the outcome
+	// is how many packets the change cost it, and whether it still arrives.
+	delivering bool
 }
 
 // kpFamily is the lab's addresses of one IP family.
@@ -161,10 +164,12 @@ func (r *kpRun) stop() {
 	}
 }
 
-// The groups: Service changes only; endpoint changes; kube-proxy down.
+// The groups: Service changes only; endpoint changes; a Service deleted
+// and re-created; kube-proxy down.
 const (
 	groupService = iota
 	groupEndpoints
+	groupRecreate
 	groupProxyDown
 	groups
 )
@@ -233,6 +238,21 @@ var kpScenarios = []kpScenario{
 		change: func(r *kpRun) error { return r.endpoints(r.fam.pod) },
 	},
 	{
+		// kubectl replace --force, a chart re-installed: the Service and its
+		// EndpointSlice deleted (the slice by the garbage collector), the
+		// same Service created again a second later, its pod untouched.
+		name: "Service deleted and re-created, pod kept", group: groupRecreate, delivering: true,
+		before: func(r *kpRun) error {
+			return errors.Join(r.createService(true), r.endpoints(r.fam.pod), r.flow(r.fam.lb))
+		},
+		change: func(r *kpRun) error {
+			err := errors.Join(r.kube.CoreV1().Services(r.ns).Delete(r.ctx, r.name, metav1.DeleteOptions{}),
+				r.kube.DiscoveryV1().EndpointSlices(r.ns).Delete(r.ctx, r.name+"-1", metav1.DeleteOptions{}))
+			time.Sleep(time.Second)
+			return errors.Join(err, r.createService(true), r.endpoints(r.fam.pod))
+		},
+	},
+	{
 		name: "Service created while kube-proxy is down (node boot)", group: groupProxyDown,
 		before: func(r *kpRun) error {
 			return errors.Join(r.createService(true), r.endpoints(r.fam.pod), r.flow(r.fam.lb))
@@ -243,8 +263,12 @@ var kpScenarios = []kpScenario{
 
 // kpOutcome is a scenario's result in one phase.
 type kpOutcome struct {
-	recovered bool
+	recovered bool // the flow reaches the pod at the end of the window
 	after     time.Duration
+	// For a delivering scenario: packets sent from the change to the end of
+	// the window that did not arrive.
+	delivering bool
+	lost       int64
 }
 
 func TestAgentWithRealKubeProxy(t *testing.T) {
@@ -355,13 +379,17 @@ func TestAgentWithRealKubeProxy(t *testing.T) {
 						}
 						time.Sleep(1500 * time.Millisecond) // the flows settle: pinned, or refused
 						for i, sc := range scs {
-							if n := runs[i].receiver.Packets(); n != 0 {
+							if sc.delivering {
+								steady(t, runs[i].receiver)
+							} else if n := runs[i].receiver.Packets(); n != 0 {
 								t.Fatalf("%s %s: %d packets reached the pod before the change: the scenario does not set up the failure", sc.name, runs[i].fam.name, n)
 							}
 						}
 						changed := make([]time.Time, len(runs))
+						sent0, received0 := make([]int64, len(runs)), make([]int64, len(runs))
 						for i, sc := range scs {
 							changed[i] = time.Now()
+							sent0[i], received0[i] = runs[i].sender.Sent(), runs[i].receiver.Packets()
 							if sc.change == nil {
 								continue
 							}
@@ -379,17 +407,30 @@ func TestAgentWithRealKubeProxy(t *testing.T) {
 						// change (its own sync takes from 0.1 s to seconds on a loaded
 						// machine): then the flow recovers within it, or never.
 						for _, r := range runs {
-							if group == groupService {
+							if group == groupService || group == groupRecreate {
 								waitAddressProgrammed(t, kp, r)
 							} else {
 								waitEndpointsProgrammed(t, kp, []*kpRun{r})
 							}
 						}
-						time.Sleep(3 * time.Second)
+						time.Sleep(2 * time.Second)
+						lastSecond := make([]int64, len(runs))
+						for i := range runs {
+							lastSecond[i] = runs[i].receiver.Packets()
+						}
+						time.Sleep(time.Second)
 						for i, sc := range scs {
 							n := runs[i].receiver.Packets()
-							o := kpOutcome{recovered: n > 0}
-							if o.recovered {
+							o := kpOutcome{recovered: n > 0, delivering: sc.delivering}
+							switch {
+							case sc.delivering:
+								o.recovered = n > lastSecond[i]
+								sent := runs[i].sender.Sent()
+								runs[i].sender.Stop()
+								time.Sleep(200 * time.Millisecond) // in flight
+								o.lost = (sent - sent0[i]) - (runs[i].receiver.Packets() - received0[i])
+								n = runs[i].receiver.Packets() - received0[i]
+							case o.recovered:
 								o.after = runs[i].receiver.First().Sub(changed[i]).Round(10 * time.Millisecond)
 							}
 							row := fmt.Sprintf("%s|%s|%s|%s", version, mode, runs[i].fam.name, sc.name)
@@ -399,7 +440,7 @@ func TestAgentWithRealKubeProxy(t *testing.T) {
 							}
 							results[row][withAgent] = o
 							mu.Unlock()
-							t.Logf("%s %-40s agent=%-5v recovered=%v (%d packets) first after %v", runs[i].fam.name, sc.name, withAgent, o.recovered, n, o.after)
+							t.Logf("%s %-40s agent=%-5v %v (%d packets)", runs[i].fam.name, sc.name, withAgent, o, n)
 							runs[i].stop()
 						}
 					}
@@ -510,7 +551,8 @@ func startAgentIn(t *testing.T, kube kubernetes.Interface, lab *netlab.Lab) (*co
 	a := &conntrackagent.Agent{
 		Client: kube, Conntrack: ct, NodeName: "kp", Period: time.Hour, Debounce: 50 * time.Millisecond,
 		TombstoneTTL: time.Minute, Recheck: 200 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
-		Metrics: conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: testr.New(t),
+		IndexMax: 100_000, // triggered passes read the index kept from the kernel's events
+		Metrics:  conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: testr.New(t),
 		// kube-proxy's metrics address in the node's namespace, as the agent
 		// on the host network reaches it.
 		Dataplane: conntrackagent.DataplaneProbe{URL: "http://127.0.0.1:10249",
@@ -547,8 +589,13 @@ const (
 )
 
 func (o kpOutcome) String() string {
-	if !o.recovered {
+	switch {
+	case !o.recovered:
 		return "blackholed"
+	case o.delivering && o.lost == 0:
+		return "kept (0 packets lost)"
+	case o.delivering:
+		return fmt.Sprintf("cut (%d packets lost, %.1f s)", o.lost, (time.Duration(o.lost) * 20 * time.Millisecond).Seconds())
 	}
 	return fmt.Sprintf("recovered (%.1f s)", o.after.Seconds())
 }

@@ -19,6 +19,11 @@ type Metrics struct {
 	errors    prometheus.Counter
 	dataplane *prometheus.GaugeVec
 	revoked   *prometheus.CounterVec
+	// The index of UDP entries (index.go).
+	indexEntries  prometheus.Gauge
+	indexComplete prometheus.Gauge
+	eventsLost    prometheus.Counter
+	passSource    *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics.
@@ -49,6 +54,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.revoked = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_conntrack_connections_revoked_total",
 		Help: "Connections (TCP and UDP entries) the kernel deleted because their source was removed from the Service's allowed set."},
 		[]string{"namespace", "service"})
+	m.indexEntries = prometheus.NewGauge(prometheus.GaugeOpts{Name: "telemetry_conntrack_index_entries",
+		Help: "UDP conntrack entries in the agent's index (kept from conntrack events), after the last pass."})
+	m.indexComplete = prometheus.NewGauge(prometheus.GaugeOpts{Name: "telemetry_conntrack_index_complete",
+		Help: "1 when the index is complete (triggered passes read it instead of the kernel's table), 0 when not (no events, events lost, over --index-max-entries) until a full pass rebuilds it."})
+	m.eventsLost = prometheus.NewCounter(prometheus.CounterOpts{Name: "telemetry_conntrack_events_lost_total",
+		Help: "Times the kernel dropped conntrack events for the agent (its socket buffer overflowed): the index is rebuilt by the next full pass."})
+	m.passSource = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_conntrack_pass_reads_total",
+		Help: "Passes by where they read entries: index (memory), kernel (a dump: the kernel walks its whole table), lookup (rechecks, one GET per entry)."},
+		[]string{"source"})
+	reg.MustRegister(m.indexEntries, m.indexComplete, m.eventsLost, m.passSource)
 	reg.MustRegister(m.revoked, m.deleted, m.found, m.passes, m.duration, m.scanned, m.lastScan, m.vanished, m.failed, m.errors, m.dataplane)
 	return m
 }

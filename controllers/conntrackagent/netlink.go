@@ -103,6 +103,9 @@ func (f Filter) attributes(family netfilter.ProtoFamily) []netfilter.Attribute {
 type ScanStats struct {
 	Scanned int // entries of the protocol read
 	Filter  bool
+	// Source is where the entries came from: "kernel" (a dump), "index"
+	// (the agent's memory), "lookup" (GETs by tuple).
+	Source string
 }
 
 // Scan streams the table's UDP entries through fn, one IP family after the

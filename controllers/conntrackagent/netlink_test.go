@@ -7,7 +7,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
@@ -260,5 +262,71 @@ func TestLookup(t *testing.T) {
 	}
 	if got, err := n.Lookup(context.Background(), flows); err != nil || len(got) != 7 {
 		t.Fatalf("after deleting 3: %d (%v)", len(got), err)
+	}
+}
+
+// The kernel's conntrack events reach Watch: a NEW for each UDP entry
+// created (IPv4 and IPv6, with its reply tuple), a destroy for each
+// deleted, nothing for TCP.
+func TestWatch(t *testing.T) {
+	ns := newNetNS(t, "ctwatch")
+	n := &Netlink{NetNS: ns, RecvBuffer: 1 << 20}
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	created, destroyed := map[Flow]bool{}, map[Flow]bool{}
+	lost := 0
+	errc, err := n.Watch(ctx, func(f Flow, gone bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if gone {
+			destroyed[f] = true
+		} else {
+			created[f] = true
+		}
+	}, func() { mu.Lock(); lost++; mu.Unlock() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	createFlows(t, ns, 17, 5, netip.MustParseAddr("203.0.113.10"))
+	createFlows(t, ns, 17, 5, netip.MustParseAddr("2001:db8:71::10"))
+	createFlows(t, ns, 6, 3, netip.MustParseAddr("203.0.113.11"))
+	var flows []Flow
+	if _, err := n.Scan(ctx, func(f Flow) { flows = append(flows, f) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Delete(ctx, flows[:3]); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		c, d := len(created), len(destroyed)
+		mu.Unlock()
+		if c == 10 && d == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events: %d created (want 10 UDP), %d destroyed (want 3)", c, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	for _, f := range flows {
+		if !created[f] {
+			t.Errorf("no NEW event for %+v (or a different tuple)", f)
+		}
+	}
+	for _, f := range flows[:3] {
+		if !destroyed[f] {
+			t.Errorf("no destroy event for %+v", f)
+		}
+	}
+	if lost != 0 {
+		t.Errorf("lost %d times", lost)
+	}
+	mu.Unlock()
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("watch ended with %v", err)
 	}
 }

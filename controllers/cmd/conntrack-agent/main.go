@@ -50,6 +50,7 @@ func run() error {
 		recvBuf    = flag.Int("netlink-receive-buffer", 8<<20, "Receive buffer of the dump socket, bytes.")
 		metrics    = flag.String("metrics-bind-address", ":9402", "Address of /metrics (0 disables).")
 		secure     = flag.Bool("metrics-secure", true, "Serve metrics over HTTPS to clients that present a token allowed to get /metrics (TokenReview, SubjectAccessReview); false serves plain HTTP, only for an address bound to localhost (the agent runs on the host network).")
+		indexMax   = flag.Int("index-max-entries", 500_000, "Most UDP conntrack entries the agent keeps in memory from conntrack events (about 80 bytes each), so that a pass triggered by one Service reads its entries there instead of having the kernel walk its whole table; with more, triggered passes read the kernel. 0: no index.")
 		stateFile  = flag.String("state-file", "", "File (on a hostPath) where the agent keeps, across its restarts, the tombstones of deleted UDP Services, the addresses of live ones (those deleted while it was down are cleaned at start) and the source sets it saw enforced (sources removed while it was down are revoked at start). Empty: a restart forgets them.")
 		apiCheck   = flag.Duration("api-check", time.Second, "How often the API server is asked whether it is there; while it is not, the agent logs it and reports not ready. 0 disables.")
 		probes     = flag.String("health-probe-bind-address", ":9403", "Address of /healthz and /readyz.")
@@ -81,7 +82,7 @@ func run() error {
 	agent := &conntrackagent.Agent{
 		Client: client, Conntrack: ct, NodeName: *nodeName, DryRun: *dryRun,
 		Period: *period, Debounce: *debounce, TombstoneTTL: *tombstone, DeletedServiceGrace: *grace,
-		Recheck: *recheck, RecheckMax: *recheckMax, APICheck: *apiCheck, StateFile: *stateFile,
+		Recheck: *recheck, RecheckMax: *recheckMax, APICheck: *apiCheck, StateFile: *stateFile, IndexMax: *indexMax,
 		LocalAddrs: ct.LocalAddrs,
 		Recorder:   broadcaster.NewRecorder(kubeapi.Scheme(), "telemetry-conntrack-agent"),
 		Metrics:    conntrackagent.NewMetrics(reg),
