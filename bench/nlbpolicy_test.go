@@ -233,3 +233,24 @@ func counter(b *testing.B, reg *prometheus.Registry, name string) float64 {
 	}
 	return total
 }
+
+// counterWith is counter over the series whose first label has this value.
+func counterWith(b *testing.B, reg *prometheus.Registry, name, value string) float64 {
+	b.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) > 0 && m.GetLabel()[0].GetValue() == value {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
+}
