@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"sync"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
@@ -220,61 +219,6 @@ func dump(ctx context.Context, fd int, family netfilter.ProtoFamily, filter Filt
 			fn(fl)
 		}
 	}
-}
-
-// Delete deletes the entries by their original tuple, in parallel, and says
-// what the kernel did with each (outcomes[i] is flows[i]'s). Entries that
-// vanished in the meantime (timed out, deleted by kube-proxy) are Vanished,
-// not errors; the error joins the first few failures.
-func (n *Netlink) Delete(ctx context.Context, flows []Flow) ([]Outcome, error) {
-	outcomes := make([]Outcome, len(flows))
-	workers := max(1, min(n.Workers, len(flows)/64+1))
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-	)
-	next := make(chan int)
-	for w := 0; w < workers; w++ {
-		c, err := conntrack.Dial(&netlink.Config{NetNS: n.NetNS})
-		if err != nil {
-			close(next)
-			wg.Wait()
-			return outcomes, fmt.Errorf("conntrack dial: %w", err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer c.Close()
-			var werrs []error
-			for i := range next {
-				err := c.Delete(flows[i].deletion())
-				switch {
-				case err == nil:
-					outcomes[i] = Deleted
-				case errors.Is(err, unix.ENOENT):
-					outcomes[i] = Vanished
-				default:
-					outcomes[i] = Failed
-					if len(werrs) < 5 {
-						werrs = append(werrs, fmt.Errorf("%v -> %v: %w", flows[i].OrigSrc, flows[i].OrigDst, err))
-					}
-				}
-			}
-			mu.Lock()
-			errs = append(errs, werrs...)
-			mu.Unlock()
-		}()
-	}
-	for i := range flows {
-		if ctx.Err() != nil {
-			break // the rest stay NotTried
-		}
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	return outcomes, errors.Join(errs...)
 }
 
 // Lookup reads the entries with these original tuples, one GET each.

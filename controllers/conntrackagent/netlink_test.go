@@ -58,7 +58,7 @@ func createFlows(t *testing.T, ns int, proto uint8, n int, dst netip.Addr) {
 func TestScanFiltersUDPInTheKernelAndDeletes(t *testing.T) {
 	ns := newNetNS(t, "ctscan")
 	lb := netip.MustParseAddr("203.0.113.10")
-	createFlows(t, ns, 17, 300, lb)
+	createFlows(t, ns, 17, 1200, lb) // more than a worker's batch (deleteBatch)
 	createFlows(t, ns, 6, 200, lb)
 	n := &Netlink{NetNS: ns, Workers: 3}
 	var flows []Flow
@@ -69,8 +69,8 @@ func TestScanFiltersUDPInTheKernelAndDeletes(t *testing.T) {
 	if !stats.Filter {
 		t.Fatal("the kernel refused CTA_FILTER (Linux >= 5.8 expected here)")
 	}
-	if stats.Scanned != 300 || len(flows) != 300 {
-		t.Fatalf("scanned %d UDP entries, want 300 of 500", stats.Scanned)
+	if stats.Scanned != 1200 || len(flows) != 1200 {
+		t.Fatalf("scanned %d UDP entries, want 1200 of 1400", stats.Scanned)
 	}
 	for _, f := range flows {
 		if f.Proto != 17 || f.OrigDst != netip.AddrPortFrom(lb, 6343) || f.ReplySrc.Addr() != lb {
@@ -78,12 +78,12 @@ func TestScanFiltersUDPInTheKernelAndDeletes(t *testing.T) {
 		}
 	}
 	// Delete half, then all again: the first half is gone (vanished), not an error.
-	out, err := n.Delete(context.Background(), flows[:150])
-	if ds := Tally(out); err != nil || ds.Deleted != 150 {
+	out, err := n.Delete(context.Background(), flows[:600])
+	if ds := Tally(out); err != nil || ds.Deleted != 600 {
 		t.Fatalf("delete: %+v %v", ds, err)
 	}
 	out, err = n.Delete(context.Background(), flows)
-	if ds := Tally(out); err != nil || ds.Deleted != 150 || ds.Vanished != 150 {
+	if ds := Tally(out); err != nil || ds.Deleted != 600 || ds.Vanished != 600 {
 		t.Fatalf("second delete: %+v %v", ds, err)
 	}
 	stats, err = n.Scan(context.Background(), func(Flow) {})

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
@@ -36,6 +38,22 @@ func TestDemo(t *testing.T) {
 	for k, v := range want {
 		if !strings.Contains(got[k], v) {
 			t.Errorf("%s: %q, want it to contain %q", k, got[k], v)
+		}
+	}
+}
+
+// The demo fails when what it shows did not happen: without the conntrack
+// agent, trap 3's flow stays blackholed, and the demo says so and exits
+// non-zero instead of printing a restored flow.
+func TestDemoFailsWhenAClaimIsFalse(t *testing.T) {
+	d := &demo{ctx: context.Background(), noAgent: true, plane: localplane.New(t, localplane.Options{NoAWS: true})}
+	err := d.conntrack()
+	if err == nil || !strings.Contains(err.Error(), "not restored by the agent") {
+		t.Fatalf("trap 3 without the agent: %v, want the demo to fail (flow not restored)", err)
+	}
+	for _, row := range d.summary {
+		if row[0] == "Stale conntrack" {
+			t.Fatalf("summary claims %q", row[1])
 		}
 	}
 }

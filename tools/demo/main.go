@@ -60,6 +60,9 @@ type demo struct {
 	vars    []string
 	step    int
 	summary [][2]string
+	// noAgent leaves the conntrack agent out of trap 3: the demo must then
+	// fail, since the flow it claims to restore stays blackholed (its test).
+	noAgent bool
 }
 
 func main() {
@@ -510,12 +513,14 @@ func (d *demo) conntrack() error {
 	reg := prometheus.NewRegistry()
 	agent := &conntrackagent.Agent{Client: kube, Conntrack: ct, NodeName: "demo-node", Period: time.Minute, Debounce: 100 * time.Millisecond,
 		TombstoneTTL: time.Minute, Recheck: 200 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
-		Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()}
-	actx, stop := context.WithCancel(d.ctx)
-	done := make(chan error, 1)
+		IndexMax: 500_000, Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()}
 	t0 := time.Now()
-	go func() { done <- agent.Run(actx) }()
-	defer func() { stop(); <-done }()
+	if !d.noAgent {
+		actx, stop := context.WithCancel(d.ctx)
+		done := make(chan error, 1)
+		go func() { done <- agent.Run(actx) }()
+		defer func() { stop(); <-done }()
+	}
 	wctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
 	defer cancel()
 	at, err := r.WaitPacket(wctx, t0)
