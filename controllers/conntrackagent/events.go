@@ -2,10 +2,12 @@ package conntrackagent
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"syscall"
+	"sync/atomic"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,7 +24,8 @@ const (
 // conntrack NEW and DESTROY groups. A NEW event comes when an entry is
 // confirmed (its first packet left the stack, NAT decided), so its reply
 // tuple is final. Only UDP entries reach fn; the kernel sends every
-// protocol's (a multicast group has no filter), decoded tuples only.
+// protocol's events to the group; a socket filter (udpEventsOnly) drops the
+// others before they reach the agent (TCP churn is most of a node's).
 func (n *Netlink) Watch(ctx context.Context, fn func(Flow, bool), lost func()) (<-chan error, error) {
 	var fd int
 	err := n.inNetNS(func() error {
@@ -35,6 +38,10 @@ func (n *Netlink) Watch(ctx context.Context, fn func(Flow, bool), lost func()) (
 			if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n.RecvBuffer) != nil {
 				_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n.RecvBuffer)
 			}
+		}
+		if err := attachUDPFilter(fd); err != nil {
+			unix.Close(fd)
+			return err
 		}
 		groups := uint32(1<<(nfnlgrpConntrackNew-1) | 1<<(nfnlgrpConntrackDestroy-1))
 		err = unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: groups})
@@ -72,26 +79,70 @@ func (n *Netlink) Watch(ctx context.Context, fn func(Flow, bool), lost func()) (
 				errc <- fmt.Errorf("netlink receive (conntrack events): %w", err)
 				return
 			}
-			msgs, err := syscall.ParseNetlinkMessage(buf[:nr])
-			if err != nil {
-				lost() // a datagram we cannot read: its events are lost to us
-				continue
-			}
-			for _, m := range msgs {
-				if m.Header.Type>>8 != nfnlSubsysCTNetlink {
+			n.eventDatagrams.Add(1)
+			// Parsed in place: one datagram per event, many per second.
+			for b := buf[:nr]; len(b) >= unix.NLMSG_HDRLEN; {
+				l := int(binary.NativeEndian.Uint32(b[0:4]))
+				if l < unix.NLMSG_HDRLEN || l > len(b) {
+					lost() // a datagram we cannot read: its events are lost to us
+					break
+				}
+				typ := binary.NativeEndian.Uint16(b[4:6])
+				data := b[unix.NLMSG_HDRLEN:l]
+				b = b[min(len(b), (l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1)):]
+				if typ>>8 != nfnlSubsysCTNetlink || (typ&0xff != ipctnlMsgCtNew && typ&0xff != ipctnlMsgCtDelete) {
 					continue
 				}
-				typ := m.Header.Type & 0xff
-				if typ != ipctnlMsgCtNew && typ != ipctnlMsgCtDelete {
-					continue
-				}
-				f, ok := decodeTuples(m.Data)
+				f, ok := decodeTuples(data)
 				if !ok || f.Proto != protoUDP {
 					continue
 				}
-				fn(f, typ == ipctnlMsgCtDelete)
+				fn(f, typ&0xff == ipctnlMsgCtDelete)
 			}
 		}
 	}()
 	return errc, nil
 }
+
+// udpEventsOnly is a classic BPF socket filter that drops conntrack events
+// of other protocols in the kernel: it finds CTA_TUPLE_ORIG ->
+// CTA_TUPLE_PROTO -> CTA_PROTO_NUM with the netlink-attribute extensions
+// (as libnetfilter_conntrack's filters do) and keeps the event when that is
+// UDP, or when it cannot tell (an attribute not found, a non-linear buffer:
+// the agent then decides), so an event is never lost to the filter.
+var udpEventsOnly = []bpf.Instruction{
+	/* 0 */ bpf.LoadConstant{Dst: bpf.RegA, Val: unix.NLMSG_HDRLEN + 4}, // first attribute, after nfgenmsg
+	/* 1 */ bpf.LoadConstant{Dst: bpf.RegX, Val: ctaTupleOrig},
+	/* 2 */ bpf.LoadExtension{Num: bpf.ExtNetlinkAttr},
+	/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 9},
+	/* 4 */ bpf.LoadConstant{Dst: bpf.RegX, Val: ctaTupleProto},
+	/* 5 */ bpf.LoadExtension{Num: bpf.ExtNetlinkAttrNested},
+	/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 6},
+	/* 7 */ bpf.LoadConstant{Dst: bpf.RegX, Val: ctaProtoNum},
+	/* 8 */ bpf.LoadExtension{Num: bpf.ExtNetlinkAttrNested},
+	/* 9 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 3},
+	/* 10 */ bpf.TAX{},
+	/* 11 */ bpf.LoadIndirect{Off: 4, Size: 1}, // the protocol number, after the attribute's header
+	/* 12 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoUDP, SkipFalse: 1},
+	/* 13 */ bpf.RetConstant{Val: 0xffffffff}, // keep
+	/* 14 */ bpf.RetConstant{Val: 0}, // drop
+}
+
+func attachUDPFilter(fd int) error {
+	raw, err := bpf.Assemble(udpEventsOnly)
+	if err != nil {
+		return err
+	}
+	prog := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		prog[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}); err != nil {
+		return fmt.Errorf("attaching the UDP filter to the conntrack event socket: %w", err)
+	}
+	return nil
+}
+
+// eventCounter counts the datagrams the event socket delivered (a test
+// checks that the kernel filter dropped the other protocols').
+type eventCounter = atomic.Int64

@@ -26,6 +26,8 @@ type Netlink struct {
 	Workers int
 	// RecvBuffer is the dump socket's receive buffer in bytes.
 	RecvBuffer int
+
+	eventDatagrams eventCounter // read by Watch
 }
 
 // Constants of the kernel's ctnetlink that ti-mo/conntrack does not export.
