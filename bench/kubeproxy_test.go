@@ -64,7 +64,7 @@ func startKPBench(b *testing.B, prefix string) *kpBench {
 	// The binary's defaults (controllers/cmd/conntrack-agent).
 	agent := &conntrackagent.Agent{Client: kube, Conntrack: ct, NodeName: "bench-node", Period: time.Minute, Debounce: 100 * time.Millisecond,
 		TombstoneTTL: 10 * time.Minute, Recheck: 100 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
-		IndexMax: 500_000, Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()}
+		IndexMax: conntrackagent.DefaultIndexMax, Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()}
 	return &kpBench{ctx: ctx, kube: kube, lab: lab, kp: kp, ct: ct, agent: agent, reg: reg}
 }
 

@@ -74,8 +74,9 @@ type Agent struct {
 	// IndexMax, when the Conntrack is also a Watcher, is the most entries
 	// of the index kept from conntrack events (index.go): a triggered pass
 	// then reads its Service's entries from memory, not a kernel dump.
-	// Past it (memory: about 80 bytes an entry) passes read the kernel.
-	// Zero: no index.
+	// Past it passes read the kernel. Memory: about 130 bytes an entry,
+	// up to twice that while the index grows (bench/README.md). Zero: no
+	// index.
 	IndexMax int
 	// StateFile, when set, is where the agent keeps what it must not forget
 	// across restarts (state.go): tombstones, the addresses of live UDP
@@ -130,6 +131,11 @@ const (
 	// ReasonRevoked: connections of removed sources closed (Normal).
 	ReasonRevoked = "RevokedConnections"
 )
+
+// DefaultIndexMax is the agent's default IndexMax: about 33 MiB of index
+// (65 MiB while it grows), within the chart's 128 MiB limit; kube-proxy
+// sizes a node's whole conntrack table at 32,768 entries per core.
+const DefaultIndexMax = 250_000
 
 // recheckSteady is how long rechecks keep their first delay before backing
 // off: a kube-proxy syncs at most once a second by default

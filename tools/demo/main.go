@@ -513,7 +513,7 @@ func (d *demo) conntrack() error {
 	reg := prometheus.NewRegistry()
 	agent := &conntrackagent.Agent{Client: kube, Conntrack: ct, NodeName: "demo-node", Period: time.Minute, Debounce: 100 * time.Millisecond,
 		TombstoneTTL: time.Minute, Recheck: 200 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
-		IndexMax: 500_000, Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()}
+		IndexMax: conntrackagent.DefaultIndexMax, Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()}
 	t0 := time.Now()
 	if !d.noAgent {
 		actx, stop := context.WithCancel(d.ctx)
