@@ -103,6 +103,7 @@ type Agent struct {
 	// pendingAll: every entry.
 	pending    map[types.NamespacedName]bool
 	pendingAll bool
+	changedAt  map[types.NamespacedName]time.Time // first trigger since the Service's last triggered pass
 	enforced   map[types.NamespacedName]cidrset.Set // the source set last acknowledged, per Service
 	revokes    chan revokeRequest
 	// From the state file, until the first list replaces them.
@@ -281,6 +282,7 @@ func (a *Agent) init() {
 	a.trigger = make(chan string, 1)
 	a.revokes = make(chan revokeRequest, 64)
 	a.pending = map[types.NamespacedName]bool{}
+	a.changedAt = map[types.NamespacedName]time.Time{}
 	a.enforced = map[types.NamespacedName]cidrset.Set{}
 	a.tombs = map[types.NamespacedName]Tombstone{}
 	a.saveC = make(chan struct{}, 1)
@@ -405,8 +407,12 @@ func (a *Agent) kick(reason string, services ...types.NamespacedName) {
 	if len(services) == 0 {
 		a.pendingAll = true
 	}
+	now := time.Now()
 	for _, s := range services {
 		a.pending[s] = true
+		if _, ok := a.changedAt[s]; !ok {
+			a.changedAt[s] = now
+		}
 	}
 	a.mu.Unlock()
 	select {
@@ -443,6 +449,20 @@ func (a *Agent) Pass(ctx context.Context, trigger string) (PassResult, error) {
 // kernel sends only the entries to their addresses and NodePorts, so a pass
 // for one Service does not read the whole table.
 func (a *Agent) PassScoped(ctx context.Context, trigger string, services []types.NamespacedName) (PassResult, error) {
+	res, err := a.passScoped(ctx, trigger, services)
+	// The time from each change to the kernel's first deletion it caused.
+	a.mu.Lock()
+	for _, svc := range services {
+		if at, ok := a.changedAt[svc]; ok && res.PerService[svc].Deleted > 0 {
+			a.Metrics.changeToDelete.Observe(time.Since(at).Seconds())
+		}
+		delete(a.changedAt, svc)
+	}
+	a.mu.Unlock()
+	return res, err
+}
+
+func (a *Agent) passScoped(ctx context.Context, trigger string, services []types.NamespacedName) (PassResult, error) {
 	return a.pass(ctx, trigger, func(table *Table, fn func(Flow)) (ScanStats, error) {
 		if services == nil { // every UDP entry: the index is rebuilt from them
 			filters := []Filter{{Proto: protoUDP}}

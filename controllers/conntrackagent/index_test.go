@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -116,4 +117,36 @@ func TestIndexOverItsLimit(t *testing.T) {
 	if n, complete := u.agent.index.Len(); complete || n != 0 {
 		t.Fatalf("index over its limit holds %d (complete %v)", n, complete)
 	}
+}
+
+// The agent's share of a recovery is measured: from the change reaching it
+// to the kernel's first deletion it caused (at least the debounce), once per
+// change; a change that deleted nothing is not counted.
+func TestChangeToDeleteLatency(t *testing.T) {
+	u := newUnit(t, udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0),
+		udpService("empty", []string{"10.96.0.11"}, "203.0.113.11", 6344, 0))
+	u.agent.Debounce = 50 * time.Millisecond
+	u.ct.Add(unNATed(exporter, lbFlows))
+	u.start()
+	if _, err := u.kube.DiscoveryV1().EndpointSlices("telemetry").Create(context.Background(), slice("empty", 16344, "198.51.100.7"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	u.endpointComesBack()
+	waitFor(t, "the stale entry deleted", func() bool { return len(u.ct.Flows()) == 0 })
+	fams, err := u.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "telemetry_conntrack_change_to_delete_seconds" {
+			continue
+		}
+		h := f.GetMetric()[0].GetHistogram()
+		if h.GetSampleCount() != 1 || h.GetSampleSum() < 0.05 || h.GetSampleSum() > 2 {
+			t.Fatalf("change_to_delete: %d samples, sum %v s; want 1, between the debounce and 2 s", h.GetSampleCount(), h.GetSampleSum())
+		}
+		return
+	}
+	t.Fatal("no telemetry_conntrack_change_to_delete_seconds")
 }
