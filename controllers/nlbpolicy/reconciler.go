@@ -32,6 +32,10 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
 
+// ControllerName is the controller's name in controller-runtime's metrics
+// (the controller label) and logs; the chart's dashboard selects on it.
+const ControllerName = "nlb-policy"
+
 // Finalizer holds a managed Service until its policies are deleted.
 const Finalizer = annotations.NLBPolicyFinalizer
 
@@ -101,7 +105,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: l[annotations.OwnerNamespace], Name: l[annotations.OwnerName]}}}
 	})
 	return ctrl.NewControllerManagedBy(mgr).
-		Named("nlb-policy").
+		Named(ControllerName).
 		For(&corev1.Service{}, builder.WithPredicates(relevant)).
 		Watches(&calicov3.GlobalNetworkPolicy{}, toOwner).
 		Watches(&calicov3.GlobalNetworkSet{}, toOwner).
