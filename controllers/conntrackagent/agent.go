@@ -103,7 +103,7 @@ type Agent struct {
 	// pendingAll: every entry.
 	pending    map[types.NamespacedName]bool
 	pendingAll bool
-	changedAt  map[types.NamespacedName]time.Time // first trigger since the Service's last triggered pass
+	changedAt  map[types.NamespacedName]time.Time   // first trigger since the Service's last triggered pass
 	enforced   map[types.NamespacedName]cidrset.Set // the source set last acknowledged, per Service
 	revokes    chan revokeRequest
 	// From the state file, until the first list replaces them.

@@ -67,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Passes by where they read entries: index (memory), kernel (a dump: the kernel walks its whole table), lookup (rechecks, one GET per entry)."},
 		[]string{"source"})
 	m.changeToDelete = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "telemetry_conntrack_change_to_delete_seconds",
-		Help: "From a Service or EndpointSlice change reaching the agent to the kernel's first deletion of that Service's stale entries it caused (debounce and pass): the agent's share of a flow's recovery, to which kube-proxy's rule and the flow's next packet add.",
+		Help:    "From a Service or EndpointSlice change reaching the agent to the kernel's first deletion of that Service's stale entries it caused (debounce and pass): the agent's share of a flow's recovery, to which kube-proxy's rule and the flow's next packet add.",
 		Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)})
 	reg.MustRegister(m.indexEntries, m.indexComplete, m.eventsLost, m.passSource, m.changeToDelete)
 	reg.MustRegister(m.revoked, m.deleted, m.found, m.passes, m.duration, m.scanned, m.lastScan, m.vanished, m.failed, m.errors, m.dataplane)
