@@ -3,12 +3,16 @@ package provider
 import (
 	"context"
 	"encoding/json"
-
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -135,5 +139,132 @@ func TestAccExampleComplete(t *testing.T) {
 	}
 	for _, err := range lbs.Errors() {
 		t.Errorf("load balancer controller stand-in: %v", err)
+	}
+}
+
+// examples/multi-cluster applies the platform module to two clusters at
+// once through provider aliases (two local planes, each with its own API
+// server, moto and controllers): each cluster gets its region's sites and
+// nothing of the other's, its own NLB; the plan after apply is empty, and
+// destroy leaves nothing in either.
+func TestAccExampleMultiCluster(t *testing.T) {
+	requireAcc(t)
+	ctx := context.Background()
+	type cluster struct {
+		name  string
+		p     *localplane.Plane
+		c     client.Client
+		sites []string
+	}
+	eu, euc := testPlaneClient(t)
+	us := localplane.New(t, localplane.Options{})
+	usc, err := us.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusters := []cluster{{"eu", eu, euc, []string{"ams01", "fra02", "lhr03"}}, {"us", us, usc, []string{"gru12", "iad09", "ord10", "sjc11"}}}
+	var vars []string
+	for _, cl := range clusters {
+		ensureNamespaces(t, cl.c, "kafka", "telemetry")
+		startNLBPolicy(t, cl.p)
+		topics := standin.StartTopicOperator(cl.c, "telemetry")
+		defer topics.Stop()
+		lbs := standin.StartLoadBalancerController(cl.c, cl.p.AWS.Config(), cl.p.AWS.VPCID)
+		defer lbs.Stop()
+		vars = append(vars, "-var", fmt.Sprintf(`%s={kubeconfig=%q, aws_endpoint=%q, node_security_group_id=%q}`,
+			cl.name, cl.p.Kubeconfig, cl.p.AWS.Endpoint, cl.p.AWS.NodeSecurityGroupID))
+	}
+	env := buildTF(t)
+	work := t.TempDir()
+	if err := tfdev.CopyDir(filepath.Join(localplane.RepoRoot(), "examples"), work); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(work, "multi-cluster")
+	t.Setenv("AWS_ACCESS_KEY_ID", localplane.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", localplane.SecretAccessKey)
+	run := func(args ...string) tfdev.Result {
+		t.Helper()
+		res, err := env.Run(ctx, dir, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	run("get", "-no-color")
+	run(append([]string{"apply", "-auto-approve", "-no-color", "-input=false"}, vars...)...)
+
+	var out struct {
+		Clusters struct {
+			Value map[string]struct {
+				Topics     map[string]string `json:"topics"`
+				DNSName    string            `json:"nlb_dns_name"`
+				RulesModel struct {
+					Created int `json:"created"`
+				} `json:"security_group_rules"`
+				Sizing struct {
+					Brokers int `json:"brokers"`
+				} `json:"kafka_sizing"`
+			}
+		} `json:"clusters"`
+	}
+	if err := json.Unmarshal(run("output", "-json").Output, &out); err != nil {
+		t.Fatal(err)
+	}
+	dns := map[string]bool{}
+	for _, cl := range clusters {
+		o := out.Clusters.Value[cl.name]
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(kubeapi.KafkaTopic("v1").GroupVersion().WithKind("KafkaTopicList"))
+		if err := cl.c.List(ctx, list, client.InNamespace("kafka")); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, item := range list.Items {
+			got = append(got, item.GetName())
+		}
+		sort.Strings(got)
+		var want []string
+		for _, s := range cl.sites {
+			want = append(want, o.Topics[s])
+		}
+		sort.Strings(want)
+		if strings.Join(got, ",") != strings.Join(want, ",") || len(o.Topics) != len(cl.sites) {
+			t.Errorf("%s: KafkaTopics %v, outputs %v; want those of %v only", cl.name, got, o.Topics, cl.sites)
+		}
+		if o.DNSName == "" || dns[o.DNSName] || o.RulesModel.Created == 0 || o.Sizing.Brokers == 0 {
+			t.Errorf("%s: outputs %+v", cl.name, o)
+		}
+		dns[o.DNSName] = true
+	}
+	plan := run(append([]string{"plan", "-detailed-exitcode", "-no-color", "-input=false"}, vars...)...)
+	if plan.ExitCode != 0 {
+		t.Fatalf("plan after apply is not empty:\n%s", plan.Output)
+	}
+	run(append([]string{"destroy", "-auto-approve", "-no-color", "-input=false"}, vars...)...)
+	for _, cl := range clusters {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(kubeapi.KafkaTopic("v1").GroupVersion().WithKind("KafkaTopicList"))
+		if err := cl.c.List(ctx, list, client.InNamespace("kafka")); err != nil || len(list.Items) != 0 {
+			t.Errorf("%s: KafkaTopics left after destroy: %d (%v)", cl.name, len(list.Items), err)
+		}
+		svcs := &corev1.ServiceList{}
+		if err := cl.c.List(ctx, svcs, client.InNamespace("telemetry")); err != nil || len(svcs.Items) != 0 {
+			t.Errorf("%s: Services left after destroy: %d (%v)", cl.name, len(svcs.Items), err)
+		}
+		// The NLB is gone from that cluster's account (moto) once the load
+		// balancer controller has seen the Service go.
+		elb := elbv2.NewFromConfig(cl.p.AWS.Config())
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			lbs, err := elb.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{})
+			if err == nil && len(lbs.LoadBalancers) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s: load balancers left in moto after destroy (%v)", cl.name, err)
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 }
