@@ -29,6 +29,18 @@ variable "node_security_group_id" {
   type = string
 }
 
+variable "extra_sources" {
+  description = "More exporter ranges of the first PoP (the demo adds one while the nlb-policy controller is stopped)."
+  type        = list(string)
+  default     = []
+}
+
+variable "enforcement_timeout" {
+  description = "How long an apply waits for the nlb-policy controller's acknowledgement (null: the module's 2m)."
+  type        = string
+  default     = null
+}
+
 provider "telemetry" {
   kubernetes {
     config_path = var.kubeconfig
@@ -50,7 +62,7 @@ locals {
     for i, name in ["ams01", "fra02", "lhr03", "cdg04", "mad05", "mxp06", "waw07", "arn08", "iad09", "ord10", "sjc11", "nrt12"] :
     name => {
       expected_flows_per_second = 2000 + 1500 * i
-      flow_sources              = [for j in range(8) : cidrsubnet("198.18.0.0/15", 12, i * 16 + 2 * j)]
+      flow_sources              = concat([for j in range(8) : cidrsubnet("198.18.0.0/15", 12, i * 16 + 2 * j)], i == 0 ? var.extra_sources : [])
       retention                 = i < 4 ? "3d" : "24h"
     }
   }
@@ -68,6 +80,7 @@ module "telemetry" {
     namespace              = "telemetry"
     selector               = { "app.kubernetes.io/name" = "sfacctd" }
     node_security_group_id = var.node_security_group_id
+    enforcement_timeout    = var.enforcement_timeout
   }
 }
 

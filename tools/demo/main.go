@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -60,6 +61,9 @@ type demo struct {
 	vars    []string
 	step    int
 	summary [][2]string
+	// stopController stops the nlb-policy controller; startController
+	// starts it again (the fail-closed step).
+	stopController func()
 	// noAgent leaves the conntrack agent out of trap 3: the demo must then
 	// fail, since the flow it claims to restore stays blackholed (its test).
 	noAgent bool
@@ -118,11 +122,10 @@ func (d *demo) run() (err error) {
 	defer lbc.Stop()
 	d.note("the AWS Load Balancer Controller v3.5.0 (built from its pinned source) running against the API server and moto")
 	d.note("a stand-in for Strimzi's Topic Operator, which cannot run here (Java): topic status and refusals only")
-	stopController, err := d.startNLBPolicyController()
-	if err != nil {
+	if d.stopController, err = d.startNLBPolicyController(); err != nil {
 		return err
 	}
-	defer stopController()
+	defer func() { d.stopController() }()
 	d.note("nlb-policy controller running against the API server and moto")
 
 	work, err := os.MkdirTemp("", "telemetry-demo-")
@@ -139,6 +142,9 @@ func (d *demo) run() (err error) {
 		return err
 	}
 	if err := d.showSecurityGroups(); err != nil {
+		return err
+	}
+	if err := d.controllerStopped(); err != nil {
 		return err
 	}
 	if err := d.showPolicies(); err != nil {
@@ -185,8 +191,110 @@ func (d *demo) terraformApply(work string) (err error) {
 	if err != nil {
 		return err
 	}
-	d.note("plan right after apply: %s", map[int]string{0: "no changes", 2: "CHANGES (unexpected)"}[plan.ExitCode])
+	if plan.ExitCode != 0 {
+		return fmt.Errorf("the plan right after apply is not empty, so the apply did not converge:\n%s", plan.Output)
+	}
+	d.note("plan right after apply: no changes")
 	return nil
+}
+
+// controllerStopped shows the fail-closed contract: with the nlb-policy
+// controller stopped, an apply that adds an exporter fails (nobody
+// acknowledges the new sources), and the new exporter stays refused by
+// Calico and by the NLB's security group; with the controller back, the
+// same apply succeeds and the exporter is admitted.
+func (d *demo) controllerStopped() error {
+	d.header("Fail closed: the nlb-policy controller stopped while an exporter is added")
+	const added = "203.0.113.64/27"
+	exporter := netip.MustParseAddr("203.0.113.65")
+	d.stopController()
+	d.stopController = func() {}
+	d.note("nlb-policy controller stopped; terraform apply adds %s to the first PoP (enforcement_timeout 15s)", added)
+	vars := append(slices.Clone(d.vars), "-var", `extra_sources=["`+added+`"]`)
+	res, err := d.tf.Run(d.ctx, d.dir, append([]string{"apply", "-auto-approve", "-no-color", "-input=false", "-var", "enforcement_timeout=15s"}, vars...)...)
+	if err == nil {
+		return fmt.Errorf("terraform apply succeeded with the nlb-policy controller stopped: the product's fail-closed claim is false")
+	}
+	if !strings.Contains(string(res.Output), "has not acknowledged Calico policies") {
+		return fmt.Errorf("terraform apply failed, but not for want of the acknowledgement: %w", err)
+	}
+	d.note("terraform apply failed after %v: \"the nlb-policy controller has not acknowledged Calico policies ...", res.Duration.Round(100*time.Millisecond))
+	d.note("  No security-group rule was added, so the NLB admits no new source.\"")
+	refusedBy, err := d.admitted(exporter)
+	if err != nil {
+		return err
+	}
+	if refusedBy == "" {
+		return fmt.Errorf("%s is admitted although the controller never acknowledged it", exporter)
+	}
+	d.note("the new exporter %s meanwhile: refused (%s)", exporter, refusedBy)
+
+	if d.stopController, err = d.startNLBPolicyController(); err != nil {
+		return err
+	}
+	if _, err := d.tf.Run(d.ctx, d.dir, append([]string{"apply", "-auto-approve", "-no-color", "-input=false"}, vars...)...); err != nil {
+		return fmt.Errorf("terraform apply with the controller back: %w", err)
+	}
+	if refusedBy, err = d.admitted(exporter); err != nil {
+		return err
+	}
+	if refusedBy != "" {
+		return fmt.Errorf("%s is still refused (%s) after the controller acknowledged it", exporter, refusedBy)
+	}
+	plan, err := d.tf.Run(d.ctx, d.dir, append([]string{"plan", "-detailed-exitcode", "-no-color", "-input=false"}, vars...)...)
+	if err != nil {
+		return err
+	}
+	if plan.ExitCode != 0 {
+		return fmt.Errorf("the plan after the controller came back is not empty:\n%s", plan.Output)
+	}
+	d.note("controller started again: the same apply succeeds, %s is admitted by Calico and the NLB's group, plan empty", exporter)
+	d.vars = vars
+	d.result("Controller stopped", "apply refused, new exporter refused by Calico and the NLB group; admitted once the controller is back")
+	return nil
+}
+
+// admitted says what refuses exporter's sFlow packets to the NLB ("" when
+// nothing does): the NLB's security group (read from moto) or Calico (the
+// controller's policies).
+func (d *demo) admitted(exporter netip.Addr) (refusedBy string, err error) {
+	svc := &corev1.Service{}
+	if err := d.kube.Get(d.ctx, client.ObjectKey{Namespace: "telemetry", Name: "flows"}, svc); err != nil {
+		return "", err
+	}
+	var reasons []string
+	ec := ec2.NewFromConfig(d.plane.AWS.Config())
+	out, err := ec.DescribeSecurityGroups(d.ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{svc.Annotations[lbc.SecurityGroups]}})
+	if err != nil {
+		return "", err
+	}
+	inGroup := false
+	for _, p := range out.SecurityGroups[0].IpPermissions {
+		if aws.ToString(p.IpProtocol) != "udp" || aws.ToInt32(p.FromPort) > svc.Spec.Ports[0].Port || aws.ToInt32(p.ToPort) < svc.Spec.Ports[0].Port {
+			continue
+		}
+		for _, r := range p.IpRanges {
+			if netip.MustParsePrefix(aws.ToString(r.CidrIp)).Contains(exporter) {
+				inGroup = true
+			}
+		}
+	}
+	if !inGroup {
+		reasons = append(reasons, "the NLB's security group has no rule for it")
+	}
+	ps, ss, err := calicopolicy.Load(d.ctx, d.kube, client.MatchingLabels{annotations.OwnerNamespace: "telemetry", annotations.OwnerName: "flows"})
+	if err != nil {
+		return "", err
+	}
+	host := calicopolicy.Endpoint{Host: true, Labels: map[string]string{"kubernetes.io/hostname": d.plane.AWS.Instances[0].NodeName}}
+	v, err := calicopolicy.Evaluate(ps, ss, host, calicopolicy.Packet{Src: exporter, Protocol: "UDP", DstPort: uint16(svc.Spec.Ports[0].NodePort)}, true)
+	if err != nil {
+		return "", err
+	}
+	if v.Verdict != calicopolicy.Allowed {
+		reasons = append(reasons, "Calico: "+v.By)
+	}
+	return strings.Join(reasons, "; "), nil
 }
 
 func (d *demo) outputs() (map[string]json.RawMessage, error) {

@@ -20,6 +20,7 @@ resource "telemetry_nlb_ingress" "flows" {
   scheme                 = var.collector.scheme
   node_security_group_id = var.collector.node_security_group_id
   wait_for_load_balancer = var.wait
+  enforcement_timeout    = var.collector.enforcement_timeout
 }
 
 data "telemetry_kafka_sizing" "this" {

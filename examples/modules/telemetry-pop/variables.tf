@@ -16,12 +16,13 @@ variable "sites" {
 }
 
 variable "collector" {
-  description = "Where the collectors run and how exporters reach them."
+  description = "Where the collectors run and how exporters reach them; enforcement_timeout: how long an apply waits for the nlb-policy controller to acknowledge the sources (it fails past it, and admits no new source)."
   type = object({
     namespace              = string
     selector               = map(string)
     node_security_group_id = string
     scheme                 = optional(string, "internet-facing")
+    enforcement_timeout    = optional(string, "2m")
     ports = optional(list(object({
       name     = string
       protocol = string
