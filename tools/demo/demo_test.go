@@ -30,6 +30,7 @@ func TestDemo(t *testing.T) {
 		"Coarse cover (NLB group)": "10 prefixes",
 		"Calico policies":          "4/4 packet checks as expected, cleaned up on delete",
 		"Stale conntrack":          "blackholed flow restored",
+		"Controller stopped":       "apply refused, new exporter refused by Calico and the NLB group",
 	}
 	got := map[string]string{}
 	for _, row := range d.summary {
