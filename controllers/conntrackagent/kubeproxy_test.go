@@ -559,7 +559,7 @@ func startAgentIn(t *testing.T, kube kubernetes.Interface, lab *netlab.Lab) (*co
 		Client: kube, Conntrack: ct, NodeName: "kp", Period: time.Hour, Debounce: 50 * time.Millisecond,
 		TombstoneTTL: time.Minute, Recheck: 200 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
 		IndexMax: 100_000, // triggered passes read the index kept from the kernel's events
-		Metrics:  conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: testr.New(t),
+		Metrics:  conntrackagent.NewMetrics(reg), Log: testr.New(t),
 		// kube-proxy's metrics address in the node's namespace, as the agent
 		// on the host network reaches it.
 		Dataplane: conntrackagent.DataplaneProbe{URL: "http://127.0.0.1:10249",

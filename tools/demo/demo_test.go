@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -48,7 +51,14 @@ func TestDemo(t *testing.T) {
 // non-zero instead of printing a restored flow.
 func TestDemoFailsWhenAClaimIsFalse(t *testing.T) {
 	d := &demo{ctx: context.Background(), noAgent: true, plane: localplane.New(t, localplane.Options{NoAWS: true})}
-	err := d.conntrack()
+	kube, err := kubernetes.NewForConfig(d.plane.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Namespaces().Create(d.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = d.conntrack()
 	if err == nil || !strings.Contains(err.Error(), "not restored by the agent") {
 		t.Fatalf("trap 3 without the agent: %v, want the demo to fail (flow not restored)", err)
 	}
