@@ -213,28 +213,11 @@ func parallel(b *testing.B, n, workers int, f func(int) error) {
 
 func counter(b *testing.B, reg *prometheus.Registry, name string) float64 {
 	b.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		b.Fatal(err)
-	}
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if m.GetCounter() != nil {
-				total += m.GetCounter().GetValue()
-			}
-			if m.GetGauge() != nil {
-				total += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return total
+	return counterWith(b, reg, name, "")
 }
 
-// counterWith is counter over the series whose first label has this value.
+// counterWith sums the counters and gauges of a family whose first label
+// has this value (any, for "").
 func counterWith(b *testing.B, reg *prometheus.Registry, name, value string) float64 {
 	b.Helper()
 	families, err := reg.Gather()
@@ -247,9 +230,10 @@ func counterWith(b *testing.B, reg *prometheus.Registry, name, value string) flo
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			if len(m.GetLabel()) > 0 && m.GetLabel()[0].GetValue() == value {
-				total += m.GetCounter().GetValue()
+			if value != "" && (len(m.GetLabel()) == 0 || m.GetLabel()[0].GetValue() != value) {
+				continue
 			}
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
 	return total

@@ -32,6 +32,31 @@ func buildTF(t *testing.T) *tfdev.Env {
 	return env
 }
 
+// example copies examples/ (the modules with it), builds the provider and
+// returns a runner of terraform in examples/<name>, modules fetched, with
+// moto's credentials; a failed command fails the test.
+func example(t *testing.T, name string) func(args ...string) tfdev.Result {
+	t.Helper()
+	env := buildTF(t)
+	work := t.TempDir()
+	if err := tfdev.CopyDir(filepath.Join(localplane.RepoRoot(), "examples"), work); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(work, name)
+	t.Setenv("AWS_ACCESS_KEY_ID", localplane.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", localplane.SecretAccessKey)
+	run := func(args ...string) tfdev.Result {
+		t.Helper()
+		res, err := env.Run(context.Background(), dir, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	run("get", "-no-color")
+	return run
+}
+
 // The documentation examples stay valid: every resource and data-source
 // example, together, passes `terraform validate` with this provider.
 func TestAccExamplesValidate(t *testing.T) {
@@ -82,25 +107,9 @@ func TestAccExampleComplete(t *testing.T) {
 	lbs := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
 	defer lbs.Stop()
 
-	env := buildTF(t)
-	work := t.TempDir()
-	if err := tfdev.CopyDir(filepath.Join(localplane.RepoRoot(), "examples"), work); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(work, "complete")
 	vars := []string{"-var", "kubeconfig=" + p.Kubeconfig, "-var", "aws_endpoint=" + p.AWS.Endpoint,
 		"-var", "node_security_group_id=" + p.AWS.NodeSecurityGroupID}
-	t.Setenv("AWS_ACCESS_KEY_ID", localplane.AccessKeyID)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", localplane.SecretAccessKey)
-	run := func(args ...string) tfdev.Result {
-		t.Helper()
-		res, err := env.Run(ctx, dir, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res
-	}
-	run("get", "-no-color")
+	run := example(t, "complete")
 	run(append([]string{"apply", "-auto-approve", "-no-color", "-input=false"}, vars...)...)
 
 	var out map[string]struct{ Value json.RawMessage }
@@ -177,23 +186,7 @@ func TestAccExampleMultiCluster(t *testing.T) {
 		vars = append(vars, "-var", fmt.Sprintf(`%s={kubeconfig=%q, region=%q, aws_endpoint=%q, node_security_group_id=%q}`,
 			cl.name, cl.p.Kubeconfig, cl.p.AWS.Region, cl.p.AWS.Endpoint, cl.p.AWS.NodeSecurityGroupID))
 	}
-	env := buildTF(t)
-	work := t.TempDir()
-	if err := tfdev.CopyDir(filepath.Join(localplane.RepoRoot(), "examples"), work); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(work, "multi-cluster")
-	t.Setenv("AWS_ACCESS_KEY_ID", localplane.AccessKeyID)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", localplane.SecretAccessKey)
-	run := func(args ...string) tfdev.Result {
-		t.Helper()
-		res, err := env.Run(ctx, dir, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res
-	}
-	run("get", "-no-color")
+	run := example(t, "multi-cluster")
 	run(append([]string{"apply", "-auto-approve", "-no-color", "-input=false"}, vars...)...)
 
 	var out struct {
