@@ -27,6 +27,9 @@ func TestDemo(t *testing.T) {
 	if err := d.run(); err != nil {
 		t.Fatal(err)
 	}
+	if d.step != steps {
+		t.Errorf("the demo ran %d steps and announces %d", d.step, steps)
+	}
 	want := map[string]string{
 		"KafkaTopics":              "12 created, 12 Ready",
 		"Security-group rules":     "32 created (per-source model: 294; AWS refuses past 60 per group)",

@@ -50,7 +50,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/tfdev"
 )
 
-const steps = 6
+const steps = 7
 
 type demo struct {
 	ctx     context.Context
