@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/go-logr/logr"
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -528,6 +529,10 @@ func (d *demo) showPolicies() error {
 		}
 		d.note("%-42s %-15s %s %d: %-8v (%s) %s", c.what, c.src, c.proto, c.port, res.Verdict, res.By, mark)
 	}
+	if passed != len(checks) {
+		return fmt.Errorf("%d of %d packet checks disagree with what the policies should do", len(checks)-passed, len(checks))
+	}
+	frontend := svc.Annotations[lbc.SecurityGroups]
 	// Clean-up: the Service goes (terraform destroy of the ingress).
 	t0 := time.Now()
 	if _, err := d.tf.Run(d.ctx, d.dir, append([]string{"destroy", "-auto-approve", "-no-color", "-input=false",
@@ -540,7 +545,27 @@ func (d *demo) showPolicies() error {
 	}); err != nil {
 		return err
 	}
-	d.note("terraform destroy of the ingress: Service, NLB, security groups and both policies gone in %v", time.Since(t0).Round(100*time.Millisecond))
+	// Nothing left behind in AWS: read from moto, not assumed.
+	elb := elbv2.NewFromConfig(d.plane.AWS.Config())
+	ec := ec2.NewFromConfig(d.plane.AWS.Config())
+	var lbsLeft int
+	var groupLeft bool
+	if err := d.waitFor(60*time.Second, func() (bool, error) {
+		lbs, err := elb.DescribeLoadBalancers(d.ctx, &elbv2.DescribeLoadBalancersInput{})
+		if err != nil {
+			return false, err
+		}
+		groups, err := ec.DescribeSecurityGroups(d.ctx, &ec2.DescribeSecurityGroupsInput{
+			Filters: []ec2types.Filter{{Name: aws.String("group-id"), Values: []string{frontend}}}})
+		if err != nil {
+			return false, err
+		}
+		lbsLeft, groupLeft = len(lbs.LoadBalancers), len(groups.SecurityGroups) > 0
+		return lbsLeft == 0 && !groupLeft, nil
+	}); err != nil {
+		return fmt.Errorf("left behind in AWS after destroy: %d load balancers, frontend group %s still there: %v", lbsLeft, frontend, groupLeft)
+	}
+	d.note("terraform destroy of the ingress: Service and both policies gone, and in moto no load balancer and no group %s, in %v", frontend, time.Since(t0).Round(100*time.Millisecond))
 	d.result("Calico policies", fmt.Sprintf("%d policies + %d network set, %d/%d packet checks as expected, cleaned up on delete",
 		2, len(ss), passed, len(checks)))
 	return nil
