@@ -140,6 +140,17 @@ func TestFelixEnforcesPolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hl.Close()
+	// Felix programs the policies a moment after the acknowledgement (the
+	// controller's write, which Felix reads from the API server): on a loaded
+	// machine up to seconds (make test once let 4 packets of 20 ms through
+	// before it). In a cluster no packet of a new Service can come then: the
+	// NLB that carries them does not exist yet (AWS takes minutes). Here they
+	// go straight to the NodePort, so the flows start once Felix has them.
+	ackAt := time.Now()
+	eventually(t, "Felix's chains for the Service's two policies", func() (bool, string) {
+		return policyChains(t, felix) >= baseline+2, felix.LogTail(5)
+	})
+	t.Logf("Felix programmed the policies %v after the acknowledgement", time.Since(ackAt).Round(time.Millisecond))
 	for _, src := range []netip.AddrPort{netip.AddrPortFrom(listed, 40001), netip.AddrPortFrom(unlisted, 40002)} {
 		s, err := lab.SendFrom(src, nodePort, 20*time.Millisecond)
 		if err != nil {
