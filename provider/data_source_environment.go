@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -153,21 +152,6 @@ func (d *environmentDataSource) Read(ctx context.Context, req datasource.ReadReq
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
-// servedKafkaTopicVersion is the newest KafkaTopic version the API server
-// serves, or "" when none is. It is asked at apply time, never at plan time.
-func servedKafkaTopicVersion(d discovery.DiscoveryInterface) (string, error) {
-	for _, v := range kubeapi.KafkaTopicVersions {
-		ok, err := servesResource(d, kubeapi.StrimziGroup+"/"+v, "kafkatopics")
-		if err != nil {
-			return "", err
-		}
-		if ok {
-			return v, nil
-		}
-	}
-	return "", nil
-}
-
 func servesResource(d discovery.DiscoveryInterface, groupVersion, resource string) (bool, error) {
 	list, err := d.ServerResourcesForGroupVersion(groupVersion)
 	if apierrors.IsNotFound(err) {
@@ -182,20 +166,6 @@ func servesResource(d discovery.DiscoveryInterface, groupVersion, resource strin
 		}
 	}
 	return false, nil
-}
-
-// kubeReachError phrases a failed first contact with the API server.
-func kubeReachError(c *clients, err error) string {
-	host := "(unknown host)"
-	if c.restCfg != nil {
-		host = c.restCfg.Host
-	}
-	var status apierrors.APIStatus
-	if errors.As(err, &status) {
-		return fmt.Sprintf("The API server at %s answered: %v. Check the credentials in the provider's kubernetes block.", host, err)
-	}
-	return fmt.Sprintf("No answer from the API server at %s: %v. Check kubernetes.host (or the kubeconfig's "+
-		"server) and that the cluster is up and reachable from where terraform runs.", host, err)
 }
 
 var pathVPCID = path.Root("vpc_id")

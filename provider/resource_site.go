@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -49,29 +48,6 @@ type siteResource struct {
 }
 
 func newSiteResource() resource.Resource { return &siteResource{} }
-
-type siteModel struct {
-	ID                     types.String   `tfsdk:"id"`
-	Name                   types.String   `tfsdk:"name"`
-	Kafka                  types.Object   `tfsdk:"kafka"`
-	TopicPrefix            types.String   `tfsdk:"topic_prefix"`
-	ExpectedFlowsPerSecond types.Int64    `tfsdk:"expected_flows_per_second"`
-	Partitions             types.Int64    `tfsdk:"partitions"`
-	Replicas               types.Int64    `tfsdk:"replicas"`
-	Retention              durationValue  `tfsdk:"retention"`
-	MinInsyncReplicas      types.Int64    `tfsdk:"min_insync_replicas"`
-	FlowSources            types.Set      `tfsdk:"flow_sources"`
-	Labels                 types.Map      `tfsdk:"labels"`
-	WaitForReady           types.Bool     `tfsdk:"wait_for_ready"`
-	TopicName              types.String   `tfsdk:"topic_name"`
-	APIVersion             types.String   `tfsdk:"api_version"`
-	Timeouts               timeouts.Value `tfsdk:"timeouts"`
-}
-
-type siteKafkaModel struct {
-	Cluster   types.String `tfsdk:"cluster"`
-	Namespace types.String `tfsdk:"namespace"`
-}
 
 var siteKafkaAttrTypes = map[string]attr.Type{"cluster": types.StringType, "namespace": types.StringType}
 
@@ -231,17 +207,6 @@ func (r *siteResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 		plan.ID = types.StringValue(kafka.Namespace.ValueString() + "/" + topic)
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
-}
-
-func knownKafka(ctx context.Context, o types.Object) (siteKafkaModel, bool) {
-	var k siteKafkaModel
-	if o.IsNull() || o.IsUnknown() {
-		return k, false
-	}
-	if diags := o.As(ctx, &k, objectAsOptions); diags.HasError() {
-		return k, false
-	}
-	return k, !k.Cluster.IsUnknown() && !k.Namespace.IsUnknown()
 }
 
 func (r *siteResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
@@ -508,68 +473,4 @@ func (r *siteResource) kube(_ context.Context, stateVersion string, diags *diag.
 		return nil, "", false
 	}
 	return c, version, true
-}
-
-// spec converts a known plan to a siteSpec.
-func (m *siteModel) spec(ctx context.Context) (siteSpec, diag.Diagnostics) {
-	var diags diag.Diagnostics
-	kafka, _ := knownKafka(ctx, m.Kafka)
-	retention, err := parseRetention(m.Retention.ValueString())
-	if err != nil {
-		diags.AddAttributeError(path.Root("retention"), "Invalid retention", err.Error())
-	}
-	s := siteSpec{
-		Name: m.Name.ValueString(), Cluster: kafka.Cluster.ValueString(), Namespace: kafka.Namespace.ValueString(),
-		TopicPrefix: m.TopicPrefix.ValueString(), ExpectedFlowsPerSecond: m.ExpectedFlowsPerSecond.ValueInt64(),
-		Partitions: m.Partitions.ValueInt64(), Replicas: m.Replicas.ValueInt64(), MinInsync: m.MinInsyncReplicas.ValueInt64(),
-		Retention: retention, Labels: map[string]string{},
-	}
-	diags.Append(m.FlowSources.ElementsAs(ctx, &s.FlowSources, false)...)
-	if !m.Labels.IsNull() {
-		diags.Append(m.Labels.ElementsAs(ctx, &s.Labels, false)...)
-	}
-	return s, diags
-}
-
-// setFrom refreshes the model from what the cluster holds. Values that mean
-// the same as the state's (a retention of "1d" versus "24h") keep the
-// state's spelling, so refresh never invents a diff.
-func (m *siteModel) setFrom(ctx context.Context, s siteSpec) diag.Diagnostics {
-	var diags diag.Diagnostics
-	m.ID = types.StringValue(s.Namespace + "/" + s.topicName())
-	m.Name = types.StringValue(s.Name)
-	m.Kafka = types.ObjectValueMust(siteKafkaAttrTypes, map[string]attr.Value{
-		"cluster": types.StringValue(s.Cluster), "namespace": types.StringValue(s.Namespace)})
-	m.TopicPrefix = types.StringValue(s.TopicPrefix)
-	m.TopicName = types.StringValue(s.topicName())
-	m.ExpectedFlowsPerSecond = types.Int64Value(s.ExpectedFlowsPerSecond)
-	m.Partitions = types.Int64Value(s.Partitions)
-	m.Replicas = types.Int64Value(s.Replicas)
-	m.MinInsyncReplicas = types.Int64Value(s.MinInsync)
-	if prior, err := parseRetention(m.Retention.ValueString()); err != nil || prior != s.Retention {
-		m.Retention = newDuration(formatRetention(s.Retention))
-	}
-	if len(s.FlowSources) == 0 {
-		m.FlowSources = types.SetNull(types.StringType)
-	} else {
-		var d diag.Diagnostics
-		m.FlowSources, d = types.SetValueFrom(ctx, types.StringType, s.FlowSources)
-		diags.Append(d...)
-	}
-	if len(s.Labels) == 0 && m.Labels.IsNull() {
-		m.Labels = types.MapNull(types.StringType)
-	} else {
-		var d diag.Diagnostics
-		m.Labels, d = types.MapValueFrom(ctx, types.StringType, s.Labels)
-		diags.Append(d...)
-	}
-	return diags
-}
-
-func splitID(id string) (namespace, name string, err error) {
-	ns, n, ok := strings.Cut(id, "/")
-	if !ok || ns == "" || n == "" || strings.Contains(n, "/") {
-		return "", "", errors.New(`expected "<namespace>/<name>", got "` + id + `"`)
-	}
-	return ns, n, nil
 }
