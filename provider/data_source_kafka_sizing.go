@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
@@ -65,13 +66,13 @@ func (d *kafkaSizingDataSource) Metadata(_ context.Context, req datasource.Metad
 	resp.TypeName = req.ProviderTypeName + "_kafka_sizing"
 }
 
-const sizingDescription = `Derives the size of the Kafka cluster the telemetry sites need: brokers, partitions, storage and network. A pure computation, known at plan time.
+var sizingDescription = `Derives the size of the Kafka cluster the telemetry sites need: brokers, partitions, storage and network. A pure computation, known at plan time.
 
 Formulas (` + "`rate`" + ` is a site's ` + "`expected_flows_per_second x bytes_per_flow`" + `, RF the replication factor):
 
 | output | formula |
 | --- | --- |
-| partitions of a site | its ` + "`partitions`" + ` if given, else ` + "`max(1, ceil(rate / 2.5 MB/s))`" + `, as ` + "`telemetry_site`" + ` derives them |
+| partitions of a site | its ` + "`partitions`" + ` if given, else ` + "`max(1, ceil(rate / " + partitionBudgetText + "))`" + `, as ` + "`telemetry_site`" + ` derives them |
 | ` + "`produce_bytes_per_second`" + ` | sum of the sites' rates |
 | ` + "`network_in_bytes_per_second`" + ` | produce x RF (leaders take the produce, followers the replication) |
 | ` + "`network_out_bytes_per_second`" + ` | produce x (RF - 1 + consumer_groups) |
@@ -81,9 +82,9 @@ Formulas (` + "`rate`" + ` is a site's ` + "`expected_flows_per_second x bytes_p
 
 Sources of the rules of thumb: partitions >= target throughput / per-partition throughput, where a partition
 takes tens of MB/s ([Confluent: how to choose the number of partitions](https://www.confluent.io/blog/how-choose-number-topics-partitions-kafka-cluster/));
-planning at 2.5 MB/s per partition leaves consumers room to catch up. Storage = ingress x retention x replication
+planning at ` + partitionBudgetText + ` per partition leaves consumers room to catch up. Storage = ingress x retention x replication
 factor plus headroom, and write bandwidth = produce x RF (the usual Kafka capacity-planning arithmetic).
-RF 3 with ` + "`min.insync.replicas`" + ` 2 needs at least 3 brokers, so one broker may be down while acks=all producers
+RF ` + strconv.Itoa(defaultReplicas) + ` with ` + "`min.insync.replicas`" + ` ` + strconv.Itoa(defaultMinInsync) + ` needs at least ` + strconv.Itoa(defaultReplicas) + ` brokers, so one broker may be down while acks=all producers
 still write. These are starting points for capacity planning, not guarantees: measure your record sizes.`
 
 func (d *kafkaSizingDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
@@ -99,19 +100,19 @@ func (d *kafkaSizingDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 						Validators:          []validator.Int64{int64validator.Between(0, maxFlowsPerSecond)},
 						MarkdownDescription: fmt.Sprintf("Flow records per second, at most %d.", maxFlowsPerSecond)},
 					"retention": schema.StringAttribute{Optional: true, Validators: []validator.String{retentionValidator{}},
-						MarkdownDescription: "Retention, e.g. `24h` or `7d`. Default `24h`."},
+						MarkdownDescription: "Retention, e.g. `24h` or `7d`. Default `" + defaultRetention + "`."},
 					"partitions": schema.Int64Attribute{Optional: true, Validators: []validator.Int64{int64validator.Between(1, maxPartitions)},
 						MarkdownDescription: "Partitions of its topic; derived when unset."},
 				}},
 			},
 			"bytes_per_flow": schema.Int64Attribute{Optional: true, Validators: []validator.Int64{int64validator.Between(1, 65536)},
-				MarkdownDescription: "Bytes one flow record takes on Kafka. Default 500 (a JSON-encoded sFlow/IPFIX record)."},
+				MarkdownDescription: fmt.Sprintf("Bytes one flow record takes on Kafka. Default %d (a JSON-encoded sFlow/IPFIX record).", defaultBytesPerFlow)},
 			"replication_factor": schema.Int64Attribute{Optional: true, Validators: []validator.Int64{int64validator.Between(1, 32767)},
-				MarkdownDescription: "Replication factor of the topics. Default 3."},
+				MarkdownDescription: fmt.Sprintf("Replication factor of the topics. Default %d.", defaultReplicas)},
 			"min_insync_replicas": schema.Int64Attribute{Optional: true, Validators: []validator.Int64{int64validator.AtLeast(1)},
-				MarkdownDescription: "`min.insync.replicas`, checked against the replication factor. Default 2."},
+				MarkdownDescription: fmt.Sprintf("`min.insync.replicas`, checked against the replication factor. Default %d.", defaultMinInsync)},
 			"consumer_groups": schema.Int64Attribute{Optional: true, Validators: []validator.Int64{int64validator.AtLeast(0)},
-				MarkdownDescription: "Consumer groups reading every topic in full. Default 1."},
+				MarkdownDescription: fmt.Sprintf("Consumer groups reading every topic in full. Default %d.", defaultConsumerGroups)},
 			"broker_write_megabytes_per_second": schema.Float64Attribute{Optional: true,
 				Validators: []validator.Float64{float64validator.AtLeast(1),
 					float64validator.ConflictsWith(path.MatchRoot("broker_write_mbps"))},
@@ -122,7 +123,7 @@ func (d *kafkaSizingDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 					"broker_write_megabytes_per_second (same value, same meaning).",
 				MarkdownDescription: "Deprecated: the same as `broker_write_megabytes_per_second`, megabytes (not megabits) per second."},
 			"disk_fill_target": schema.Float64Attribute{Optional: true, Validators: []validator.Float64{float64validator.Between(0.1, 1)},
-				MarkdownDescription: "Fraction of a broker's disk retained data may fill. Default 0.6."},
+				MarkdownDescription: fmt.Sprintf("Fraction of a broker's disk retained data may fill. Default %g.", defaultDiskFillTarget)},
 			"brokers":                      schema.Int64Attribute{Computed: true, MarkdownDescription: "Brokers needed."},
 			"total_flows_per_second":       schema.Int64Attribute{Computed: true, MarkdownDescription: "Sum of the sites' flows per second."},
 			"total_partitions":             schema.Int64Attribute{Computed: true, MarkdownDescription: "Partitions over all topics."},
@@ -144,13 +145,13 @@ func (d *kafkaSizingDataSource) Read(ctx context.Context, req datasource.ReadReq
 		return
 	}
 	in := sizingInput{
-		BytesPerFlow: intOr(m.BytesPerFlow, defaultBytesPerFlow), ReplicationFactor: intOr(m.ReplicationFactor, 3),
-		MinInsync: intOr(m.MinInsyncReplicas, 2), ConsumerGroups: intOr(m.ConsumerGroups, 1),
+		BytesPerFlow: intOr(m.BytesPerFlow, defaultBytesPerFlow), ReplicationFactor: intOr(m.ReplicationFactor, defaultReplicas),
+		MinInsync: intOr(m.MinInsyncReplicas, defaultMinInsync), ConsumerGroups: intOr(m.ConsumerGroups, defaultConsumerGroups),
 		BrokerWriteBudget: floatOr(m.BrokerWriteMegabytes, floatOr(m.BrokerWriteMBps, defaultBrokerWriteMegabytes)) * 1e6,
-		DiskFillTarget:    floatOr(m.DiskFillTarget, 0.6),
+		DiskFillTarget:    floatOr(m.DiskFillTarget, defaultDiskFillTarget),
 	}
 	for i, s := range m.Sites {
-		retention := "24h"
+		retention := defaultRetention
 		if !s.Retention.IsNull() {
 			retention = s.Retention.ValueString()
 		}

@@ -72,7 +72,7 @@ func (r *siteResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 			"that own only the fields below, so status, finalizers and config keys added by others never show " +
 			"as a diff.\n\n" +
 			"The default partition count is derived from `expected_flows_per_second`: " +
-			"`max(1, ceil(flows/s x 500 B / 2.5 MB/s))`, i.e. one partition per 5,000 flows/s (see " +
+			fmt.Sprintf("`max(1, ceil(flows/s x %d B / %s))`, i.e. one partition per %s flows/s (see ", defaultBytesPerFlow, partitionBudgetText, flowsPerPartitionText) +
 			"`telemetry_kafka_sizing` for the reasoning). Partitions never decrease: a lower derived value keeps " +
 			"the current count, and an explicit decrease replaces the topic (the plan says so, with a warning).",
 		Attributes: map[string]schema.Attribute{
@@ -105,17 +105,17 @@ func (r *siteResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 				Validators: []validator.Int64{int64validator.Between(1, maxPartitions)},
 				MarkdownDescription: fmt.Sprintf("Partitions of the topic, at most %d. Default derived from `expected_flows_per_second`. "+
 					"Can grow in place; a decrease replaces the topic (Kafka cannot remove partitions), which the plan shows.", maxPartitions)},
-			"replicas": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(3),
+			"replicas": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(defaultReplicas),
 				Validators:          []validator.Int64{int64validator.Between(1, 32767)},
-				MarkdownDescription: "Replication factor. Default 3."},
+				MarkdownDescription: fmt.Sprintf("Replication factor. Default %d.", defaultReplicas)},
 			"retention": schema.StringAttribute{Optional: true, Computed: true, CustomType: durationType{},
-				Default:    stringdefault.StaticString("24h"),
+				Default:    stringdefault.StaticString(defaultRetention),
 				Validators: []validator.String{retentionValidator{}},
 				MarkdownDescription: "How long flows are kept (`retention.ms`): a duration in whole milliseconds, e.g. `24h`, `7d`, " +
-					"or `" + retentionForever + "` (Kafka's `-1`). Default `24h`."},
-			"min_insync_replicas": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(2),
+					"or `" + retentionForever + "` (Kafka's `-1`). Default `" + defaultRetention + "`."},
+			"min_insync_replicas": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(defaultMinInsync),
 				Validators:          []validator.Int64{int64validator.AtLeast(1)},
-				MarkdownDescription: "`min.insync.replicas`; at most `replicas`. Default 2."},
+				MarkdownDescription: fmt.Sprintf("`min.insync.replicas`; at most `replicas`. Default %d.", defaultMinInsync)},
 			"flow_sources": schema.SetAttribute{Optional: true, ElementType: types.StringType,
 				Validators: []validator.Set{setvalidator.ValueStringsAre(cidrValidator{}), setvalidator.SizeAtLeast(1)},
 				MarkdownDescription: "CIDRs of the site's exporting devices, in canonical form. Feed their union to " +

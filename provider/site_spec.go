@@ -46,7 +46,33 @@ const (
 	// maxPartitions is the largest partition count accepted, explicit or
 	// derived: what maxFlowsPerSecond derives.
 	maxPartitions int64 = maxFlowsPerSecond * defaultBytesPerFlow / partitionWriteBudget
+	// flowsPerPartition is the rate one derived partition takes.
+	flowsPerPartition = partitionWriteBudget / defaultBytesPerFlow
+	// Topic defaults: three replicas, two of which must acknowledge a write,
+	// so one broker may be down while acks=all producers still write.
+	defaultReplicas  = 3
+	defaultMinInsync = 2
+	// defaultRetention is how long a site's flows are kept by default.
+	defaultRetention = "24h"
+	// telemetry_kafka_sizing's other defaults.
+	defaultConsumerGroups = 1
+	defaultDiskFillTarget = 0.6
 )
+
+// Figures of the rules above as the descriptions print them.
+var (
+	partitionBudgetText   = fmt.Sprintf("%g MB/s", partitionWriteBudget/1e6)
+	flowsPerPartitionText = thousands(flowsPerPartition)
+)
+
+// thousands prints n with thousands separators (5,000).
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
 
 // derivePartitions is the default partition count of a site's topic:
 // enough partitions that each takes at most partitionWriteBudget at the
