@@ -24,7 +24,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 )
 
 const (

@@ -14,8 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/tfdev"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/tfdev"
 )
 
 const benchSites = 100

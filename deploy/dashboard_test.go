@@ -10,7 +10,7 @@ import (
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/dashboard"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/dashboard"
 )
 
 const dashboardPath = "helm/telemetry-controllers/dashboards/telemetry-controllers.json"

@@ -18,9 +18,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/tfdev"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/tfdev"
 )
 
 func buildTF(t *testing.T) *tfdev.Env {

@@ -14,7 +14,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
 
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netlab"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 )
 
 // newNetNS creates an empty network namespace for the test.

@@ -13,8 +13,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netlab"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 )
 
 // TestAgentAPIServerOutage: the API server goes away for 10 s while the

@@ -35,8 +35,8 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
 )
 
 func TestMain(m *testing.M) {

@@ -45,10 +45,10 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netlab"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/tfdev"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/tfdev"
 )
 
 const steps = 7

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 )
 
 // The platform module's README documents every input and output as the

@@ -1,5 +1,5 @@
 // This module builds the upstream kube-proxy at the version below, for the
-// conntrack agent's tests against the real proxy (internal/netlab). It is a
+// conntrack agent's tests against the real proxy (internal/harness/netlab). It is a
 // separate module so that k8s.io/kubernetes never leaks into the product's
 // dependency graph, and one per minor so that several versions can be built.
 module github.com/telemetry-platform/terraform-provider-telemetry/tools/kubeproxy/v1.32

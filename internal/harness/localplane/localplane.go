@@ -189,7 +189,7 @@ func (p *Plane) writeKubeconfig() error {
 // examples are found relative to it.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
 }
 
 // binaryAssets finds the folder holding kube-apiserver and etcd:

@@ -10,8 +10,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/localplane"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/standin"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
 )
 
 func topic(name, cluster string, partitions, replicas int64) *unstructured.Unstructured {
