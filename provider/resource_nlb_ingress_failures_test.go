@@ -27,9 +27,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
 
 // failsCleanly is a TestCase ErrorCheck for steps that must fail: the error

@@ -22,9 +22,9 @@ import (
 	"k8s.io/client-go/tools/events"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 )
 
 // The DaemonSet manifests apply cleanly (server-side dry run), and with

@@ -14,9 +14,9 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
 
 // TestLoadBalancerStandInLeftover: a load balancer left in AWS under the
