@@ -1,9 +1,15 @@
 package provider
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
@@ -52,5 +58,22 @@ func TestOwns(t *testing.T) {
 		if owned != tc.owned || legacy != tc.legacy {
 			t.Errorf("%s: owned %v legacy %v, want %v %v", tc.name, owned, legacy, tc.owned, tc.legacy)
 		}
+	}
+}
+
+// A refused DescribeSubnets is an error the caller reports (a warning on the
+// per-source figure), not zero subnets said as if counted: it used to be
+// swallowed, and the figure silently left out the health-check rules.
+func TestTaggedSubnetCountReportsAWSErrors(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>no</Message></Error></Errors></Response>`))
+	}))
+	defer srv.Close()
+	client := ec2.New(ec2.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("a", "b", ""), RetryMaxAttempts: 1})
+	n, err := (&nlbIngressResource{}).taggedSubnetCount(context.Background(), ingressAWS{ec2: client}, "vpc-1", "internet-facing")
+	if err == nil || !strings.Contains(err.Error(), "UnauthorizedOperation") {
+		t.Fatalf("taggedSubnetCount = %d, %v; want the AWS error", n, err)
 	}
 }

@@ -547,7 +547,14 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 			subnets = len(lb.SubnetCIDRs)
 		}
 		if subnets == 0 {
-			subnets = r.taggedSubnetCount(ctx, a, vpcID, spec.Scheme)
+			n, err := r.taggedSubnetCount(ctx, a, vpcID, spec.Scheme)
+			if err != nil {
+				diags.AddWarning("The per-source model's figure leaves out health checks",
+					fmt.Sprintf("Counting the subnets tagged for the NLB's scheme failed (%v), so security_group_rules_per_source_model "+
+						"counts no health-check rule. It is a comparison only: nothing the NLB admits depends on it. "+
+						"Allow ec2:DescribeSubnets to the provider's credentials for the full figure.", err))
+			}
+			subnets = n
 		}
 		plan.PerSourceModel = types.Int64Value(int64(spec.perSourceModel(subnets)))
 	}
@@ -665,7 +672,7 @@ func (r *nlbIngressResource) loadBalancer(ctx context.Context, c client.Client, 
 // taggedSubnetCount is how many subnets the controller would pick for the
 // scheme (one per zone among the tagged ones), for the per-source model when
 // no NLB exists yet.
-func (r *nlbIngressResource) taggedSubnetCount(ctx context.Context, a ingressAWS, vpcID, scheme string) int {
+func (r *nlbIngressResource) taggedSubnetCount(ctx context.Context, a ingressAWS, vpcID, scheme string) (int, error) {
 	tag := "kubernetes.io/role/internal-elb"
 	if scheme == lbc.SchemeInternetFacing {
 		tag = "kubernetes.io/role/elb"
@@ -675,13 +682,13 @@ func (r *nlbIngressResource) taggedSubnetCount(ctx context.Context, a ingressAWS
 		{Name: aws.String("tag-key"), Values: []string{tag}},
 	}})
 	if err != nil {
-		return 0
+		return 0, fmt.Errorf("describing the subnets of %s: %w", vpcID, err)
 	}
 	zones := map[string]bool{}
 	for _, s := range out.Subnets {
 		zones[aws.ToString(s.AvailabilityZone)] = true
 	}
-	return len(zones)
+	return len(zones), nil
 }
 
 func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
