@@ -450,9 +450,16 @@ func (a *Agent) Pass(ctx context.Context, trigger string) (PassResult, error) {
 // for one Service does not read the whole table.
 func (a *Agent) PassScoped(ctx context.Context, trigger string, services []types.NamespacedName) (PassResult, error) {
 	res, err := a.passScoped(ctx, trigger, services)
-	// The time from each change to the kernel's first deletion it caused.
+	// The time from each change to the kernel's first deletion it caused (a
+	// pass over every entry answers every change pending).
 	a.mu.Lock()
-	for _, svc := range services {
+	keys := services
+	if services == nil {
+		for svc := range a.changedAt {
+			keys = append(keys, svc)
+		}
+	}
+	for _, svc := range keys {
 		if at, ok := a.changedAt[svc]; ok && res.PerService[svc].Deleted > 0 {
 			a.Metrics.changeToDelete.Observe(time.Since(at).Seconds())
 		}
