@@ -65,7 +65,11 @@ func (n *Netlink) Watch(ctx context.Context, fn func(Flow, bool), lost func()) (
 	go func() {
 		defer unix.Close(fd)
 		r := newBatchReader(fd)
-		flags := 0 // blocking (up to the receive timeout) until an event comes
+		// Blocking (up to the receive timeout) until an event comes, then
+		// taking only what is there: without MSG_WAITFORONE recvmmsg waits to
+		// fill the batch, holding the first event for as long.
+		const blocking = unix.MSG_WAITFORONE
+		flags := blocking
 		for {
 			if ctx.Err() != nil {
 				errc <- nil
@@ -73,13 +77,13 @@ func (n *Netlink) Watch(ctx context.Context, fn func(Flow, bool), lost func()) (
 			}
 			datagrams, err := r.read(flags)
 			switch {
-			case errors.Is(err, unix.EAGAIN) && flags != 0:
+			case errors.Is(err, unix.EAGAIN) && flags == unix.MSG_DONTWAIT:
 				// Drained: let events gather for a while rather than waking for
 				// each (one wake-up and one read per event cost 13.5 µs an
 				// event under churn); the index lags the kernel by at most
 				// eventBatchDelay.
 				time.Sleep(eventBatchDelay)
-				flags = 0
+				flags = blocking
 				continue
 			case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 				continue

@@ -334,3 +334,44 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("watch ended with %v", err)
 	}
 }
+
+// Events that trickle in (one every 100 ms) each reach fn promptly: the
+// reader must not hold the first one while it waits to fill its batch. It
+// used to (recvmmsg without MSG_WAITFORONE waits for the whole batch, each
+// datagram up to the socket's receive timeout): a trickle kept the index
+// seconds behind the kernel.
+func TestWatchDeliversEachEventPromptly(t *testing.T) {
+	ns := newNetNS(t, "ctwatch2")
+	n := &Netlink{NetNS: ns, RecvBuffer: 1 << 20}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	seen := make(chan time.Time, 16)
+	if _, err := n.Watch(ctx, func(Flow, bool) { seen <- time.Now() }, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := conntrack.Dial(&netlink.Config{NetNS: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var worst time.Duration
+	for i := 0; i < 5; i++ {
+		f := conntrack.NewFlow(17, 0, netip.MustParseAddr("192.0.2.9"), netip.MustParseAddr("203.0.113.9"), uint16(20000+i), 6343, 60, 0)
+		created := time.Now()
+		if err := c.Create(f); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case at := <-seen:
+			worst = max(worst, at.Sub(created))
+		case <-time.After(2 * time.Second):
+			t.Fatalf("event %d not seen within 2 s", i)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// eventBatchDelay (5 ms) plus scheduling; a held batch took 200 ms or more.
+	if worst > 100*time.Millisecond {
+		t.Fatalf("an event reached the index %v after its entry was created", worst)
+	}
+	t.Logf("slowest event: %v", worst)
+}
