@@ -84,22 +84,7 @@ func (u *unit) fresh(m *Metrics) *Agent {
 
 func (u *unit) start() {
 	u.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- u.agent.Run(ctx) }()
-	u.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			u.t.Errorf("agent: %v", err)
-		}
-	})
-	deadline := time.Now().Add(5 * time.Second)
-	for u.agent.Ready() != nil {
-		if time.Now().After(deadline) {
-			u.t.Fatal("agent not ready")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	u.t.Cleanup(u.runAgent(u.agent))
 }
 
 // counter sums the series of a counter or gauge whose first label values

@@ -60,21 +60,12 @@ func (n *Netlink) Delete(ctx context.Context, flows []Flow) ([]Outcome, error) {
 
 // deleteRange deletes flows on one socket, batch after batch.
 func (n *Netlink) deleteRange(ctx context.Context, flows []Flow, outcomes []Outcome) error {
-	var fd int
-	if err := n.inNetNS(func() error {
-		var err error
-		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
-		if err != nil {
-			return fmt.Errorf("netlink socket: %w", err)
-		}
+	fd, err := n.socket(false, 0, func(fd int) error {
 		// Answers carry only the error, not the request back.
 		_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
-		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("netlink bind: %w", err)
-		}
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)

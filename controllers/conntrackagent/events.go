@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -29,37 +28,16 @@ const (
 // protocol's events to the group; a socket filter (udpEventsOnly) drops the
 // others before they reach the agent (TCP churn is most of a node's).
 func (n *Netlink) Watch(ctx context.Context, fn func(Flow, bool), lost func()) (<-chan error, error) {
-	var fd int
-	err := n.inNetNS(func() error {
-		var err error
-		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
-		if err != nil {
-			return fmt.Errorf("netlink socket: %w", err)
-		}
-		if n.RecvBuffer > 0 {
-			if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n.RecvBuffer) != nil {
-				_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n.RecvBuffer)
-			}
-		}
+	groups := uint32(1<<(nfnlgrpConntrackNew-1) | 1<<(nfnlgrpConntrackDestroy-1))
+	fd, err := n.socket(true, groups, func(fd int) error {
 		if err := attachUDPFilter(fd); err != nil {
-			unix.Close(fd)
 			return err
 		}
-		groups := uint32(1<<(nfnlgrpConntrackNew-1) | 1<<(nfnlgrpConntrackDestroy-1))
-		err = unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: groups})
-		if err != nil {
-			err = fmt.Errorf("netlink bind to the conntrack event groups: %w", err)
-		} else {
-			// A receive timeout, so the reader sees ctx end.
-			err = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200_000})
-		}
-		if err != nil {
-			unix.Close(fd)
-		}
-		return err
+		// A receive timeout, so the reader sees ctx end.
+		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200_000})
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("watching conntrack events: %w", err)
 	}
 	errc := make(chan error, 1)
 	go func() {
@@ -214,7 +192,3 @@ func attachUDPFilter(fd int) error {
 	}
 	return nil
 }
-
-// eventCounter counts the datagrams the event socket delivered (a test
-// checks that the kernel filter dropped the other protocols').
-type eventCounter = atomic.Int64

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
@@ -27,7 +27,9 @@ type Netlink struct {
 	// RecvBuffer is the dump socket's receive buffer in bytes.
 	RecvBuffer int
 
-	eventDatagrams eventCounter // read by Watch
+	// eventDatagrams counts the datagrams Watch read (a test checks that
+	// the kernel filter dropped the other protocols').
+	eventDatagrams atomic.Int64
 }
 
 // Constants of the kernel's ctnetlink that ti-mo/conntrack does not export.
@@ -129,38 +131,59 @@ func (n *Netlink) ScanProtocol(ctx context.Context, proto uint8, fn func(Flow)) 
 // and only matching entries are decoded here.
 func (n *Netlink) ScanFiltered(ctx context.Context, filters []Filter, fn func(Flow)) (ScanStats, error) {
 	var stats ScanStats
+	fd, err := n.socket(true, 0, nil)
+	if err != nil {
+		return stats, err
+	}
+	defer unix.Close(fd)
+	stats.Filter = true
+	for _, filter := range filters {
+		for _, family := range filter.families() {
+			err := dump(ctx, fd, family, filter, stats.Filter, &stats, fn)
+			if stats.Filter && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
+				stats.Filter = false // kernel without CTA_FILTER: filter in Go from now on
+				err = dump(ctx, fd, family, filter, false, &stats, fn)
+			}
+			if err != nil {
+				return stats, err
+			}
+		}
+	}
+	return stats, nil
+}
+
+// socket opens a ctnetlink socket in the namespace (a socket keeps the
+// namespace it was made in, whichever thread then uses it): the dump socket's
+// receive buffer when recvBuffer, setup (socket options) before the bind to
+// these multicast groups (0: none). On error nothing stays open.
+func (n *Netlink) socket(recvBuffer bool, groups uint32, setup func(fd int) error) (int, error) {
+	fd := -1
 	err := n.inNetNS(func() error {
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
-		if err != nil {
+		var err error
+		if fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER); err != nil {
 			return fmt.Errorf("netlink socket: %w", err)
 		}
-		f := os.NewFile(uintptr(fd), "netlink")
-		defer f.Close()
-		if n.RecvBuffer > 0 {
+		if recvBuffer && n.RecvBuffer > 0 {
 			// Force the size past rmem_max when allowed (CAP_NET_ADMIN), else ask for it.
 			if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n.RecvBuffer) != nil {
 				_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n.RecvBuffer)
 			}
 		}
-		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			return fmt.Errorf("netlink bind: %w", err)
-		}
-		stats.Filter = true
-		for _, filter := range filters {
-			for _, family := range filter.families() {
-				err := dump(ctx, fd, family, filter, stats.Filter, &stats, fn)
-				if stats.Filter && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
-					stats.Filter = false // kernel without CTA_FILTER: filter in Go from now on
-					err = dump(ctx, fd, family, filter, false, &stats, fn)
-				}
-				if err != nil {
-					return err
-				}
+		if setup != nil {
+			if err := setup(fd); err != nil {
+				return err
 			}
+		}
+		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: groups}); err != nil {
+			return fmt.Errorf("netlink bind: %w", err)
 		}
 		return nil
 	})
-	return stats, err
+	if err != nil && fd >= 0 {
+		unix.Close(fd)
+		fd = -1
+	}
+	return fd, err
 }
 
 // dump runs one dump request and decodes its replies as they arrive.
