@@ -143,14 +143,17 @@ func (a ingressAWS) ensureFrontend(ctx context.Context, o ingressOwner, vpcID, k
 }
 
 // findFrontend returns the group tagged as the ingress's frontend group in
-// this cluster, or "" when there is none: its tags alone find it, whatever
-// the state holds.
+// this cluster (in the VPC, when vpcID is not ""), or "" when there is none:
+// its tags alone find it, whatever the state holds.
 func (a ingressAWS) findFrontend(ctx context.Context, o ingressOwner, vpcID string) (string, error) {
-	out, err := a.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
-		{Name: aws.String("vpc-id"), Values: []string{vpcID}},
+	filters := []ec2types.Filter{
 		{Name: aws.String("tag:" + annotations.IngressTag), Values: []string{o.ref()}},
 		{Name: aws.String("tag:" + annotations.ClusterTag), Values: []string{a.cluster}},
-	}})
+	}
+	if vpcID != "" {
+		filters = append(filters, ec2types.Filter{Name: aws.String("vpc-id"), Values: []string{vpcID}})
+	}
+	out, err := a.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: filters})
 	if err != nil {
 		return "", fmt.Errorf("looking for the frontend security group of %s: %w", o.ref(), err)
 	}
@@ -311,6 +314,65 @@ func (a ingressAWS) reconcileRules(ctx context.Context, o ingressOwner, frontend
 		}
 	}
 	return nil
+}
+
+// foreignNodeRules reads the node group's rules that are not the
+// ingress's (described otherwise) as sgRules of the node group.
+func (a ingressAWS) foreignNodeRules(ctx context.Context, o ingressOwner, nodeID string) ([]sgRule, error) {
+	out, err := a.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{nodeID}})
+	if err != nil {
+		return nil, fmt.Errorf("describing the node security group %s: %w", nodeID, err)
+	}
+	owner := o.description()
+	var rules []sgRule
+	for _, g := range out.SecurityGroups {
+		for _, p := range g.IpPermissions {
+			base := sgRule{Group: "node", Protocol: strings.ToLower(aws.ToString(p.IpProtocol)), From: aws.ToInt32(p.FromPort), To: aws.ToInt32(p.ToPort)}
+			for _, r := range p.IpRanges {
+				if aws.ToString(r.Description) != owner {
+					rule := base
+					rule.Source = aws.ToString(r.CidrIp)
+					rules = append(rules, rule)
+				}
+			}
+			for _, r := range p.Ipv6Ranges {
+				if aws.ToString(r.Description) != owner {
+					rule := base
+					rule.Source = aws.ToString(r.CidrIpv6)
+					rules = append(rules, rule)
+				}
+			}
+			for _, r := range p.UserIdGroupPairs {
+				if aws.ToString(r.Description) != owner {
+					rule := base
+					rule.Source = aws.ToString(r.GroupId)
+					rules = append(rules, rule)
+				}
+			}
+		}
+	}
+	return rules, nil
+}
+
+// reconcileRulesWideningFirst is reconcileRules adding before it revokes:
+// for a change from rules that admit more to rules that admit less of the
+// same sources (the widened rules of a hand-over to the exact ones), so no
+// listed source is ever refused in between.
+func (a ingressAWS) reconcileRulesWideningFirst(ctx context.Context, o ingressOwner, frontendID, nodeID string, vpcCIDRs []string, desired []sgRule) error {
+	actual, err := a.actualRules(ctx, o, frontendID, nodeID, vpcCIDRs)
+	if err != nil {
+		return err
+	}
+	union := slices.Clone(actual)
+	for _, r := range desired {
+		if !slices.Contains(union, r) {
+			union = append(union, r)
+		}
+	}
+	if err := a.reconcileRules(ctx, o, frontendID, nodeID, vpcCIDRs, union); err != nil {
+		return err
+	}
+	return a.reconcileRules(ctx, o, frontendID, nodeID, vpcCIDRs, desired)
 }
 
 // revokeUnwanted revokes the owned rules that are not desired and adds

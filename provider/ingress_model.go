@@ -73,6 +73,29 @@ type ingressPortModel struct {
 // readWithoutService).
 func (m *ingressModel) serviceAbsent() bool { return m.ManagedAnnotations.IsNull() }
 
+// managedAnnotation is one of the provider's annotations as the state has
+// it on the Service ("" when absent or unknown).
+func (m *ingressModel) managedAnnotation(k string) string {
+	if v, ok := m.ManagedAnnotations.Elements()[k].(types.String); ok {
+		return v.ValueString()
+	}
+	return ""
+}
+
+// migrationPending: the state holds an NLB whose Service still leaves its
+// sources to the AWS Load Balancer Controller's per-source rules (imported
+// and not migrated yet, or a migration that stopped half-way).
+func (m *ingressModel) migrationPending() bool {
+	if m.LoadBalancerARN.ValueString() == "" || m.serviceAbsent() || m.ManagedAnnotations.IsUnknown() {
+		return false
+	}
+	ann := map[string]string{}
+	for _, k := range lbcHandOver {
+		ann[k] = m.managedAnnotation(k)
+	}
+	return !handedOver(ann)
+}
+
 // knownInputs says which parts of a plan are known.
 type knownInputs struct{ ports, sources, rest bool }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/big"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,6 +48,11 @@ type ingressSpec struct {
 	// Local); nil while the Service does not exist yet.
 	NodePorts           map[string]int32
 	HealthCheckNodePort int32
+	// TypeAnnotation is the aws-load-balancer-type annotation of a Service
+	// that names the AWS Load Balancer Controller that way (made before
+	// loadBalancerClass, and imported): it is kept, and no class written,
+	// because a running LoadBalancer Service cannot gain a class.
+	TypeAnnotation string
 }
 
 // nodePortKey names a Service port's NodePort: "<protocol>/<port>", e.g. "udp/6343".
@@ -161,10 +167,13 @@ func (s ingressSpec) service(frontendSG string) *corev1ac.ServiceApplyConfigurat
 	} else {
 		ann[lbc.DisableNLBSecurityGroup] = "true"
 	}
-	spec := corev1ac.ServiceSpec().
-		WithType(corev1.ServiceTypeLoadBalancer).
-		WithLoadBalancerClass(lbc.LoadBalancerClass).
-		WithSelector(s.Selector).
+	spec := corev1ac.ServiceSpec().WithType(corev1.ServiceTypeLoadBalancer)
+	if s.TypeAnnotation != "" {
+		ann[lbc.Type] = s.TypeAnnotation
+	} else {
+		spec.WithLoadBalancerClass(lbc.LoadBalancerClass)
+	}
+	spec.WithSelector(s.Selector).
 		WithExternalTrafficPolicy(s.ETP).
 		WithLoadBalancerSourceRanges(s.Sources.Strings()...)
 	for _, p := range servicePorts(s.Ports) {
@@ -175,6 +184,120 @@ func (s ingressSpec) service(frontendSG string) *corev1ac.ServiceApplyConfigurat
 		WithLabels(map[string]string{annotations.ManagedBy: annotations.ProviderManager}).
 		WithAnnotations(ann).
 		WithSpec(spec)
+}
+
+// lbcHandOver are the annotations that take the NLB's sources away from the
+// AWS Load Balancer Controller's per-source rules: the NLB's security groups
+// (or none) and whether the controller manages backend rules. Written while
+// the coarse cover is not in place yet, they would switch the NLB to an
+// empty frontend group, or make the controller revoke the only rules that
+// admit the sources; a migration writes them last (see serviceHoldingLBC).
+var lbcHandOver = []string{lbc.SecurityGroups, lbc.ManageBackendSecurityGroupRule, lbc.DisableNLBSecurityGroup}
+
+// handOverPending says whether the live Service's hand-over annotations
+// differ from what the ingress renders: the controller still admits the
+// sources its own way (an imported Service, or one edited by hand).
+func (s ingressSpec) handOverPending(live *corev1.Service, frontendSG string) bool {
+	rendered := s.service(frontendSG).Annotations
+	for _, k := range lbcHandOver {
+		if live.Annotations[k] != rendered[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// serviceHoldingLBC is service with the hand-over annotations as they are on
+// the live Service: the first write of a migration, which opts the Service
+// in to Calico policies while the controller's per-source rules still hold.
+func (s ingressSpec) serviceHoldingLBC(frontendSG string, live *corev1.Service) *corev1ac.ServiceApplyConfiguration {
+	ac := s.service(frontendSG)
+	for _, k := range lbcHandOver {
+		if v, ok := live.Annotations[k]; ok {
+			ac.Annotations[k] = v
+		} else {
+			delete(ac.Annotations, k)
+		}
+	}
+	return ac
+}
+
+// handedOver says whether a Service's annotations keep the AWS Load Balancer
+// Controller from writing per-source rules: no backend rules, and either
+// groups of the ingress's own or none at all.
+func handedOver(ann map[string]string) bool {
+	return ann[lbc.ManageBackendSecurityGroupRule] == "false" &&
+		(ann[lbc.SecurityGroups] != "" || ann[lbc.DisableNLBSecurityGroup] == "true")
+}
+
+// handOverRules are the rules to hold while the AWS Load Balancer
+// Controller hands over, beside foreign, the node group's other rules (its
+// per-source rules among them): the coarse cover at the largest size, up to
+// CoverSize, whose node-group rules fit beside them within AWS's quota;
+// each node-group rule that is the same (protocol, ports, source) as a
+// foreign one widened to the smallest prefix around its source that is not.
+// AWS keeps one rule for the two whatever their descriptions, and the
+// controller, revoking its rules from a view it caches for up to 10
+// minutes, would take the ingress's with it. What the smaller or widened
+// cover admits beyond the sources Calico refuses; once the controller's
+// rules are gone the ingress narrows to its own rules.
+func (s ingressSpec) handOverRules(foreign []sgRule) ([]sgRule, error) {
+	used := nodeRulesByFamily(foreign)
+	var need map[string]int
+	for size := s.CoverSize; size >= 1; size-- {
+		t := s
+		t.CoverSize = size
+		var rules []sgRule
+		for _, r := range t.desiredRules() {
+			if r.Group == "node" && slices.Contains(foreign, r) {
+				if p, err := netip.ParsePrefix(r.Source); err == nil {
+					for p.Bits() > 0 && slices.Contains(foreign, r) {
+						p, _ = p.Addr().Prefix(p.Bits() - 1)
+						r.Source = p.String()
+					}
+				}
+			}
+			if !slices.Contains(rules, r) {
+				rules = append(rules, r)
+			}
+		}
+		need = nodeRulesByFamily(rules)
+		fits := true
+		for family, n := range need {
+			fits = fits && used[family]+n <= rulesPerGroupQuota
+		}
+		if fits {
+			return rules, nil
+		}
+	}
+	var over []string
+	for _, family := range slices.Sorted(maps.Keys(need)) {
+		if used[family]+need[family] > rulesPerGroupQuota {
+			over = append(over, fmt.Sprintf("%d %s rules beside its %d", need[family], family, used[family]))
+		}
+	}
+	return nil, fmt.Errorf("the node security group %s has no room for the coarse cover beside the rules it holds (the AWS Load "+
+		"Balancer Controller's per-source rules among them): even at one prefix per port it needs %s, over AWS's default "+
+		"quota of %d rules per group. Nothing was changed. Raise the quota (Service Quotas: \"Inbound or outbound rules per "+
+		"security group\"), free rules in the group, or move the exporters to a new NLB beside this one (the two-NLB path in "+
+		"docs/guides/migrating-from-lbc-rules.md)", s.NodeSG, strings.Join(over, " and "), rulesPerGroupQuota)
+}
+
+// nodeRulesByFamily counts the node-group rules by address family, as AWS's
+// quota does (rules from a group count as IPv4).
+func nodeRulesByFamily(rules []sgRule) map[string]int {
+	out := map[string]int{}
+	for _, r := range rules {
+		if r.Group != "node" {
+			continue
+		}
+		family := "IPv4"
+		if strings.Contains(r.Source, ":") {
+			family = "IPv6"
+		}
+		out[family]++
+	}
+	return out
 }
 
 // typedService converts what the provider applies into the Service object
@@ -192,19 +315,16 @@ func typedService(ac *corev1ac.ServiceApplyConfiguration) (*corev1.Service, erro
 // provider's own keys (user annotations and the controller's acknowledgement
 // left out), for drift detection.
 func (s ingressSpec) managedAnnotations(frontendSG string) map[string]string {
-	out := map[string]string{}
-	for k, v := range s.service(frontendSG).Annotations {
-		if isManagedAnnotation(k) {
-			out[k] = v
-		}
-	}
-	return out
+	return managedOf(s.service(frontendSG).Annotations)
 }
 
 // managedAnnotationsOf are the provider's own keys as they are on a Service.
-func managedAnnotationsOf(svc *corev1.Service) map[string]string {
+func managedAnnotationsOf(svc *corev1.Service) map[string]string { return managedOf(svc.Annotations) }
+
+// managedOf keeps the provider's own keys of annotations.
+func managedOf(ann map[string]string) map[string]string {
 	out := map[string]string{}
-	for k, v := range svc.Annotations {
+	for k, v := range ann {
 		if isManagedAnnotation(k) {
 			out[k] = v
 		}

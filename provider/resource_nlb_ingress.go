@@ -35,6 +35,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
@@ -246,6 +247,18 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	if prior != nil && prior.migrationPending() {
+		problem, steps := migrationPlan(prior, &plan)
+		if problem != "" {
+			resp.Diagnostics.AddError("The NLB cannot be migrated in place", problem)
+			return
+		}
+		resp.Diagnostics.AddWarning("Migration from the AWS Load Balancer Controller's per-source rules", steps)
+	}
+	if prior != nil && !prior.serviceAbsent() {
+		// The Service names the controller by annotation; it stays so.
+		spec.TypeAnnotation = prior.managedAnnotation(lbc.Type)
+	}
 	// NodePorts stay allocated to the same ports across applies: the plan
 	// carries them while the ports are the same, and they are unknown for a
 	// new port until the API server allocates it.
@@ -428,14 +441,32 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 	plan.Ports = portsValue(spec.Ports)
 	// The NodePorts the Service has now (none before it exists).
 	live := &corev1.Service{}
+	handOver := false
 	switch err := c.Get(ctx, client.ObjectKey{Namespace: spec.Namespace, Name: spec.Name}, live); {
 	case err == nil:
 		spec.NodePorts, spec.HealthCheckNodePort = nodePortsFromService(live)
+		spec.TypeAnnotation = live.Annotations[lbc.Type]
+		// An imported Service whose sources the AWS Load Balancer
+		// Controller admits with a rule each (or one edited by hand): the
+		// controller is told to stop only once Calico and the coarse cover
+		// hold (see migrate).
+		handOver = spec.handOverPending(live, frontend)
 	case !apierrors.IsNotFound(err):
 		diags.AddError("Cannot read the Service", kubeReachError(r.clients, err))
 		return
 	}
 	desired := spec.desiredRules()
+	var holding []sgRule // the rules held while the controller hands over
+	if handOver {
+		foreign, err := a.foreignNodeRules(ctx, owner, spec.NodeSG)
+		if err == nil {
+			holding, err = spec.handOverRules(foreign)
+		}
+		if err != nil {
+			diags.AddError("Cannot migrate the NLB from the AWS Load Balancer Controller's rules", err.Error())
+			return
+		}
+	}
 	// Fail closed at every step: rules that are no longer wanted go first
 	// (narrowing is always safe), then the Service; rules are added only once
 	// the controller has enforced the Service's sources in Calico.
@@ -483,18 +514,16 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 			return
 		}
 	}
-	if err := c.Apply(ctx, spec.service(frontend), client.FieldOwner(annotations.ProviderManager), client.ForceOwnership); err != nil {
-		diags.AddError("Cannot write the Service", fmt.Sprintf("applying Service %s/%s: %v", spec.Namespace, spec.Name, err))
-		return
+	first := spec.service(frontend)
+	if handOver {
+		first = spec.serviceHoldingLBC(frontend, live)
 	}
-	// Server-side apply leaves annotations other managers wrote: managed keys
-	// added by hand are removed explicitly.
-	rendered := spec.managedAnnotations(frontend)
-	if err := removeStrayAnnotations(ctx, c, spec.Namespace, spec.Name, rendered); err != nil {
+	written, err := writeService(ctx, c, first)
+	if err != nil {
 		diags.AddError("Cannot write the Service", err.Error())
 		return
 	}
-	plan.ManagedAnnotations = stringMap(rendered)
+	plan.ManagedAnnotations = stringMap(written)
 	if plan.WaitForEnforcement.ValueBool() {
 		timeout, _ := parseDuration(plan.EnforcementTimeout.ValueString())
 		if err := waitForEnforcement(ctx, c, spec.Namespace, spec.Name, timeout); err != nil {
@@ -524,10 +553,16 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 		return
 	}
 	desired = spec.desiredRules()
-	if err := a.reconcileRules(ctx, owner, frontend, spec.NodeSG, vpcCIDRs, desired); err != nil {
+	if handOver {
+		if err := r.migrate(ctx, c, a, spec, frontend, vpcCIDRs, holding, desired, diags); err != nil {
+			diags.AddError("The migration from the AWS Load Balancer Controller's rules did not complete", err.Error())
+			return
+		}
+	} else if err := a.reconcileRules(ctx, owner, frontend, spec.NodeSG, vpcCIDRs, desired); err != nil {
 		diags.AddError("Cannot write the security-group rules", err.Error())
 		return
 	}
+	plan.ManagedAnnotations = stringMap(spec.managedAnnotations(frontend))
 	plan.SecurityGroupRules = stringList(ruleStrings(desired))
 	lb, err := r.loadBalancer(ctx, c, a, spec, plan.WaitForLoadBalancer.ValueBool())
 	if err != nil {
@@ -558,6 +593,19 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 		}
 		plan.PerSourceModel = types.Int64Value(int64(spec.perSourceModel(subnets)))
 	}
+}
+
+// writeService applies the Service as the provider's field manager, then
+// removes the provider's annotation keys it does not render: server-side
+// apply leaves keys other managers wrote, so one added by hand stays
+// otherwise.
+// It returns the provider's annotations as written.
+func writeService(ctx context.Context, c client.Client, svc *corev1ac.ServiceApplyConfiguration) (map[string]string, error) {
+	if err := c.Apply(ctx, svc, client.FieldOwner(annotations.ProviderManager), client.ForceOwnership); err != nil {
+		return nil, fmt.Errorf("applying Service %s/%s: %w", *svc.Namespace, *svc.Name, err)
+	}
+	rendered := managedOf(svc.Annotations)
+	return rendered, removeStrayAnnotations(ctx, c, *svc.Namespace, *svc.Name, rendered)
 }
 
 // removeStrayAnnotations deletes the provider's annotation keys that are on
@@ -756,6 +804,13 @@ func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest,
 		return
 	}
 	state.setLoadBalancer(lb)
+	if lb != nil && !handedOver(svc.Annotations) {
+		// Not migrated yet: the NLB says whether it has security groups (AWS
+		// can neither add them to an NLB made without nor remove them all),
+		// so a configuration that needs another NLB shows in the plan.
+		state.NLBSecurityGroup = types.BoolValue(len(lb.SecurityGroups) > 0)
+		spec.NLBSecurityGroup = state.NLBSecurityGroup.ValueBool()
+	}
 	state.LoadBalancerAsConfigured = types.BoolValue(len(spec.loadBalancerProblems(state.FrontendSecurityGroupID.ValueString(), lb)) == 0)
 	if state.PerSourceModel.IsNull() && known.all() {
 		subnets := len(spec.Subnets)
@@ -842,6 +897,15 @@ func (r *nlbIngressResource) Delete(ctx context.Context, req resource.DeleteRequ
 	if !ok {
 		return
 	}
+	if state.NodeSecurityGroupID.ValueString() == "" {
+		// Imported and never applied: the ingress made nothing in AWS but,
+		// perhaps, the frontend group of a migration that failed before it
+		// saved anything, which its tags find.
+		if err := r.deleteUnsavedFrontend(ctx, a, ruleOwner(ns, name)); err != nil {
+			resp.Diagnostics.AddError("Cannot delete the frontend security group", err.Error())
+		}
+		return
+	}
 	vpcID, vpcCIDRs, err := a.vpcOf(ctx, state.NodeSecurityGroupID.ValueString())
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read the node security group", err.Error())
@@ -874,6 +938,17 @@ func (r *nlbIngressResource) Delete(ctx context.Context, req resource.DeleteRequ
 			}
 		}
 	}
+}
+
+// deleteUnsavedFrontend deletes the ingress's frontend group found by its
+// tags, for an ingress whose state names no node group (imported, never
+// applied): a first apply that failed after making the group saved nothing.
+func (r *nlbIngressResource) deleteUnsavedFrontend(ctx context.Context, a ingressAWS, o ingressOwner) error {
+	frontend, err := a.findFrontend(ctx, o, "")
+	if err != nil || frontend == "" {
+		return err
+	}
+	return a.deleteFrontend(ctx, frontend)
 }
 
 func (r *nlbIngressResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {

@@ -284,10 +284,14 @@ func (r *Reconciler) acknowledge(ctx context.Context, svc *corev1.Service, want 
 }
 
 // apply creates, updates and deletes so the cluster holds exactly the
-// desired objects, in an order that is closed at every step: network sets
-// before the policies that select them; policies written from the highest
-// order down (the Deny before the Allow it backs) and removed from the lowest
-// up (the Allow before its Deny). Unchanged objects are not written.
+// desired objects, in an order where no intermediate state admits what
+// neither the state before nor the one after admits: network sets before the
+// policies that select them; policies written and removed from the lowest
+// order up (the Allow before the Deny behind it). Written the other way, a
+// Deny ahead of its Allow refuses for a moment the listed sources of a
+// Service whose flows already run (one adopted from the AWS Load Balancer
+// Controller's rules), where an Allow alone refuses nothing new: the tier
+// passes what it does not match. Unchanged objects are not written.
 func (r *Reconciler) apply(ctx context.Context, out Output, policies []calicov3.GlobalNetworkPolicy, sets []calicov3.GlobalNetworkSet) (int, error) {
 	writes := 0
 	for _, want := range out.NetworkSets {
@@ -302,7 +306,7 @@ func (r *Reconciler) apply(ctx context.Context, out Output, policies []calicov3.
 		writes += wrote
 	}
 	wanted := slices.Clone(out.Policies)
-	slices.SortStableFunc(wanted, func(a, b *calicov3.GlobalNetworkPolicy) int { return cmp.Compare(order(b), order(a)) })
+	slices.SortStableFunc(wanted, func(a, b *calicov3.GlobalNetworkPolicy) int { return cmp.Compare(order(a), order(b)) })
 	for _, want := range wanted {
 		var have client.Object
 		if i := slices.IndexFunc(policies, func(p calicov3.GlobalNetworkPolicy) bool { return p.Name == want.Name }); i >= 0 {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // ServiceFinalizer holds a Service until the controller has deleted its NLB.
@@ -19,6 +20,19 @@ const LoadBalancerClass = "service.k8s.aws/nlb"
 // StackTag is the tag the controller puts on a Service's load balancer,
 // valued "<namespace>/<name>".
 const StackTag = "service.k8s.aws/stack"
+
+// StackNameLabel and StackNamespaceLabel are the labels the controller puts
+// on the Kubernetes objects it makes for a Service (its
+// TargetGroupBindings).
+const (
+	StackNameLabel      = "service.k8s.aws/stack-name"
+	StackNamespaceLabel = "service.k8s.aws/stack-namespace"
+)
+
+// TargetGroupBindingList is the kind of a list of the controller's
+// TargetGroupBindings: which target group a Service's port feeds and, in
+// spec.networking, the node-group rules the controller manages for it.
+var TargetGroupBindingList = schema.GroupVersionKind{Group: "elbv2.k8s.aws", Version: "v1beta1", Kind: "TargetGroupBindingList"}
 
 // Service annotations.
 const (

@@ -151,7 +151,12 @@ func (p *Plane) registerNodes(ctx context.Context) error {
 				{Type: corev1.NodeInternalIP, Address: inst.PrivateIP},
 				{Type: corev1.NodeInternalDNS, Address: inst.NodeName},
 				{Type: corev1.NodeHostName, Address: inst.NodeName},
-			}},
+			},
+				// Ready, as kubelet reports it: the AWS Load Balancer
+				// Controller registers only Ready nodes as instance targets,
+				// and writes backend rules only for the targets' groups.
+				Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
+					Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}},
 		}
 		if err := c.Create(ctx, node); err != nil {
 			return err
