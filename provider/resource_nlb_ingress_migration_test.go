@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -456,4 +457,76 @@ func judgeMigration(t *testing.T, samples []fenceSample, sentBy map[netip.AddrPo
 		return fmt.Errorf("the migration did not hold:\n%s", strings.Join(problems, "\n"))
 	}
 	return nil
+}
+
+// TestAccNLBIngressMigrationKeepsTheNLB: an imported NLB that the LBC made
+// without security groups cannot gain them, so a configuration asking for
+// them (the default) is refused at plan time with the way to keep the NLB,
+// before anything changes; and an ingress imported but never applied is
+// destroyed cleanly (it made nothing in AWS: its destroy once failed on the
+// empty node group of its state).
+func TestAccNLBIngressMigrationKeepsTheNLB(t *testing.T) {
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ctx := context.Background()
+	const namespace = "migrate-keep"
+	ensureNamespaces(t, c, namespace)
+	lbcProc, err := p.StartLoadBalancerController(ctx, localplane.LBCOptions{WithoutNLBSecurityGroups: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lbcProc.Stop)
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "flows", Annotations: map[string]string{
+			lbc.Scheme: lbc.SchemeInternetFacing, lbc.NLBTargetType: lbc.TargetInstance}},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To(lbc.LoadBalancerClass),
+			Selector: map[string]string{"app": "sfacctd"}, LoadBalancerSourceRanges: []string{"192.0.2.10/32"},
+			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+			Ports:                 []corev1.ServicePort{{Name: "sflow", Protocol: corev1.ProtocolUDP, Port: 6343}}},
+	}
+	if err := c.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		err := c.Get(ctx, client.ObjectKeyFromObject(svc), svc)
+		return err == nil && awsnlb.Hostname(svc) != "", err
+	})
+	if err != nil {
+		t.Fatalf("the LBC made no NLB: %v\n%s", err, lbcProc.LogTail(20))
+	}
+	ec := ec2.NewFromConfig(p.AWS.Config())
+	addr := "telemetry_nlb_ingress.flows"
+	cfg := providerConfig(p) + fmt.Sprintf(`
+resource "telemetry_nlb_ingress" "flows" {
+  name                   = "flows"
+  namespace              = %q
+  selector               = { app = "sfacctd" }
+  ports                  = [{ name = "sflow", protocol = "UDP", port = 6343 }]
+  allowed_sources        = ["192.0.2.10/32"]
+  scheme                 = "internet-facing"
+  node_security_group_id = %q
+}`, namespace, p.AWS.NodeSecurityGroupID)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		CheckDestroy: func(*terraform.State) error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(svc), &corev1.Service{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("Service left behind (%v)", err)
+			}
+			return leftInAWS(ctx, ec, p.AWS.NodeSecurityGroupID, namespace, "flows")
+		},
+		Steps: []resource.TestStep{
+			{Config: cfg, ResourceName: addr, ImportState: true, ImportStateId: namespace + "/flows", ImportStatePersist: true},
+			{Config: cfg, PlanOnly: true, ExpectError: regexp.MustCompile(`(?s)cannot be migrated in place.*created without security.*set\s+nlb_security_group = false`)},
+			{
+				// Nothing changed: the Service still leaves its sources to the LBC.
+				PreConfig: func() {
+					got := &corev1.Service{}
+					if err := c.Get(ctx, client.ObjectKeyFromObject(svc), got); err != nil || got.Annotations["telemetry-platform.io/nlb-policy"] != "" {
+						t.Errorf("the refused plan changed the Service (%v): %v", err, got.Annotations)
+					}
+				},
+				Config: cfg, PlanOnly: true, ExpectError: regexp.MustCompile(`cannot be migrated in place`),
+			},
+		},
+	})
 }

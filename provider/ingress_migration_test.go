@@ -1,0 +1,189 @@
+package provider
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+)
+
+// migrationIngress is an ingress without NLB security groups over 25
+// non-adjacent sources on two UDP ports, as in the migration test.
+func migrationIngress() ingressSpec {
+	s := baseIngress()
+	s.NLBSecurityGroup = false
+	s.Ports = []ingressPort{{Name: "sflow", Protocol: "UDP", Port: 6343, TargetPort: 6343}, {Name: "ipfix", Protocol: "UDP", Port: 4739, TargetPort: 4739}}
+	var src []string
+	for i := 0; i < 25; i++ {
+		src = append(src, fmt.Sprintf("192.0.2.%d/32", 2+2*i))
+	}
+	s.Sources = cidrset.MustParse(src...)
+	s.NodePorts = map[string]int32{"udp/6343": 31001, "udp/4739": 31002}
+	s.HealthCheckNodePort = 32001
+	return s
+}
+
+// lbcRules are the AWS Load Balancer Controller's per-source rules of s in
+// the node group (its mode without NLB security groups), plus health checks
+// from three subnets.
+func lbcRules(s ingressSpec) []sgRule {
+	var out []sgRule
+	for _, p := range s.Sources.Prefixes() {
+		for _, np := range []int32{31001, 31002} {
+			out = append(out, sgRule{Group: "node", Protocol: "udp", From: np, To: np, Source: p.String()})
+		}
+	}
+	for _, sn := range []string{"10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24"} {
+		out = append(out, sgRule{Group: "node", Protocol: "tcp", From: 32001, To: 32001, Source: sn})
+	}
+	return out
+}
+
+// TestHandOverRules: the rules held while the controller hands over never
+// repeat one of its rules (which its cached revocation would take away),
+// always admit every source at the security group (Calico refuses the
+// rest), fit beside the group's rules within the quota by shrinking the
+// cover, and are refused with the next step when they cannot.
+func TestHandOverRules(t *testing.T) {
+	s := migrationIngress()
+	foreign := lbcRules(s) // 53 rules
+	held, err := s.handOverRules(foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := nodeRulesByFamily(held)["IPv4"] + len(foreign); n > rulesPerGroupQuota {
+		t.Errorf("%d rules in the node group during the hand-over, over the quota of %d", n, rulesPerGroupQuota)
+	}
+	for _, r := range held {
+		if slices.Contains(foreign, r) {
+			t.Errorf("held rule %v repeats one of the controller's", r)
+		}
+	}
+	for _, src := range s.Sources.Prefixes() {
+		for _, np := range []int32{31001, 31002} {
+			admitted := slices.ContainsFunc(held, func(r sgRule) bool {
+				cover, err := cidrset.Parse([]string{r.Source})
+				return err == nil && r.Protocol == "udp" && r.From == np && cover.Contains(src.Addr())
+			})
+			if !admitted {
+				t.Errorf("%s on %d not admitted by the held rules %v", src, np, ruleStrings(held))
+			}
+		}
+	}
+
+	// Room for the whole cover: the same rules as after the hand-over, but
+	// for those the controller holds too, widened.
+	few := foreign[:4]
+	held, err = s.handOverRules(few)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desired := s.desiredRules()
+	if len(held) != len(desired) {
+		t.Errorf("held %d rules, want the %d desired ones (room for all)", len(held), len(desired))
+	}
+	for _, r := range desired {
+		if slices.Contains(few, r) && slices.Contains(held, r) {
+			t.Errorf("desired rule %v is the controller's and was not widened", r)
+		}
+	}
+
+	// No room even at one prefix per port.
+	full := slices.Clone(foreign)
+	for i := 0; len(full) < rulesPerGroupQuota; i++ {
+		full = append(full, sgRule{Group: "node", Protocol: "tcp", From: 22, To: 22, Source: fmt.Sprintf("10.9.%d.0/24", i)})
+	}
+	if _, err := s.handOverRules(full); err == nil || !strings.Contains(err.Error(), "Nothing was changed") ||
+		!strings.Contains(err.Error(), "two-NLB path") {
+		t.Errorf("a full node group: %v", err)
+	}
+
+	// With NLB security groups the cover is in the frontend group, and the
+	// controller's rules in its own group do not count.
+	s.NLBSecurityGroup = true
+	held, err = s.handOverRules(nil)
+	if err != nil || len(held) != len(s.desiredRules()) {
+		t.Errorf("frontend mode: %v, %v", ruleStrings(held), err)
+	}
+}
+
+// TestHandOverAnnotations: an imported Service's first write keeps the
+// controller's annotations as they are (absent stays absent) and opts in
+// to Calico; the hand-over is pending until they are the ingress's.
+func TestHandOverAnnotations(t *testing.T) {
+	s := baseIngress()
+	live := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
+		lbc.Scheme: lbc.SchemeInternetFacing, lbc.ManageBackendSecurityGroupRule: "true"}}}
+	if !s.handOverPending(live, "sg-0front") {
+		t.Fatal("an imported Service is not pending")
+	}
+	held := s.serviceHoldingLBC("sg-0front", live).Annotations
+	if _, ok := held[lbc.SecurityGroups]; ok || held[lbc.ManageBackendSecurityGroupRule] != "true" {
+		t.Errorf("held annotations changed the controller's: %v", held)
+	}
+	if held["telemetry-platform.io/nlb-policy"] != "enabled" {
+		t.Errorf("the first write does not opt in to Calico: %v", held)
+	}
+	if handedOver(held) {
+		t.Error("held annotations count as handed over")
+	}
+	full := s.service("sg-0front").Annotations
+	if !handedOver(full) || s.handOverPending(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Annotations: full}}, "sg-0front") {
+		t.Errorf("the ingress's own annotations are not handed over: %v", full)
+	}
+	s.NLBSecurityGroup = false
+	if !handedOver(s.service("").Annotations) {
+		t.Error("node mode annotations are not handed over")
+	}
+}
+
+// TestTypeAnnotationKept: a Service that names the controller by annotation
+// keeps it and gets no class (a running LoadBalancer Service cannot gain
+// one); otherwise the class is written.
+func TestTypeAnnotationKept(t *testing.T) {
+	s := baseIngress()
+	if ac := s.service("sg-0front"); ac.Spec.LoadBalancerClass == nil || ac.Annotations[lbc.Type] != "" {
+		t.Errorf("class %v, type annotation %q", ac.Spec.LoadBalancerClass, ac.Annotations[lbc.Type])
+	}
+	s.TypeAnnotation = lbc.TypeExternal
+	ac := s.service("sg-0front")
+	if ac.Spec.LoadBalancerClass != nil || ac.Annotations[lbc.Type] != lbc.TypeExternal {
+		t.Errorf("class %v, type annotation %q", ac.Spec.LoadBalancerClass, ac.Annotations[lbc.Type])
+	}
+	if s.managedAnnotations("sg-0front")[lbc.Type] != lbc.TypeExternal {
+		t.Error("the type annotation is not among the managed ones (drift would not show)")
+	}
+}
+
+// TestMigrationPlan: a configuration that would replace an imported NLB is
+// refused with what keeps it; one that keeps it gets the steps.
+func TestMigrationPlan(t *testing.T) {
+	prior := &ingressModel{ID: types.StringValue("telemetry/flows"), DNSName: types.StringValue("nlb.example"),
+		NLBSecurityGroup: types.BoolValue(false), Scheme: types.StringValue(lbc.SchemeInternal), TargetType: types.StringValue(lbc.TargetInstance)}
+	keep := *prior
+	if problem, steps := migrationPlan(prior, &keep); problem != "" || !strings.Contains(steps, "in place") {
+		t.Errorf("same NLB: problem %q, steps %q", problem, steps)
+	}
+	for _, c := range []struct {
+		mutate func(*ingressModel)
+		want   string
+	}{
+		{func(m *ingressModel) { m.NLBSecurityGroup = types.BoolValue(true) }, "set nlb_security_group = false"},
+		{func(m *ingressModel) { m.Scheme = types.StringValue(lbc.SchemeInternetFacing) }, `set scheme = "internal"`},
+		{func(m *ingressModel) { m.TargetType = types.StringValue(lbc.TargetIP) }, `set target_type = "instance"`},
+	} {
+		plan := *prior
+		c.mutate(&plan)
+		problem, _ := migrationPlan(prior, &plan)
+		if !strings.Contains(problem, c.want) || !strings.Contains(problem, "two-NLB path") {
+			t.Errorf("want %q in %q", c.want, problem)
+		}
+	}
+}
