@@ -138,22 +138,30 @@ func (a ingressAWS) lbcManagedGroupRules(ctx context.Context, namespace, name st
 	return n, groups, nil
 }
 
-// lbcBindingsWithRules names the Service's TargetGroupBindings that still
-// tell the AWS Load Balancer Controller to manage node-group rules (where
-// its mode without NLB security groups writes a rule per source), or that
-// it has not reconciled since they changed.
-func lbcBindingsWithRules(ctx context.Context, c client.Client, namespace, name string) ([]string, error) {
+// lbcBindings lists the Service's TargetGroupBindings.
+func lbcBindings(ctx context.Context, c client.Client, namespace, name string) ([]unstructured.Unstructured, error) {
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(lbc.TargetGroupBindingList)
 	if err := c.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{lbc.StackNameLabel: name}); err != nil {
 		return nil, err
 	}
+	return slices.DeleteFunc(list.Items, func(b unstructured.Unstructured) bool {
+		ns := b.GetLabels()[lbc.StackNamespaceLabel]
+		return ns != "" && ns != namespace
+	}), nil
+}
+
+// lbcBindingsWithRules names the Service's TargetGroupBindings that still
+// tell the AWS Load Balancer Controller to manage node-group rules (where
+// its mode without NLB security groups writes a rule per source), or that
+// it has not reconciled since they changed.
+func lbcBindingsWithRules(ctx context.Context, c client.Client, namespace, name string) ([]string, error) {
+	bindings, err := lbcBindings(ctx, c, namespace, name)
+	if err != nil {
+		return nil, err
+	}
 	var pending []string
-	for _, b := range list.Items {
-		ns, _, _ := unstructured.NestedString(b.Object, "metadata", "labels", lbc.StackNamespaceLabel)
-		if ns != "" && ns != namespace {
-			continue
-		}
+	for _, b := range bindings {
 		observed, _, _ := unstructured.NestedInt64(b.Object, "status", "observedGeneration")
 		_, networking, _ := unstructured.NestedMap(b.Object, "spec", "networking")
 		if networking || observed != b.GetGeneration() {
@@ -161,6 +169,71 @@ func lbcBindingsWithRules(ctx context.Context, c client.Client, namespace, name 
 		}
 	}
 	return pending, nil
+}
+
+// lbcBindingRules counts the per-source node-group rules the Service's
+// TargetGroupBindings ask the controller for: one per port for each peer of
+// spec.networking that is one of the sources (health checks from the NLB's
+// subnets and rules from its groups left out).
+func lbcBindingRules(ctx context.Context, c client.Client, namespace, name string, sources []string) (int, error) {
+	bindings, err := lbcBindings(ctx, c, namespace, name)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, b := range bindings {
+		rules, _, _ := unstructured.NestedSlice(b.Object, "spec", "networking", "ingress")
+		for _, r := range rules {
+			rule, _ := r.(map[string]any)
+			from, _, _ := unstructured.NestedSlice(rule, "from")
+			ports, _, _ := unstructured.NestedSlice(rule, "ports")
+			for _, peer := range from {
+				cidr, _, _ := unstructured.NestedString(peer.(map[string]any), "ipBlock", "cidr")
+				if cidr != "" && slices.Contains(sources, cidr) {
+					n += max(1, len(ports))
+				}
+			}
+		}
+	}
+	return n, nil
+}
+
+// migrationFacts are what decides whether an NLB Service can be adopted in
+// place (the read-only check, telemetry_lbc_services).
+type migrationFacts struct {
+	hasNLB, nlbGroups, migrated bool
+	ports                       int // the Service's ports
+	perSource                   int // the controller's rules for it
+	quota                       int
+	nodeGroupRules              int // rules in the node group, -1 when not read
+}
+
+// verdict says whether the NLB can stay, with which nlb_security_group, and
+// why. Without NLB security groups the coarse cover joins the controller's
+// rules in the node group during the hand-over, one prefix per port at
+// least, plus the health checks' rule (handOverRules).
+func (f migrationFacts) verdict() (inPlace, nlbSecurityGroup bool, reason string) {
+	switch {
+	case f.migrated:
+		return true, f.nlbGroups || !f.hasNLB, "already migrated: the nlb-policy controller enforces its sources and the controller writes no per-source rule"
+	case !f.hasNLB:
+		return true, true, "no NLB yet: telemetry_nlb_ingress creates it with its own rules (import the Service first)"
+	case f.nlbGroups:
+		return true, true, fmt.Sprintf("in place with nlb_security_group = true: the coarse cover goes to a frontend group of "+
+			"its own, which the NLB takes over from the controller's group (%d per-source rules removed)", f.perSource)
+	case f.nodeGroupRules < 0:
+		return true, false, "in place with nlb_security_group = false (the NLB has no security group, which AWS cannot add), " +
+			"if the node group has room for the coarse cover beside the controller's rules: set node_security_group_id to check it"
+	}
+	need := f.ports + 1
+	if room := f.quota - f.nodeGroupRules; room < need {
+		return false, false, fmt.Sprintf("the node group holds %d of %d rules (the controller's %d per-source rules among them); "+
+			"the hand-over needs %d more even at one prefix per port: raise the quota, free rules, or move the exporters to a new "+
+			"NLB beside this one (the two-NLB path)", f.nodeGroupRules, f.quota, f.perSource, need)
+	}
+	return true, false, fmt.Sprintf("in place with nlb_security_group = false (the NLB has no security group, which AWS cannot "+
+		"add): the coarse cover joins the node group's %d rules during the hand-over, then the controller's %d per-source rules go",
+		f.nodeGroupRules, f.perSource)
 }
 
 // migrationPlan is what the plan of a migration says before anything

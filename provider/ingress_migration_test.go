@@ -187,3 +187,25 @@ func TestMigrationPlan(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrationVerdict: what the read-only check says of an NLB Service.
+func TestMigrationVerdict(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		f             migrationFacts
+		inPlace, nlbG bool
+		want          string
+	}{
+		{"frontend groups", migrationFacts{hasNLB: true, nlbGroups: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: -1}, true, true, "50 per-source rules removed"},
+		{"no groups, room unknown", migrationFacts{hasNLB: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: -1}, true, false, "set node_security_group_id"},
+		{"no groups, room", migrationFacts{hasNLB: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: 57}, true, false, "joins the node group's 57 rules"},
+		{"no groups, full", migrationFacts{hasNLB: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: 58}, false, false, "two-NLB path"},
+		{"no NLB yet", migrationFacts{ports: 2, quota: 60, nodeGroupRules: -1}, true, true, "no NLB yet"},
+		{"migrated", migrationFacts{hasNLB: true, nlbGroups: true, migrated: true, quota: 60}, true, true, "already migrated"},
+	} {
+		inPlace, nlbG, reason := c.f.verdict()
+		if inPlace != c.inPlace || nlbG != c.nlbG || !strings.Contains(reason, c.want) {
+			t.Errorf("%s: %v %v %q, want %v %v and %q", c.name, inPlace, nlbG, reason, c.inPlace, c.nlbG, c.want)
+		}
+	}
+}

@@ -75,5 +75,6 @@ func (p *telemetryProvider) DataSources(context.Context) []func() datasource.Dat
 	return []func() datasource.DataSource{
 		newEnvironmentDataSource,
 		newKafkaSizingDataSource,
+		newLBCServicesDataSource,
 	}
 }

@@ -335,6 +335,13 @@ resource "telemetry_nlb_ingress" "flows" {
   enforcement_timeout    = "1m"
 }
 `, m.namespace, strings.Join(quoted, ", "), m.nlbSG, p.AWS.NodeSecurityGroupID)
+	check := "data.telemetry_lbc_services.check"
+	checkCfg := providerConfig(p) + fmt.Sprintf(`
+data "telemetry_lbc_services" "check" {
+  namespace              = %q
+  node_security_group_id = %q
+}
+`, m.namespace, p.AWS.NodeSecurityGroupID)
 	var migrated time.Duration
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6,
@@ -346,6 +353,17 @@ resource "telemetry_nlb_ingress" "flows" {
 			return leftInAWS(ctx, ec, p.AWS.NodeSecurityGroupID, m.namespace, "flows")
 		},
 		Steps: []resource.TestStep{
+			// The read-only check first: the Service, its 50 per-source rules,
+			// and how it migrates.
+			{Config: checkCfg, Check: resource.ComposeTestCheckFunc(
+				resource.TestCheckResourceAttr(check, "services.#", "1"),
+				resource.TestCheckResourceAttr(check, "services.0.id", m.namespace+"/flows"),
+				resource.TestCheckResourceAttr(check, "services.0.dns_name", dnsName),
+				resource.TestCheckResourceAttr(check, "services.0.per_source_rules", "50"),
+				resource.TestCheckResourceAttr(check, "services.0.migrated", "false"),
+				resource.TestCheckResourceAttr(check, "services.0.migratable_in_place", "true"),
+				resource.TestCheckResourceAttr(check, "services.0.nlb_security_group", m.nlbSG),
+			)},
 			{Config: cfg, ResourceName: addr, ImportState: true, ImportStateId: m.namespace + "/flows", ImportStatePersist: true},
 			{
 				Config: cfg,
@@ -375,6 +393,11 @@ resource "telemetry_nlb_ingress" "flows" {
 					return judgeMigration(t, samples, sentBy, final, listed, unlistedInCover, migrated, attrs["frontend_security_group_id"])
 				},
 			},
+			// And after it: migrated, no per-source rule left.
+			{Config: cfg + checkCfg[len(providerConfig(p)):], Check: resource.ComposeTestCheckFunc(
+				resource.TestCheckResourceAttr(check, "services.0.migrated", "true"),
+				resource.TestCheckResourceAttr(check, "services.0.per_source_rules", "0"),
+			)},
 		},
 	})
 }
@@ -515,6 +538,14 @@ resource "telemetry_nlb_ingress" "flows" {
 			return leftInAWS(ctx, ec, p.AWS.NodeSecurityGroupID, namespace, "flows")
 		},
 		Steps: []resource.TestStep{
+			{Config: providerConfig(p) + fmt.Sprintf(`
+data "telemetry_lbc_services" "check" {
+  namespace = %q
+}`, namespace), Check: resource.ComposeTestCheckFunc(
+				resource.TestCheckResourceAttr("data.telemetry_lbc_services.check", "services.0.migratable_in_place", "true"),
+				resource.TestCheckResourceAttr("data.telemetry_lbc_services.check", "services.0.nlb_security_group", "false"),
+				resource.TestCheckResourceAttr("data.telemetry_lbc_services.check", "services.0.per_source_rules", "1"),
+			)},
 			{Config: cfg, ResourceName: addr, ImportState: true, ImportStateId: namespace + "/flows", ImportStatePersist: true},
 			{Config: cfg, PlanOnly: true, ExpectError: regexp.MustCompile(`(?s)cannot be migrated in place.*created without security.*set\s+nlb_security_group = false`)},
 			{
