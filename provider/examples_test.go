@@ -14,13 +14,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/tfdev"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
 
 func buildTF(t *testing.T) *tfdev.Env {
@@ -268,5 +274,96 @@ func TestAccExampleMultiCluster(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+	}
+}
+
+// examples/migration-two-nlb, the two-NLB path: with an NLB that the real
+// AWS Load Balancer Controller made without security groups (the Service
+// asks so) and a rule per source in the node group, the example brings a
+// new NLB up beside it (with a frontend group of its own, which the old one
+// can never get), leaves the old Service and its rules as they are, and
+// reports the old one's rules and what adopting it would take; the plan
+// after apply is empty (the report converges) and destroy removes the new
+// NLB only.
+func TestAccExampleMigrationTwoNLB(t *testing.T) {
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ctx := context.Background()
+	const namespace = "migrate-two"
+	ensureNamespaces(t, c, "kafka", namespace)
+	startNLBPolicy(t, p)
+	topics := standin.StartTopicOperator(c, "telemetry")
+	defer topics.Stop()
+	lbcProc, err := p.StartLoadBalancerController(ctx, localplane.LBCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lbcProc.Stop()
+	old := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "flows", Annotations: map[string]string{
+			lbc.Scheme: lbc.SchemeInternetFacing, lbc.NLBTargetType: lbc.TargetInstance, lbc.DisableNLBSecurityGroup: "true"}},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To(lbc.LoadBalancerClass),
+			Selector: map[string]string{"app.kubernetes.io/name": "sfacctd"}, LoadBalancerSourceRanges: []string{"198.18.0.0/27", "198.18.0.64/27"},
+			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+			Ports:                 []corev1.ServicePort{{Name: "sflow", Protocol: corev1.ProtocolUDP, Port: 6343}}},
+	}
+	if err := c.Create(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = c.Delete(ctx, old)
+		_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(old), &corev1.Service{})), nil
+		})
+	}()
+	var oldDNS string
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		err := c.Get(ctx, client.ObjectKeyFromObject(old), old)
+		oldDNS = awsnlb.Hostname(old)
+		return err == nil && oldDNS != "", err
+	})
+	if err != nil {
+		t.Fatalf("the LBC made no NLB for the old Service: %v\n%s", err, lbcProc.LogTail(20))
+	}
+	if err := bindingsReconciled(ctx, c, namespace); err != nil {
+		t.Fatal(err)
+	}
+
+	sites := `{ ams01 = { expected_flows_per_second = 2000, flow_sources = ["198.18.0.0/27"] }, ` +
+		`fra02 = { expected_flows_per_second = 3000, flow_sources = ["198.18.0.64/27"] } }`
+	vars := []string{"-var", "kubeconfig=" + p.Kubeconfig, "-var", "old_service=" + namespace + "/flows", "-var", "sites=" + sites,
+		"-var", fmt.Sprintf(`aws={ region = %q, endpoint = %q, node_security_group_id = %q }`, p.AWS.Region, p.AWS.Endpoint, p.AWS.NodeSecurityGroupID)}
+	run := example(t, "migration-two-nlb")
+	run(append([]string{"apply", "-auto-approve", "-no-color", "-input=false"}, vars...)...)
+	var out map[string]struct{ Value json.RawMessage }
+	if err := json.Unmarshal(run("output", "-json").Output, &out); err != nil {
+		t.Fatal(err)
+	}
+	var oldOut struct {
+		DNSName        string `json:"dns_name"`
+		PerSourceRules int    `json:"per_source_rules"`
+		Reason         string `json:"reason"`
+	}
+	if err := json.Unmarshal(out["old"].Value, &oldOut); err != nil {
+		t.Fatal(err)
+	}
+	next := strings.Trim(string(out["move_exporters_to"].Value), `"`)
+	t.Logf("old NLB %s (%d per-source rules: %s); new NLB %s", oldOut.DNSName, oldOut.PerSourceRules, oldOut.Reason, next)
+	if oldOut.DNSName != oldDNS || oldOut.PerSourceRules != 2 || next == "" || next == oldDNS {
+		t.Errorf("outputs: old %+v, new %q; the old NLB is %s", oldOut, next, oldDNS)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(old), old); err != nil || old.Annotations["telemetry-platform.io/nlb-policy"] != "" {
+		t.Errorf("the old Service was changed (%v): %v", err, old.Annotations)
+	}
+	plan := run(append([]string{"plan", "-detailed-exitcode", "-no-color", "-input=false"}, vars...)...)
+	if plan.ExitCode != 0 {
+		t.Fatalf("plan after apply is not empty:\n%s", plan.Output)
+	}
+	run(append([]string{"destroy", "-auto-approve", "-no-color", "-input=false"}, vars...)...)
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "flows-next"}, &corev1.Service{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the new Service is left after destroy (%v)", err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(old), old); err != nil {
+		t.Errorf("destroy removed the old Service: %v", err)
 	}
 }

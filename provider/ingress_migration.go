@@ -209,7 +209,8 @@ type migrationFacts struct {
 }
 
 // verdict says whether the NLB can stay, with which nlb_security_group, and
-// why. Without NLB security groups the coarse cover joins the controller's
+// why, in words that do not change with the counts (those are attributes of
+// their own, so an output of the reason converges). Without NLB security groups the coarse cover joins the controller's
 // rules in the node group during the hand-over, one prefix per port at
 // least, plus the health checks' rule (handOverRules).
 func (f migrationFacts) verdict() (inPlace, nlbSecurityGroup bool, reason string) {
@@ -219,21 +220,18 @@ func (f migrationFacts) verdict() (inPlace, nlbSecurityGroup bool, reason string
 	case !f.hasNLB:
 		return true, true, "no NLB yet: telemetry_nlb_ingress creates it with its own rules (import the Service first)"
 	case f.nlbGroups:
-		return true, true, fmt.Sprintf("in place with nlb_security_group = true: the coarse cover goes to a frontend group of "+
-			"its own, which the NLB takes over from the controller's group (%d per-source rules removed)", f.perSource)
+		return true, true, "in place with nlb_security_group = true: the coarse cover goes to a frontend group of its own, " +
+			"which the NLB takes over from the controller's groups; their per-source rules then go"
 	case f.nodeGroupRules < 0:
 		return true, false, "in place with nlb_security_group = false (the NLB has no security group, which AWS cannot add), " +
 			"if the node group has room for the coarse cover beside the controller's rules: set node_security_group_id to check it"
+	case f.quota-f.nodeGroupRules < f.ports+1:
+		return false, false, "no room in the node group for the coarse cover beside the controller's rules, even at one prefix " +
+			"per port (fullest_group_rules against the quota): raise the quota, free rules, or move the exporters to a new NLB " +
+			"beside this one (the two-NLB path)"
 	}
-	need := f.ports + 1
-	if room := f.quota - f.nodeGroupRules; room < need {
-		return false, false, fmt.Sprintf("the node group holds %d of %d rules (the controller's %d per-source rules among them); "+
-			"the hand-over needs %d more even at one prefix per port: raise the quota, free rules, or move the exporters to a new "+
-			"NLB beside this one (the two-NLB path)", f.nodeGroupRules, f.quota, f.perSource, need)
-	}
-	return true, false, fmt.Sprintf("in place with nlb_security_group = false (the NLB has no security group, which AWS cannot "+
-		"add): the coarse cover joins the node group's %d rules during the hand-over, then the controller's %d per-source rules go",
-		f.nodeGroupRules, f.perSource)
+	return true, false, "in place with nlb_security_group = false (the NLB has no security group, which AWS cannot add): the " +
+		"coarse cover joins the node group during the hand-over, then the controller's per-source rules go"
 }
 
 // migrationPlan is what the plan of a migration says before anything

@@ -196,9 +196,9 @@ func TestMigrationVerdict(t *testing.T) {
 		inPlace, nlbG bool
 		want          string
 	}{
-		{"frontend groups", migrationFacts{hasNLB: true, nlbGroups: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: -1}, true, true, "50 per-source rules removed"},
+		{"frontend groups", migrationFacts{hasNLB: true, nlbGroups: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: -1}, true, true, "takes over from the controller"},
 		{"no groups, room unknown", migrationFacts{hasNLB: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: -1}, true, false, "set node_security_group_id"},
-		{"no groups, room", migrationFacts{hasNLB: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: 57}, true, false, "joins the node group's 57 rules"},
+		{"no groups, room", migrationFacts{hasNLB: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: 57}, true, false, "joins the node group"},
 		{"no groups, full", migrationFacts{hasNLB: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: 58}, false, false, "two-NLB path"},
 		{"no NLB yet", migrationFacts{ports: 2, quota: 60, nodeGroupRules: -1}, true, true, "no NLB yet"},
 		{"migrated", migrationFacts{hasNLB: true, nlbGroups: true, migrated: true, quota: 60}, true, true, "already migrated"},

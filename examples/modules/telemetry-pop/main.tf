@@ -12,7 +12,7 @@ resource "telemetry_site" "this" {
 }
 
 resource "telemetry_nlb_ingress" "flows" {
-  name                   = "flows"
+  name                   = var.collector.service_name
   namespace              = var.collector.namespace
   selector               = var.collector.selector
   ports                  = var.collector.ports
