@@ -601,11 +601,14 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 // otherwise.
 // It returns the provider's annotations as written.
 func writeService(ctx context.Context, c client.Client, svc *corev1ac.ServiceApplyConfiguration) (map[string]string, error) {
-	if err := c.Apply(ctx, svc, client.FieldOwner(annotations.ProviderManager), client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("applying Service %s/%s: %w", *svc.Namespace, *svc.Name, err)
-	}
+	// Read before the apply, which fills svc with the object as the server
+	// holds it (hand-added keys included).
 	rendered := managedOf(svc.Annotations)
-	return rendered, removeStrayAnnotations(ctx, c, *svc.Namespace, *svc.Name, rendered)
+	namespace, name := *svc.Namespace, *svc.Name
+	if err := c.Apply(ctx, svc, client.FieldOwner(annotations.ProviderManager), client.ForceOwnership); err != nil {
+		return nil, fmt.Errorf("applying Service %s/%s: %w", namespace, name, err)
+	}
+	return rendered, removeStrayAnnotations(ctx, c, namespace, name, rendered)
 }
 
 // removeStrayAnnotations deletes the provider's annotation keys that are on
