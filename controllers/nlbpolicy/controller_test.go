@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/go-logr/logr"
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +57,13 @@ func startController(t *testing.T, p *localplane.Plane, manageAll bool) *control
 // manager options (leader election, for instance).
 func startControllerAs(t *testing.T, p *localplane.Plane, cfg *rest.Config, manageAll bool, opts ctrl.Options) *controller {
 	t.Helper()
+	awsCfg := p.AWS.Config()
+	return startControllerWith(t, p, cfg, manageAll, opts, &nlbpolicy.AWSSources{AWS: &awsCfg, TTL: time.Minute})
+}
+
+// startControllerWith runs the controller with the given AWS sources.
+func startControllerWith(t *testing.T, p *localplane.Plane, cfg *rest.Config, manageAll bool, opts ctrl.Options, sources *nlbpolicy.AWSSources) *controller {
+	t.Helper()
 	if err := p.CreateProductTier(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -69,12 +74,11 @@ func startControllerAs(t *testing.T, p *localplane.Plane, cfg *rest.Config, mana
 	if err != nil {
 		t.Fatal(err)
 	}
-	awsCfg := p.AWS.Config()
 	reg := prometheus.NewRegistry()
 	_, err = nlbpolicy.Setup(mgr, nlbpolicy.Config{
 		Options:       nlbpolicy.DefaultOptions(),
 		ManageAll:     manageAll,
-		Sources:       &nlbpolicy.AWSSources{ELB: elbv2.NewFromConfig(awsCfg), EC2: ec2.NewFromConfig(awsCfg), TTL: time.Minute},
+		Sources:       sources,
 		SweepInterval: time.Hour,
 		Registry:      reg,
 	})
@@ -101,19 +105,34 @@ func startControllerAs(t *testing.T, p *localplane.Plane, cfg *rest.Config, mana
 
 func (c *controller) writes(t *testing.T) float64 {
 	t.Helper()
+	total := 0.0
+	for _, v := range c.counts(t, "telemetry_nlbpolicy_api_writes_total") {
+		total += v
+	}
+	return total
+}
+
+// counts reads a counter of the controller by its labels' values.
+func (c *controller) counts(t *testing.T, name string) map[string]float64 {
+	t.Helper()
 	families, err := c.registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	total := 0.0
+	out := map[string]float64{}
 	for _, f := range families {
-		if f.GetName() == "telemetry_nlbpolicy_api_writes_total" {
-			for _, m := range f.GetMetric() {
-				total += m.GetCounter().GetValue()
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetValue())
 			}
+			out[strings.Join(labels, ",")] += m.GetCounter().GetValue()
 		}
 	}
-	return total
+	return out
 }
 
 func eventually(t *testing.T, what string, cond func() (bool, string)) {

@@ -19,6 +19,7 @@ type Metrics struct {
 	managed      prometheus.Gauge
 	objects      prometheus.Gauge
 	rulesAvoided prometheus.Gauge
+	awsRequests  *prometheus.CounterVec
 
 	mu       sync.Mutex
 	services map[types.NamespacedName]serviceStats
@@ -41,13 +42,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "GlobalNetworkPolicies and GlobalNetworkSets generated."}),
 		rulesAvoided: prometheus.NewGauge(prometheus.GaugeOpts{Name: "telemetry_nlbpolicy_security_group_rules_avoided",
 			Help: "Security-group rules the AWS Load Balancer Controller would have written for the managed Services: sources x ports + health-check subnets x ports."}),
+		awsRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_nlbpolicy_aws_requests_total",
+			Help: "AWS API requests sent (each attempt, retries included), by operation: the load balancer lookups behind health-check CIDRs and default sources."},
+			[]string{"api"}),
 		services: map[types.NamespacedName]serviceStats{},
 	}
-	reg.MustRegister(m.writes, m.invalid, m.orphans, m.managed, m.objects, m.rulesAvoided)
+	reg.MustRegister(m.writes, m.invalid, m.orphans, m.managed, m.objects, m.rulesAvoided, m.awsRequests)
 	return m
 }
 
 func (m *Metrics) write(kind, op string) { m.writes.WithLabelValues(kind, op).Inc() }
+
+func (m *Metrics) awsRequest(api string) { m.awsRequests.WithLabelValues(api).Inc() }
 
 // observe records a managed Service's figures.
 func (m *Metrics) observe(svc *corev1.Service, out Output, healthCheckCIDRs int) {

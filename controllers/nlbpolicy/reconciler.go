@@ -177,16 +177,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if in.HealthCheckCIDRs, resolveErr = r.Sources.HealthCheckCIDRs(ctx, svc); resolveErr == nil {
 		in.DefaultSources, resolveErr = r.Sources.DefaultSources(ctx, svc)
 	}
-	if resolveErr != nil && len(existingPolicies) > 0 {
-		// Keep the policies in place until AWS answers again.
-		return reconcile.Result{}, fmt.Errorf("resolving health-check CIDRs and default sources: %w", resolveErr)
+	if resolveErr != nil {
+		// Policies already in place stay until AWS answers again. None is
+		// written without the NLB's health-check sources (it would refuse the
+		// health checks and take every target out): the Service waits,
+		// unacknowledged, so the provider adds no rule, and the reconcile is
+		// retried with the controller's backoff, which slows it under
+		// throttling instead of adding to it.
+		err := fmt.Errorf("resolving health-check CIDRs and default sources: %w", resolveErr)
+		if len(existingPolicies) > 0 {
+			return reconcile.Result{}, err
+		}
+		ackErr := r.acknowledge(ctx, svc, ack.Ack{Problem: "waiting: cannot ask AWS about the load balancer: " + truncate(resolveErr.Error(), 400)})
+		return reconcile.Result{}, errors.Join(err, ackErr)
 	}
-	// With no policy yet, enforce at once what is known (fail closed) and retry.
 	out := Desired(in, r.Options)
 	problems := out.Problems
-	if resolveErr != nil {
-		problems = append(problems, "cannot ask AWS about the load balancer: "+resolveErr.Error())
-	}
 	r.report(svc, problems)
 	if out.Waiting != "" {
 		logger.V(1).Info("waiting", "reason", out.Waiting)
@@ -219,9 +225,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, fmt.Errorf("writing the acknowledgement: %w", err)
 	}
 	r.Metrics.observe(svc, out, len(in.HealthCheckCIDRs))
-	if resolveErr != nil {
-		return reconcile.Result{RequeueAfter: waitRequeue}, nil
-	}
 	return reconcile.Result{}, nil
 }
 

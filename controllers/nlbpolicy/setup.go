@@ -35,6 +35,9 @@ func WithLeaderElection(opts ctrl.Options, namespace string) ctrl.Options {
 // Setup adds the reconciler and the orphan sweep to the manager.
 func Setup(mgr ctrl.Manager, cfg Config) (*Reconciler, error) {
 	metrics := NewMetrics(cfg.Registry)
+	if s, ok := cfg.Sources.(*AWSSources); ok {
+		s.instrument(metrics)
+	}
 	r := &Reconciler{
 		Client:    mgr.GetClient(),
 		Reader:    mgr.GetAPIReader(),

@@ -1,12 +1,16 @@
 package nlbpolicy
 
 import (
+	"cmp"
 	"context"
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	"github.com/aws/smithy-go/middleware"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
@@ -18,22 +22,60 @@ import (
 // Service's annotation, else through AWS (the NLB named in the Service's
 // status, its subnets and VPC; cached), else from flags.
 type AWSSources struct {
-	// ELB and EC2 are nil when AWS is not configured.
-	ELB *elbv2.Client
-	EC2 *ec2.Client
+	// AWS configures the clients; nil when AWS is not used.
+	AWS *aws.Config
 	// FallbackHealthCheckCIDRs and FallbackVPCCIDRs come from flags.
 	FallbackHealthCheckCIDRs []string
 	FallbackVPCCIDRs         []string
-	TTL                      time.Duration
+	// TTL is how long a load balancer found is kept; MissTTL how long "not
+	// found yet" is (default DefaultMissTTL), so a Service whose NLB AWS does
+	// not know yet costs one lookup per MissTTL, not one per reconcile.
+	TTL, MissTTL time.Duration
+
+	connect sync.Once
+	elb     *elbv2.Client
+	ec2     *ec2.Client
+	counter func(api string) // counts requests sent (Metrics.awsRequest)
 
 	mu    sync.Mutex
 	cache map[string]lookup
 }
 
+// DefaultMissTTL is how long a load balancer not found is taken as absent.
+const DefaultMissTTL = 15 * time.Second
+
 type lookup struct {
 	lb  *awsnlb.LoadBalancer
 	vpc []string
 	at  time.Time
+}
+
+// clients builds the AWS clients once, each request they send counted.
+func (s *AWSSources) clients() (*elbv2.Client, *ec2.Client) {
+	s.connect.Do(func() {
+		if s.AWS == nil {
+			return
+		}
+		count := func(stack *middleware.Stack) error { return nil }
+		if s.counter != nil {
+			count = countRequests(s.counter)
+		}
+		s.elb = elbv2.NewFromConfig(*s.AWS, func(o *elbv2.Options) { o.APIOptions = append(o.APIOptions, count) })
+		s.ec2 = ec2.NewFromConfig(*s.AWS, func(o *ec2.Options) { o.APIOptions = append(o.APIOptions, count) })
+	})
+	return s.elb, s.ec2
+}
+
+// countRequests counts every attempt a client sends (retries included, so
+// throttling shows), by operation.
+func countRequests(count func(api string)) func(*middleware.Stack) error {
+	return func(stack *middleware.Stack) error {
+		return stack.Finalize.Add(middleware.FinalizeMiddlewareFunc("telemetry/count-requests",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+				count(awsmiddleware.GetOperationName(ctx))
+				return next.HandleFinalize(ctx, in)
+			}), middleware.After)
+	}
 }
 
 // HealthCheckCIDRs implements Sources.
@@ -64,12 +106,13 @@ func (s *AWSSources) DefaultSources(ctx context.Context, svc *corev1.Service) ([
 // HealthCheckPending reports whether the NLB is not provisioned yet, so
 // there are no health checks to allow.
 func (s *AWSSources) HealthCheckPending(svc *corev1.Service) bool {
-	return s.ELB != nil && svc.Annotations[annotations.HealthCheckCIDRs] == "" && awsnlb.Hostname(svc) == ""
+	return s.AWS != nil && svc.Annotations[annotations.HealthCheckCIDRs] == "" && awsnlb.Hostname(svc) == ""
 }
 
 func (s *AWSSources) find(ctx context.Context, svc *corev1.Service) (lookup, error) {
 	host := awsnlb.Hostname(svc)
-	if s.ELB == nil || host == "" {
+	elb, ec := s.clients()
+	if elb == nil || host == "" {
 		return lookup{}, nil
 	}
 	s.mu.Lock()
@@ -78,23 +121,29 @@ func (s *AWSSources) find(ctx context.Context, svc *corev1.Service) (lookup, err
 	}
 	l, ok := s.cache[host]
 	s.mu.Unlock()
-	if ok && time.Since(l.at) < s.TTL {
+	ttl := s.TTL
+	if l.lb == nil {
+		ttl = cmp.Or(s.MissTTL, DefaultMissTTL)
+	}
+	if ok && time.Since(l.at) < ttl {
 		return l, nil
 	}
-	lb, err := awsnlb.Find(ctx, s.ELB, s.EC2, host)
+	lb, err := awsnlb.Find(ctx, elb, ec, host)
 	if err != nil {
 		return lookup{}, err
 	}
 	l = lookup{lb: lb, at: time.Now()}
 	if lb != nil && lb.VPCID != "" {
-		if l.vpc, err = awsnlb.VPCCIDRs(ctx, s.EC2, lb.VPCID); err != nil {
+		if l.vpc, err = awsnlb.VPCCIDRs(ctx, ec, lb.VPCID); err != nil {
 			return lookup{}, err
 		}
 	}
-	if lb != nil { // a load balancer not found yet is asked again next time
-		s.mu.Lock()
-		s.cache[host] = l
-		s.mu.Unlock()
-	}
+	s.mu.Lock()
+	s.cache[host] = l
+	s.mu.Unlock()
 	return l, nil
 }
+
+// instrument counts the AWS requests in the metrics; Setup calls it before
+// the first lookup.
+func (s *AWSSources) instrument(m *Metrics) { s.counter = m.awsRequest }

@@ -44,12 +44,36 @@ func Hostname(svc *corev1.Service) string {
 	return ""
 }
 
+// NameFromDNS is the load balancer's name as its DNS name carries it:
+// "<name>-<id>.elb.<region>.amazonaws.com", internal ones prefixed
+// "internal-" (which no name may start with). ok is false for a name of
+// another shape.
+func NameFromDNS(dnsName string) (name string, ok bool) {
+	label, _, _ := strings.Cut(dnsName, ".")
+	label = strings.TrimPrefix(label, "internal-")
+	i := strings.LastIndex(label, "-")
+	if i <= 0 {
+		return "", false
+	}
+	return label[:i], true
+}
+
 // Find returns the load balancer with the DNS name, or nil when none has it
-// (yet).
+// (yet). It asks for the one load balancer the DNS name names, not for the
+// account's (a page of 400 per call, every call of the account's request
+// rate); a DNS name of another shape falls back to reading them all.
 func Find(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsName string) (*LoadBalancer, error) {
-	pages := elbv2.NewDescribeLoadBalancersPaginator(elb, &elbv2.DescribeLoadBalancersInput{})
+	input := &elbv2.DescribeLoadBalancersInput{}
+	if name, ok := NameFromDNS(dnsName); ok {
+		input.Names = []string{name}
+	}
+	pages := elbv2.NewDescribeLoadBalancersPaginator(elb, input)
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
+		var notFound *elbv2types.LoadBalancerNotFoundException
+		if errors.As(err, &notFound) {
+			return nil, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("describing load balancers: %w", err)
 		}
@@ -57,29 +81,34 @@ func Find(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsName string
 			if !strings.EqualFold(aws.ToString(lb.DNSName), dnsName) {
 				continue
 			}
-			out := &LoadBalancer{ARN: aws.ToString(lb.LoadBalancerArn), DNSName: aws.ToString(lb.DNSName), VPCID: aws.ToString(lb.VpcId),
-				SecurityGroups: lb.SecurityGroups, IPAddressType: string(lb.IpAddressType)}
-			if lb.State != nil {
-				out.State = string(lb.State.Code)
-			}
-			var subnets []string
-			for _, az := range lb.AvailabilityZones {
-				subnets = append(subnets, aws.ToString(az.SubnetId))
-			}
-			if len(subnets) > 0 {
-				sn, err := ec.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: subnets})
-				if err != nil {
-					return nil, fmt.Errorf("describing the NLB's subnets: %w", err)
-				}
-				for _, s := range sn.Subnets {
-					out.SubnetCIDRs = append(out.SubnetCIDRs, aws.ToString(s.CidrBlock))
-				}
-				slices.Sort(out.SubnetCIDRs)
-			}
-			return out, nil
+			return describe(ctx, ec, lb)
 		}
 	}
 	return nil, nil
+}
+
+// describe converts a load balancer, with its subnets' CIDRs.
+func describe(ctx context.Context, ec *ec2.Client, lb elbv2types.LoadBalancer) (*LoadBalancer, error) {
+	out := &LoadBalancer{ARN: aws.ToString(lb.LoadBalancerArn), DNSName: aws.ToString(lb.DNSName), VPCID: aws.ToString(lb.VpcId),
+		SecurityGroups: lb.SecurityGroups, IPAddressType: string(lb.IpAddressType)}
+	if lb.State != nil {
+		out.State = string(lb.State.Code)
+	}
+	var subnets []string
+	for _, az := range lb.AvailabilityZones {
+		subnets = append(subnets, aws.ToString(az.SubnetId))
+	}
+	if len(subnets) > 0 {
+		sn, err := ec.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: subnets})
+		if err != nil {
+			return nil, fmt.Errorf("describing the NLB's subnets: %w", err)
+		}
+		for _, s := range sn.Subnets {
+			out.SubnetCIDRs = append(out.SubnetCIDRs, aws.ToString(s.CidrBlock))
+		}
+		slices.Sort(out.SubnetCIDRs)
+	}
+	return out, nil
 }
 
 // FillTargetTypes reads the target types of the load balancer's target groups.

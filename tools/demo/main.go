@@ -608,6 +608,16 @@ func (d *demo) conntrack() error {
 		return err
 	}
 	lb, pod := netip.AddrPortFrom(netlab.LBIP, 6343), netip.AddrPortFrom(netlab.PodIP, 16343)
+	// kube-proxy has the endpoint before the flow starts: on a loaded machine
+	// its first sync could otherwise see the endpoint and the LB IP together,
+	// and the cleanup of a Service's first endpoint would take the flow's
+	// entry with it (the case kube-proxy does handle).
+	if err := d.waitFor(10*time.Second, func() (bool, error) {
+		rules, err := kp.Rules()
+		return strings.Contains(rules, pod.String()), err
+	}); err != nil {
+		return fmt.Errorf("kube-proxy wrote no rule for the collector pod: %w", err)
+	}
 	r, err := lab.Listen("pod", pod)
 	if err != nil {
 		return err

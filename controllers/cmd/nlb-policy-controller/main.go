@@ -13,8 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -102,7 +100,7 @@ func run() error {
 		if *awsEndpoint != "" {
 			awsCfg.BaseEndpoint = aws.String(*awsEndpoint)
 		}
-		sources.ELB, sources.EC2 = elbv2.NewFromConfig(awsCfg), ec2.NewFromConfig(awsCfg)
+		sources.AWS = &awsCfg
 	}
 	_, err = nlbpolicy.Setup(mgr, nlbpolicy.Config{
 		Options:       nlbpolicy.Options{HostEndpointSelector: *hostSelector, Order: *order, NetworkSetThreshold: *netsetSize, Tier: *tier},

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/ptr"
@@ -39,7 +37,7 @@ func (p *Plane) StartNLBPolicyController(ctx context.Context, reg prometheus.Reg
 	}
 	cfg := p.AWS.Config()
 	if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{Options: nlbpolicy.DefaultOptions(),
-		Sources:       &nlbpolicy.AWSSources{ELB: elbv2.NewFromConfig(cfg), EC2: ec2.NewFromConfig(cfg), TTL: time.Minute},
+		Sources:       &nlbpolicy.AWSSources{AWS: &cfg, TTL: time.Minute},
 		SweepInterval: time.Minute, Registry: reg}); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,142 @@
+package nlbpolicy_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	"github.com/projectcalico/api/pkg/lib/numorstring"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/awsfaults"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+)
+
+// TestAWSThrottling: 36 Services whose NLBs exist opt in while 20% of the
+// controller's AWS calls are answered Throttling, and all of them for 5 s;
+// the controller only slows down: every Allow policy it ever writes admits
+// the NLB's health checks from its subnets (a policy without them would
+// refuse the health checks and take the targets out), it deletes no
+// policy, and once AWS answers every Service is enforced. Its AWS requests
+// are counted by operation.
+func TestAWSThrottling(t *testing.T) {
+	p, c := planeWithNLBs(t)
+	ctx := context.Background()
+	faults := awsfaults.Start(t, p.AWS.Endpoint)
+	awsCfg := p.AWS.Config()
+	awsCfg.BaseEndpoint = &faults.URL
+
+	// The Services and their NLBs first, opted out: every policy the
+	// controller writes is then for a Service whose NLB exists.
+	var services []*corev1.Service
+	for i := 0; i < 36; i++ {
+		svc := service("telemetry", fmt.Sprintf("flows-%02d", i), func(s *corev1.Service) {
+			s.Annotations[annotations.NLBPolicy] = annotations.Disabled
+		})
+		if err := c.Create(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+		services = append(services, svc)
+	}
+	for _, svc := range services {
+		eventually(t, svc.Name+"'s NLB", func() (bool, string) {
+			got, _ := get(t, c, svc)
+			return got != nil && awsnlb.Hostname(got) != "", "no hostname yet"
+		})
+	}
+	ctl := startControllerWith(t, p, p.Config, false, ctrl.Options{}, &nlbpolicy.AWSSources{AWS: &awsCfg, TTL: time.Minute})
+
+	// Every version of every generated policy, from a watch.
+	wc, err := client.NewWithWatch(p.Config, client.Options{Scheme: kubeapi.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wc.Watch(ctx, &calicov3.GlobalNetworkPolicyList{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var events []watch.Event
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range w.ResultChan() {
+			events = append(events, e)
+		}
+	}()
+	optIn := func(svcs []*corev1.Service) {
+		for _, svc := range svcs {
+			update(t, c, svc, func(s *corev1.Service) { s.Annotations[annotations.NLBPolicy] = annotations.Enabled })
+		}
+	}
+	faults.Set(0.2)
+	optIn(services[:30])
+	// A storm: every call throttled while more Services opt in.
+	time.Sleep(2 * time.Second)
+	faults.Set(1)
+	optIn(services[30:])
+	time.Sleep(5 * time.Second)
+	faults.Set(0.2)
+	deadline := time.Now().Add(90 * time.Second)
+	for _, svc := range services {
+		for {
+			got, _ := get(t, c, svc)
+			if got != nil && ack.Current(got) && got.Spec.HealthCheckNodePort != 0 {
+				if a, _ := ack.Of(got); a.Problem == "" {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				a, _ := ack.Of(got)
+				t.Fatalf("%s not enforced once AWS answers: %+v", svc.Name, a)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	w.Stop()
+	<-done
+	t.Logf("faults injected: %v; AWS requests: %v", faults.Injected(), ctl.counts(t, "telemetry_nlbpolicy_aws_requests_total"))
+
+	health := map[string]int32{} // health-check NodePort by policy owner
+	for _, svc := range services {
+		got, _ := get(t, c, svc)
+		health[got.Name] = got.Spec.HealthCheckNodePort
+	}
+	allows := 0
+	for _, e := range events {
+		gnp, ok := e.Object.(*calicov3.GlobalNetworkPolicy)
+		if !ok {
+			continue
+		}
+		if e.Type == watch.Deleted {
+			t.Errorf("policy %s deleted while AWS was throttled", gnp.Name)
+			continue
+		}
+		owner := gnp.Labels["telemetry-platform.io/owner-name"]
+		if gnp.Spec.Order == nil || *gnp.Spec.Order != nlbpolicy.DefaultOptions().Order || health[owner] == 0 {
+			continue // the Deny, or not ours
+		}
+		allows++
+		admitsHealth := slices.ContainsFunc(gnp.Spec.Ingress, func(r calicov3.Rule) bool {
+			return len(r.Source.Nets) > 0 && slices.ContainsFunc(r.Destination.Ports, func(p numorstring.Port) bool {
+				return p.MinPort <= uint16(health[owner]) && uint16(health[owner]) <= p.MaxPort
+			})
+		})
+		if !admitsHealth {
+			t.Errorf("%s (%s) written without the NLB's health-check sources: %+v", gnp.Name, e.Type, gnp.Spec.Ingress)
+		}
+	}
+	if allows < len(services) {
+		t.Errorf("saw %d Allow policy versions for %d Services", allows, len(services))
+	}
+}
