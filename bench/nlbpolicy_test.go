@@ -5,13 +5,19 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbv2types "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -37,13 +43,24 @@ var healthCIDRs = []string{"10.0.0.0/20", "10.0.16.0/20", "10.0.32.0/20"}
 
 // BenchmarkNLBPolicyConverge: 1,000 opted-in NLB Services with 100 sources
 // each exist when the controller starts. It measures the time to converge
-// (every Service's policies and network set written), against a bare client
-// writing the same objects with the same concurrency (the floor); the API
-// writes in steady state (must be zero), after a resync of every Service;
-// the controller's heap; and the security-group rules the AWS Load Balancer
-// Controller would have needed. Run with -benchtime=1x.
-func BenchmarkNLBPolicyConverge(b *testing.B) {
-	p := localplane.New(b, localplane.Options{NoAWS: true})
+// (every Service's policies and network set written, each compared with
+// what it must be), against a bare client writing the same objects with the
+// same concurrency (the floor); the API writes in steady state (must be
+// zero), after a resync of every Service; the controller's heap; and the
+// security-group rules the AWS Load Balancer Controller would have needed.
+// AWS is off: health-check CIDRs come from the flag. Run with -benchtime=1x.
+func BenchmarkNLBPolicyConverge(b *testing.B) { benchConverge(b, false) }
+
+// BenchmarkNLBPolicyConvergeAWS is BenchmarkNLBPolicyConverge with AWS in
+// the loop: moto holds the 1,000 NLBs the AWS Load Balancer Controller
+// would have made for the Services (its names and tags) and 500 unrelated
+// load balancers; each Service's status names its NLB, and the controller
+// finds the health-check CIDRs through AWS. It also counts the AWS requests
+// of the convergence and of the steady state (telemetry_nlbpolicy_aws_requests_total).
+func BenchmarkNLBPolicyConvergeAWS(b *testing.B) { benchConverge(b, true) }
+
+func benchConverge(b *testing.B, withAWS bool) {
+	p := localplane.New(b, localplane.Options{NoAWS: !withAWS})
 	admin, err := p.Client()
 	if err != nil {
 		b.Fatal(err)
@@ -55,7 +72,13 @@ func BenchmarkNLBPolicyConverge(b *testing.B) {
 		svcs[i] = benchService(i)
 		return admin.Create(ctx, svcs[i])
 	})
-
+	health := healthCIDRs
+	sources := &nlbpolicy.AWSSources{FallbackHealthCheckCIDRs: healthCIDRs}
+	if withAWS {
+		health = seedNLBs(b, p, admin, svcs)
+		cfg := p.AWS.Config()
+		sources = &nlbpolicy.AWSSources{AWS: &cfg, TTL: time.Hour}
+	}
 	if err := p.CreateProductTier(ctx); err != nil {
 		b.Fatal(err)
 	}
@@ -67,7 +90,7 @@ func BenchmarkNLBPolicyConverge(b *testing.B) {
 			if err := admin.Get(ctx, client.ObjectKeyFromObject(svc), got); err != nil {
 				b.Fatal(err)
 			}
-			out := nlbpolicy.Desired(nlbpolicy.Input{Service: got, HealthCheckCIDRs: healthCIDRs}, nlbpolicy.DefaultOptions())
+			out := nlbpolicy.Desired(nlbpolicy.Input{Service: got, HealthCheckCIDRs: health}, nlbpolicy.DefaultOptions())
 			for _, s := range out.NetworkSets {
 				objects = append(objects, s)
 			}
@@ -97,7 +120,7 @@ func BenchmarkNLBPolicyConverge(b *testing.B) {
 			b.Fatal(err)
 		}
 		if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{
-			Options: nlbpolicy.DefaultOptions(), Sources: &nlbpolicy.AWSSources{FallbackHealthCheckCIDRs: healthCIDRs},
+			Options: nlbpolicy.DefaultOptions(), Sources: sources,
 			SweepInterval: time.Hour, Registry: reg,
 		}); err != nil {
 			b.Fatal(err)
@@ -124,6 +147,10 @@ func BenchmarkNLBPolicyConverge(b *testing.B) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		converge := time.Since(start)
+		convergeRequests := counter(b, reg, "telemetry_nlbpolicy_aws_requests_total")
+		if err := sameObjects(ctx, admin, objects); err != nil {
+			b.Fatal(err)
+		}
 		// Every Service reconciled once more with nothing to change: no write.
 		written := counter(b, reg, "telemetry_nlbpolicy_api_writes_total")
 		parallel(b, benchServices, 8, func(i int) error {
@@ -136,6 +163,7 @@ func BenchmarkNLBPolicyConverge(b *testing.B) {
 		})
 		time.Sleep(10 * time.Second)
 		steady := counter(b, reg, "telemetry_nlbpolicy_api_writes_total") - written
+		steadyRequests := counter(b, reg, "telemetry_nlbpolicy_aws_requests_total") - convergeRequests
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
@@ -154,6 +182,10 @@ func BenchmarkNLBPolicyConverge(b *testing.B) {
 		b.ReportMetric(float64(peak-min(peak, before.HeapAlloc))/(1<<20), "peak-heap-MiB")
 		b.ReportMetric(rulesAvoided, "sg-rules-avoided")
 		b.ReportMetric(reconcileErrors, "reconcile-errors")
+		b.ReportMetric(convergeRequests, "aws-requests")
+		b.ReportMetric(steadyRequests, "steady-aws-requests")
+		fmt.Fprintf(os.Stderr, "AWS %v: %.0f requests converging (%v), %.0f in steady state\n", withAWS, convergeRequests,
+			requestsByAPI(b, reg), steadyRequests)
 		fmt.Fprintf(os.Stderr, "%d Services x %d sources: %d objects; floor %v, controller %v (x%.2f); steady-state writes %v; "+
 			"heap after %.1f MiB (peak %.1f MiB above start); AWS LBC would need %v security-group rules (%d per Service, limit %d)\n",
 			benchServices, benchSources, len(objects), floor.Round(time.Millisecond), converge.Round(time.Millisecond),
@@ -209,6 +241,118 @@ func parallel(b *testing.B, n, workers int, f func(int) error) {
 	for err := range errs {
 		b.Fatal(err)
 	}
+}
+
+// seedNLBs makes in moto the NLB the AWS Load Balancer Controller would
+// have made for each Service (its name shape k8s-<ns>-<name>-<hash>, its
+// tags), plus 500 unrelated load balancers, writes each Service's status,
+// and returns the NLBs' subnets' CIDRs (their health-check sources).
+func seedNLBs(b *testing.B, p *localplane.Plane, admin client.Client, svcs []*corev1.Service) []string {
+	b.Helper()
+	ctx := context.Background()
+	elb := elbv2.NewFromConfig(p.AWS.Config())
+	var subnets, cidrs []string
+	for _, sn := range p.AWS.Subnets {
+		subnets, cidrs = append(subnets, sn.ID), append(cidrs, sn.CIDR)
+	}
+	slices.Sort(cidrs)
+	create := func(name string, tags map[string]string) (string, error) {
+		in := &elbv2.CreateLoadBalancerInput{Name: aws.String(name), Subnets: subnets, Type: elbv2types.LoadBalancerTypeEnumNetwork,
+			Scheme: elbv2types.LoadBalancerSchemeEnumInternetFacing}
+		for k, v := range tags {
+			in.Tags = append(in.Tags, elbv2types.Tag{Key: aws.String(k), Value: aws.String(v)})
+		}
+		out, err := elb.CreateLoadBalancer(ctx, in)
+		if err != nil {
+			return "", err
+		}
+		return aws.ToString(out.LoadBalancers[0].DNSName), nil
+	}
+	b.Logf("seeding moto with %d NLBs and 500 unrelated load balancers", len(svcs))
+	parallel(b, 500, 8, func(i int) error {
+		_, err := create(fmt.Sprintf("unrelated-%03d", i), map[string]string{"team": "other"})
+		return err
+	})
+	parallel(b, len(svcs), 8, func(i int) error {
+		svc := svcs[i]
+		dns, err := create(fmt.Sprintf("k8s-%.8s-%.8s-%010x", svc.Namespace, strings.ReplaceAll(svc.Name, "-", ""), i), map[string]string{
+			"elbv2.k8s.aws/cluster": p.AWS.ClusterName, lbc.StackTag: svc.Namespace + "/" + svc.Name, "service.k8s.aws/resource": "LoadBalancer"})
+		if err != nil {
+			return err
+		}
+		got := &corev1.Service{}
+		if err := admin.Get(ctx, client.ObjectKeyFromObject(svc), got); err != nil {
+			return err
+		}
+		got.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{Hostname: dns}}
+		return admin.Status().Update(ctx, got)
+	})
+	return cidrs
+}
+
+// sameObjects compares every generated policy and network set with what it
+// must be (the floor's objects): the whole spec and the controller's labels.
+func sameObjects(ctx context.Context, c client.Client, want []client.Object) error {
+	var policies calicov3.GlobalNetworkPolicyList
+	var sets calicov3.GlobalNetworkSetList
+	if err := c.List(ctx, &policies); err != nil {
+		return err
+	}
+	if err := c.List(ctx, &sets); err != nil {
+		return err
+	}
+	have := map[string]client.Object{}
+	for i := range policies.Items {
+		have["p/"+policies.Items[i].Name] = &policies.Items[i]
+	}
+	for i := range sets.Items {
+		have["s/"+sets.Items[i].Name] = &sets.Items[i]
+	}
+	if len(have) != len(want) {
+		return fmt.Errorf("%d generated objects, want %d", len(have), len(want))
+	}
+	for _, w := range want {
+		switch w := w.(type) {
+		case *calicov3.GlobalNetworkPolicy:
+			h, ok := have["p/"+w.Name].(*calicov3.GlobalNetworkPolicy)
+			if !ok || !equality.Semantic.DeepEqual(h.Spec, w.Spec) || !labelsIn(w.Labels, h.Labels) {
+				return fmt.Errorf("GlobalNetworkPolicy %s differs from what it must be", w.Name)
+			}
+		case *calicov3.GlobalNetworkSet:
+			h, ok := have["s/"+w.Name].(*calicov3.GlobalNetworkSet)
+			if !ok || !equality.Semantic.DeepEqual(h.Spec, w.Spec) || !labelsIn(w.Labels, h.Labels) {
+				return fmt.Errorf("GlobalNetworkSet %s differs from what it must be", w.Name)
+			}
+		}
+	}
+	return nil
+}
+
+func labelsIn(want, have map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// requestsByAPI is the controller's AWS requests by operation.
+func requestsByAPI(b *testing.B, reg *prometheus.Registry) map[string]float64 {
+	b.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() == "telemetry_nlbpolicy_aws_requests_total" {
+			for _, m := range f.GetMetric() {
+				out[m.GetLabel()[0].GetValue()] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
 }
 
 func counter(b *testing.B, reg *prometheus.Registry, name string) float64 {

@@ -37,17 +37,23 @@ type AWSSources struct {
 	ec2     *ec2.Client
 	counter func(api string) // counts requests sent (Metrics.awsRequest)
 
-	mu    sync.Mutex
-	cache map[string]lookup
+	subnets awsnlb.SubnetCIDRs // the NLBs' subnets' CIDRs, by subnet
+	mu      sync.Mutex
+	cache   map[string]lookup    // by DNS name
+	vpcs    map[string]vpcLookup // the VPCs' CIDRs, by VPC, for internal NLBs' default sources
+}
+
+type vpcLookup struct {
+	cidrs []string
+	at    time.Time
 }
 
 // DefaultMissTTL is how long a load balancer not found is taken as absent.
 const DefaultMissTTL = 15 * time.Second
 
 type lookup struct {
-	lb  *awsnlb.LoadBalancer
-	vpc []string
-	at  time.Time
+	lb *awsnlb.LoadBalancer
+	at time.Time
 }
 
 // clients builds the AWS clients once, each request they send counted.
@@ -97,10 +103,37 @@ func (s *AWSSources) DefaultSources(ctx context.Context, svc *corev1.Service) ([
 		return []string{"0.0.0.0/0"}, nil
 	}
 	l, err := s.find(ctx, svc)
-	if err != nil || len(l.vpc) == 0 {
+	if err != nil || l.lb == nil || l.lb.VPCID == "" {
 		return s.FallbackVPCCIDRs, err
 	}
-	return l.vpc, nil
+	cidrs, err := s.vpcCIDRs(ctx, l.lb.VPCID)
+	if err != nil || len(cidrs) == 0 {
+		return s.FallbackVPCCIDRs, err
+	}
+	return cidrs, nil
+}
+
+// vpcCIDRs reads a VPC's CIDRs, cached for TTL: the NLBs of a cluster share
+// one VPC.
+func (s *AWSSources) vpcCIDRs(ctx context.Context, vpcID string) ([]string, error) {
+	s.mu.Lock()
+	v, ok := s.vpcs[vpcID]
+	s.mu.Unlock()
+	if ok && time.Since(v.at) < s.TTL {
+		return v.cidrs, nil
+	}
+	_, ec := s.clients()
+	cidrs, err := awsnlb.VPCCIDRs(ctx, ec, vpcID)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.vpcs == nil {
+		s.vpcs = map[string]vpcLookup{}
+	}
+	s.vpcs[vpcID] = vpcLookup{cidrs: cidrs, at: time.Now()}
+	s.mu.Unlock()
+	return cidrs, nil
 }
 
 // HealthCheckPending reports whether the NLB is not provisioned yet, so
@@ -128,16 +161,11 @@ func (s *AWSSources) find(ctx context.Context, svc *corev1.Service) (lookup, err
 	if ok && time.Since(l.at) < ttl {
 		return l, nil
 	}
-	lb, err := awsnlb.Find(ctx, elb, ec, host)
+	lb, err := awsnlb.FindCached(ctx, elb, ec, host, &s.subnets)
 	if err != nil {
 		return lookup{}, err
 	}
 	l = lookup{lb: lb, at: time.Now()}
-	if lb != nil && lb.VPCID != "" {
-		if l.vpc, err = awsnlb.VPCCIDRs(ctx, ec, lb.VPCID); err != nil {
-			return lookup{}, err
-		}
-	}
 	s.mu.Lock()
 	s.cache[host] = l
 	s.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -63,6 +64,19 @@ func NameFromDNS(dnsName string) (name string, ok bool) {
 // account's (a page of 400 per call, every call of the account's request
 // rate); a DNS name of another shape falls back to reading them all.
 func Find(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsName string) (*LoadBalancer, error) {
+	return FindCached(ctx, elb, ec, dnsName, nil)
+}
+
+// SubnetCIDRs caches subnets' CIDR blocks by subnet ID: the NLBs of a
+// cluster share a few subnets, whose CIDRs do not change. Safe for
+// concurrent use; the zero value is ready.
+type SubnetCIDRs struct {
+	mu   sync.Mutex
+	cidr map[string]string
+}
+
+// FindCached is Find reading subnets' CIDRs through the cache (nil: none).
+func FindCached(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsName string, subnets *SubnetCIDRs) (*LoadBalancer, error) {
 	input := &elbv2.DescribeLoadBalancersInput{}
 	if name, ok := NameFromDNS(dnsName); ok {
 		input.Names = []string{name}
@@ -81,34 +95,62 @@ func Find(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsName string
 			if !strings.EqualFold(aws.ToString(lb.DNSName), dnsName) {
 				continue
 			}
-			return describe(ctx, ec, lb)
+			return describe(ctx, ec, lb, subnets)
 		}
 	}
 	return nil, nil
 }
 
 // describe converts a load balancer, with its subnets' CIDRs.
-func describe(ctx context.Context, ec *ec2.Client, lb elbv2types.LoadBalancer) (*LoadBalancer, error) {
+func describe(ctx context.Context, ec *ec2.Client, lb elbv2types.LoadBalancer, cache *SubnetCIDRs) (*LoadBalancer, error) {
 	out := &LoadBalancer{ARN: aws.ToString(lb.LoadBalancerArn), DNSName: aws.ToString(lb.DNSName), VPCID: aws.ToString(lb.VpcId),
 		SecurityGroups: lb.SecurityGroups, IPAddressType: string(lb.IpAddressType)}
 	if lb.State != nil {
 		out.State = string(lb.State.Code)
 	}
-	var subnets []string
+	var unknown []string
 	for _, az := range lb.AvailabilityZones {
-		subnets = append(subnets, aws.ToString(az.SubnetId))
+		id := aws.ToString(az.SubnetId)
+		if c, ok := cache.get(id); ok {
+			out.SubnetCIDRs = append(out.SubnetCIDRs, c)
+		} else {
+			unknown = append(unknown, id)
+		}
 	}
-	if len(subnets) > 0 {
-		sn, err := ec.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: subnets})
+	if len(unknown) > 0 {
+		sn, err := ec.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: unknown})
 		if err != nil {
 			return nil, fmt.Errorf("describing the NLB's subnets: %w", err)
 		}
 		for _, s := range sn.Subnets {
 			out.SubnetCIDRs = append(out.SubnetCIDRs, aws.ToString(s.CidrBlock))
+			cache.put(aws.ToString(s.SubnetId), aws.ToString(s.CidrBlock))
 		}
-		slices.Sort(out.SubnetCIDRs)
 	}
+	slices.Sort(out.SubnetCIDRs)
 	return out, nil
+}
+
+func (c *SubnetCIDRs) get(id string) (string, bool) {
+	if c == nil {
+		return "", false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.cidr[id]
+	return v, ok
+}
+
+func (c *SubnetCIDRs) put(id, cidr string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cidr == nil {
+		c.cidr = map[string]string{}
+	}
+	c.cidr[id] = cidr
 }
 
 // FillTargetTypes reads the target types of the load balancer's target groups.
