@@ -3,9 +3,12 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math"
+	"net/netip"
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,10 +37,18 @@ import (
 )
 
 const (
-	benchServices = 1000
-	benchSources  = 100
-	workers       = 4 // the controller's default --max-concurrent-reconciles
+	benchSources = 100
+	workers      = 4 // the controller's default --max-concurrent-reconciles
 )
+
+// benchServices is how many Services the convergence benchmarks make:
+// 1,000, or BENCH_NLB_SERVICES (10000 for the large run).
+var benchServices = func() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_NLB_SERVICES")); err == nil && n >= 200 {
+		return n
+	}
+	return 1000
+}()
 
 var healthCIDRs = []string{"10.0.0.0/20", "10.0.16.0/20", "10.0.32.0/20"}
 
@@ -167,6 +178,11 @@ func benchConverge(b *testing.B, withAWS bool) {
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
+		// Latency of an edit: one Service's sources changed, until its
+		// network set in the API server holds the new source; 100 edits one
+		// after the other, then 100 Services edited at once.
+		single := editLatencies(b, admin, svcs[:100], health, false)
+		burst := editLatencies(b, admin, svcs[100:200], health, true)
 		rulesAvoided := counter(b, reg, "telemetry_nlbpolicy_security_group_rules_avoided")
 		reconcileErrors := counter(b, crmetrics.Registry.(*prometheus.Registry), "controller_runtime_reconcile_errors_total")
 		cancel()
@@ -182,6 +198,12 @@ func benchConverge(b *testing.B, withAWS bool) {
 		b.ReportMetric(float64(peak-min(peak, before.HeapAlloc))/(1<<20), "peak-heap-MiB")
 		b.ReportMetric(rulesAvoided, "sg-rules-avoided")
 		b.ReportMetric(reconcileErrors, "reconcile-errors")
+		b.ReportMetric(quantile(single, 0.5).Seconds()*1000, "edit-p50-ms")
+		b.ReportMetric(quantile(single, 0.99).Seconds()*1000, "edit-p99-ms")
+		b.ReportMetric(slices.Max(burst).Seconds()*1000, "burst-100-ms")
+		fmt.Fprintf(os.Stderr, "edit of one Service's sources to its network set updated: p50 %v, p99 %v, max %v (100 edits); "+
+			"100 Services edited at once: all enforced after %v\n", quantile(single, 0.5).Round(time.Millisecond),
+			quantile(single, 0.99).Round(time.Millisecond), slices.Max(single).Round(time.Millisecond), slices.Max(burst).Round(time.Millisecond))
 		b.ReportMetric(convergeRequests, "aws-requests")
 		b.ReportMetric(steadyRequests, "steady-aws-requests")
 		fmt.Fprintf(os.Stderr, "AWS %v: %.0f requests converging (%v), %.0f in steady state\n", withAWS, convergeRequests,
@@ -241,6 +263,79 @@ func parallel(b *testing.B, n, workers int, f func(int) error) {
 	for err := range errs {
 		b.Fatal(err)
 	}
+}
+
+// editLatencies changes one source of each Service (the last /32 moved to
+// another address) and measures the time from the update to the network
+// set in the API server holding the new source, polled every 5 ms: the
+// Services one after the other, or all at once (burst: the times are then
+// from the first update).
+func editLatencies(b *testing.B, admin client.Client, svcs []*corev1.Service, health []string, burst bool) []time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	type pending struct{ set, net string }
+	edit := func(svc *corev1.Service) (pending, error) {
+		got := &corev1.Service{}
+		if err := admin.Get(ctx, client.ObjectKeyFromObject(svc), got); err != nil {
+			return pending{}, err
+		}
+		ranges := got.Spec.LoadBalancerSourceRanges
+		last := netip.MustParsePrefix(ranges[len(ranges)-1])
+		moved := netip.PrefixFrom(last.Addr().Next(), 32).String()
+		got.Spec.LoadBalancerSourceRanges = append(slices.Clone(ranges[:len(ranges)-1]), moved)
+		out := nlbpolicy.Desired(nlbpolicy.Input{Service: got, HealthCheckCIDRs: health}, nlbpolicy.DefaultOptions())
+		if len(out.NetworkSets) != 1 {
+			return pending{}, fmt.Errorf("%s: %d network sets", svc.Name, len(out.NetworkSets))
+		}
+		return pending{out.NetworkSets[0].Name, moved}, admin.Update(ctx, got)
+	}
+	// wait polls until every pending set holds its new source, and returns
+	// when each was first seen so.
+	wait := func(start time.Time, todo []pending) []time.Duration {
+		var out []time.Duration
+		for len(todo) > 0 {
+			if time.Since(start) > time.Minute {
+				b.Fatalf("%d edits not enforced within a minute, e.g. %s", len(todo), todo[0].set)
+			}
+			todo = slices.DeleteFunc(todo, func(p pending) bool {
+				set := &calicov3.GlobalNetworkSet{}
+				if err := admin.Get(ctx, client.ObjectKey{Name: p.set}, set); err != nil || !slices.Contains(set.Spec.Nets, p.net) {
+					return false
+				}
+				out = append(out, time.Since(start))
+				return true
+			})
+			time.Sleep(5 * time.Millisecond)
+		}
+		return out
+	}
+	if burst {
+		todo := make([]pending, len(svcs))
+		start := time.Now()
+		parallel(b, len(svcs), 16, func(i int) error {
+			var err error
+			todo[i], err = edit(svcs[i])
+			return err
+		})
+		return wait(start, todo)
+	}
+	var latencies []time.Duration
+	for _, svc := range svcs {
+		start := time.Now()
+		p, err := edit(svc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		latencies = append(latencies, wait(start, []pending{p})...)
+	}
+	return latencies
+}
+
+// quantile is the q-quantile of the durations (nearest rank).
+func quantile(d []time.Duration, q float64) time.Duration {
+	s := slices.Sorted(slices.Values(d))
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
 }
 
 // seedNLBs makes in moto the NLB the AWS Load Balancer Controller would
