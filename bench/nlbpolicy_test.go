@@ -220,13 +220,17 @@ func benchConverge(b *testing.B, withAWS bool) {
 	}
 }
 
+// benchService is the i-th Service: 100 non-adjacent /32 sources, one UDP
+// port, instance targets; past 1,000 Services ip targets without NodePorts,
+// since a cluster's NodePort range (2,768 ports, two for each Service with
+// externalTrafficPolicy Local) holds about 1,380 instance-target Services.
 func benchService(i int) *corev1.Service {
 	var ranges []string
 	for j := 0; j < benchSources; j++ {
 		// Non-adjacent /32s: they do not aggregate.
 		ranges = append(ranges, fmt.Sprintf("10.%d.%d.%d/32", 100+i/250, i%250, 2*j))
 	}
-	return &corev1.Service{
+	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("flows-%04d", i), Annotations: map[string]string{
 			annotations.NLBPolicy: annotations.Enabled, lbc.ManageBackendSecurityGroupRule: "false"}},
 		Spec: corev1.ServiceSpec{
@@ -236,6 +240,12 @@ func benchService(i int) *corev1.Service {
 			Ports:                    []corev1.ServicePort{{Name: "sflow", Protocol: corev1.ProtocolUDP, Port: 6343}},
 		},
 	}
+	if benchServices > 1000 {
+		svc.Annotations[lbc.NLBTargetType] = lbc.TargetIP
+		svc.Spec.AllocateLoadBalancerNodePorts = ptr.To(false)
+		svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+	}
+	return svc
 }
 
 func parallel(b *testing.B, n, workers int, f func(int) error) {
