@@ -145,14 +145,18 @@ func TestHandOverAnnotations(t *testing.T) {
 }
 
 // TestTypeAnnotationKept: a Service that names the controller by annotation
-// keeps it and gets no class (a running LoadBalancer Service cannot gain
-// one); otherwise the class is written.
+// keeps it, and gets no class when it has none (a running LoadBalancer
+// Service can gain no class, nor lose one); otherwise the class is written.
 func TestTypeAnnotationKept(t *testing.T) {
 	s := baseIngress()
 	if ac := s.service("sg-0front"); ac.Spec.LoadBalancerClass == nil || ac.Annotations[lbc.Type] != "" {
 		t.Errorf("class %v, type annotation %q", ac.Spec.LoadBalancerClass, ac.Annotations[lbc.Type])
 	}
 	s.TypeAnnotation = lbc.TypeExternal
+	if ac := s.service("sg-0front"); ac.Spec.LoadBalancerClass == nil || ac.Annotations[lbc.Type] != lbc.TypeExternal {
+		t.Errorf("with a class: class %v, type annotation %q", ac.Spec.LoadBalancerClass, ac.Annotations[lbc.Type])
+	}
+	s.Classless = true
 	ac := s.service("sg-0front")
 	if ac.Spec.LoadBalancerClass != nil || ac.Annotations[lbc.Type] != lbc.TypeExternal {
 		t.Errorf("class %v, type annotation %q", ac.Spec.LoadBalancerClass, ac.Annotations[lbc.Type])

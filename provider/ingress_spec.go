@@ -50,9 +50,11 @@ type ingressSpec struct {
 	HealthCheckNodePort int32
 	// TypeAnnotation is the aws-load-balancer-type annotation of a Service
 	// that names the AWS Load Balancer Controller that way (made before
-	// loadBalancerClass, and imported): it is kept, and no class written,
-	// because a running LoadBalancer Service cannot gain a class.
+	// loadBalancerClass, and imported): it is kept. Classless says the live
+	// Service has no class, which is then not written either: a running
+	// LoadBalancer Service can gain no class, nor lose one.
 	TypeAnnotation string
+	Classless      bool
 }
 
 // nodePortKey names a Service port's NodePort: "<protocol>/<port>", e.g. "udp/6343".
@@ -170,7 +172,8 @@ func (s ingressSpec) service(frontendSG string) *corev1ac.ServiceApplyConfigurat
 	spec := corev1ac.ServiceSpec().WithType(corev1.ServiceTypeLoadBalancer)
 	if s.TypeAnnotation != "" {
 		ann[lbc.Type] = s.TypeAnnotation
-	} else {
+	}
+	if !s.Classless {
 		spec.WithLoadBalancerClass(lbc.LoadBalancerClass)
 	}
 	spec.WithSelector(s.Selector).

@@ -446,6 +446,7 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 	case err == nil:
 		spec.NodePorts, spec.HealthCheckNodePort = nodePortsFromService(live)
 		spec.TypeAnnotation = live.Annotations[lbc.Type]
+		spec.Classless = live.Spec.LoadBalancerClass == nil && spec.TypeAnnotation != ""
 		// An imported Service whose sources the AWS Load Balancer
 		// Controller admits with a rule each (or one edited by hand): the
 		// controller is told to stop only once Calico and the coarse cover
