@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -154,16 +155,16 @@ func (d *lbcServicesDataSource) Read(ctx context.Context, req datasource.ReadReq
 			groups = lb.SecurityGroups
 			f.nlbGroups = len(groups) > 0
 		}
-		frontRules, frontGroups, err := a.lbcManagedGroupRules(ctx, svc.Namespace, svc.Name)
+		front, err := a.lbcManagedGroupRules(ctx, svc.Namespace, svc.Name)
 		if err != nil {
 			resp.Diagnostics.AddError("Cannot read the controller's security groups", err.Error())
 			return
 		}
-		f.perSource = frontRules
 		fullest, fullestRules := "", 0
-		for _, g := range frontGroups {
-			if n, err := groupRuleCount(ctx, ec, g); err == nil && n > fullestRules {
-				fullest, fullestRules = g, n
+		for _, g := range slices.Sorted(maps.Keys(front)) {
+			f.perSource += front[g]
+			if front[g] > fullestRules {
+				fullest, fullestRules = g, front[g]
 			}
 		}
 		backend, err := lbcBindingRules(ctx, c, svc.Namespace, svc.Name, lbc.SourceRangesOf(svc))
@@ -212,8 +213,7 @@ func lbOr(lb *awsnlb.LoadBalancer, f func(*awsnlb.LoadBalancer) string) string {
 	return f(lb)
 }
 
-// groupRuleCount counts a group's inbound rules as AWS's quota does: one per
-// source of each permission.
+// groupRuleCount counts a group's inbound rules (inboundRules).
 func groupRuleCount(ctx context.Context, ec *ec2.Client, group string) (int, error) {
 	out, err := ec.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{group}})
 	if err != nil {
@@ -221,9 +221,7 @@ func groupRuleCount(ctx context.Context, ec *ec2.Client, group string) (int, err
 	}
 	n := 0
 	for _, g := range out.SecurityGroups {
-		for _, p := range g.IpPermissions {
-			n += len(p.IpRanges) + len(p.Ipv6Ranges) + len(p.UserIdGroupPairs) + len(p.PrefixListIds)
-		}
+		n += inboundRules(g)
 	}
 	return n, nil
 }

@@ -83,13 +83,15 @@ func (r *nlbIngressResource) handOver(ctx context.Context, c client.Client, a in
 				}
 			}
 		}
-		n, groups, err := a.lbcManagedGroupRules(ctx, spec.Namespace, spec.Name)
+		left, err := a.lbcManagedGroupRules(ctx, spec.Namespace, spec.Name)
 		if err != nil {
 			return false, err
 		}
-		if n > 0 {
-			why = fmt.Sprintf("its security groups %v of the Service still hold %d rules", groups, n)
-			return false, nil
+		for g, n := range left {
+			if n > 0 {
+				why = fmt.Sprintf("its security group %s of the Service still holds %d rules", g, n)
+				return false, nil
+			}
 		}
 		pending, err := lbcBindingsWithRules(ctx, c, spec.Namespace, spec.Name)
 		switch {
@@ -118,24 +120,31 @@ func (r *nlbIngressResource) handOver(ctx context.Context, c client.Client, a in
 	return nil
 }
 
-// lbcManagedGroupRules counts the inbound rules of the security groups the
-// AWS Load Balancer Controller made for the Service (its frontend groups,
-// where its default mode writes a rule per source and listener port).
-func (a ingressAWS) lbcManagedGroupRules(ctx context.Context, namespace, name string) (int, []string, error) {
+// lbcManagedGroupRules counts, by group, the inbound rules of the security
+// groups the AWS Load Balancer Controller made for the Service (its
+// frontend groups, where its default mode writes a rule per source and
+// listener port).
+func (a ingressAWS) lbcManagedGroupRules(ctx context.Context, namespace, name string) (map[string]int, error) {
 	out, err := a.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
 		{Name: aws.String("tag:" + lbc.StackTag), Values: []string{namespace + "/" + name}}}})
 	if err != nil {
-		return 0, nil, fmt.Errorf("describing the AWS Load Balancer Controller's security groups of %s/%s: %w", namespace, name, err)
+		return nil, fmt.Errorf("describing the AWS Load Balancer Controller's security groups of %s/%s: %w", namespace, name, err)
 	}
-	n := 0
-	var groups []string
+	rules := map[string]int{}
 	for _, g := range out.SecurityGroups {
-		groups = append(groups, aws.ToString(g.GroupId))
-		for _, p := range g.IpPermissions {
-			n += len(p.IpRanges) + len(p.Ipv6Ranges) + len(p.UserIdGroupPairs) + len(p.PrefixListIds)
-		}
+		rules[aws.ToString(g.GroupId)] = inboundRules(g)
 	}
-	return n, groups, nil
+	return rules, nil
+}
+
+// inboundRules counts a group's inbound rules as AWS's quota does: one per
+// source of each permission.
+func inboundRules(g ec2types.SecurityGroup) int {
+	n := 0
+	for _, p := range g.IpPermissions {
+		n += len(p.IpRanges) + len(p.Ipv6Ranges) + len(p.UserIdGroupPairs) + len(p.PrefixListIds)
+	}
+	return n
 }
 
 // lbcBindings lists the Service's TargetGroupBindings.
