@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	"github.com/projectcalico/api/pkg/lib/numorstring"
@@ -40,6 +41,9 @@ type Options struct {
 	// Tier is the Calico tier of the policies: one of the product's own,
 	// ending in Pass, so what they do not decide goes on to users' policies.
 	Tier string
+	// ProgrammingGrace is how long the policies of a change stay in the API
+	// server before the change is acknowledged (see Reconciler).
+	ProgrammingGrace time.Duration
 }
 
 // The product's Calico tier, as the Helm chart and deploy/ manifests create it.
@@ -48,9 +52,15 @@ const (
 	DefaultTierOrder = 2000 // after kube-admin (1,000), before default (1,000,000)
 )
 
+// DefaultProgrammingGrace is ProgrammingGrace's default: Felix enforced an
+// edit 50-280 ms after the controller wrote it in the tests here (real Felix,
+// idle and under load), and a cluster's Felixes read through Typha.
+const DefaultProgrammingGrace = 2 * time.Second
+
 // DefaultOptions are the flags' defaults.
 func DefaultOptions() Options {
-	return Options{HostEndpointSelector: "has(kubernetes.io/hostname)", Order: 100, NetworkSetThreshold: 50, Tier: DefaultTier}
+	return Options{HostEndpointSelector: "has(kubernetes.io/hostname)", Order: 100, NetworkSetThreshold: 50, Tier: DefaultTier,
+		ProgrammingGrace: DefaultProgrammingGrace}
 }
 
 // TierObject is the product's tier: its policies first, then Pass.

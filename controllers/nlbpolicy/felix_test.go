@@ -140,17 +140,14 @@ func TestFelixEnforcesPolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hl.Close()
-	// Felix programs the policies a moment after the acknowledgement (the
-	// controller's write, which Felix reads from the API server): on a loaded
-	// machine up to seconds (make test once let 4 packets of 20 ms through
-	// before it). In a cluster no packet of a new Service can come then: the
-	// NLB that carries them does not exist yet (AWS takes minutes). Here they
-	// go straight to the NodePort, so the flows start once Felix has them.
+	// The acknowledgement waits --programming-grace after the write
+	// (TestAcknowledgementMeansEnforced); the chains are checked anyway, so
+	// the flows below start once Felix has them.
 	ackAt := time.Now()
 	eventually(t, "Felix's chains for the Service's two policies", func() (bool, string) {
 		return policyChains(t, felix) >= baseline+2, felix.LogTail(5)
 	})
-	t.Logf("Felix programmed the policies %v after the acknowledgement", time.Since(ackAt).Round(time.Millisecond))
+	t.Logf("Felix's chains seen %v after the acknowledgement", time.Since(ackAt).Round(time.Millisecond))
 	for _, src := range []netip.AddrPort{netip.AddrPortFrom(listed, 40001), netip.AddrPortFrom(unlisted, 40002)} {
 		s, err := lab.SendFrom(src, nodePort, 20*time.Millisecond)
 		if err != nil {
@@ -309,5 +306,90 @@ func TestFelixAgreesWithModel(t *testing.T) {
 	t.Logf("Felix and the model agree on %d flows (%d allowed, %d denied)", compared, allowed, compared-allowed)
 	if allowed == 0 || allowed == compared {
 		t.Fatalf("the generated sources allowed %d of %d flows: the comparison says nothing", allowed, compared)
+	}
+}
+
+// TestAcknowledgementMeansEnforced: the provider widens AWS (adds the cover,
+// hands a migrated NLB over) as soon as a Service is acknowledged, so the
+// acknowledgement must not come before Felix enforces what it acknowledges.
+// Flows run from two sources while the Service's sources are edited; at the
+// moment the acknowledgement of each edit appears, a removed source's flow
+// must have stopped and an added source's flow must pass.
+func TestAcknowledgementMeansEnforced(t *testing.T) {
+	fl := startFelixLab(t, "fa", "192.0.2.3/24")
+	lab, c, felix := fl.lab, fl.c, fl.felix
+	ctx := context.Background()
+	a, b := netlab.ClientIP, netip.MustParseAddr("192.0.2.3")
+	baseline := policyChains(t, felix)
+
+	svc := service("telemetry", "acked", func(s *corev1.Service) {
+		s.Spec.LoadBalancerSourceRanges = []string{a.String() + "/32"}
+	})
+	if err := c.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the first acknowledgement and Felix's chains", func() (bool, string) {
+		got, ok := get(t, c, svc)
+		return ok && ack.Current(got) && policyChains(t, felix) >= baseline+2, felix.LogTail(5)
+	})
+	got, _ := get(t, c, svc)
+	nodePort := netip.AddrPortFrom(netlab.NodeIP, uint16(got.Spec.Ports[0].NodePort))
+	collector := netip.AddrPortFrom(netlab.PodIP, 6343)
+	if err := lab.DNATProto("udp", nodePort, collector); err != nil {
+		t.Fatal(err)
+	}
+	r, err := lab.Listen("pod", collector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, src := range []netip.AddrPort{netip.AddrPortFrom(a, 40011), netip.AddrPortFrom(b, 40012)} {
+		s, err := lab.SendFrom(src, nodePort, 10*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Stop()
+	}
+	eventually(t, "the listed source's flow", func() (bool, string) { n, _ := r.From(a); return n > 0, felix.LogTail(5) })
+
+	// acknowledged edits the Service's sources and returns when the
+	// acknowledgement of the edit was first seen (polled every 5 ms).
+	acknowledged := func(sources ...string) time.Time {
+		t.Helper()
+		edited := update(t, c, svc, func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = sources })
+		want := ack.Digest(edited)
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			got, ok := get(t, c, svc)
+			if have, acked := ack.Of(got); ok && acked && have.Digest == want {
+				return time.Now()
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("no acknowledgement of sources %v", sources)
+		return time.Time{}
+	}
+	for _, step := range []struct {
+		sources     []string
+		added, gone netip.Addr
+		whatChanged string
+	}{
+		{[]string{b.String() + "/32"}, b, a, "a replaced by b"},
+		{[]string{a.String() + "/32"}, a, b, "b replaced by a"},
+	} {
+		addedBefore, _ := r.From(step.added)
+		at := acknowledged(step.sources...)
+		time.Sleep(100 * time.Millisecond) // what was in flight at the acknowledgement arrives
+		_, goneLast := r.From(step.gone)
+		addedNow, _ := r.From(step.added)
+		t.Logf("%s: the removed source's last datagram came %v before the acknowledgement", step.whatChanged, at.Sub(goneLast).Round(time.Millisecond))
+		if goneLast.After(at) {
+			t.Errorf("%s: the removed source %s still passed %v after the acknowledgement", step.whatChanged, step.gone, goneLast.Sub(at).Round(time.Millisecond))
+		}
+		// In the 100 ms after it, the added source's flow (one datagram
+		// every 10 ms) must have passed.
+		if addedNow <= addedBefore {
+			t.Errorf("%s: the added source %s had not passed 100 ms after the acknowledgement", step.whatChanged, step.added)
+		}
 	}
 }

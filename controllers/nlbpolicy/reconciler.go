@@ -68,6 +68,11 @@ type Reconciler struct {
 	// tierCheckedAt and tierProblemSeen cache tierProblem.
 	tierCheckedAt   time.Time
 	tierProblemSeen string
+	// written is when the reconciler last wrote a Service's objects, until
+	// that change is acknowledged; started is the first reconcile (see
+	// settled).
+	written map[types.NamespacedName]time.Time
+	started time.Time
 }
 
 // Qualifies reports whether the controller manages the Service: an NLB of
@@ -93,6 +98,7 @@ func Qualifies(svc *corev1.Service, manageAll bool) bool {
 // label, so a hand edit or deletion is restored.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.reported = map[types.UID]string{}
+	r.written = map[types.NamespacedName]time.Time{}
 	relevant := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		svc, ok := o.(*corev1.Service)
 		return ok && (lbc.IsNLB(svc) || controllerutil.ContainsFinalizer(svc, Finalizer))
@@ -221,11 +227,48 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		enforced.Policies = append(enforced.Policies, p.Name)
 	}
 	slices.Sort(enforced.Policies)
+	r.Metrics.observe(svc, out, len(in.HealthCheckCIDRs))
+	if have, ok := ack.Of(svc); !ok || !ack.Same(have, enforced) {
+		if wait := r.settled(req.NamespacedName, writes > 0); wait > 0 {
+			logger.V(1).Info("acknowledgement held while Felix programs the policies", "for", wait)
+			return reconcile.Result{RequeueAfter: wait}, nil
+		}
+	}
 	if err := r.acknowledge(ctx, svc, enforced); err != nil {
 		return reconcile.Result{}, fmt.Errorf("writing the acknowledgement: %w", err)
 	}
-	r.Metrics.observe(svc, out, len(in.HealthCheckCIDRs))
+	r.mu.Lock()
+	delete(r.written, req.NamespacedName)
+	r.mu.Unlock()
 	return reconcile.Result{}, nil
+}
+
+// settled says how long a change must still wait before it is acknowledged:
+// Options.ProgrammingGrace after the Service's objects were last written (now,
+// if wrote), or after the first reconcile of this controller (a leader that
+// takes over does not know what its predecessor wrote a moment ago).
+//
+// The API server holding the policies does not mean Felix enforces them:
+// each node's Felix reads them and programs its dataplane some time later
+// (50-280 ms measured here), and OSS Calico does not report when. The
+// provider widens AWS as soon as a Service is acknowledged (the cover, the
+// hand-over of a migrated NLB), so an acknowledgement that came first would
+// let sources inside the cover through AWS while Felix still passed them.
+func (r *Reconciler) settled(key types.NamespacedName, wrote bool) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if r.started.IsZero() {
+		r.started = now
+	}
+	if wrote {
+		r.written[key] = now
+	}
+	since := r.started
+	if w, ok := r.written[key]; ok && w.After(since) {
+		since = w
+	}
+	return r.Options.ProgrammingGrace - now.Sub(since)
 }
 
 // tierCheckTTL is how long the tier's presence is trusted between checks.
@@ -495,6 +538,7 @@ func (r *Reconciler) forget(key types.NamespacedName, uid types.UID) {
 	if uid != "" {
 		delete(r.reported, uid)
 	}
+	delete(r.written, key)
 	r.Metrics.forget(key)
 }
 

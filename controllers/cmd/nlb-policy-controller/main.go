@@ -46,6 +46,7 @@ func run() error {
 		hostSelector   = flag.String("host-endpoint-selector", defaults.HostEndpointSelector, "Calico selector of the nodes' host endpoints (instance targets).")
 		order          = flag.Float64("policy-order", defaults.Order, "Order of the Allow policies; Deny policies get order+1.")
 		netsetSize     = flag.Int("network-set-threshold", defaults.NetworkSetThreshold, "Past this many source nets, put them in a GlobalNetworkSet.")
+		grace          = flag.Duration("programming-grace", defaults.ProgrammingGrace, "How long a change's policies stay in the API server before the Service is acknowledged (Felix programs them in the meantime; the provider widens AWS only after).")
 		tier           = flag.String("tier", defaults.Tier, "Calico tier of the generated policies (created by the Helm chart and deploy/ manifests, ending in Pass).")
 		healthCIDRs    = flag.String("health-check-cidrs", "", "Comma-separated CIDRs of NLB health checks, when AWS is not asked (e.g. the NLB subnets).")
 		vpcCIDRs       = flag.String("vpc-cidrs", "", "Comma-separated VPC CIDRs: the default sources of internal NLBs when AWS is not asked.")
@@ -103,7 +104,8 @@ func run() error {
 		sources.AWS = &awsCfg
 	}
 	_, err = nlbpolicy.Setup(mgr, nlbpolicy.Config{
-		Options:       nlbpolicy.Options{HostEndpointSelector: *hostSelector, Order: *order, NetworkSetThreshold: *netsetSize, Tier: *tier},
+		Options: nlbpolicy.Options{HostEndpointSelector: *hostSelector, Order: *order, NetworkSetThreshold: *netsetSize, Tier: *tier,
+			ProgrammingGrace: *grace},
 		ManageAll:     *manageAll,
 		Sources:       sources,
 		SweepInterval: *sweepInterval,
