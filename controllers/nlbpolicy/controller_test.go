@@ -277,6 +277,8 @@ func TestController(t *testing.T) {
 	})
 
 	t.Run("steady state makes no writes", func(t *testing.T) {
+		// The acknowledgement is the last write of a change, --programming-grace after the policies.
+		eventually(t, "the acknowledgement", func() (bool, string) { got, ok := get(t, c, svc); return ok && ack.Current(got), "not yet" })
 		before := ctl.writes(t)
 		update(t, c, svc, func(s *corev1.Service) { s.Annotations["unrelated"] = "touch" }) // reconciled again
 		time.Sleep(2 * time.Second)

@@ -98,7 +98,6 @@ func Qualifies(svc *corev1.Service, manageAll bool) bool {
 // label, so a hand edit or deletion is restored.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.reported = map[types.UID]string{}
-	r.written = map[types.NamespacedName]time.Time{}
 	relevant := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		svc, ok := o.(*corev1.Service)
 		return ok && (lbc.IsNLB(svc) || controllerutil.ContainsFinalizer(svc, Finalizer))
@@ -260,6 +259,9 @@ func (r *Reconciler) settled(key types.NamespacedName, wrote bool) time.Duration
 	now := time.Now()
 	if r.started.IsZero() {
 		r.started = now
+	}
+	if r.written == nil {
+		r.written = map[types.NamespacedName]time.Time{}
 	}
 	if wrote {
 		r.written[key] = now

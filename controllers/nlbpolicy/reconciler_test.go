@@ -64,6 +64,8 @@ func recordingReconciler(t *testing.T, objs ...client.Object) (*Reconciler, clie
 		Sources: staticSources{health: []string{"10.0.0.0/20"}}, Options: DefaultOptions(),
 		Metrics: NewMetrics(prometheus.NewRegistry()), reported: map[types.UID]string{},
 	}
+	// No Felix here: acknowledge at once (TestAcknowledgementHeld covers the grace).
+	r.Options.ProgrammingGrace = 0
 	return r, c, &ops
 }
 
@@ -155,5 +157,64 @@ func TestMissingTierFailsClosed(t *testing.T) {
 	}
 	if !ack.Current(got) || index(*ops, "create", "-deny") < 0 {
 		t.Fatalf("not enforced once the tier exists: %v, %s", *ops, got.Annotations[annotations.Enforced])
+	}
+}
+
+// TestAcknowledgementHeld: a change is acknowledged only ProgrammingGrace
+// after its policies were written (Felix programs them meanwhile; real Felix
+// in TestAcknowledgementMeansEnforced), and a controller that has just
+// started holds an acknowledgement as long, since its predecessor may have
+// written the policies a moment before.
+func TestAcknowledgementHeld(t *testing.T) {
+	svc := nlbService()
+	r, c, _ := recordingReconciler(t, svc, TierObject(DefaultTier, DefaultTierOrder))
+	r.Options.ProgrammingGrace = 300 * time.Millisecond
+	acked := func() bool {
+		got := &corev1.Service{}
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), got); err != nil {
+			t.Fatal(err)
+		}
+		return ack.Current(got)
+	}
+	res, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(svc)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acked() {
+		t.Fatal("acknowledged in the reconcile that wrote the policies")
+	}
+	if res.RequeueAfter <= 0 || res.RequeueAfter > 300*time.Millisecond {
+		t.Fatalf("requeued after %v, want the rest of the grace", res.RequeueAfter)
+	}
+	reconcileOnce(t, r, svc)
+	if acked() {
+		t.Fatal("acknowledged before the grace ended, with nothing more written")
+	}
+	time.Sleep(res.RequeueAfter)
+	reconcileOnce(t, r, svc)
+	if !acked() {
+		t.Fatal("not acknowledged after the grace")
+	}
+
+	// A new controller (a new leader) finds the policies written and the
+	// Service not acknowledged: it holds the acknowledgement too.
+	got := &corev1.Service{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), got); err != nil {
+		t.Fatal(err)
+	}
+	delete(got.Annotations, annotations.Enforced)
+	if err := c.Update(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
+	next := &Reconciler{Client: c, Reader: c, Recorder: events.NewFakeRecorder(100), Sources: r.Sources,
+		Options: r.Options, Metrics: NewMetrics(prometheus.NewRegistry()), reported: map[types.UID]string{}}
+	reconcileOnce(t, next, svc)
+	if acked() {
+		t.Fatal("a controller that had just started acknowledged at once")
+	}
+	time.Sleep(r.Options.ProgrammingGrace)
+	reconcileOnce(t, next, svc)
+	if !acked() {
+		t.Fatal("the new controller did not acknowledge after the grace")
 	}
 }
