@@ -8,6 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"k8s.io/client-go/rest"
 )
 
 // userHZ is the kernel's USER_HZ, the unit of /proc/PID/stat's CPU times
@@ -69,6 +73,63 @@ func cpuSince(before map[string]time.Duration, wall time.Duration) string {
 	var parts []string
 	for _, u := range uses {
 		parts = append(parts, fmt.Sprintf("%s %.1f s (%.0f%% of a core)", u.name, u.d.Seconds(), 100*u.d.Seconds()/wall.Seconds()))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// apiRequests is the API server's apiserver_request_total by verb and
+// resource (from its /metrics): with cpuTimes, where a phase's time goes.
+func apiRequests(cfg *rest.Config) (map[string]float64, error) {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Get(strings.TrimSuffix(cfg.Host, "/") + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, m := range families["apiserver_request_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		out[labels["verb"]+" "+labels["resource"]] += m.GetCounter().GetValue()
+	}
+	return out, nil
+}
+
+// requestsSince renders the API requests since a reading, the most first,
+// those over 1% of the total.
+func requestsSince(cfg *rest.Config, before map[string]float64) string {
+	now, err := apiRequests(cfg)
+	if err != nil {
+		return "(API server metrics: " + err.Error() + ")"
+	}
+	type req struct {
+		what string
+		n    float64
+	}
+	var reqs []req
+	total := 0.0
+	for what, n := range now {
+		if d := n - before[what]; d > 0 {
+			reqs = append(reqs, req{what, d})
+			total += d
+		}
+	}
+	slices.SortFunc(reqs, func(a, b req) int { return int(b.n - a.n) })
+	parts := []string{fmt.Sprintf("%.0f requests", total)}
+	for _, r := range reqs {
+		if r.n >= total/100 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", r.what, r.n))
+		}
 	}
 	return strings.Join(parts, ", ")
 }

@@ -73,6 +73,8 @@ type Reconciler struct {
 	// settled).
 	written map[types.NamespacedName]time.Time
 	started time.Time
+	// own is what the reconciler last wrote, so its own watch events are skipped.
+	own ownWrites
 }
 
 // Qualifies reports whether the controller manages the Service: an NLB of
@@ -109,11 +111,16 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: l[annotations.OwnerNamespace], Name: l[annotations.OwnerName]}}}
 	})
+	for _, o := range []client.Object{&calicov3.GlobalNetworkPolicy{}, &calicov3.GlobalNetworkSet{}} {
+		if err := mgr.GetFieldIndexer().IndexField(context.Background(), o, ownerField, ownerOf); err != nil {
+			return fmt.Errorf("indexing %T by owner: %w", o, err)
+		}
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
-		For(&corev1.Service{}, builder.WithPredicates(relevant)).
-		Watches(&calicov3.GlobalNetworkPolicy{}, toOwner).
-		Watches(&calicov3.GlobalNetworkSet{}, toOwner).
+		For(&corev1.Service{}, builder.WithPredicates(relevant, r.own.predicate())).
+		Watches(&calicov3.GlobalNetworkPolicy{}, toOwner, builder.WithPredicates(r.own.predicate())).
+		Watches(&calicov3.GlobalNetworkSet{}, toOwner, builder.WithPredicates(r.own.predicate())).
 		Complete(r)
 }
 
@@ -157,9 +164,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if !controllerutil.ContainsFinalizer(svc, Finalizer) {
 		patch := client.MergeFrom(svc.DeepCopy())
 		controllerutil.AddFinalizer(svc, Finalizer)
+		from := svc.ResourceVersion
 		if err := r.Client.Patch(ctx, svc, patch); err != nil {
 			return reconcile.Result{}, fmt.Errorf("adding the finalizer: %w", err)
 		}
+		r.own.record(from, svc)
 		r.Metrics.write("Service", "patch")
 	}
 
@@ -324,9 +333,11 @@ func (r *Reconciler) acknowledge(ctx context.Context, svc *corev1.Service, want 
 		svc.Annotations = map[string]string{}
 	}
 	svc.Annotations[annotations.Enforced] = want.Encode()
+	from := svc.ResourceVersion
 	if err := r.Client.Patch(ctx, svc, patch); err != nil {
 		return fmt.Errorf("writing the acknowledgement on Service %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
+	r.own.record(from, svc)
 	r.Metrics.write("Service", "patch")
 	return nil
 }
@@ -416,6 +427,7 @@ func (r *Reconciler) ensure(ctx context.Context, want, have client.Object) (int,
 	if have == nil {
 		err := r.Client.Create(ctx, want)
 		if err == nil {
+			r.own.record("", want)
 			r.Metrics.write(kind, "create")
 			return 1, nil
 		}
@@ -434,6 +446,7 @@ func (r *Reconciler) ensure(ctx context.Context, want, have client.Object) (int,
 	if err := r.Client.Update(ctx, want); err != nil {
 		return 0, err
 	}
+	r.own.record(have.GetResourceVersion(), want)
 	r.Metrics.write(kind, "update")
 	return 1, nil
 }
@@ -469,13 +482,26 @@ func kindOf(o client.Object) string {
 	return "unknown"
 }
 
+// ownerField indexes the generated objects in the cache by their Service
+// ("namespace/name", from their labels), so that finding a Service's
+// objects does not scan every policy of the cluster in each reconcile (a
+// quarter of the controller's CPU at 1,000 Services).
+const ownerField = "nlbpolicy.owner"
+
+func ownerOf(o client.Object) []string {
+	l := o.GetLabels()
+	if l[annotations.ManagedBy] != annotations.NLBPolicyManager || l[annotations.OwnerName] == "" {
+		return nil
+	}
+	return []string{l[annotations.OwnerNamespace] + "/" + l[annotations.OwnerName]}
+}
+
 // owned lists the objects generated for a Service: by label, and by the
 // names the controller gives them, so that an object whose labels were
 // stripped by hand is never left behind (ahead of a later Service's Deny on
 // a reused NodePort).
 func (r *Reconciler) owned(ctx context.Context, namespace, name string) ([]calicov3.GlobalNetworkPolicy, []calicov3.GlobalNetworkSet, error) {
-	sel := client.MatchingLabels{annotations.ManagedBy: annotations.NLBPolicyManager,
-		annotations.OwnerNamespace: namespace, annotations.OwnerName: name}
+	sel := client.MatchingFields{ownerField: namespace + "/" + name}
 	var policies calicov3.GlobalNetworkPolicyList
 	if err := r.Client.List(ctx, &policies, sel); err != nil {
 		return nil, nil, fmt.Errorf("listing the policies of %s/%s: %w", namespace, name, err)

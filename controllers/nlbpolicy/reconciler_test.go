@@ -45,6 +45,8 @@ func recordingReconciler(t *testing.T, objs ...client.Object) (*Reconciler, clie
 		}
 	}
 	c := fake.NewClientBuilder().WithScheme(kubeapi.Scheme()).WithObjects(objs...).
+		WithIndex(&calicov3.GlobalNetworkPolicy{}, ownerField, ownerOf).
+		WithIndex(&calicov3.GlobalNetworkSet{}, ownerField, ownerOf).
 		WithInterceptorFuncs(interceptor.Funcs{
 			Create: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.CreateOption) error {
 				record("create", o)
