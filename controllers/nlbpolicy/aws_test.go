@@ -140,3 +140,80 @@ func TestAWSThrottling(t *testing.T) {
 		t.Errorf("saw %d Allow policy versions for %d Services", allows, len(services))
 	}
 }
+
+// TestAWSLookupsBatched: 40 Services whose NLBs exist opt in at once. The
+// controller asks for up to 20 load balancers per DescribeLoadBalancers
+// (the ELB API's request rate is the account's), and every Service is
+// enforced. Then the same with a peer whose NLB AWS does not know (deleted
+// while a Service still names it): AWS refuses a batch that names it, the
+// controller halves the batch until it has the others.
+func TestAWSLookupsBatched(t *testing.T) {
+	p, c := planeWithNLBs(t)
+	ctx := context.Background()
+	var services []*corev1.Service
+	for i := 0; i < 40; i++ {
+		svc := service("telemetry", fmt.Sprintf("batch-%02d", i), func(s *corev1.Service) {
+			s.Annotations[annotations.NLBPolicy] = annotations.Disabled
+		})
+		if err := c.Create(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+		services = append(services, svc)
+	}
+	for _, svc := range services {
+		eventually(t, svc.Name+"'s NLB", func() (bool, string) {
+			got, _ := get(t, c, svc)
+			return got != nil && awsnlb.Hostname(got) != "", "no hostname yet"
+		})
+	}
+	awsCfg := p.AWS.Config()
+	run := func(t *testing.T, svcs []*corev1.Service, sources *nlbpolicy.AWSSources) map[string]float64 {
+		ctl := startControllerWith(t, p, p.Config, false, ctrl.Options{}, sources)
+		for _, svc := range svcs {
+			update(t, c, svc, func(s *corev1.Service) { s.Annotations[annotations.NLBPolicy] = annotations.Enabled })
+		}
+		for _, svc := range svcs {
+			eventually(t, svc.Name+" enforced", func() (bool, string) {
+				got, _ := get(t, c, svc)
+				a, _ := ack.Of(got)
+				return got != nil && ack.Current(got) && a.Problem == "", fmt.Sprintf("%+v", a)
+			})
+		}
+		requests := ctl.counts(t, "telemetry_nlbpolicy_aws_requests_total")
+		ctl.stop()
+		for _, svc := range svcs {
+			update(t, c, svc, func(s *corev1.Service) { s.Annotations[annotations.NLBPolicy] = annotations.Disabled })
+		}
+		return requests
+	}
+
+	requests := run(t, services[:20], &nlbpolicy.AWSSources{AWS: &awsCfg, TTL: time.Minute})
+	t.Logf("AWS requests for 20 Services: %v", requests)
+	// One request per Service would be 20; batches of 20 (the 4 workers
+	// may each start one before the others are in flight) make a few.
+	if n := requests["DescribeLoadBalancers"]; n == 0 || n > 5 {
+		t.Errorf("%v DescribeLoadBalancers requests for 20 Services, want at most 5", n)
+	}
+
+	const unknown = "gone-0123456789abcdef.elb.us-east-1.amazonaws.com"
+	peers := func(ctx context.Context) []string {
+		out := []string{unknown}
+		for _, svc := range services[20:] {
+			got, _ := get(t, c, svc)
+			out = append(out, awsnlb.Hostname(got))
+		}
+		return out
+	}
+	faults := awsfaults.Start(t, p.AWS.Endpoint)
+	name, _ := awsnlb.NameFromDNS(unknown)
+	faults.UnknownLoadBalancers(name)
+	faultyCfg := p.AWS.Config()
+	faultyCfg.BaseEndpoint = &faults.URL
+	requests = run(t, services[20:], &nlbpolicy.AWSSources{AWS: &faultyCfg, TTL: time.Minute, Peers: peers})
+	t.Logf("refused: %v", faults.Injected())
+	t.Logf("AWS requests for 20 Services, an unknown NLB among their peers: %v", requests)
+	// Halving a batch of 20 down to the unknown name: about 2 x log2(20).
+	if n := requests["DescribeLoadBalancers"]; n < 2 || n > 15 {
+		t.Errorf("%v DescribeLoadBalancers requests, want 2 to 15 (a refused batch halved)", n)
+	}
+}

@@ -424,6 +424,15 @@ func order(p *calicov3.GlobalNetworkPolicy) float64 {
 // the live object is read and compared instead of failing the reconcile.
 func (r *Reconciler) ensure(ctx context.Context, want, have client.Object) (int, error) {
 	kind := kindOf(want)
+	if have == nil && r.own.created(want) {
+		// Created by this controller, not in the cache yet: read it.
+		have = want.DeepCopyObject().(client.Object)
+		if err := r.Reader.Get(ctx, client.ObjectKeyFromObject(want), have); client.IgnoreNotFound(err) != nil {
+			return 0, err
+		} else if err != nil {
+			have = nil // deleted since
+		}
+	}
 	if have == nil {
 		err := r.Client.Create(ctx, want)
 		if err == nil {

@@ -1,10 +1,16 @@
 package nlbpolicy
 
 import (
+	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
 )
 
 // Config is everything the controller needs besides the manager.
@@ -37,6 +43,9 @@ func Setup(mgr ctrl.Manager, cfg Config) (*Reconciler, error) {
 	metrics := NewMetrics(cfg.Registry)
 	if s, ok := cfg.Sources.(*AWSSources); ok {
 		s.instrument(metrics)
+		if s.Peers == nil {
+			s.Peers = peerHosts(mgr.GetCache(), cfg.ManageAll)
+		}
 	}
 	r := &Reconciler{
 		Client:    mgr.GetClient(),
@@ -55,4 +64,24 @@ func Setup(mgr ctrl.Manager, cfg Config) (*Reconciler, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// peerHosts lists, from the cache, the load balancer DNS names of the
+// Services the controller manages and resolves through AWS, for
+// AWSSources.Peers.
+func peerHosts(c client.Reader, manageAll bool) func(ctx context.Context) []string {
+	return func(ctx context.Context) []string {
+		var list corev1.ServiceList
+		if err := c.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+			return nil
+		}
+		var hosts []string
+		for i := range list.Items {
+			svc := &list.Items[i]
+			if h := awsnlb.Hostname(svc); h != "" && svc.Annotations[annotations.HealthCheckCIDRs] == "" && Qualifies(svc, manageAll) {
+				hosts = append(hosts, h)
+			}
+		}
+		return hosts
+	}
 }

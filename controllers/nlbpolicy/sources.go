@@ -3,6 +3,8 @@ package nlbpolicy
 import (
 	"cmp"
 	"context"
+	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,16 +33,23 @@ type AWSSources struct {
 	// found yet" is (default DefaultMissTTL), so a Service whose NLB AWS does
 	// not know yet costs one lookup per MissTTL, not one per reconcile.
 	TTL, MissTTL time.Duration
+	// Peers lists the load balancer DNS names of the Services the controller
+	// manages (Setup reads them from its cache), so a lookup asks for up to
+	// awsnlb.MaxNamesPerCall of them in one request: a cold start of 1,000
+	// Services costs about 50 DescribeLoadBalancers calls instead of 1,000
+	// (the ELB API's request rate is the account's). nil: one per lookup.
+	Peers func(ctx context.Context) []string
 
 	connect sync.Once
 	elb     *elbv2.Client
 	ec2     *ec2.Client
 	counter func(api string) // counts requests sent (Metrics.awsRequest)
 
-	subnets awsnlb.SubnetCIDRs // the NLBs' subnets' CIDRs, by subnet
-	mu      sync.Mutex
-	cache   map[string]lookup    // by DNS name
-	vpcs    map[string]vpcLookup // the VPCs' CIDRs, by VPC, for internal NLBs' default sources
+	subnets  awsnlb.SubnetCIDRs // the NLBs' subnets' CIDRs, by subnet
+	mu       sync.Mutex
+	cache    map[string]lookup        // by DNS name
+	inflight map[string]chan struct{} // DNS names being looked up, closed when done
+	vpcs     map[string]vpcLookup     // the VPCs' CIDRs, by VPC, for internal NLBs' default sources
 }
 
 type vpcLookup struct {
@@ -148,28 +157,120 @@ func (s *AWSSources) find(ctx context.Context, svc *corev1.Service) (lookup, err
 	if elb == nil || host == "" {
 		return lookup{}, nil
 	}
+	if l, ok := s.cached(host); ok {
+		return l, nil
+	}
 	s.mu.Lock()
-	if s.cache == nil {
-		s.cache = map[string]lookup{}
+	if wait, ok := s.inflight[host]; ok {
+		// In another lookup's batch: its answer is as fresh.
+		s.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return lookup{}, ctx.Err()
+		}
+		if l, ok := s.cached(host); ok {
+			return l, nil
+		}
+		s.mu.Lock()
 	}
-	l, ok := s.cache[host]
+	batch := []string{host}
+	_, named := awsnlb.NameFromDNS(host)
+	if named && s.Peers != nil {
+		s.mu.Unlock()
+		peers := s.Peers(ctx)
+		s.mu.Lock()
+		for _, p := range peers {
+			if len(batch) == awsnlb.MaxNamesPerCall {
+				break
+			}
+			if _, busy := s.inflight[p]; busy || slices.Contains(batch, p) || s.freshLocked(p) {
+				continue
+			}
+			if _, ok := awsnlb.NameFromDNS(p); ok {
+				batch = append(batch, p)
+			}
+		}
+	}
+	if s.inflight == nil {
+		s.inflight = map[string]chan struct{}{}
+	}
+	done := make(chan struct{})
+	for _, h := range batch {
+		s.inflight[h] = done
+	}
 	s.mu.Unlock()
-	ttl := s.TTL
-	if l.lb == nil {
-		ttl = cmp.Or(s.MissTTL, DefaultMissTTL)
-	}
-	if ok && time.Since(l.at) < ttl {
+	defer func() {
+		s.mu.Lock()
+		for _, h := range batch {
+			delete(s.inflight, h)
+		}
+		s.mu.Unlock()
+		close(done)
+	}()
+
+	if len(batch) > 1 {
+		if err := s.lookUpBatch(ctx, elb, ec, batch); err != nil {
+			return lookup{}, err
+		}
+		l, _ := s.cached(host)
 		return l, nil
 	}
 	lb, err := awsnlb.FindCached(ctx, elb, ec, host, &s.subnets)
 	if err != nil {
 		return lookup{}, err
 	}
-	l = lookup{lb: lb, at: time.Now()}
+	l := lookup{lb: lb, at: time.Now()}
 	s.mu.Lock()
-	s.cache[host] = l
+	s.storeLocked(host, l)
 	s.mu.Unlock()
 	return l, nil
+}
+
+// lookUpBatch looks the DNS names up in one request and caches the answers.
+// AWS refuses a whole batch when one name is unknown (an NLB deleted while
+// its Service still names it): the batch is then halved and each half asked
+// again, so k unknown names among n cost about 2k·log2(n) requests, not n.
+func (s *AWSSources) lookUpBatch(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, batch []string) error {
+	found, err := awsnlb.FindMany(ctx, elb, ec, batch, &s.subnets)
+	if errors.Is(err, awsnlb.ErrSomeNotFound) && len(batch) > 1 {
+		half := len(batch) / 2
+		return errors.Join(s.lookUpBatch(ctx, elb, ec, batch[:half]), s.lookUpBatch(ctx, elb, ec, batch[half:]))
+	}
+	if err != nil && !errors.Is(err, awsnlb.ErrSomeNotFound) {
+		return err
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range batch {
+		s.storeLocked(h, lookup{lb: found[h], at: now})
+	}
+	return nil
+}
+
+// cached is the cached lookup of a DNS name, if still fresh: TTL for a load
+// balancer found, MissTTL for one not found.
+func (s *AWSSources) cached(host string) (lookup, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cache[host], s.freshLocked(host)
+}
+
+func (s *AWSSources) freshLocked(host string) bool {
+	l, ok := s.cache[host]
+	ttl := s.TTL
+	if l.lb == nil {
+		ttl = cmp.Or(s.MissTTL, DefaultMissTTL)
+	}
+	return ok && time.Since(l.at) < ttl
+}
+
+func (s *AWSSources) storeLocked(host string, l lookup) {
+	if s.cache == nil {
+		s.cache = map[string]lookup{}
+	}
+	s.cache[host] = l
 }
 
 // instrument counts the AWS requests in the metrics; Setup calls it before

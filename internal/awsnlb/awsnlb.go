@@ -101,6 +101,56 @@ func FindCached(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsName 
 	return nil, nil
 }
 
+// MaxNamesPerCall is how many names one DescribeLoadBalancers call takes.
+const MaxNamesPerCall = 20
+
+// ErrSomeNotFound is FindMany's answer when a name in the batch names no
+// load balancer: AWS then answers LoadBalancerNotFound for the whole call,
+// so the caller asks for the names it must have one by one.
+var ErrSomeNotFound = errors.New("a load balancer of the batch does not exist")
+
+// FindMany looks up to MaxNamesPerCall load balancers by DNS name in one
+// DescribeLoadBalancers call (one request where FindCached makes one per
+// name): by DNS name, those found; a DNS name whose load balancer was
+// replaced (same name, another DNS name) is left out. DNS names of another
+// shape are not asked for. It returns ErrSomeNotFound when AWS knows one of
+// the names not.
+func FindMany(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsNames []string, subnets *SubnetCIDRs) (map[string]*LoadBalancer, error) {
+	var names []string
+	for _, d := range dnsNames {
+		if n, ok := NameFromDNS(d); ok && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	if len(names) > MaxNamesPerCall {
+		return nil, fmt.Errorf("%d load balancer names in one call, at most %d", len(names), MaxNamesPerCall)
+	}
+	out := map[string]*LoadBalancer{}
+	if len(names) == 0 {
+		return out, nil
+	}
+	page, err := elb.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{Names: names})
+	var notFound *elbv2types.LoadBalancerNotFoundException
+	if errors.As(err, &notFound) {
+		return nil, ErrSomeNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("describing load balancers: %w", err)
+	}
+	for _, lb := range page.LoadBalancers {
+		for _, d := range dnsNames {
+			if strings.EqualFold(aws.ToString(lb.DNSName), d) {
+				found, err := describe(ctx, ec, lb, subnets)
+				if err != nil {
+					return nil, err
+				}
+				out[d] = found
+			}
+		}
+	}
+	return out, nil
+}
+
 // describe converts a load balancer, with its subnets' CIDRs.
 func describe(ctx context.Context, ec *ec2.Client, lb elbv2types.LoadBalancer, cache *SubnetCIDRs) (*LoadBalancer, error) {
 	out := &LoadBalancer{ARN: aws.ToString(lb.LoadBalancerArn), DNSName: aws.ToString(lb.DNSName), VPCID: aws.ToString(lb.VpcId),

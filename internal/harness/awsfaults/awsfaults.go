@@ -1,8 +1,10 @@
 // Package awsfaults is a proxy in front of moto that answers some AWS calls
 // with errors, as AWS does under load or when a permission is withdrawn:
 // every call of the actions set to fail gets UnauthorizedOperation (not
-// retried), and a share of all other calls Throttling (which the SDK
-// retries with backoff). moto cannot do either.
+// retried), a share of all other calls Throttling (which the SDK retries
+// with backoff), and DescribeLoadBalancers naming a load balancer set as
+// unknown LoadBalancerNotFound. moto cannot do the first two, and the last
+// only in part.
 package awsfaults
 
 import (
@@ -14,6 +16,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -27,6 +30,7 @@ type Proxy struct {
 	throttle float64
 	rng      *rand.Rand
 	injected map[string]int
+	unknown  map[string]bool // load balancer names answered LoadBalancerNotFound
 }
 
 // Start proxies to the AWS endpoint at target until the test ends, with no
@@ -47,6 +51,8 @@ func Start(t testing.TB, target string) *Proxy {
 		f.mu.Lock()
 		code := ""
 		switch {
+		case action == "DescribeLoadBalancers" && f.namesUnknown(form):
+			code = "LoadBalancerNotFound"
 		case f.fail[action]:
 			code = "UnauthorizedOperation" // not retried: a permission withdrawn mid-apply
 		case action != "" && f.rng.Float64() < f.throttle:
@@ -61,11 +67,15 @@ func Start(t testing.TB, target string) *Proxy {
 			return
 		}
 		status := http.StatusForbidden
-		if code == "Throttling" {
+		if code == "Throttling" || code == "LoadBalancerNotFound" {
 			status = http.StatusBadRequest
 		}
 		w.Header().Set("Content-Type", "text/xml")
 		w.WriteHeader(status)
+		if code == "LoadBalancerNotFound" {
+			fmt.Fprint(w, `<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error><Type>Sender</Type><Code>LoadBalancerNotFound</Code><Message>One or more load balancers not found</Message></Error><RequestId>fault</RequestId></ErrorResponse>`)
+			return
+		}
 		// EC2's error shape; ELBv2 (and STS) read the same Code from theirs.
 		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>%s</Code><Message>injected by the test</Message></Error></Errors><RequestID>fault</RequestID></Response>`, code)
 	}))
@@ -83,6 +93,30 @@ func (f *Proxy) Set(throttle float64, fail ...string) {
 	for _, a := range fail {
 		f.fail[a] = true
 	}
+}
+
+// UnknownLoadBalancers makes every DescribeLoadBalancers call that names
+// one of these load balancers fail with LoadBalancerNotFound, as AWS answers
+// a call naming any load balancer it does not have (moto 5.2.1 only when
+// the unknown name comes before every known one).
+func (f *Proxy) UnknownLoadBalancers(names ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unknown = map[string]bool{}
+	for _, n := range names {
+		f.unknown[n] = true
+	}
+}
+
+// namesUnknown reports whether a DescribeLoadBalancers form names an unknown
+// load balancer (Names.member.N). Called with f.mu held.
+func (f *Proxy) namesUnknown(form url.Values) bool {
+	for k, v := range form {
+		if strings.HasPrefix(k, "Names.member.") && len(v) > 0 && f.unknown[v[0]] {
+			return true
+		}
+	}
+	return false
 }
 
 // Injected counts the faults injected, by "<action> <code>".
