@@ -7,18 +7,45 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/tfdev"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 )
 
-const benchSites = 100
+// benchSites is how many sites BenchmarkProviderApply applies: 100, or
+// BENCH_SITES (1000 for the issue's large run).
+var benchSites = func() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_SITES")); err == nil && n > 0 && n <= 1280 {
+		return n
+	}
+	return 100
+}()
+
+// siteCIDR is site i's flow source: non-adjacent /26s (one per /24 of
+// 198.18.0.0/16) for the first 256 sites, then adjacent ones in 198.19.0.0/16.
+func siteCIDR(i int) string {
+	if i < 256 {
+		return fmt.Sprintf("198.18.%d.0/26", i)
+	}
+	j := i - 256
+	return fmt.Sprintf("198.19.%d.%d/26", j/4, j%4*64)
+}
 
 // BenchmarkProviderApply measures `terraform apply` of 100 sites and one NLB
 // ingress from scratch, and a no-change `terraform plan` after it, against
@@ -40,6 +67,12 @@ func BenchmarkProviderApply(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	// The ingress's apply waits for the nlb-policy controller's
+	// acknowledgement, and the NLB the AWS Load Balancer Controller makes.
+	lbs := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
+	b.Cleanup(lbs.Stop)
+	stopController := startBenchNLBPolicy(b, p)
+	b.Cleanup(stopController)
 	env, err := tfdev.Build(ctx, localplane.RepoRoot(), b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -65,14 +98,22 @@ func BenchmarkProviderApply(b *testing.B) {
 		floorApply := timed(b, kubectl, "--kubeconfig", p.Kubeconfig, "apply", "--server-side", "--field-manager", "bench", "-f", manifest)
 		floorNoop := timed(b, kubectl, "--kubeconfig", p.Kubeconfig, "apply", "--server-side", "--field-manager", "bench", "-f", manifest)
 
+		applyPeak := watchPeakRSS("terraform-provi")
 		apply, err := env.Run(ctx, dir, "apply", "-auto-approve", "-input=false", "-no-color")
+		applyRSS := applyPeak()
 		if err != nil {
 			b.Fatal(err)
 		}
+		planPeak := watchPeakRSS("terraform-provi")
 		plan, err := env.Run(ctx, dir, "plan", "-detailed-exitcode", "-input=false", "-no-color")
+		planRSS := planPeak()
 		if err != nil || plan.ExitCode != 0 {
 			b.Fatalf("no-change plan: exit %d %v\n%s", plan.ExitCode, err, plan.Output)
 		}
+		b.ReportMetric(float64(applyRSS)/(1<<20), "provider-apply-peak-rss-MiB")
+		b.ReportMetric(float64(planRSS)/(1<<20), "provider-plan-peak-rss-MiB")
+		fmt.Fprintf(os.Stderr, "%d sites: provider peak RSS %.0f MiB in the apply, %.0f MiB in the plan\n",
+			benchSites, float64(applyRSS)/(1<<20), float64(planRSS)/(1<<20))
 		b.ReportMetric(floorApply.Seconds(), "kubectl-apply-s")
 		b.ReportMetric(apply.Duration.Seconds(), "tf-apply-s")
 		b.ReportMetric(apply.Duration.Seconds()/floorApply.Seconds(), "apply-ratio")
@@ -105,7 +146,7 @@ func siteName(i int) string { return fmt.Sprintf("pop%03d", i) }
 func benchConfig(p *localplane.Plane) string {
 	var sites strings.Builder
 	for i := 0; i < benchSites; i++ {
-		fmt.Fprintf(&sites, "    %s = [\"198.18.%d.0/26\"]\n", siteName(i), i)
+		fmt.Fprintf(&sites, "    %s = [%q]\n", siteName(i), siteCIDR(i))
 	}
 	return fmt.Sprintf(`
 terraform {
@@ -157,15 +198,15 @@ metadata:
   name: sfacctd-flows-%[1]s
   namespace: floor
   labels: {strimzi.io/cluster: telemetry, telemetry-platform.io/site: %[1]s}
-  annotations: {telemetry-platform.io/flow-sources: "198.18.%[2]d.0/26", telemetry-platform.io/expected-flows-per-second: "1000"}
+  annotations: {telemetry-platform.io/flow-sources: "%[2]s", telemetry-platform.io/expected-flows-per-second: "1000"}
 spec:
   topicName: sfacctd-flows-%[1]s
   partitions: 1
   replicas: 3
   config: {retention.ms: 86400000, min.insync.replicas: 2}
 ---
-`, siteName(i), i)
-		ranges = append(ranges, fmt.Sprintf("198.18.%d.0/26", i))
+`, siteName(i), siteCIDR(i))
+		ranges = append(ranges, siteCIDR(i))
 	}
 	fmt.Fprintf(&b, `apiVersion: v1
 kind: Service
@@ -184,4 +225,89 @@ spec:
   loadBalancerSourceRanges: [%s]
 `, strings.Join(ranges, ", "))
 	return b.String()
+}
+
+// watchPeakRSS polls, every 50 ms until the returned function is called, the
+// peak resident set (VmHWM) of the processes whose command name is comm
+// (the kernel keeps 15 characters: "terraform-provi" for the provider, which
+// terraform starts for each operation); the function returns the largest.
+func watchPeakRSS(comm string) func() uint64 {
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	read := func() {
+		paths, _ := filepath.Glob("/proc/[0-9]*/comm")
+		for _, p := range paths {
+			name, err := os.ReadFile(p)
+			if err != nil || strings.TrimSpace(string(name)) != comm {
+				continue
+			}
+			status, err := os.ReadFile(strings.TrimSuffix(p, "comm") + "status")
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(status), "\n") {
+				if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+					kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+					if kb*1024 > peak.Load() {
+						peak.Store(kb * 1024)
+					}
+				}
+			}
+		}
+	}
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				read()
+			}
+		}
+	}()
+	return func() uint64 { close(stop); <-done; return peak.Load() }
+}
+
+// benchGrace is the nlb-policy controller's --programming-grace in
+// BenchmarkProviderApply: the default, or BENCH_PROGRAMMING_GRACE (0s
+// measures the provider without the controller's wait for Felix).
+var benchGrace = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("BENCH_PROGRAMMING_GRACE")); err == nil && d >= 0 {
+		return d
+	}
+	return nlbpolicy.DefaultProgrammingGrace
+}()
+
+// startBenchNLBPolicy runs the nlb-policy controller against the plane
+// with benchGrace; the function stops it.
+func startBenchNLBPolicy(b *testing.B, p *localplane.Plane) func() {
+	b.Helper()
+	if err := p.CreateProductTier(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	mgr, err := ctrl.NewManager(p.Config, ctrl.Options{
+		Scheme: kubeapi.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := nlbpolicy.DefaultOptions()
+	opts.ProgrammingGrace = benchGrace
+	cfg := p.AWS.Config()
+	if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{Options: opts, Sources: &nlbpolicy.AWSSources{AWS: &cfg, TTL: time.Hour},
+		SweepInterval: time.Hour, Registry: prometheus.NewRegistry()}); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}
 }

@@ -34,6 +34,28 @@ type clients struct {
 	awsOnce sync.Once
 	aws     *awsSettings
 	awsErr  error
+
+	// topicVersion is the KafkaTopic version found served, asked once per
+	// run (a terraform operation is one provider process) instead of once
+	// per site: 100 sites made 100 discovery requests. Only a version found
+	// is kept, so an apply that installs Strimzi before its sites still
+	// asks again.
+	topicMu      sync.Mutex
+	topicVersion string
+}
+
+// kafkaTopicVersion is servedKafkaTopicVersion, remembered once found.
+func (c *clients) kafkaTopicVersion(d discovery.DiscoveryInterface) (string, error) {
+	c.topicMu.Lock()
+	defer c.topicMu.Unlock()
+	if c.topicVersion != "" {
+		return c.topicVersion, nil
+	}
+	v, err := servedKafkaTopicVersion(d)
+	if err == nil {
+		c.topicVersion = v
+	}
+	return v, err
 }
 
 func newClients(k *kubernetesModel, a *awsModel, version string) *clients {

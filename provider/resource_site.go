@@ -462,7 +462,7 @@ func (r *siteResource) kube(_ context.Context, stateVersion string, diags *diag.
 	if v, ok := strings.CutPrefix(stateVersion, kubeapi.StrimziGroup+"/"); ok && v != "" {
 		return c, v, true
 	}
-	version, err := servedKafkaTopicVersion(disco)
+	version, err := r.clients.kafkaTopicVersion(disco)
 	if err != nil {
 		diags.AddError("Cannot reach the Kubernetes API server", kubeReachError(r.clients, err))
 		return nil, "", false
