@@ -287,10 +287,10 @@ func startBenchNLBPolicy(b *testing.B, p *localplane.Plane) func() {
 	if err := p.CreateProductTier(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	mgr, err := ctrl.NewManager(p.Config, ctrl.Options{
+	mgr, err := ctrl.NewManager(p.Config, nlbpolicy.WithCache(ctrl.Options{
 		Scheme: kubeapi.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	}))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func startControllerWith(t *testing.T, p *localplane.Plane, cfg *rest.Config, ma
 	opts.Scheme = kubeapi.Scheme()
 	opts.Metrics = metricsserver.Options{BindAddress: "0"}
 	opts.Controller = config.Controller{SkipNameValidation: ptr.To(true)}
-	mgr, err := ctrl.NewManager(cfg, opts)
+	mgr, err := ctrl.NewManager(cfg, nlbpolicy.WithCache(opts))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func run() error {
 	if *leaderElect {
 		opts = nlbpolicy.WithLeaderElection(opts, *leaderNS)
 	}
-	mgr, err := ctrl.NewManager(cfg, opts)
+	mgr, err := ctrl.NewManager(cfg, nlbpolicy.WithCache(opts))
 	if err != nil {
 		return err
 	}

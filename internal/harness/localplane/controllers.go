@@ -24,11 +24,11 @@ func (p *Plane) StartNLBPolicyController(ctx context.Context, reg prometheus.Reg
 	if err := p.CreateProductTier(ctx); err != nil {
 		return nil, err
 	}
-	mgr, err := ctrl.NewManager(p.Config, ctrl.Options{
+	mgr, err := ctrl.NewManager(p.Config, nlbpolicy.WithCache(ctrl.Options{
 		Scheme:     kubeapi.Scheme(),
 		Metrics:    metricsserver.Options{BindAddress: "0"},
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}
