@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,22 +100,25 @@ func BenchmarkProviderApply(b *testing.B) {
 		floorApply := timed(b, kubectl, "--kubeconfig", p.Kubeconfig, "apply", "--server-side", "--field-manager", "bench", "-f", manifest)
 		floorNoop := timed(b, kubectl, "--kubeconfig", p.Kubeconfig, "apply", "--server-side", "--field-manager", "bench", "-f", manifest)
 
-		applyPeak := watchPeakRSS("terraform-provi")
+		applyPeak, applyAll := watchPeakRSS("terraform-provi"), childrenCPU()
 		apply, err := env.Run(ctx, dir, "apply", "-auto-approve", "-input=false", "-no-color")
-		applyRSS := applyPeak()
+		applyRSS, applyCPU := applyPeak()
+		applyAll = childrenCPU() - applyAll
 		if err != nil {
 			b.Fatal(err)
 		}
-		planPeak := watchPeakRSS("terraform-provi")
+		planPeak, planAll := watchPeakRSS("terraform-provi"), childrenCPU()
 		plan, err := env.Run(ctx, dir, "plan", "-detailed-exitcode", "-input=false", "-no-color")
-		planRSS := planPeak()
+		planRSS, planCPU := planPeak()
+		planAll = childrenCPU() - planAll
 		if err != nil || plan.ExitCode != 0 {
 			b.Fatalf("no-change plan: exit %d %v\n%s", plan.ExitCode, err, plan.Output)
 		}
 		b.ReportMetric(float64(applyRSS)/(1<<20), "provider-apply-peak-rss-MiB")
 		b.ReportMetric(float64(planRSS)/(1<<20), "provider-plan-peak-rss-MiB")
-		fmt.Fprintf(os.Stderr, "%d sites: provider peak RSS %.0f MiB in the apply, %.0f MiB in the plan\n",
-			benchSites, float64(applyRSS)/(1<<20), float64(planRSS)/(1<<20))
+		fmt.Fprintf(os.Stderr, "%d sites: provider peak RSS %.0f MiB in the apply, %.0f MiB in the plan; CPU of the apply: provider %v, "+
+			"terraform %v; of the plan: provider %v, terraform %v\n",
+			benchSites, float64(applyRSS)/(1<<20), float64(planRSS)/(1<<20), applyCPU, applyAll-applyCPU, planCPU, planAll-planCPU)
 		b.ReportMetric(floorApply.Seconds(), "kubectl-apply-s")
 		b.ReportMetric(apply.Duration.Seconds(), "tf-apply-s")
 		b.ReportMetric(apply.Duration.Seconds()/floorApply.Seconds(), "apply-ratio")
@@ -230,9 +235,12 @@ spec:
 // watchPeakRSS polls, every 50 ms until the returned function is called, the
 // peak resident set (VmHWM) of the processes whose command name is comm
 // (the kernel keeps 15 characters: "terraform-provi" for the provider, which
-// terraform starts for each operation); the function returns the largest.
-func watchPeakRSS(comm string) func() uint64 {
+// terraform starts for each operation); the function returns the largest,
+// and the CPU time those processes had used when last seen, summed.
+func watchPeakRSS(comm string) func() (uint64, time.Duration) {
 	var peak atomic.Uint64
+	var mu sync.Mutex
+	cpu := map[string]time.Duration{} // by /proc path, the last reading
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	read := func() {
@@ -245,6 +253,18 @@ func watchPeakRSS(comm string) func() uint64 {
 			status, err := os.ReadFile(strings.TrimSuffix(p, "comm") + "status")
 			if err != nil {
 				continue
+			}
+			if stat, err := os.ReadFile(strings.TrimSuffix(p, "comm") + "stat"); err == nil {
+				if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+					f := strings.Fields(string(stat)[i+1:])
+					if len(f) > 12 {
+						u, _ := strconv.ParseInt(f[11], 10, 64)
+						s, _ := strconv.ParseInt(f[12], 10, 64)
+						mu.Lock()
+						cpu[p] = time.Duration(u+s) * time.Second / userHZ
+						mu.Unlock()
+					}
+				}
 			}
 			for _, line := range strings.Split(string(status), "\n") {
 				if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
@@ -267,7 +287,15 @@ func watchPeakRSS(comm string) func() uint64 {
 			}
 		}
 	}()
-	return func() uint64 { close(stop); <-done; return peak.Load() }
+	return func() (uint64, time.Duration) {
+		close(stop)
+		<-done
+		var total time.Duration
+		for _, d := range cpu {
+			total += d
+		}
+		return peak.Load(), total
+	}
 }
 
 // benchGrace is the nlb-policy controller's --programming-grace in
@@ -310,4 +338,14 @@ func startBenchNLBPolicy(b *testing.B, p *localplane.Plane) func() {
 			b.Error(err)
 		}
 	}
+}
+
+// childrenCPU is the CPU time of this process's children that have ended
+// (terraform, with the provider processes it waited for).
+func childrenCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
