@@ -173,7 +173,7 @@ func benchConverge(b *testing.B, withAWS bool) {
 			allWritten.Round(time.Millisecond), allWritten.Seconds()/floor.Seconds(), converge.Round(time.Millisecond), converge.Seconds()/floor.Seconds(),
 			nlbpolicy.DefaultProgrammingGrace,
 			counterWith(b, crmetrics.Registry.(*prometheus.Registry), "controller_runtime_reconcile_total", nlbpolicy.ControllerName)-reconciles,
-			writesByKind(b, reg), cpuSince(cpu, converge))
+			byLabels(b, reg, "telemetry_nlbpolicy_api_writes_total"), cpuSince(cpu, converge))
 		fmt.Fprintf(os.Stderr, "controller: API: %s\n", requestsSince(p.Config, reqs))
 		convergeRequests := counter(b, reg, "telemetry_nlbpolicy_aws_requests_total")
 		if err := sameObjects(ctx, admin, objects); err != nil {
@@ -225,7 +225,7 @@ func benchConverge(b *testing.B, withAWS bool) {
 		b.ReportMetric(convergeRequests, "aws-requests")
 		b.ReportMetric(steadyRequests, "steady-aws-requests")
 		fmt.Fprintf(os.Stderr, "AWS %v: %.0f requests converging (%v), %.0f in steady state\n", withAWS, convergeRequests,
-			requestsByAPI(b, reg), steadyRequests)
+			byLabels(b, reg, "telemetry_nlbpolicy_aws_requests_total"), steadyRequests)
 		fmt.Fprintf(os.Stderr, "%d Services x %d sources: %d objects; floor %v, controller %v (x%.2f); steady-state writes %v; "+
 			"heap after %.1f MiB (peak %.1f MiB above start); AWS LBC would need %v security-group rules (%d per Service, limit %d)\n",
 			benchServices, benchSources, len(objects), floor.Round(time.Millisecond), converge.Round(time.Millisecond),
@@ -535,8 +535,10 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-// writesByKind is the controller's API writes by kind and operation.
-func writesByKind(b *testing.B, reg *prometheus.Registry) map[string]float64 {
+// byLabels sums a counter family of the controller's registry by its label
+// values joined with spaces: API writes by kind and operation, AWS requests by
+// operation.
+func byLabels(b *testing.B, reg *prometheus.Registry, name string) map[string]float64 {
 	b.Helper()
 	families, err := reg.Gather()
 	if err != nil {
@@ -544,28 +546,15 @@ func writesByKind(b *testing.B, reg *prometheus.Registry) map[string]float64 {
 	}
 	out := map[string]float64{}
 	for _, f := range families {
-		if f.GetName() == "telemetry_nlbpolicy_api_writes_total" {
-			for _, m := range f.GetMetric() {
-				out[m.GetLabel()[0].GetValue()+" "+m.GetLabel()[1].GetValue()] += m.GetCounter().GetValue()
-			}
+		if f.GetName() != name {
+			continue
 		}
-	}
-	return out
-}
-
-// requestsByAPI is the controller's AWS requests by operation.
-func requestsByAPI(b *testing.B, reg *prometheus.Registry) map[string]float64 {
-	b.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() == "telemetry_nlbpolicy_aws_requests_total" {
-			for _, m := range f.GetMetric() {
-				out[m.GetLabel()[0].GetValue()] += m.GetCounter().GetValue()
+		for _, m := range f.GetMetric() {
+			var values []string
+			for _, l := range m.GetLabel() {
+				values = append(values, l.GetValue())
 			}
+			out[strings.Join(values, " ")] += m.GetCounter().GetValue()
 		}
 	}
 	return out

@@ -38,22 +38,7 @@ func TestAWSThrottling(t *testing.T) {
 
 	// The Services and their NLBs first, opted out: every policy the
 	// controller writes is then for a Service whose NLB exists.
-	var services []*corev1.Service
-	for i := 0; i < 36; i++ {
-		svc := service("telemetry", fmt.Sprintf("flows-%02d", i), func(s *corev1.Service) {
-			s.Annotations[annotations.NLBPolicy] = annotations.Disabled
-		})
-		if err := c.Create(ctx, svc); err != nil {
-			t.Fatal(err)
-		}
-		services = append(services, svc)
-	}
-	for _, svc := range services {
-		eventually(t, svc.Name+"'s NLB", func() (bool, string) {
-			got, _ := get(t, c, svc)
-			return got != nil && awsnlb.Hostname(got) != "", "no hostname yet"
-		})
-	}
+	services := servicesWithNLBs(t, c, "flows", 36)
 	ctl := startControllerWith(t, p, p.Config, false, ctrl.Options{}, &nlbpolicy.AWSSources{AWS: &awsCfg, TTL: time.Minute})
 
 	// Every version of every generated policy, from a watch.
@@ -149,23 +134,7 @@ func TestAWSThrottling(t *testing.T) {
 // controller halves the batch until it has the others.
 func TestAWSLookupsBatched(t *testing.T) {
 	p, c := planeWithNLBs(t)
-	ctx := context.Background()
-	var services []*corev1.Service
-	for i := 0; i < 40; i++ {
-		svc := service("telemetry", fmt.Sprintf("batch-%02d", i), func(s *corev1.Service) {
-			s.Annotations[annotations.NLBPolicy] = annotations.Disabled
-		})
-		if err := c.Create(ctx, svc); err != nil {
-			t.Fatal(err)
-		}
-		services = append(services, svc)
-	}
-	for _, svc := range services {
-		eventually(t, svc.Name+"'s NLB", func() (bool, string) {
-			got, _ := get(t, c, svc)
-			return got != nil && awsnlb.Hostname(got) != "", "no hostname yet"
-		})
-	}
+	services := servicesWithNLBs(t, c, "batch", 40)
 	awsCfg := p.AWS.Config()
 	run := func(t *testing.T, svcs []*corev1.Service, sources *nlbpolicy.AWSSources) map[string]float64 {
 		ctl := startControllerWith(t, p, p.Config, false, ctrl.Options{}, sources)
@@ -216,4 +185,27 @@ func TestAWSLookupsBatched(t *testing.T) {
 	if n := requests["DescribeLoadBalancers"]; n < 2 || n > 15 {
 		t.Errorf("%v DescribeLoadBalancers requests, want 2 to 15 (a refused batch halved)", n)
 	}
+}
+
+// servicesWithNLBs creates n opted-out Services named <prefix>-NN and waits
+// until the LBC stand-in has given each its NLB.
+func servicesWithNLBs(t *testing.T, c client.Client, prefix string, n int) []*corev1.Service {
+	t.Helper()
+	var services []*corev1.Service
+	for i := 0; i < n; i++ {
+		svc := service("telemetry", fmt.Sprintf("%s-%02d", prefix, i), func(s *corev1.Service) {
+			s.Annotations[annotations.NLBPolicy] = annotations.Disabled
+		})
+		if err := c.Create(context.Background(), svc); err != nil {
+			t.Fatal(err)
+		}
+		services = append(services, svc)
+	}
+	for _, svc := range services {
+		eventually(t, svc.Name+"'s NLB", func() (bool, string) {
+			got, _ := get(t, c, svc)
+			return got != nil && awsnlb.Hostname(got) != "", "no hostname yet"
+		})
+	}
+	return services
 }
