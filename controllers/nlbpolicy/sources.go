@@ -203,7 +203,9 @@ func (s *AWSSources) find(ctx context.Context, svc *corev1.Service) (lookup, err
 	defer func() {
 		s.mu.Lock()
 		for _, h := range batch {
-			delete(s.inflight, h)
+			if s.inflight[h] == done { // not taken over by a later batch
+				delete(s.inflight, h)
+			}
 		}
 		s.mu.Unlock()
 		close(done)
