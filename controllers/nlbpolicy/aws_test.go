@@ -137,10 +137,12 @@ func TestAWSLookupsBatched(t *testing.T) {
 	services := servicesWithNLBs(t, c, "batch", 40)
 	awsCfg := p.AWS.Config()
 	run := func(t *testing.T, svcs []*corev1.Service, sources *nlbpolicy.AWSSources) map[string]float64 {
-		ctl := startControllerWith(t, p, p.Config, false, ctrl.Options{}, sources)
+		// Opted in before the controller starts, so every one is a peer of
+		// the first lookups (a cold start).
 		for _, svc := range svcs {
 			update(t, c, svc, func(s *corev1.Service) { s.Annotations[annotations.NLBPolicy] = annotations.Enabled })
 		}
+		ctl := startControllerWith(t, p, p.Config, false, ctrl.Options{}, sources)
 		for _, svc := range svcs {
 			eventually(t, svc.Name+" enforced", func() (bool, string) {
 				got, _ := get(t, c, svc)
@@ -159,7 +161,7 @@ func TestAWSLookupsBatched(t *testing.T) {
 	requests := run(t, services[:20], &nlbpolicy.AWSSources{AWS: &awsCfg, TTL: time.Minute})
 	t.Logf("AWS requests for 20 Services: %v", requests)
 	// One request per Service would be 20; batches of 20 (the 4 workers
-	// may each start one before the others are in flight) make a few.
+	// may each start one before the others are in flight) make 1 to 4.
 	if n := requests["DescribeLoadBalancers"]; n == 0 || n > 5 {
 		t.Errorf("%v DescribeLoadBalancers requests for 20 Services, want at most 5", n)
 	}
@@ -181,9 +183,11 @@ func TestAWSLookupsBatched(t *testing.T) {
 	requests = run(t, services[20:], &nlbpolicy.AWSSources{AWS: &faultyCfg, TTL: time.Minute, Peers: peers})
 	t.Logf("refused: %v", faults.Injected())
 	t.Logf("AWS requests for 20 Services, an unknown NLB among their peers: %v", requests)
-	// Halving a batch of 20 down to the unknown name: about 2 x log2(20).
-	if n := requests["DescribeLoadBalancers"]; n < 2 || n > 15 {
-		t.Errorf("%v DescribeLoadBalancers requests, want 2 to 15 (a refused batch halved)", n)
+	// Halving a batch of 20 down to the unknown name costs about
+	// 2 x log2(20) requests (10 when one worker batches alone); fewer than
+	// one per Service however the workers race.
+	if n := requests["DescribeLoadBalancers"]; n < 2 || n >= 20 {
+		t.Errorf("%v DescribeLoadBalancers requests, want 2 to 19 (a refused batch halved)", n)
 	}
 }
 
