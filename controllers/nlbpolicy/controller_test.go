@@ -255,6 +255,9 @@ func TestController(t *testing.T) {
 			// 10.0.33.1 is in the NLB's subnet of us-east-1c (10.0.32.0/20).
 			return verdict(t, c, "10.0.33.1", "TCP", got.Spec.HealthCheckNodePort) == calicopolicy.Allowed, "not yet"
 		})
+		// The Allow is written before the Deny behind it; the acknowledgement
+		// comes once both are.
+		eventually(t, "the acknowledgement", func() (bool, string) { got, ok := get(t, c, svc); return ok && ack.Current(got), "not yet" })
 		got, _ := get(t, c, svc)
 		if !slices.Contains(got.Finalizers, nlbpolicy.Finalizer) {
 			t.Fatalf("finalizer missing: %v", got.Finalizers)
