@@ -163,16 +163,20 @@ func OwnerOfName(object string) (namespace, name string, ok bool) {
 }
 
 // Desired computes the GlobalNetworkPolicies (and GlobalNetworkSet) that
-// enforce a Service's allowed sources:
+// enforce a Service's allowed sources. The product only narrows: what it
+// lists it passes on (Pass) to the cluster's own tiers, whose policies still
+// decide; everything else to the Service's ports it denies. It never
+// allows, so no Service, annotation or source list can open what an admin's
+// policy closed.
 //
 //   - instance targets: a pre-DNAT policy on the nodes' host endpoints that
-//     allows the sources to the Service's NodePorts (per protocol) and the
+//     passes the sources to the Service's NodePorts (per protocol) and the
 //     health-check CIDRs to the health-check NodePort (or, without one, the
-//     NodePorts over TCP), then a Deny for the same ports at a later order;
-//   - ip targets: a policy selecting the Service's pods that allows the same
-//     to the target ports, then a Deny for those ports at a later order.
-//     Like any Calico policy selecting pods, it isolates them for ingress in
-//     the default tier: other traffic to them needs its own allow policy.
+//     NodePorts over TCP) on, then a Deny for the same ports at a later
+//     order, only toward the nodes' own addresses (the host endpoints'), so
+//     the same port number forwarded to a pod is not touched;
+//   - ip targets: a policy selecting the Service's pods that passes the same
+//     to the target ports on, then a Deny for those ports at a later order.
 func Desired(in Input, opts Options) Output {
 	svc := in.Service
 	var out Output
@@ -213,10 +217,16 @@ func Desired(in Input, opts Options) Output {
 			return out
 		}
 	} else if s, ok := svc.Annotations[annotations.HostEndpointSelector]; ok {
-		if err := calicopolicy.ValidateSelector(s); err != nil {
-			out.Problems = append(out.Problems, fmt.Sprintf("invalid %s %q (%v): using %q", annotations.HostEndpointSelector, s, err, selector))
-		} else {
-			selector = s
+		// The annotation narrows the controller's selector, never replaces
+		// it: a Service's editor may pick some of the nodes, not others'
+		// endpoints. An empty one (Calico reads it as all()) is refused.
+		switch err := calicopolicy.ValidateSelector(s); {
+		case strings.TrimSpace(s) == "":
+			out.Problems = append(out.Problems, fmt.Sprintf("empty %s: ignored, using %q", annotations.HostEndpointSelector, selector))
+		case err != nil:
+			out.Problems = append(out.Problems, fmt.Sprintf("invalid %s %q (%v): ignored, using %q", annotations.HostEndpointSelector, s, err, selector))
+		default:
+			selector = fmt.Sprintf("(%s) && (%s)", selector, s)
 		}
 	}
 
@@ -298,12 +308,12 @@ func Desired(in Input, opts Options) Output {
 	var allow, deny []calicov3.Rule
 	for _, proto := range protocols {
 		for _, src := range sourceRules {
-			allow = append(allow, calicov3.Rule{Action: calicov3.Allow, Protocol: protocol(proto), IPVersion: src.ipVersion(),
+			allow = append(allow, calicov3.Rule{Action: calicov3.Pass, Protocol: protocol(proto), IPVersion: src.ipVersion(),
 				Source: src.EntityRule, Destination: calicov3.EntityRule{Ports: ports[proto]}})
 		}
 	}
 	for _, src := range netsByFamily(health) {
-		allow = append(allow, calicov3.Rule{Action: calicov3.Allow, Protocol: protocol("TCP"), IPVersion: src.ipVersion(),
+		allow = append(allow, calicov3.Rule{Action: calicov3.Pass, Protocol: protocol("TCP"), IPVersion: src.ipVersion(),
 			Source: src.EntityRule, Destination: calicov3.EntityRule{Ports: healthPorts}})
 	}
 	denyPorts := map[string][]numorstring.Port{}
@@ -312,8 +322,14 @@ func Desired(in Input, opts Options) Output {
 	}
 	denyPorts["TCP"] = uniquePorts(append(slices.Clone(denyPorts["TCP"]), healthPorts...))
 	for _, proto := range slices.Sorted(maps.Keys(denyPorts)) {
-		deny = append(deny, calicov3.Rule{Action: calicov3.Deny, Protocol: protocol(proto),
-			Destination: calicov3.EntityRule{Ports: denyPorts[proto]}})
+		dst := calicov3.EntityRule{Ports: denyPorts[proto]}
+		if !ipTargets {
+			// Pre-DNAT sees every packet entering the node, forwarded ones
+			// too: only those addressed to the nodes themselves (their host
+			// endpoints' addresses) are the Service's NodePort traffic.
+			dst.Selector = selector
+		}
+		deny = append(deny, calicov3.Rule{Action: calicov3.Deny, Protocol: protocol(proto), Destination: dst})
 	}
 
 	policy := func(suffix string, order float64, rules []calicov3.Rule) *calicov3.GlobalNetworkPolicy {

@@ -14,25 +14,30 @@ import (
 
 // Endpoint is what a packet is delivered to: a host endpoint (a node, for
 // NodePort traffic) or a pod, with its labels (for a pod, including
-// projectcalico.org/namespace).
+// projectcalico.org/namespace) and its addresses (a host endpoint's
+// expectedIPs, a pod's IPs), which destination selectors match.
 type Endpoint struct {
 	Labels map[string]string
 	Host   bool
+	Addrs  []netip.Addr
 }
 
-// Packet is an inbound packet.
+// Packet is an inbound packet. Dst is its destination address before any
+// DNAT (the node's, for NodePort traffic).
 type Packet struct {
 	Src      netip.Addr
 	Protocol string // "TCP", "UDP", ...
 	DstPort  uint16
+	Dst      netip.Addr
 }
 
 // Verdict is the outcome of a stage.
 type Verdict int
 
 const (
-	// NoDecision: no pre-DNAT policy matched; the packet goes on to
-	// normal processing (pre-DNAT has no default deny).
+	// NoDecision: no pre-DNAT policy decided (none matched, or every tier
+	// passed); the packet goes on to normal processing (pre-DNAT has no
+	// default deny).
 	NoDecision Verdict = iota
 	Allowed
 	Denied
@@ -43,21 +48,54 @@ func (v Verdict) String() string { return [...]string{"no decision", "allowed", 
 // Result is a verdict and what decided it.
 type Result struct {
 	Verdict Verdict
-	By      string // "<policy> rule <n>", "end of tier" or ""
+	By      string // "<policy> rule <n>", "end of tier <name>" or ""
 }
 
-// Evaluate runs the ingress policies of one stage for a packet: the
-// pre-DNAT stage of a host endpoint (preDNAT true) or the normal stage.
-// Policies apply when their selector matches the endpoint (and, pre-DNAT,
-// only pre-DNAT policies to host endpoints), in order (then name); the first
-// rule that matches decides. When policies apply but none matches, the
-// normal stage ends with the tier's deny; the pre-DNAT stage decides nothing.
-// With no applicable policy the normal stage allows (the profile's default).
+// Tier is what the evaluator needs of a Calico tier.
+type Tier struct {
+	Order float64
+	// DefaultAction is what the normal stage does to a packet that policies
+	// of the tier applied to but no rule matched: Deny (Calico's default) or
+	// Pass (to the next tier).
+	DefaultAction calicov3.Action
+}
+
+// DefaultTiers are the tiers the local plane creates, as calico-node and
+// kube-controllers would, plus the product's: kube-admin (Pass), the
+// product's telemetry-nlb (Pass), default (Deny), kube-baseline (Pass).
+func DefaultTiers() map[string]Tier {
+	return map[string]Tier{
+		"kube-admin":    {Order: 1000, DefaultAction: calicov3.Pass},
+		"telemetry-nlb": {Order: 2000, DefaultAction: calicov3.Pass},
+		"default":       {Order: 1_000_000, DefaultAction: calicov3.Deny},
+		"kube-baseline": {Order: 10_000_000, DefaultAction: calicov3.Pass},
+	}
+}
+
+// Evaluate is EvaluateTiers with DefaultTiers.
 func Evaluate(policies []*calicov3.GlobalNetworkPolicy, sets []*calicov3.GlobalNetworkSet, ep Endpoint, pkt Packet, preDNAT bool) (Result, error) {
+	return EvaluateTiers(DefaultTiers(), policies, sets, ep, pkt, preDNAT)
+}
+
+// EvaluateTiers runs the ingress policies of one stage for a packet: the
+// pre-DNAT stage of a host endpoint (preDNAT true) or the normal stage, as
+// Felix renders them (felix/rules/endpoints.go). Policies apply when their
+// selector matches the endpoint (and, pre-DNAT, only pre-DNAT policies to
+// host endpoints). Tiers go in order; within a tier, policies in order (then
+// name), and the first rule that matches decides: Allow and Deny end the
+// stage, Pass skips to the next tier. A tier whose policies applied but none
+// matched ends, in the normal stage, with its default action (Deny, or Pass
+// on to the next tier); in the pre-DNAT stage it passes on (pre-DNAT has no
+// end-of-tier drop). After the last tier, the normal stage allows (the
+// profile's default) and the pre-DNAT stage decides nothing.
+func EvaluateTiers(tiers map[string]Tier, policies []*calicov3.GlobalNetworkPolicy, sets []*calicov3.GlobalNetworkSet, ep Endpoint, pkt Packet, preDNAT bool) (Result, error) {
 	var applicable []*calicov3.GlobalNetworkPolicy
 	for _, p := range policies {
 		if p.Spec.PreDNAT != preDNAT || (preDNAT && !ep.Host) || !hasIngress(p) {
 			continue
+		}
+		if _, ok := tiers[tierName(p)]; !ok {
+			return Result{}, fmt.Errorf("policy %s: unknown tier %q", p.Name, tierName(p))
 		}
 		sel, err := ParseSelector(p.Spec.Selector)
 		if err != nil {
@@ -68,39 +106,61 @@ func Evaluate(policies []*calicov3.GlobalNetworkPolicy, sets []*calicov3.GlobalN
 		}
 	}
 	slices.SortStableFunc(applicable, func(a, b *calicov3.GlobalNetworkPolicy) int {
+		if c := cmp.Compare(tiers[tierName(a)].Order, tiers[tierName(b)].Order); c != 0 {
+			return c
+		}
 		if c := cmp.Compare(order(a), order(b)); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
-	for _, p := range applicable {
-		for i, r := range p.Spec.Ingress {
-			ok, err := matches(r, sets, pkt)
-			if err != nil {
-				return Result{}, fmt.Errorf("policy %s rule %d: %w", p.Name, i, err)
-			}
-			if !ok {
-				continue
-			}
-			by := fmt.Sprintf("%s rule %d", p.Name, i)
-			switch r.Action {
-			case calicov3.Allow:
-				return Result{Allowed, by}, nil
-			case calicov3.Deny:
-				return Result{Denied, by}, nil
-			case calicov3.Pass:
-				return Result{NoDecision, by}, nil
+	for start := 0; start < len(applicable); {
+		tier := tierName(applicable[start])
+		end := start
+		for end < len(applicable) && tierName(applicable[end]) == tier {
+			end++
+		}
+		passed := false
+	tierPolicies:
+		for _, p := range applicable[start:end] {
+			for i, r := range p.Spec.Ingress {
+				ok, err := matches(r, sets, ep, pkt)
+				if err != nil {
+					return Result{}, fmt.Errorf("policy %s rule %d: %w", p.Name, i, err)
+				}
+				if !ok {
+					continue
+				}
+				by := fmt.Sprintf("%s rule %d", p.Name, i)
+				switch r.Action {
+				case calicov3.Allow:
+					return Result{Allowed, by}, nil
+				case calicov3.Deny:
+					return Result{Denied, by}, nil
+				case calicov3.Pass:
+					passed = true
+					break tierPolicies
+				}
 			}
 		}
+		if !passed && !preDNAT && tiers[tier].DefaultAction != calicov3.Pass {
+			return Result{Denied, "end of tier " + tier}, nil
+		}
+		start = end
 	}
-	switch {
-	case preDNAT:
+	if preDNAT {
 		return Result{NoDecision, ""}, nil
-	case len(applicable) > 0:
-		return Result{Denied, "end of tier"}, nil
-	default:
-		return Result{Allowed, ""}, nil
 	}
+	return Result{Allowed, ""}, nil
+}
+
+// tierName is a policy's tier; Calico's admission policy defaults it to
+// "default".
+func tierName(p *calicov3.GlobalNetworkPolicy) string {
+	if p.Spec.Tier == "" {
+		return "default"
+	}
+	return p.Spec.Tier
 }
 
 func hasIngress(p *calicov3.GlobalNetworkPolicy) bool {
@@ -117,7 +177,7 @@ func order(p *calicov3.GlobalNetworkPolicy) float64 {
 	return *p.Spec.Order
 }
 
-func matches(r calicov3.Rule, sets []*calicov3.GlobalNetworkSet, pkt Packet) (bool, error) {
+func matches(r calicov3.Rule, sets []*calicov3.GlobalNetworkSet, ep Endpoint, pkt Packet) (bool, error) {
 	if r.Protocol != nil && !strings.EqualFold(r.Protocol.String(), pkt.Protocol) {
 		return false, nil
 	}
@@ -137,23 +197,19 @@ func matches(r calicov3.Rule, sets []*calicov3.GlobalNetworkSet, pkt Packet) (bo
 		}
 	}
 	if r.Source.Selector != "" {
-		sel, err := ParseSelector(r.Source.Selector)
-		if err != nil {
+		// The source is not an endpoint of the node: only network sets.
+		in, err := selected(r.Source.Selector, sets, Endpoint{}, pkt.Src)
+		if err != nil || !in {
 			return false, err
 		}
-		found := false
-		for _, s := range sets {
-			if !sel.Matches(s.Labels) {
-				continue
-			}
-			in, err := inNets(s.Spec.Nets, pkt.Src)
-			if err != nil {
-				return false, err
-			}
-			found = found || in
-		}
-		if !found {
-			return false, nil
+	}
+	if r.Destination.Selector != "" {
+		// Calico matches the destination against the addresses of every
+		// endpoint and network set the selector selects; the model knows the
+		// endpoint evaluated and the network sets.
+		in, err := selected(r.Destination.Selector, sets, ep, pkt.Dst)
+		if err != nil || !in {
+			return false, err
 		}
 	}
 	if len(r.Destination.Ports) > 0 && !inPorts(r.Destination.Ports, pkt.DstPort) {
@@ -163,6 +219,28 @@ func matches(r calicov3.Rule, sets []*calicov3.GlobalNetworkSet, pkt Packet) (bo
 		return false, nil
 	}
 	return true, nil
+}
+
+// selected reports whether a is an address of what the selector selects:
+// the network sets it matches, and the endpoint ep if it matches.
+func selected(selector string, sets []*calicov3.GlobalNetworkSet, ep Endpoint, a netip.Addr) (bool, error) {
+	sel, err := ParseSelector(selector)
+	if err != nil {
+		return false, err
+	}
+	if ep.Labels != nil && sel.Matches(ep.Labels) && slices.Contains(ep.Addrs, a) {
+		return true, nil
+	}
+	for _, s := range sets {
+		if !sel.Matches(s.Labels) {
+			continue
+		}
+		in, err := inNets(s.Spec.Nets, a)
+		if err != nil || in {
+			return in, err
+		}
+	}
+	return false, nil
 }
 
 func inNets(nets []string, a netip.Addr) (bool, error) {

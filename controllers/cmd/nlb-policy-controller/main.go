@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -44,7 +45,7 @@ func run() error {
 		leaderNS       = flag.String("leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's).")
 		manageAll      = flag.Bool("manage-all", false, "Manage every NLB Service whose backend security-group rules are switched off ("+lbc.ManageBackendSecurityGroupRule+`: "false"), not only those annotated telemetry-platform.io/nlb-policy: enabled.`)
 		hostSelector   = flag.String("host-endpoint-selector", defaults.HostEndpointSelector, "Calico selector of the nodes' host endpoints (instance targets).")
-		order          = flag.Float64("policy-order", defaults.Order, "Order of the Allow policies; Deny policies get order+1.")
+		order          = flag.Float64("policy-order", defaults.Order, "Order of the policies that pass the listed sources on; the Deny policies get order+1.")
 		netsetSize     = flag.Int("network-set-threshold", defaults.NetworkSetThreshold, "Past this many source nets, put them in a GlobalNetworkSet.")
 		grace          = flag.Duration("programming-grace", defaults.ProgrammingGrace, "How long a change's policies stay in the API server before the Service is acknowledged (Felix programs them in the meantime; the provider widens AWS only after).")
 		tier           = flag.String("tier", defaults.Tier, "Calico tier of the generated policies (created by the Helm chart and deploy/ manifests, ending in Pass).")
@@ -55,6 +56,7 @@ func run() error {
 		cacheTTL       = flag.Duration("aws-cache-ttl", 10*time.Minute, "How long an NLB's subnets are cached.")
 		sweepInterval  = flag.Duration("orphan-sweep-interval", 5*time.Minute, "How often to delete policies whose Service is gone.")
 		maxConcurrency = flag.Int("max-concurrent-reconciles", 4, "Services reconciled in parallel.")
+		checkFence     = flag.Bool("check-write-fence", true, "Refuse to start unless a policy outside the controller's tier and an Allow rule in it are both refused (dry run): proves Calico's tiered RBAC and the admission policy fence this account.")
 	)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -63,6 +65,9 @@ func run() error {
 
 	if err := calicopolicy.ValidateSelector(*hostSelector); err != nil {
 		return fmt.Errorf("--host-endpoint-selector: %w", err)
+	}
+	if strings.TrimSpace(*hostSelector) == "" || strings.Contains(*hostSelector, "all()") || strings.Contains(*hostSelector, "global()") {
+		return fmt.Errorf("--host-endpoint-selector %q selects every endpoint: name the nodes' host endpoints (default %q)", *hostSelector, defaults.HostEndpointSelector)
 	}
 	for name, v := range map[string]string{"--health-check-cidrs": *healthCIDRs, "--vpc-cidrs": *vpcCIDRs} {
 		if _, errs := cidrset.Parse(lbc.SplitList(v)); len(errs) > 0 {
@@ -102,6 +107,15 @@ func run() error {
 			awsCfg.BaseEndpoint = aws.String(*awsEndpoint)
 		}
 		sources.AWS = &awsCfg
+	}
+	if *checkFence {
+		c, err := client.New(cfg, client.Options{Scheme: kubeapi.Scheme()})
+		if err != nil {
+			return err
+		}
+		if err := nlbpolicy.CheckWriteFence(context.Background(), c, *tier); err != nil {
+			return fmt.Errorf("%w (--check-write-fence=false skips this check)", err)
+		}
 	}
 	_, err = nlbpolicy.Setup(mgr, nlbpolicy.Config{
 		Options: nlbpolicy.Options{HostEndpointSelector: *hostSelector, Order: *order, NetworkSetThreshold: *netsetSize, Tier: *tier,
