@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1validation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,7 +47,9 @@ func nlbService(mutate ...func(*corev1.Service)) *corev1.Service {
 }
 
 var (
-	hostEP = calicopolicy.Endpoint{Host: true, Labels: map[string]string{"kubernetes.io/hostname": "ip-10-0-0-4.ec2.internal"}}
+	nodeIP = netip.MustParseAddr("10.0.0.4")
+	hostEP = calicopolicy.Endpoint{Host: true, Labels: map[string]string{"kubernetes.io/hostname": "ip-10-0-0-4.ec2.internal"},
+		Addrs: []netip.Addr{nodeIP}}
 	podEP  = calicopolicy.Endpoint{Labels: map[string]string{"app": "sfacctd", "projectcalico.org/namespace": "telemetry"}}
 )
 
@@ -57,19 +60,33 @@ type probe struct {
 	want     calicopolicy.Verdict
 }
 
-// check evaluates probes against the desired objects, as Calico would.
+// check evaluates probes against the desired objects, as Calico would, with
+// no policy of the cluster's own: allowed, pre-DNAT, means a rule of the
+// product passed the packet on (and normal processing admits it here).
 func check(t *testing.T, out Output, ep calicopolicy.Endpoint, preDNAT bool, probes []probe) {
 	t.Helper()
 	for _, p := range probes {
-		got, err := calicopolicy.Evaluate(out.Policies, out.NetworkSets, ep, calicopolicy.Packet{
-			Src: netip.MustParseAddr(p.src), Protocol: p.protocol, DstPort: p.port}, preDNAT)
+		pkt := calicopolicy.Packet{Src: netip.MustParseAddr(p.src), Protocol: p.protocol, DstPort: p.port}
+		if len(ep.Addrs) > 0 {
+			pkt.Dst = ep.Addrs[0]
+		}
+		got, err := calicopolicy.Evaluate(out.Policies, out.NetworkSets, ep, pkt, preDNAT)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Verdict != p.want {
-			t.Errorf("%s %s:%d: %v (by %s), want %v", p.src, p.protocol, p.port, got.Verdict, got.By, p.want)
+		if v := outcome(got, preDNAT); v != p.want {
+			t.Errorf("%s %s:%d: %v (by %s), want %v", p.src, p.protocol, p.port, v, got.By, p.want)
 		}
 	}
+}
+
+// outcome is a result as the probes state it: pre-DNAT, a packet the
+// product's rules passed on is allowed as far as the product goes.
+func outcome(r calicopolicy.Result, preDNAT bool) calicopolicy.Verdict {
+	if preDNAT && r.PassedOn() {
+		return calicopolicy.Allowed
+	}
+	return r.Verdict
 }
 
 const (
@@ -106,6 +123,21 @@ func TestDesiredInstanceTargets(t *testing.T) {
 		{"203.0.113.1", "TCP", 22, nothing},       // other ports are not this policy's business
 		{"203.0.113.1", "UDP", 30003, nothing},
 	})
+	// The same port number forwarded through the node to another address
+	// (a pod of another tenant, reached without DNAT) is not touched.
+	forwarded, err := calicopolicy.Evaluate(out.Policies, out.NetworkSets, hostEP, calicopolicy.Packet{
+		Src: netip.MustParseAddr("203.0.113.1"), Protocol: "UDP", DstPort: 30001, Dst: netip.MustParseAddr("10.0.77.9")}, true)
+	if err != nil || forwarded.Verdict != nothing {
+		t.Errorf("a packet to another address on the NodePort's number: %+v, %v; want no decision", forwarded, err)
+	}
+	// Never an Allow: listed sources are passed on to the cluster's own tiers.
+	for _, p := range out.Policies {
+		for _, r := range p.Spec.Ingress {
+			if r.Action != calicov3.Pass && r.Action != calicov3.Deny {
+				t.Errorf("%s: a %s rule; the product only passes on or denies", p.Name, r.Action)
+			}
+		}
+	}
 }
 
 func TestDesiredIPTargets(t *testing.T) {
@@ -122,7 +154,9 @@ func TestDesiredIPTargets(t *testing.T) {
 		{"192.0.2.7", "TCP", 4740, allowed},
 		{"10.0.1.1", "TCP", 4740, allowed}, // health check to the target port
 		{"203.0.113.1", "UDP", 6343, denied},
-		{"203.0.113.1", "TCP", 9100, denied}, // isolated, as any Calico policy selecting pods
+		// Not isolated: the product's tier ends in Pass, so other ports go on
+		// to the cluster's own policies (none here: the profile admits).
+		{"203.0.113.1", "TCP", 9100, allowed},
 	})
 	// Pods of another namespace with the same labels are not selected.
 	other := calicopolicy.Endpoint{Labels: map[string]string{"app": "sfacctd", "projectcalico.org/namespace": "other"}}
@@ -330,11 +364,11 @@ func FuzzDesired(f *testing.F) {
 			ep, preDNAT, port = podEP, false, 6343
 			ep.Labels = map[string]string{"app": "sfacctd", "projectcalico.org/namespace": namespace}
 		}
-		got, err := calicopolicy.Evaluate(out.Policies, out.NetworkSets, ep, calicopolicy.Packet{Src: src, Protocol: "UDP", DstPort: port}, preDNAT)
+		got, err := calicopolicy.Evaluate(out.Policies, out.NetworkSets, ep, calicopolicy.Packet{Src: src, Protocol: "UDP", DstPort: port, Dst: nodeIP}, preDNAT)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Verdict == calicopolicy.Allowed && !out.Sources.Contains(src) {
+		if (got.Verdict == calicopolicy.Allowed || got.PassedOn()) && !out.Sources.Contains(src) {
 			t.Fatalf("%s allowed on UDP %d but not in the valid sources %v (ranges %q)", src, port, out.Sources.Strings(), ranges)
 		}
 	})
@@ -365,5 +399,44 @@ func TestOwnerOfName(t *testing.T) {
 		if ns, name, ok := OwnerOfName(other); ok {
 			t.Errorf("OwnerOfName(%q) = %q, %q: not a generated name", other, ns, name)
 		}
+	}
+}
+
+// TestHostEndpointSelectorOnlyNarrows: a Service's host-endpoint-selector
+// annotation picks some of the controller's host endpoints, never others: it
+// is ANDed with the controller's selector, and an empty one (Calico's all())
+// is refused with a problem. The Deny rules carry the same selector as their
+// destination, so they touch only traffic addressed to those nodes.
+func TestHostEndpointSelectorOnlyNarrows(t *testing.T) {
+	opts := DefaultOptions()
+	for _, tc := range []struct {
+		annotation, want, problem string
+	}{
+		{"role == 'edge'", "(has(kubernetes.io/hostname)) && (role == 'edge')", ""},
+		{"all()", "(has(kubernetes.io/hostname)) && (all())", ""},
+		{"", opts.HostEndpointSelector, "empty telemetry-platform.io/host-endpoint-selector"},
+		{"  ", opts.HostEndpointSelector, "empty telemetry-platform.io/host-endpoint-selector"},
+	} {
+		svc := nlbService(func(s *corev1.Service) { s.Annotations[annotations.HostEndpointSelector] = tc.annotation })
+		out := Desired(Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/20"}}, opts)
+		if len(out.Policies) != 2 {
+			t.Fatalf("%q: %+v", tc.annotation, out)
+		}
+		for _, p := range out.Policies {
+			if p.Spec.Selector != tc.want {
+				t.Errorf("%q: %s selects %q, want %q", tc.annotation, p.Name, p.Spec.Selector, tc.want)
+			}
+		}
+		for _, r := range out.Policies[1].Spec.Ingress {
+			if r.Destination.Selector != tc.want {
+				t.Errorf("%q: Deny rule's destination %q, want %q", tc.annotation, r.Destination.Selector, tc.want)
+			}
+		}
+		if got := strings.Join(out.Problems, "; "); (tc.problem == "") != (got == "") || !strings.Contains(got, tc.problem) {
+			t.Errorf("%q: problems %q, want %q", tc.annotation, got, tc.problem)
+		}
+		// A host endpoint outside the controller's selector is never touched.
+		other := calicopolicy.Endpoint{Host: true, Labels: map[string]string{"role": "edge"}, Addrs: []netip.Addr{nodeIP}}
+		check(t, out, other, true, []probe{{"203.0.113.1", "UDP", 30001, nothing}})
 	}
 }

@@ -283,11 +283,11 @@ func TestFelixAgreesWithModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host := calicopolicy.Endpoint{Host: true, Labels: fl.node.Labels}
+	host := calicopolicy.Endpoint{Host: true, Labels: fl.node.Labels, Addrs: []netip.Addr{netlab.NodeIP}}
 	compared, allowed := 0, 0
 	for _, tg := range targets {
 		for _, src := range clients {
-			res, err := calicopolicy.Evaluate(ps, ss, host, calicopolicy.Packet{Src: src, Protocol: "UDP", DstPort: tg.nodePort}, true)
+			res, err := calicopolicy.Evaluate(ps, ss, host, calicopolicy.Packet{Src: src, Protocol: "UDP", DstPort: tg.nodePort, Dst: netlab.NodeIP}, true)
 			if err != nil {
 				t.Fatal(err)
 			}

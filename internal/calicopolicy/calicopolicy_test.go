@@ -85,8 +85,8 @@ func TestEvaluate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Verdict != tc.want || got.By != tc.by {
-			t.Errorf("%s: got %v by %q, want %v by %q", tc.name, got.Verdict, got.By, tc.want, tc.by)
+		if got.Verdict != tc.want || got.By != tc.by || got.PassedOn() != (tc.by == "nlb-allow rule 0") {
+			t.Errorf("%s: got %v by %q (passed on %v), want %v by %q", tc.name, got.Verdict, got.By, got.PassedOn(), tc.want, tc.by)
 		}
 	}
 	// Normal stage: a selected pod with no matching rule is denied at the end of the tier.
@@ -139,7 +139,7 @@ func TestEvaluateTiers(t *testing.T) {
 		want Verdict
 		by   string
 	}{
-		{"listed source passed on, no admin opinion", pkt("192.0.2.9", 30000, node), NoDecision, ""},
+		{"listed source passed on, no admin opinion", pkt("192.0.2.9", 30000, node), NoDecision, "nlb-allow rule 0"},
 		{"listed source, admin denies it", pkt("192.0.2.66", 30000, node), Denied, "admin-deny rule 0"},
 		{"unlisted source denied by the product", pkt("198.51.100.1", 30000, node), Denied, "nlb-deny rule 0"},
 		{"other port: the admin's allow still decides", pkt("198.51.100.1", 30001, node), Allowed, "admin-allow rule 0"},
@@ -149,15 +149,15 @@ func TestEvaluateTiers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Verdict != tc.want || got.By != tc.by {
-			t.Errorf("%s: got %v by %q, want %v by %q", tc.name, got.Verdict, got.By, tc.want, tc.by)
+		if got.Verdict != tc.want || got.By != tc.by || got.PassedOn() != (tc.by == "nlb-allow rule 0") {
+			t.Errorf("%s: got %v by %q (passed on %v), want %v by %q", tc.name, got.Verdict, got.By, got.PassedOn(), tc.want, tc.by)
 		}
 	}
 	// Normal stage: a Pass in the product's tier goes on to the default tier,
 	// whose policies end in Deny; without them, to the profile.
 	pod := Endpoint{Labels: map[string]string{"app": "a"}}
 	pass := inTier(gnp("nlb-pods", 100, false, "app == 'a'", calicov3.Rule{Action: calicov3.Pass, Protocol: proto("UDP"), Destination: udp(6343)}), "telemetry-nlb")
-	if r, _ := Evaluate([]*calicov3.GlobalNetworkPolicy{pass}, nil, pod, pkt("192.0.2.1", 6343, podIP), false); r.Verdict != Allowed || r.By != "" {
+	if r, _ := Evaluate([]*calicov3.GlobalNetworkPolicy{pass}, nil, pod, pkt("192.0.2.1", 6343, podIP), false); r.Verdict != Allowed || !r.PassedOn() {
 		t.Errorf("pass with no later tier: %+v", r)
 	}
 	adminPods := inTier(gnp("admin-pods", 10, false, "app == 'a'", calicov3.Rule{Action: calicov3.Allow, Protocol: proto("TCP")}), "default")

@@ -48,8 +48,21 @@ func (v Verdict) String() string { return [...]string{"no decision", "allowed", 
 // Result is a verdict and what decided it.
 type Result struct {
 	Verdict Verdict
-	By      string // "<policy> rule <n>", "end of tier <name>" or ""
+	passed  bool
+	// By is the rule that decided ("<policy> rule <n>"), "end of tier
+	// <name>", or, when every tier passed the packet on, the last rule that
+	// passed it ("" when none did).
+	By string
 }
+
+// PassedOn reports whether a rule passed the packet on and no later tier
+// decided: what the product's Pass rules do for a listed source where the
+// cluster's own policies have nothing to say.
+func (r Result) PassedOn() bool { return r.passed }
+
+// Admitted reports whether the policies evaluated let the packet on: an
+// Allow, or every tier passing it on after a rule passed it.
+func (r Result) Admitted() bool { return r.Verdict == Allowed || r.passed }
 
 // Tier is what the evaluator needs of a Calico tier.
 type Tier struct {
@@ -114,6 +127,7 @@ func EvaluateTiers(tiers map[string]Tier, policies []*calicov3.GlobalNetworkPoli
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
+	lastPass := ""
 	for start := 0; start < len(applicable); {
 		tier := tierName(applicable[start])
 		end := start
@@ -134,24 +148,24 @@ func EvaluateTiers(tiers map[string]Tier, policies []*calicov3.GlobalNetworkPoli
 				by := fmt.Sprintf("%s rule %d", p.Name, i)
 				switch r.Action {
 				case calicov3.Allow:
-					return Result{Allowed, by}, nil
+					return Result{Verdict: Allowed, By: by}, nil
 				case calicov3.Deny:
-					return Result{Denied, by}, nil
+					return Result{Verdict: Denied, By: by}, nil
 				case calicov3.Pass:
-					passed = true
+					passed, lastPass = true, by
 					break tierPolicies
 				}
 			}
 		}
 		if !passed && !preDNAT && tiers[tier].DefaultAction != calicov3.Pass {
-			return Result{Denied, "end of tier " + tier}, nil
+			return Result{Verdict: Denied, By: "end of tier " + tier}, nil
 		}
 		start = end
 	}
 	if preDNAT {
-		return Result{NoDecision, ""}, nil
+		return Result{Verdict: NoDecision, By: lastPass, passed: lastPass != ""}, nil
 	}
-	return Result{Allowed, ""}, nil
+	return Result{Verdict: Allowed, By: lastPass, passed: lastPass != ""}, nil
 }
 
 // tierName is a policy's tier; Calico's admission policy defaults it to

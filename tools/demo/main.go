@@ -287,12 +287,12 @@ func (d *demo) admitted(exporter netip.Addr) (refusedBy string, err error) {
 	if err != nil {
 		return "", err
 	}
-	host := calicopolicy.Endpoint{Host: true, Labels: map[string]string{"kubernetes.io/hostname": d.plane.AWS.Instances[0].NodeName}}
-	v, err := calicopolicy.Evaluate(ps, ss, host, calicopolicy.Packet{Src: exporter, Protocol: "UDP", DstPort: uint16(svc.Spec.Ports[0].NodePort)}, true)
+	host, node := d.hostEndpoint()
+	v, err := calicopolicy.Evaluate(ps, ss, host, calicopolicy.Packet{Src: exporter, Protocol: "UDP", DstPort: uint16(svc.Spec.Ports[0].NodePort), Dst: node}, true)
 	if err != nil {
 		return "", err
 	}
-	if v.Verdict != calicopolicy.Allowed {
+	if !v.Admitted() {
 		reasons = append(reasons, "Calico: "+v.By)
 	}
 	return strings.Join(reasons, "; "), nil
@@ -502,7 +502,7 @@ func (d *demo) showPolicies() error {
 		d.note("GlobalNetworkSet %s: %d nets", s.Name, len(s.Spec.Nets))
 	}
 	listed := netip.MustParseAddr(strings.Split(svc.Spec.LoadBalancerSourceRanges[0], "/")[0]).Next()
-	host := calicopolicy.Endpoint{Host: true, Labels: map[string]string{"kubernetes.io/hostname": d.plane.AWS.Instances[0].NodeName}}
+	host, node := d.hostEndpoint()
 	checks := []struct {
 		what  string
 		src   netip.Addr
@@ -517,17 +517,22 @@ func (d *demo) showPolicies() error {
 	}
 	passed := 0
 	for _, c := range checks {
-		res, err := calicopolicy.Evaluate(ps, ss, host, calicopolicy.Packet{Src: c.src, Protocol: c.proto, DstPort: uint16(c.port)}, true)
+		res, err := calicopolicy.Evaluate(ps, ss, host, calicopolicy.Packet{Src: c.src, Protocol: c.proto, DstPort: uint16(c.port), Dst: node}, true)
 		if err != nil {
 			return err
 		}
+		got, shown := res.Verdict, res.Verdict.String()
+		if res.Admitted() {
+			// Passed on to the cluster's own tiers, none of which objects here.
+			got, shown = calicopolicy.Allowed, "passed on"
+		}
 		mark := "ok"
-		if res.Verdict != c.want {
+		if got != c.want {
 			mark = "UNEXPECTED"
 		} else {
 			passed++
 		}
-		d.note("%-42s %-15s %s %d: %-8v (%s) %s", c.what, c.src, c.proto, c.port, res.Verdict, res.By, mark)
+		d.note("%-42s %-15s %s %d: %-9s (%s) %s", c.what, c.src, c.proto, c.port, shown, res.By, mark)
 	}
 	if passed != len(checks) {
 		return fmt.Errorf("%d of %d packet checks disagree with what the policies should do", len(checks)-passed, len(checks))
@@ -741,4 +746,12 @@ func (d *demo) printSummary(total time.Duration) {
 	}
 	w.Flush()
 	fmt.Println("\n    Everything started has been stopped and removed.")
+}
+
+// hostEndpoint is the first node's host endpoint as the policies see it (its
+// labels and address), and that address, where NodePort traffic goes.
+func (d *demo) hostEndpoint() (calicopolicy.Endpoint, netip.Addr) {
+	inst := d.plane.AWS.Instances[0]
+	node := netip.MustParseAddr(inst.PrivateIP)
+	return calicopolicy.Endpoint{Host: true, Labels: map[string]string{"kubernetes.io/hostname": inst.NodeName}, Addrs: []netip.Addr{node}}, node
 }
