@@ -50,7 +50,7 @@ var (
 	nodeIP = netip.MustParseAddr("10.0.0.4")
 	hostEP = calicopolicy.Endpoint{Host: true, Labels: map[string]string{"kubernetes.io/hostname": "ip-10-0-0-4.ec2.internal"},
 		Addrs: []netip.Addr{nodeIP}}
-	podEP  = calicopolicy.Endpoint{Labels: map[string]string{"app": "sfacctd", "projectcalico.org/namespace": "telemetry"}}
+	podEP = calicopolicy.Endpoint{Labels: map[string]string{"app": "sfacctd", "projectcalico.org/namespace": "telemetry"}}
 )
 
 type probe struct {

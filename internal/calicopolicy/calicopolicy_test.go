@@ -112,7 +112,9 @@ func TestEvaluate(t *testing.T) {
 // tier leaves the normal stage to the profile (allowed) and the pre-DNAT
 // stage undecided.
 func TestEvaluateTiers(t *testing.T) {
-	udp := func(p uint16) calicov3.EntityRule { return calicov3.EntityRule{Ports: []numorstring.Port{numorstring.SinglePort(p)}} }
+	udp := func(p uint16) calicov3.EntityRule {
+		return calicov3.EntityRule{Ports: []numorstring.Port{numorstring.SinglePort(p)}}
+	}
 	inTier := func(p *calicov3.GlobalNetworkPolicy, tier string) *calicov3.GlobalNetworkPolicy {
 		p.Spec.Tier = tier
 		return p
