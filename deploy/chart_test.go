@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -174,5 +175,42 @@ func TestChartRBACMatchesTheManifests(t *testing.T) {
 		}) {
 			t.Errorf("%s: chart %v, manifests %v", k, chart[k], r)
 		}
+	}
+}
+
+// TestChartAdmissionMatchesTheManifests: the chart's admission policies (the
+// fence around the controller's writes and the acknowledgement) are the raw
+// manifests' own, rendered with the release named telemetry in
+// telemetry-system, so neither install path is missing a fence the other has.
+func TestChartAdmissionMatchesTheManifests(t *testing.T) {
+	admission := func(objs []*unstructured.Unstructured) map[string]any {
+		out := map[string]any{}
+		for _, o := range objs {
+			if strings.HasPrefix(o.GetKind(), "ValidatingAdmissionPolicy") {
+				out[o.GetKind()+"/"+o.GetName()] = o.Object["spec"]
+			}
+		}
+		return out
+	}
+	objs, err := localplane.ReadManifests(filepath.Join(localplane.RepoRoot(), "deploy", "nlb-policy-controller.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, chart := admission(objs), admission(render(t))
+	if len(want) != 6 {
+		t.Fatalf("%d admission objects in deploy/nlb-policy-controller.yaml, want 6", len(want))
+	}
+	for name, spec := range want {
+		got, ok := chart[name]
+		if !ok {
+			t.Errorf("the chart has no %s", name)
+			continue
+		}
+		if !reflect.DeepEqual(got, spec) {
+			t.Errorf("%s differs:\nchart:     %v\nmanifests: %v", name, got, spec)
+		}
+	}
+	if len(chart) != len(want) {
+		t.Errorf("the chart has %d admission objects, the manifests %d", len(chart), len(want))
 	}
 }

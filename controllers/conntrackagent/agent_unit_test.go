@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -365,6 +366,9 @@ func acknowledged(svc *corev1.Service, sources ...string) *corev1.Service {
 		svc.Annotations = map[string]string{}
 	}
 	svc.Annotations[annotations.Enforced] = ack.Ack{Digest: ack.Digest(svc), Time: time.Now()}.Encode()
+	if !slices.Contains(svc.Finalizers, annotations.NLBPolicyFinalizer) {
+		svc.Finalizers = append(svc.Finalizers, annotations.NLBPolicyFinalizer)
+	}
 	return svc
 }
 

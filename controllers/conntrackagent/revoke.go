@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
@@ -30,9 +31,12 @@ import (
 // policy.
 
 // enforcedSources is the source set of the spec a Service's acknowledgement
-// names, or false when the acknowledgement is not for the current spec.
+// names, or false when the acknowledgement is not for the current spec or
+// the Service does not carry the nlb-policy controller's finalizer (which the
+// controller adds before it writes any policy or acknowledgement: an
+// acknowledgement without it was not written by the controller).
 func enforcedSources(svc *corev1.Service) (cidrset.Set, bool) {
-	if !ack.Current(svc) {
+	if !ack.Current(svc) || !slices.Contains(svc.Finalizers, annotations.NLBPolicyFinalizer) {
 		return cidrset.Set{}, false
 	}
 	s, _ := cidrset.Parse(lbc.SourceRangesOf(svc)) // the controller enforces the valid part
@@ -61,7 +65,9 @@ func NewRevocation(removed, allowed cidrset.Set, svc *corev1.Service, slices []*
 		r.Local[a.Unmap()] = true
 	}
 	for _, sp := range svc.Spec.Ports {
-		for _, ip := range ServiceIPs(svc) {
+		// Not the external IPs: any editor of the Service names them, so they
+		// may be another's address, whose connections are not ours to cut.
+		for _, ip := range serviceIPs(svc, false) {
 			r.Targets[netip.AddrPortFrom(ip, uint16(sp.Port))] = true
 		}
 		if sp.NodePort != 0 {

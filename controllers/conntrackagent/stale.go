@@ -118,13 +118,19 @@ func NewTable(services []*corev1.Service, slices []*discoveryv1.EndpointSlice, t
 // external IPs and load-balancer ingress IPs, except those whose ipMode is
 // Proxy (kube-proxy leaves them alone so that the traffic reaches the load
 // balancer, which proxies it; an entry to them is never NATed, on purpose).
-func ServiceIPs(svc *corev1.Service) []netip.Addr {
+func ServiceIPs(svc *corev1.Service) []netip.Addr { return serviceIPs(svc, true) }
+
+// serviceIPs is ServiceIPs, with or without the external IPs (which any
+// editor of the Service chooses, so they may name someone else's address).
+func serviceIPs(svc *corev1.Service, external bool) []netip.Addr {
 	var raw []string
 	raw = append(raw, svc.Spec.ClusterIPs...)
 	if len(svc.Spec.ClusterIPs) == 0 {
 		raw = append(raw, svc.Spec.ClusterIP)
 	}
-	raw = append(raw, svc.Spec.ExternalIPs...)
+	if external {
+		raw = append(raw, svc.Spec.ExternalIPs...)
+	}
 	for _, in := range svc.Status.LoadBalancer.Ingress {
 		if in.IPMode != nil && *in.IPMode == corev1.LoadBalancerIPModeProxy {
 			continue

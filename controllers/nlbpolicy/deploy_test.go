@@ -55,8 +55,8 @@ func TestDeploymentManifests(t *testing.T) {
 			admission = append(admission, o)
 		}
 	}
-	if len(admission) != 2 {
-		t.Fatalf("%d admission objects in the manifest, want the policy and its binding", len(admission))
+	if len(admission) != 6 {
+		t.Fatalf("%d admission objects in the manifest, want three policies (Service writes, Calico writes, the acknowledgement) and their bindings", len(admission))
 	}
 	if err := p.ApplyManifests(ctx, admission, false); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
@@ -173,6 +175,30 @@ func TestFelixEnforcesPolicies(t *testing.T) {
 	if policyChains(t, felix) <= baseline {
 		t.Errorf("no policy chain in the node for the Service's policies")
 	}
+
+	// The product only narrows: an admin's Deny in Calico's default tier,
+	// after the product's tier, still drops the listed source (the product
+	// passes it on, it does not allow it), and the flow comes back when the
+	// admin lifts it.
+	order := 10.0
+	adminDeny := &calicov3.GlobalNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "admin-deny-listed"},
+		Spec: calicov3.GlobalNetworkPolicySpec{Tier: "default", Order: &order, Selector: "has(kubernetes.io/hostname)",
+			PreDNAT: true, ApplyOnForward: true, Types: []calicov3.PolicyType{calicov3.PolicyTypeIngress},
+			Ingress: []calicov3.Rule{{Action: calicov3.Deny, Source: calicov3.EntityRule{Nets: []string{listed.String() + "/32"}}}}}}
+	if err := c.Create(ctx, adminDeny); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the admin's Deny stopping the listed source", func() (bool, string) {
+		_, last := r.From(listed)
+		return time.Since(last) > 500*time.Millisecond, fmt.Sprintf("last packet %s ago", time.Since(last))
+	})
+	if err := c.Delete(ctx, adminDeny); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the listed source back once the admin's Deny is gone", func() (bool, string) {
+		_, last := r.From(listed)
+		return time.Since(last) < 100*time.Millisecond, fmt.Sprintf("last packet %s ago", time.Since(last))
+	})
 
 	// The listed source removed: its flow stops.
 	update(t, c, svc, func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"198.51.100.200/32"} })
