@@ -152,6 +152,14 @@ func (a *Agent) loadState() {
 		if now.After(t.Expires) {
 			continue
 		}
+		// Bounded by what this agent would give a Service deleted now: a
+		// planted entry with a far expiry would have every pass delete flows
+		// to its addresses indefinitely.
+		if limit := a.tombstone(key, s, now); t.Expires.After(limit.Expires) || t.From.After(limit.From) {
+			a.Log.Info("tombstone's times beyond what this agent gives: capped", "service", key.String(),
+				"expires", t.Expires, "cappedTo", limit.Expires)
+			t.Expires, t.From = minTime(t.Expires, limit.Expires), minTime(t.From, limit.From)
+		}
 		a.tombs[key] = Tombstone{Service: key, Addrs: s.Addrs, Nodes: s.Nodes, From: t.From, Expires: t.Expires}
 		if t.From.After(now) {
 			inGrace = append(inGrace, a.tombs[key])
@@ -323,3 +331,10 @@ func (a *Agent) saver(done <-chan struct{}) {
 // stateSaveInterval bounds how often the state file is written (an
 // informer's first list changes it once per Service).
 const stateSaveInterval = time.Second
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

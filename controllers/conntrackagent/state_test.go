@@ -3,6 +3,7 @@ package conntrackagent
 import (
 	"context"
 	"encoding/json"
+	"k8s.io/apimachinery/pkg/types"
 	"os"
 	"path/filepath"
 	"testing"
@@ -140,5 +141,30 @@ func TestUnreadableStateFile(t *testing.T) {
 		if err != nil || st.Version != stateVersion || len(st.Services) != 1 {
 			t.Fatalf("state %q rewritten as %s (%v)", content, b, err)
 		}
+	}
+}
+
+// A tombstone in the state file whose expiry (or grace) lies beyond what the
+// agent would give a Service deleted now is capped at that: a planted entry
+// cannot have every pass delete flows to its addresses for years.
+func TestStateTombstonesBounded(t *testing.T) {
+	u := newUnit(t)
+	state := filepath.Join(t.TempDir(), "state.json")
+	planted := `{"version":1,"tombstones":[{"service":"victim/svc","addrs":["203.0.113.77:6343","[2001:db8::77]:6343"],` +
+		`"from":"2020-01-01T00:00:00Z","expires":"9999-01-01T00:00:00Z"}]}`
+	if err := os.WriteFile(state, []byte(planted), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := u.fresh(NewMetrics(prometheus.NewRegistry()))
+	a.StateFile, a.TombstoneTTL, a.DeletedServiceGrace = state, time.Minute, 0
+	a.tombs = map[types.NamespacedName]Tombstone{} // what Run starts with
+	before := time.Now()
+	a.loadState()
+	tomb, ok := a.tombs[types.NamespacedName{Namespace: "victim", Name: "svc"}]
+	if !ok {
+		t.Fatal("the tombstone was not loaded at all (it should be, capped)")
+	}
+	if limit := time.Now().Add(a.TombstoneTTL); tomb.Expires.After(limit) || tomb.Expires.Before(before) {
+		t.Errorf("tombstone expires %v, want at most %v", tomb.Expires, limit)
 	}
 }
