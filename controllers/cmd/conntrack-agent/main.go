@@ -15,11 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/textlogger"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
@@ -59,7 +61,7 @@ func run() error {
 	logCfg.AddFlags(flag.CommandLine)
 	flag.Parse()
 	logger := textlogger.NewLogger(logCfg)
-	klog.SetLogger(logger)
+	setLoggers(logger)
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 	if err != nil {
@@ -135,4 +137,13 @@ func run() error {
 
 	logger.Info("starting", "node", *nodeName, "dryRun", *dryRun, "period", *period)
 	return agent.Run(ctx)
+}
+
+// setLoggers makes logger the logger of everything the agent runs: its own
+// code and client-go (klog), and controller-runtime, whose metrics server
+// the agent uses: without it controller-runtime drops its messages and,
+// after 30 s, complains that no logger was ever set.
+func setLoggers(logger logr.Logger) {
+	klog.SetLogger(logger)
+	ctrllog.SetLogger(logger)
 }
