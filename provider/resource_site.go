@@ -239,13 +239,16 @@ func (r *siteResource) Create(ctx context.Context, req resource.CreateRequest, r
 		resp.Diagnostics.AddError("Cannot read the KafkaTopic", err.Error())
 		return
 	}
-	r.apply(ctx, c, version, spec, &plan, nil, &resp.Diagnostics)
+	written := r.apply(ctx, c, version, spec, &plan, nil, &resp.Diagnostics)
 	switch {
 	case !resp.Diagnostics.HasError():
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
-	case !plan.ID.IsUnknown():
+	case written:
 		// Written but not Ready in time: saved (tainted), so a retry or a
-		// destroy finds it instead of "already exists".
+		// destroy finds it instead of "already exists". Only what this
+		// create wrote: a KafkaTopic that already existed (another resource
+		// won a race for the name) is not ours, and saving it would have
+		// the next apply destroy it.
 		resp.Diagnostics.Append(savePartial(ctx, &resp.State, &plan)...)
 	}
 }
@@ -283,7 +286,10 @@ func (r *siteResource) Update(ctx context.Context, req resource.UpdateRequest, r
 // apply writes the topic: created when there is no prior state (so that
 // the API server, not an earlier Get, decides which of two resources owns
 // it), applied otherwise; then, when asked, waits for Ready.
-func (r *siteResource) apply(ctx context.Context, c client.Client, version string, spec siteSpec, plan, prior *siteModel, diags *diag.Diagnostics) {
+// apply writes the KafkaTopic (creates it when prior is nil) and waits for it
+// as configured; written reports whether this call wrote it, so a failed
+// create saves state only for a topic it made.
+func (r *siteResource) apply(ctx context.Context, c client.Client, version string, spec siteSpec, plan, prior *siteModel, diags *diag.Diagnostics) (written bool) {
 	u := spec.topic(version)
 	if prior == nil {
 		err := createOwned(ctx, c, u.DeepCopy())
@@ -292,16 +298,16 @@ func (r *siteResource) apply(ctx context.Context, c client.Client, version strin
 				"else, or by another resource in this or a concurrent apply). To manage it with this resource, import it: "+
 				"terraform import <address> %s/%s; if another resource manages it, remove one of the two.",
 				spec.Namespace, spec.topicName(), spec.Namespace, spec.topicName()))
-			return
+			return false
 		}
 		if err != nil {
 			diags.AddError("Cannot write the KafkaTopic", fmt.Sprintf("creating KafkaTopic %s/%s: %v", spec.Namespace, spec.topicName(), err))
-			return
+			return false
 		}
 	} else if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
 		client.FieldOwner(annotations.ProviderManager), client.ForceOwnership); err != nil {
 		diags.AddError("Cannot write the KafkaTopic", fmt.Sprintf("applying KafkaTopic %s/%s: %v", spec.Namespace, spec.topicName(), err))
-		return
+		return false
 	}
 	plan.ID = types.StringValue(spec.Namespace + "/" + spec.topicName())
 	plan.TopicName = types.StringValue(spec.topicName())
@@ -309,9 +315,9 @@ func (r *siteResource) apply(ctx context.Context, c client.Client, version strin
 	if plan.WaitForReady.ValueBool() {
 		if err := waitTopicReady(ctx, c, u); err != nil {
 			diags.AddError("KafkaTopic not Ready", err.Error())
-			return
 		}
 	}
+	return true
 }
 
 func waitTopicReady(ctx context.Context, c client.Client, want *unstructured.Unstructured) error {

@@ -436,6 +436,13 @@ resource "telemetry_site" %q {
 				Config:      cfg(`  partitions = 2`) + twin("a") + twin("b"),
 				ExpectError: regexp.MustCompile(`KafkaTopic already exists`),
 			},
+			{ // the loser of the race saved nothing: the next plan creates it
+				// again (and fails as before) and replaces (destroys) nothing,
+				// the winner's topic least of all
+				Config:           cfg(`  partitions = 2`) + twin("a") + twin("b"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{noDeletes{}}},
+				ExpectError:      regexp.MustCompile(`KafkaTopic already exists`),
+			},
 			{ // a change the Topic Operator refuses fails at once with its reason, not at the timeout
 				PreConfig: func() { started = time.Now() },
 				Config: cfg(`  partitions = 2
@@ -519,4 +526,16 @@ resource "telemetry_site" "pop" {
 			},
 		},
 	})
+}
+
+// noDeletes fails a plan that deletes or replaces anything.
+type noDeletes struct{}
+
+func (noDeletes) CheckPlan(_ context.Context, req plancheck.CheckPlanRequest, resp *plancheck.CheckPlanResponse) {
+	for _, rc := range req.Plan.ResourceChanges {
+		if rc.Change.Actions.Delete() || rc.Change.Actions.Replace() {
+			resp.Error = fmt.Errorf("the plan deletes %s (%v): a resource that lost a create saved state it does not own", rc.Address, rc.Change.Actions)
+			return
+		}
+	}
 }
