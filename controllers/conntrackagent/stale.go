@@ -198,9 +198,9 @@ func Serving(ep discoveryv1.Endpoint) bool {
 // says nothing and is not looked at. Entries to a Service deleted recently
 // are all stale.
 //
-// While a port has no serving endpoint its entries are left alone: each
-// packet would only re-create them; they are removed once an endpoint
-// comes back (0 -> N).
+// While a port has no serving endpoint of the entry's address family its
+// entries are left alone: each packet would only re-create them; they are
+// removed once an endpoint of that family comes back (0 -> N).
 func (t *Table) Stale(f Flow) (bool, types.NamespacedName) {
 	if f.Proto != protoUDP {
 		return false, types.NamespacedName{}
@@ -216,11 +216,25 @@ func (t *Table) Stale(f Flow) (bool, types.NamespacedName) {
 	if p.deleted {
 		return true, p.service
 	}
-	if len(p.endpoints) == 0 {
+	if !p.servesFamily(dst.Addr().Is4()) {
 		return false, p.service
 	}
 	reply := netip.AddrPortFrom(f.ReplySrc.Addr().Unmap(), f.ReplySrc.Port())
 	return !p.endpoints[reply], p.service
+}
+
+// servesFamily reports whether the port has a serving endpoint of the
+// family: kube-proxy NATs an address only to endpoints of its own family, so
+// an IPv6 flow to a Service whose endpoints are all IPv4 (or to an IPv6
+// address of a single-stack IPv4 Service) is never NATed, and deleting its
+// entry would only have the next packet re-create it.
+func (p *port) servesFamily(v4 bool) bool {
+	for ep := range p.endpoints {
+		if ep.Addr().Is4() == v4 {
+			return true
+		}
+	}
+	return false
 }
 
 // Filters are the disjoint scan filters that select the entries of these

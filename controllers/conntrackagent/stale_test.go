@@ -101,3 +101,41 @@ func TestStale(t *testing.T) {
 		t.Errorf("keys = %d", table.Keys())
 	}
 }
+
+// TestStalePerFamily: kube-proxy NATs a Service address only to endpoints of
+// its own family, so "no serving endpoint" is judged per family: a dual-stack
+// Service with IPv4 endpoints only leaves its IPv6 flows alone (they were
+// deleted about once a second for as long as they ran), and so does an IPv6
+// load-balancer address on a single-stack IPv4 Service; the IPv4 side is
+// judged as before, and an IPv6 endpoint coming makes the IPv6 flows stale.
+func TestStalePerFamily(t *testing.T) {
+	dual := udpService("dual", []string{"10.96.0.50", "fd00::50"}, "203.0.113.50", 6343, 30050)
+	dual.Status.LoadBalancer.Ingress = append(dual.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: "2001:db8::50"})
+	v4only := udpService("v4only", []string{"10.96.0.60"}, "203.0.113.60", 6343, 0)
+	v4only.Status.LoadBalancer.Ingress = append(v4only.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: "2001:db8::60"})
+	local := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8:ffff::1")}
+	unNATed := func(src, dst string) Flow { return Flow{Proto: protoUDP, OrigSrc: ap(src), OrigDst: ap(dst), ReplySrc: ap(dst)} }
+	table := NewTable([]*corev1.Service{dual, v4only},
+		[]*discoveryv1.EndpointSlice{slice("dual", 16343, "198.51.100.7"), slice("v4only", 16343, "198.51.100.8")}, nil, local)
+	for _, tc := range []struct {
+		name  string
+		flow  Flow
+		stale bool
+	}{
+		{"IPv4 LB address, IPv4 endpoint serving", unNATed("192.0.2.9:5000", "203.0.113.50:6343"), true},
+		{"IPv6 LB address, no IPv6 endpoint", unNATed("[2001:db8:9::9]:5000", "[2001:db8::50]:6343"), false},
+		{"IPv6 ClusterIP, no IPv6 endpoint", unNATed("[2001:db8:9::9]:5000", "[fd00::50]:6343"), false},
+		{"IPv6 NodePort, no IPv6 endpoint", unNATed("[2001:db8:9::9]:5000", "[2001:db8:ffff::1]:30050"), false},
+		{"IPv4 NodePort, IPv4 endpoint", unNATed("192.0.2.9:5000", "192.0.2.1:30050"), true},
+		{"IPv6 address on a single-stack IPv4 Service", unNATed("[2001:db8:9::9]:5000", "[2001:db8::60]:6343"), false},
+	} {
+		if got, _ := table.Stale(tc.flow); got != tc.stale {
+			t.Errorf("%s: stale = %v, want %v", tc.name, got, tc.stale)
+		}
+	}
+	// An IPv6 endpoint arrives: the never-NATed IPv6 flow is stale now.
+	table = NewTable([]*corev1.Service{dual}, []*discoveryv1.EndpointSlice{slice("dual", 16343, "198.51.100.7", "2001:db8:1::7")}, nil, local)
+	if got, _ := table.Stale(unNATed("[2001:db8:9::9]:5000", "[2001:db8::50]:6343")); !got {
+		t.Error("a never-NATed IPv6 flow is not stale once an IPv6 endpoint serves")
+	}
+}
