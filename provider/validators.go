@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -72,16 +73,44 @@ func (v durationValidator) ValidateString(ctx context.Context, req validator.Str
 	}
 }
 
-// parseDuration is time.ParseDuration with whole days ("7d") accepted.
+// maxDays is the most days a duration may hold; the longest a Go duration
+// holds is about 106,751 days (292 years).
+const maxDays = 100000
+
+// parseDuration is time.ParseDuration with whole days leading ("7d",
+// "1d12h") accepted, and a value too long for a duration said to be so.
 func parseDuration(s string) (time.Duration, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseInt(days, 10, 64)
-		if err != nil || n > 100000 {
-			return 0, fmt.Errorf("invalid duration %q", s)
+	var days int64
+	rest := s
+	if i := strings.IndexByte(s, 'd'); i >= 0 {
+		n, err := strconv.ParseInt(s[:i], 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("invalid duration %q: days are a whole number before the d, e.g. \"7d\" or \"1d12h\"", s)
 		}
-		return time.Duration(n) * 24 * time.Hour, nil
+		if n > maxDays {
+			return 0, fmt.Errorf("duration %q is more than %d days, the longest accepted", s, maxDays)
+		}
+		days, rest = n, s[i+1:]
 	}
-	return time.ParseDuration(s)
+	d := time.Duration(days) * 24 * time.Hour
+	if rest == "" {
+		return d, nil
+	}
+	more, err := time.ParseDuration(rest)
+	if err != nil {
+		if _, perr := strconv.ParseFloat(strings.TrimRight(rest, "nsuµmh"), 64); perr == nil && !strings.Contains(err.Error(), "unknown unit") {
+			// Well formed, but past what a duration holds.
+			return 0, fmt.Errorf("duration %q is out of range: the longest is %s (about 292 years)", s, time.Duration(math.MaxInt64))
+		}
+		if days > 0 {
+			return 0, fmt.Errorf("duration %q: %w", s, err)
+		}
+		return 0, err
+	}
+	if d+more < d {
+		return 0, fmt.Errorf("duration %q is out of range: the longest is %s (about 292 years)", s, time.Duration(math.MaxInt64))
+	}
+	return d + more, nil
 }
 
 // formatDuration renders a duration in the largest unit that divides it, the
