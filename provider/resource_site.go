@@ -97,10 +97,10 @@ func (r *siteResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 					"must be lowercase letters, digits, '-' and '.', starting with a letter or digit")},
 				MarkdownDescription: "Prefix of the topic name. Default `" + defaultTopicPrefix + "`. Changing it replaces the topic."},
 			"expected_flows_per_second": schema.Int64Attribute{Optional: true, Computed: true,
-				Default:    int64default.StaticInt64(1000),
+				Default:    int64default.StaticInt64(defaultFlowsPerSecond),
 				Validators: []validator.Int64{int64validator.Between(1, maxFlowsPerSecond)},
-				MarkdownDescription: fmt.Sprintf("Flow records per second the site is expected to export, at most %d. Default 1000. "+
-					"Drives the default `partitions` and `telemetry_kafka_sizing`.", maxFlowsPerSecond)},
+				MarkdownDescription: fmt.Sprintf("Flow records per second the site is expected to export, at most %d. Default %d. "+
+					"Drives the default `partitions` and `telemetry_kafka_sizing`.", maxFlowsPerSecond, defaultFlowsPerSecond)},
 			"partitions": schema.Int64Attribute{Optional: true, Computed: true,
 				Validators: []validator.Int64{int64validator.Between(1, maxPartitions)},
 				MarkdownDescription: fmt.Sprintf("Partitions of the topic, at most %d. Default derived from `expected_flows_per_second`. "+

@@ -43,6 +43,9 @@ const (
 	// well above any one PoP, and small enough that no derived figure
 	// overflows.
 	maxFlowsPerSecond = 100_000_000
+	// defaultFlowsPerSecond is expected_flows_per_second's default, and what
+	// import reads from a KafkaTopic the provider never wrote.
+	defaultFlowsPerSecond = 1000
 	// maxPartitions is the largest partition count accepted, explicit or
 	// derived: what maxFlowsPerSecond derives.
 	maxPartitions int64 = maxFlowsPerSecond * defaultBytesPerFlow / partitionWriteBudget
@@ -163,7 +166,12 @@ func siteFromTopic(u *unstructured.Unstructured, knownLabels []string) (siteSpec
 	s.Replicas = nestedInt(u.Object, "spec", "replicas")
 	s.MinInsync = nestedInt(u.Object, "spec", "config", "min.insync.replicas")
 	s.Retention = time.Duration(nestedInt(u.Object, "spec", "config", "retention.ms")) * time.Millisecond
-	s.ExpectedFlowsPerSecond, _ = strconv.ParseInt(ann[annotations.ExpectedFlowsPerSecond], 10, 64)
+	// A topic the provider never wrote has no such annotation: the schema's
+	// default, so that imported (and generated) configuration is valid.
+	s.ExpectedFlowsPerSecond = defaultFlowsPerSecond
+	if n, err := strconv.ParseInt(ann[annotations.ExpectedFlowsPerSecond], 10, 64); err == nil && n >= 1 && n <= maxFlowsPerSecond {
+		s.ExpectedFlowsPerSecond = n
+	}
 	s.FlowSources = lbc.SplitList(ann[annotations.FlowSources]) // the same comma-separated format as the LBC's lists
 	for k, v := range labels {
 		if slices.Contains(reservedLabels, k) {

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 )
 
 func TestDerivePartitions(t *testing.T) {
@@ -69,5 +72,27 @@ func TestTopicReady(t *testing.T) {
 	u.Object["status"].(map[string]any)["observedGeneration"] = int64(2)
 	if ok, _ := topicReady(u); !ok {
 		t.Fatal("ready at the current generation")
+	}
+}
+
+// TestSiteFromHandMadeTopic: a KafkaTopic the provider never wrote has no
+// expected-flows annotation; what import reads (and -generate-config-out
+// writes) is the schema's default, valid as written, not 0.
+func TestSiteFromHandMadeTopic(t *testing.T) {
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"partitions": int64(3), "replicas": int64(3),
+		"config": map[string]any{"retention.ms": int64(86400000), "min.insync.replicas": int64(2)}}}}
+	u.SetGroupVersionKind(kubeapi.KafkaTopic("v1"))
+	u.SetNamespace("default")
+	u.SetName("sfacctd-flows-hand01")
+	u.SetLabels(map[string]string{kubeapi.StrimziClusterLabel: "telemetry"})
+	for _, ann := range []map[string]string{nil, {annotations.ExpectedFlowsPerSecond: "0"}, {annotations.ExpectedFlowsPerSecond: "lots"}} {
+		u.SetAnnotations(ann)
+		got, err := siteFromTopic(u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ExpectedFlowsPerSecond != defaultFlowsPerSecond {
+			t.Errorf("annotations %v: expected_flows_per_second = %d, want the default %d", ann, got.ExpectedFlowsPerSecond, defaultFlowsPerSecond)
+		}
 	}
 }
