@@ -43,7 +43,11 @@ func TestControllerKilledAtRandom(t *testing.T) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "chaos"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.CreateProductTier(ctx); err != nil {
+	// The binary runs as its ServiceAccount, under the deploy manifests'
+	// RBAC and admission policies (its start-up check refuses anything less).
+	applyFence(t, p)
+	kubeconfig, err := p.ServiceAccountKubeconfig("telemetry-system", "nlb-policy-controller")
+	if err != nil {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(t.TempDir(), "nlb-policy-controller")
@@ -57,7 +61,7 @@ func TestControllerKilledAtRandom(t *testing.T) {
 	}
 	defer logf.Close()
 	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "--kubeconfig", p.Kubeconfig, "--aws=false", "--health-check-cidrs", healthCIDRs,
+		cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--aws=false", "--health-check-cidrs", healthCIDRs,
 			"--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
 			"--orphan-sweep-interval=2s")
 		cmd.Stdout, cmd.Stderr = logf, logf

@@ -42,22 +42,7 @@ func startFencedPlane(t *testing.T) (*localplane.Plane, client.Client, client.Cl
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	objs, err := localplane.ReadManifests(filepath.Join(localplane.RepoRoot(), "deploy", "nlb-policy-controller.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fence := localplane.RBAC(objs)
-	for _, o := range objs {
-		if strings.HasPrefix(o.GetKind(), "ValidatingAdmissionPolicy") {
-			fence = append(fence, o)
-		}
-	}
-	if err := p.ApplyManifests(ctx, fence, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.CreateProductTier(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctrlClient := applyFence(t, p)
 	for _, o := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: tenantNS}},
 		&corev1.ServiceAccount{ObjectMeta: objectMeta(tenantNS, "tenant")},
@@ -74,11 +59,37 @@ func startFencedPlane(t *testing.T) (*localplane.Plane, client.Client, client.Cl
 			t.Fatal(err)
 		}
 	}
-	ctrlClient, err := client.New(p.ServiceAccountConfig("telemetry-system", "nlb-policy-controller"), client.Options{Scheme: kubeapi.Scheme()})
+	tenant, err := client.New(p.ServiceAccountConfig(tenantNS, "tenant"), client.Options{Scheme: kubeapi.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tenant, err := client.New(p.ServiceAccountConfig(tenantNS, "tenant"), client.Options{Scheme: kubeapi.Scheme()})
+	return p, admin, ctrlClient, tenant
+}
+
+// applyFence applies deploy/nlb-policy-controller.yaml's RBAC and admission
+// policies for real and creates the product's tier, waits until the
+// admission policies are enforced, and returns a client acting as the
+// controller's ServiceAccount.
+func applyFence(t *testing.T, p *localplane.Plane) client.Client {
+	t.Helper()
+	ctx := context.Background()
+	objs, err := localplane.ReadManifests(filepath.Join(localplane.RepoRoot(), "deploy", "nlb-policy-controller.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fence := localplane.RBAC(objs)
+	for _, o := range objs {
+		if strings.HasPrefix(o.GetKind(), "ValidatingAdmissionPolicy") {
+			fence = append(fence, o)
+		}
+	}
+	if err := p.ApplyManifests(ctx, fence, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CreateProductTier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ctrlClient, err := client.New(p.ServiceAccountConfig("telemetry-system", "nlb-policy-controller"), client.Options{Scheme: kubeapi.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +99,7 @@ func startFencedPlane(t *testing.T) (*localplane.Plane, client.Client, client.Cl
 		err := ctrlClient.Create(ctx, ownPolicy("nlb-probe", calicov3.Allow), client.DryRunAll)
 		return refused(err), fmt.Sprint(err)
 	})
-	return p, admin, ctrlClient, tenant
+	return ctrlClient
 }
 
 // refused reports whether the API server refused a write, by RBAC, Calico's

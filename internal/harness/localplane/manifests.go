@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -92,4 +94,21 @@ func RBAC(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
 		}
 	}
 	return out
+}
+
+// ServiceAccountKubeconfig writes a kubeconfig that acts as the
+// ServiceAccount (the admin's credentials impersonating it, as
+// ServiceAccountConfig does), for a binary run with exactly that account's
+// rights, and returns its path.
+func (p *Plane) ServiceAccountKubeconfig(namespace, name string) (string, error) {
+	cfg, err := clientcmd.LoadFromFile(p.Kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	as := p.ServiceAccountConfig(namespace, name).Impersonate
+	for _, ai := range cfg.AuthInfos {
+		ai.Impersonate, ai.ImpersonateGroups = as.UserName, as.Groups
+	}
+	path := filepath.Join(p.Dir, "kubeconfig-"+namespace+"-"+name)
+	return path, clientcmd.WriteToFile(*cfg, path)
 }
