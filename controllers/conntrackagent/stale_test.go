@@ -114,7 +114,9 @@ func TestStalePerFamily(t *testing.T) {
 	v4only := udpService("v4only", []string{"10.96.0.60"}, "203.0.113.60", 6343, 0)
 	v4only.Status.LoadBalancer.Ingress = append(v4only.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: "2001:db8::60"})
 	local := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8:ffff::1")}
-	unNATed := func(src, dst string) Flow { return Flow{Proto: protoUDP, OrigSrc: ap(src), OrigDst: ap(dst), ReplySrc: ap(dst)} }
+	unNATed := func(src, dst string) Flow {
+		return Flow{Proto: protoUDP, OrigSrc: ap(src), OrigDst: ap(dst), ReplySrc: ap(dst)}
+	}
 	table := NewTable([]*corev1.Service{dual, v4only},
 		[]*discoveryv1.EndpointSlice{slice("dual", 16343, "198.51.100.7"), slice("v4only", 16343, "198.51.100.8")}, nil, local)
 	for _, tc := range []struct {
