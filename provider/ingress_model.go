@@ -174,6 +174,12 @@ func (m *ingressModel) ports(ctx context.Context, diags *diag.Diagnostics) (out 
 	return out, known
 }
 
+// lastAppliedAnnotation is kubectl's record of what `kubectl apply` last
+// wrote: its bookkeeping, not a user's setting. Import does not adopt it (the
+// provider, which does not own it, would never remove it, so a plan showing
+// it go would not converge).
+const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
+
 // setFromService refreshes the model from the Service. allowed_sources keeps
 // the configured spelling while it aggregates to what the Service holds.
 func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) diag.Diagnostics {
@@ -248,7 +254,7 @@ func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) 
 		if slices.Contains(managedServiceAnnotations, k) {
 			continue
 		}
-		if _, ok := tracked[k]; ok || importing {
+		if _, ok := tracked[k]; ok || (importing && k != lastAppliedAnnotation) {
 			user[k] = v
 		}
 	}
