@@ -1,6 +1,8 @@
 package provider
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -45,8 +47,28 @@ func kubeReachError(c *clients, err error) string {
 	if c.restCfg != nil {
 		host = c.restCfg.Host
 	}
-	var status apierrors.APIStatus
-	if errors.As(err, &status) {
+	var (
+		status     apierrors.APIStatus
+		unknownCA  x509.UnknownAuthorityError
+		badCert    x509.CertificateInvalidError
+		badHost    x509.HostnameError
+		verifyCert *tls.CertificateVerificationError
+	)
+	switch {
+	case errors.As(err, &unknownCA) || errors.As(err, &badCert) || errors.As(err, &badHost) || errors.As(err, &verifyCert):
+		// An answer, from a server whose certificate is not trusted: not a
+		// network problem, and not the credentials.
+		return fmt.Sprintf("The API server at %s presented a certificate the provider does not trust: %v. Set "+
+			"kubernetes.cluster_ca_certificate (or the kubeconfig's certificate-authority-data) to the cluster's CA, "+
+			"and check that kubernetes.host is a name the certificate is for.", host, err)
+	case apierrors.IsUnauthorized(err) || strings.Contains(err.Error(), "Unauthorized"):
+		// Said the same whether a write or a discovery (refresh) met it.
+		return fmt.Sprintf("The API server at %s refused the credentials (Unauthorized): %v. Check kubernetes.token "+
+			"(or the kubeconfig's user): it may be expired or for another cluster.", host, err)
+	case apierrors.IsForbidden(err):
+		return fmt.Sprintf("The API server at %s answered Forbidden: %v. The credentials are valid but lack a "+
+			"permission: grant the verb and resource the message names to the provider's user.", host, err)
+	case errors.As(err, &status):
 		return fmt.Sprintf("The API server at %s answered: %v. Check the credentials in the provider's kubernetes block.", host, err)
 	}
 	return fmt.Sprintf("No answer from the API server at %s: %v. Check kubernetes.host (or the kubeconfig's "+
