@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"strings"
 	"time"
 
@@ -182,11 +184,34 @@ func (s *awsSettings) validate(ctx context.Context) error {
 	if !s.validateCredentials {
 		return nil
 	}
-	out, err := sts.NewFromConfig(s.cfg, s.stsOptions).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-	if err != nil {
+	_, err := sts.NewFromConfig(s.cfg, s.stsOptions).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	var (
+		sendErr *smithyhttp.RequestSendError
+		apiErr  smithy.APIError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &sendErr):
+		// Nothing answered: the credentials were never looked at.
+		return fmt.Errorf("no answer from AWS (STS GetCallerIdentity, endpoint %s): %w. Check aws_endpoint (or the "+
+			"AWS_ENDPOINT_URL* variables) and that AWS is reachable from where terraform runs", s.stsEndpoint(), err)
+	case errors.As(err, &apiErr):
+		return fmt.Errorf("AWS refused the credentials (STS GetCallerIdentity answered %s): %w. Check aws.profile, the "+
+			"access keys or the environment's credentials; set aws.skip_credentials_validation to skip this check", apiErr.ErrorCode(), err)
+	default:
 		return fmt.Errorf("validating AWS credentials (STS GetCallerIdentity; set aws.skip_credentials_validation "+
 			"to skip): %w", err)
 	}
-	_ = out
-	return nil
+}
+
+// stsEndpoint is where STS is asked: the configured endpoint, else AWS's.
+func (s *awsSettings) stsEndpoint() string {
+	switch {
+	case s.sts != "":
+		return s.sts
+	case s.cfg.BaseEndpoint != nil:
+		return *s.cfg.BaseEndpoint
+	}
+	return "the region's default"
 }

@@ -65,7 +65,7 @@ aws {
     ec2 = "http://127.0.0.1:1"
     sts = "http://127.0.0.1:1"
   }
-}`, p.Kubeconfig), regexp.MustCompile(`validating AWS credentials`)},
+}`, p.Kubeconfig), regexp.MustCompile(`no answer from AWS \(STS GetCallerIdentity, endpoint http://127.0.0.1:1\)`)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
