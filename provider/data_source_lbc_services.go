@@ -197,7 +197,7 @@ func (d *lbcServicesDataSource) Read(ctx context.Context, req datasource.ReadReq
 	if bindingsUnreadable != nil {
 		resp.Diagnostics.AddWarning("TargetGroupBindings not read", fmt.Sprintf("Reading the AWS Load Balancer Controller's "+
 			"TargetGroupBindings failed (%v), so per_source_rules leaves out the node-group rules of NLBs without security "+
-			"groups. Allow get and list on targetgroupbindings.elbv2.k8s.aws to the provider's credentials.", bindingsUnreadable))
+			"groups. %s", bindingsUnreadable, targetGroupBindingsAdvice(bindingsUnreadable)))
 	}
 	m.Services = types.ListValueMust(lbcServiceType, out)
 	if m.RulesQuota.IsNull() {

@@ -61,7 +61,7 @@ func (r *nlbIngressResource) handOver(ctx context.Context, c client.Client, a in
 		return err
 	}
 	var why string
-	tgbUnreadable := ""
+	var tgbUnreadable error
 	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 		svc := &corev1.Service{}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: spec.Namespace, Name: spec.Name}, svc); err != nil {
@@ -96,7 +96,7 @@ func (r *nlbIngressResource) handOver(ctx context.Context, c client.Client, a in
 		pending, err := lbcBindingsWithRules(ctx, c, spec.Namespace, spec.Name)
 		switch {
 		case apierrors.IsForbidden(err) || meta.IsNoMatchError(err):
-			tgbUnreadable = err.Error()
+			tgbUnreadable = err
 		case err != nil:
 			return false, err
 		case len(pending) > 0:
@@ -111,13 +111,28 @@ func (r *nlbIngressResource) handOver(ctx context.Context, c client.Client, a in
 			"controller's rules stay until it does. Is it running, and at v2.6 or later? kubectl -n %s describe service %s "+
 			"shows its events. Apply again once it has.", spec.Namespace, spec.Name, why, err, spec.Namespace, spec.Name)
 	}
-	if tgbUnreadable != "" {
+	if tgbUnreadable != nil {
 		diags.AddWarning("Could not check the TargetGroupBindings", fmt.Sprintf("The NLB uses the ingress's security groups, but "+
-			"reading the AWS Load Balancer Controller's TargetGroupBindings of Service %s/%s failed (%s), so whether it has revoked "+
-			"its per-source node-group rules is not known. Allow get and list on targetgroupbindings.elbv2.k8s.aws to the "+
-			"provider's credentials, or check the node group's rules described %q.", spec.Namespace, spec.Name, tgbUnreadable, lbc.RuleDescription))
+			"reading the AWS Load Balancer Controller's TargetGroupBindings of Service %s/%s failed (%v), so whether it has revoked "+
+			"its per-source node-group rules is not known. %s Or check the node group's rules described %q.",
+			spec.Namespace, spec.Name, tgbUnreadable, targetGroupBindingsAdvice(tgbUnreadable), lbc.RuleDescription))
 	}
 	return nil
+}
+
+// targetGroupBindingsAdvice is the next step when the AWS Load Balancer
+// Controller's TargetGroupBindings cannot be read, by cause: the CRD not
+// served (no RBAC would help), access refused, or no answer.
+func targetGroupBindingsAdvice(err error) string {
+	switch {
+	case meta.IsNoMatchError(err) || apierrors.IsNotFound(err):
+		return "The cluster serves no targetgroupbindings.elbv2.k8s.aws: the AWS Load Balancer Controller's CRDs are " +
+			"not installed (install the controller, v2.6 or later, with its CRDs)."
+	case apierrors.IsForbidden(err):
+		return "Allow get and list on targetgroupbindings.elbv2.k8s.aws to the provider's credentials."
+	default:
+		return "The API server did not answer the read: apply again once it does."
+	}
 }
 
 // lbcManagedGroupRules counts, by group, the inbound rules of the security

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 )
@@ -42,5 +43,18 @@ func TestKubeReachErrorNamesTheCause(t *testing.T) {
 				t.Errorf("%s: %q does not say %q", tc.name, got, g)
 			}
 		}
+	}
+}
+
+// TestTargetGroupBindingsAdvice: a TargetGroupBinding CRD that is not served
+// is not a permission problem, and is not advised as one.
+func TestTargetGroupBindingsAdvice(t *testing.T) {
+	noMatch := &meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: "elbv2.k8s.aws", Kind: "TargetGroupBinding"}}
+	if got := targetGroupBindingsAdvice(noMatch); !strings.Contains(got, "CRDs are not installed") || strings.Contains(got, "Allow get") {
+		t.Errorf("no matches for kind: %q", got)
+	}
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Group: "elbv2.k8s.aws", Resource: "targetgroupbindings"}, "", errors.New("no"))
+	if got := targetGroupBindingsAdvice(forbidden); !strings.Contains(got, "Allow get and list") {
+		t.Errorf("forbidden: %q", got)
 	}
 }
