@@ -84,11 +84,18 @@ func size(in sizingInput) (sizingResult, error) {
 			partitions = derivePartitions(s.FlowsPerSecond)
 		}
 		storage := bps * s.Retention.Seconds() * rf
-		if storage > maxReportable || out.StorageBytesTotal+storage > maxReportable {
+		switch {
+		case storage > maxReportable:
 			return out, &sizingError{path.Root("sites").AtListIndex(i).AtName("retention"), fmt.Sprintf(
-				"site %q: storage_bytes_total would be more than %.3g bytes (%d flows/s x %d bytes x %s x RF %d), more than "+
-					"a sizing can report. Shorten the retention or lower the rate.",
+				"site %q: its storage alone would put storage_bytes_total at more than %.3g bytes (%d flows/s x %d bytes x %s x RF %d), more than "+
+					"a sizing can report. Shorten its retention or lower its rate.",
 				s.Name, maxReportable, s.FlowsPerSecond, in.BytesPerFlow, s.Retention, in.ReplicationFactor)}
+		case out.StorageBytesTotal+storage > maxReportable:
+			// No one site is at fault: the sum of all of them is.
+			return out, &sizingError{path.Root("sites"), fmt.Sprintf(
+				"storage_bytes_total of the %d sites would be more than %.3g bytes, more than a sizing can report (each site's "+
+					"own figure is within it). Shorten the retention or lower the rates of the largest sites, or size them apart.",
+				len(in.Sites), maxReportable)}
 		}
 		out.Sites = append(out.Sites, sizingSiteResult{Name: s.Name, Partitions: partitions, ProduceBytesPerSecond: bps, StorageBytes: storage})
 		out.TotalFlowsPerSecond += s.FlowsPerSecond

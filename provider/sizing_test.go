@@ -1,8 +1,10 @@
 package provider
 
 import (
+	"errors"
 	"math"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -76,5 +78,25 @@ func TestSize(t *testing.T) {
 func TestDerivedPartitionsWithinBounds(t *testing.T) {
 	if n := derivePartitions(maxFlowsPerSecond); n > maxPartitions || n < 1 {
 		t.Fatalf("derivePartitions(%d) = %d, outside [1, %d]", maxFlowsPerSecond, n, maxPartitions)
+	}
+}
+
+// TestSizingOverflowBlamesTheRightThing: a total that overflows while each
+// site's own storage is within bounds blames the sum, at the sites list, not
+// the site that happened to be added last; a site whose own storage
+// overflows is named.
+func TestSizingOverflowBlamesTheRightThing(t *testing.T) {
+	in := sizingInput{BytesPerFlow: 500, ReplicationFactor: 3, MinInsync: 2, ConsumerGroups: 1, BrokerWriteBudget: 50e6, DiskFillTarget: 0.5}
+	// 1e8 flows/s x 500 B x RF 3 = 1.5e11 B/s: 427 days is about 0.6 of what a sizing reports.
+	each := 427 * 24 * time.Hour
+	in.Sites = []sizingSite{{Name: "s001", FlowsPerSecond: maxFlowsPerSecond, Retention: each}, {Name: "s002", FlowsPerSecond: maxFlowsPerSecond, Retention: each}}
+	_, err := size(in)
+	var se *sizingError
+	if !errors.As(err, &se) || strings.Contains(se.Error(), "s002") || !strings.Contains(se.Error(), "of the 2 sites") {
+		t.Errorf("a total that overflows: %v", err)
+	}
+	in.Sites = []sizingSite{{Name: "s001", FlowsPerSecond: maxFlowsPerSecond, Retention: 3 * each}}
+	if _, err := size(in); err == nil || !strings.Contains(err.Error(), `site "s001": its storage alone`) {
+		t.Errorf("a site that overflows alone: %v", err)
 	}
 }
