@@ -176,6 +176,14 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) start(ctx context.Context) error {
 	a.init()
 	a.loadState()
+	if a.APICheck > 0 {
+		// Started while the API server does not answer: said at once, and
+		// the informers start within APICheck of its return, instead of on
+		// client-go's backoff with nothing logged.
+		if err := a.waitForAPI(ctx); err != nil {
+			return err
+		}
+	}
 	if err := a.startInformers(ctx); err != nil {
 		return err
 	}
@@ -775,9 +783,7 @@ func (a *Agent) watchAPI(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		cctx, cancel := context.WithTimeout(ctx, a.APICheck)
-		err := a.Client.Discovery().RESTClient().Get().AbsPath("/readyz").Do(cctx).Error()
-		cancel()
+		err := a.checkAPI(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -797,6 +803,41 @@ func (a *Agent) watchAPI(ctx context.Context) {
 				continue
 			}
 			a.kick("api server back")
+		}
+	}
+}
+
+// checkAPI asks the API server's /readyz, for at most APICheck.
+func (a *Agent) checkAPI(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, a.APICheck)
+	defer cancel()
+	return a.Client.Discovery().RESTClient().Get().AbsPath("/readyz").Do(cctx).Error()
+}
+
+// waitForAPI returns once the API server answers, checking every APICheck;
+// while it does not, the agent says so (once) and is not ready.
+func (a *Agent) waitForAPI(ctx context.Context) error {
+	for logged := false; ; {
+		err := a.checkAPI(ctx)
+		a.mu.Lock()
+		a.apiDown = err
+		a.mu.Unlock()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err == nil:
+			if logged {
+				a.Log.Info("API server reachable: starting")
+			}
+			return nil
+		case !logged:
+			a.Log.Error(err, "API server unreachable at start: waiting for it; no pass runs and the agent is not ready until it answers")
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(a.APICheck):
 		}
 	}
 }
