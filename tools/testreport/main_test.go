@@ -1,0 +1,36 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestReport: packages and top-level tests sorted by their own wall time,
+// subtests folded into their parent, non-JSON lines skipped, a failure shown
+// as one.
+func TestReport(t *testing.T) {
+	in := strings.NewReader(`{"Action":"run","Package":"m/a","Test":"TestA"}
+{"Action":"pass","Package":"m/a","Test":"TestA/sub","Elapsed":9}
+{"Action":"pass","Package":"m/a","Test":"TestA","Elapsed":10}
+{"Action":"fail","Package":"m/b","Test":"TestB","Elapsed":30.5}
+# m/c [build failed]
+{"Action":"pass","Package":"m/a","Elapsed":12}
+{"Action":"fail","Package":"m/b","Elapsed":31}
+`)
+	packages, tests, err := read(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	write(&out, packages, tests, 5)
+	got := out.String()
+	for _, want := range []string{"fail       31s  m/b\n   pass       12s  m/a", "fail     30.5s  m/b.TestB\n   pass       10s  m/a.TestA"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "sub") {
+		t.Errorf("a subtest listed apart:\n%s", got)
+	}
+}
