@@ -61,7 +61,10 @@ type Reconciler struct {
 	// are switched off, without the opt-in annotation (opt out with
 	// telemetry-platform.io/nlb-policy: disabled).
 	ManageAll bool
-	Metrics   *Metrics
+	// Namespaces, when set, are the only namespaces whose Services may opt
+	// in (the admins' allow-list, --namespaces); empty: every namespace.
+	Namespaces []string
+	Metrics    *Metrics
 
 	mu       sync.Mutex
 	reported map[types.UID]string // problems last reported per Service, so Events are not repeated
@@ -75,6 +78,11 @@ type Reconciler struct {
 	started time.Time
 	// own is what the reconciler last wrote, so its own watch events are skipped.
 	own ownWrites
+}
+
+// namespaceAllowed reports whether Services of the namespace may opt in.
+func (r *Reconciler) namespaceAllowed(namespace string) bool {
+	return len(r.Namespaces) == 0 || slices.Contains(r.Namespaces, namespace)
 }
 
 // Qualifies reports whether the controller manages the Service: an NLB of
@@ -143,21 +151,41 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, fmt.Errorf("getting the Service: %w", err)
 	}
-	if !Qualifies(svc, r.ManageAll) {
+	qualifies := Qualifies(svc, r.ManageAll)
+	refused := ""
+	if qualifies && !r.namespaceAllowed(svc.Namespace) {
+		// Who may opt in is the admins' choice: a Service elsewhere is not
+		// managed, and its acknowledgement says why, so an apply waiting for
+		// it fails with the reason instead of at its timeout.
+		refused = fmt.Sprintf("not managed: namespace %q is not among the nlb-policy controller's --namespaces (%s); "+
+			"ask the cluster's admins to add it", svc.Namespace, strings.Join(r.Namespaces, ","))
+	}
+	if !qualifies || refused != "" {
 		if err := r.deleteOwned(ctx, svc.Namespace, svc.Name); err != nil {
 			return reconcile.Result{}, fmt.Errorf("deleting the policies of a Service no longer managed: %w", err)
 		}
 		r.forget(req.NamespacedName, svc.UID)
-		_, acked := svc.Annotations[annotations.Enforced]
-		if controllerutil.ContainsFinalizer(svc, Finalizer) || acked {
+		have, acked := svc.Annotations[annotations.Enforced]
+		want := ""
+		if refused != "" {
+			want = ack.Ack{Problem: refused}.Encode()
+		}
+		if controllerutil.ContainsFinalizer(svc, Finalizer) || (acked && have != want) || (!acked && want != "") {
 			patch := client.MergeFrom(svc.DeepCopy())
 			controllerutil.RemoveFinalizer(svc, Finalizer)
 			delete(svc.Annotations, annotations.Enforced)
+			if want != "" {
+				if svc.Annotations == nil {
+					svc.Annotations = map[string]string{}
+				}
+				svc.Annotations[annotations.Enforced] = want
+				r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonNotAllowed, "Reconcile", "%s", refused)
+			}
 			if err := r.Client.Patch(ctx, svc, patch); err != nil && !apierrors.IsNotFound(err) {
 				return reconcile.Result{}, fmt.Errorf("removing the finalizer and acknowledgement: %w", err)
 			}
 			r.Metrics.write("Service", "patch")
-			logger.Info("policies removed", "reason", notQualifyingReason(svc))
+			logger.Info("policies removed", "reason", cmp.Or(refused, notQualifyingReason(svc)))
 		}
 		return reconcile.Result{}, nil
 	}
@@ -318,6 +346,7 @@ const (
 	ReasonPoliciesApplied    = "PoliciesApplied"
 	ReasonPoliciesNotApplied = "PoliciesNotApplied"
 	ReasonInvalidInput       = "InvalidInput"
+	ReasonNotAllowed         = "NamespaceNotAllowed"
 )
 
 // acknowledge records on the Service what is enforced for it (see

@@ -220,3 +220,54 @@ func TestAcknowledgementHeld(t *testing.T) {
 		t.Fatal("the new controller did not acknowledge after the grace")
 	}
 }
+
+// TestNamespacesAllowList: who may opt in is the admins' choice. With
+// --namespaces set, a Service opted in from another namespace gets no policy
+// (and loses any it had), no finalizer, an acknowledgement without a digest
+// whose problem names the flag (so the provider's apply fails saying why,
+// instead of waiting out its timeout), and a Warning Event; one in a listed
+// namespace is managed as before.
+func TestNamespacesAllowList(t *testing.T) {
+	svc := nlbService()
+	r, c, ops := recordingReconciler(t, svc, TierObject(DefaultTier, DefaultTierOrder))
+	reconcileOnce(t, r, svc)
+	if index(*ops, "create", "-deny") < 0 {
+		t.Fatalf("not managed with no allow-list: %v", *ops)
+	}
+	r.Namespaces = []string{"platform"}
+	*ops = nil
+	reconcileOnce(t, r, svc)
+	got := &corev1.Service{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), got); err != nil {
+		t.Fatal(err)
+	}
+	a, ok := ack.Of(got)
+	if !ok || a.Digest != "" || !strings.Contains(a.Problem, "--namespaces") || ack.Current(got) {
+		t.Errorf("acknowledgement of a Service outside the allow-list: %+v (%v)", a, ok)
+	}
+	if slices.Contains(got.Finalizers, Finalizer) {
+		t.Error("the finalizer stayed on a Service outside the allow-list")
+	}
+	var left calicov3.GlobalNetworkPolicyList
+	if err := c.List(context.Background(), &left); err != nil || len(left.Items) != 0 {
+		t.Errorf("policies left for a Service outside the allow-list: %d (%v)", len(left.Items), err)
+	}
+	found := false
+	for rec := r.Recorder.(*events.FakeRecorder); len(rec.Events) > 0; {
+		if ev := <-rec.Events; strings.Contains(ev, ReasonNotAllowed) {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no NamespaceNotAllowed Event")
+	}
+	r.Namespaces = []string{"platform", svc.Namespace}
+	*ops = nil
+	reconcileOnce(t, r, svc)
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), got); err != nil {
+		t.Fatal(err)
+	}
+	if !ack.Current(got) || index(*ops, "create", "-deny") < 0 {
+		t.Errorf("not managed once its namespace is listed: %v", *ops)
+	}
+}

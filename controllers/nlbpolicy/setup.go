@@ -18,7 +18,10 @@ import (
 type Config struct {
 	Options   Options
 	ManageAll bool
-	Sources   Sources
+	// Namespaces is the admins' allow-list of namespaces whose Services may
+	// opt in (Reconciler.Namespaces); empty: every namespace.
+	Namespaces []string
+	Sources    Sources
 	// SweepInterval is how often the orphan sweep runs (it also runs at start).
 	SweepInterval time.Duration
 	Registry      prometheus.Registerer
@@ -59,13 +62,14 @@ func Setup(mgr ctrl.Manager, cfg Config) (*Reconciler, error) {
 		}
 	}
 	r := &Reconciler{
-		Client:    mgr.GetClient(),
-		Reader:    mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("nlb-policy-controller"),
-		Sources:   cfg.Sources,
-		Options:   cfg.Options,
-		ManageAll: cfg.ManageAll,
-		Metrics:   metrics,
+		Client:     mgr.GetClient(),
+		Reader:     mgr.GetAPIReader(),
+		Recorder:   mgr.GetEventRecorder("nlb-policy-controller"),
+		Sources:    cfg.Sources,
+		Options:    cfg.Options,
+		ManageAll:  cfg.ManageAll,
+		Namespaces: cfg.Namespaces,
+		Metrics:    metrics,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err

@@ -56,6 +56,7 @@ func run() error {
 		cacheTTL       = flag.Duration("aws-cache-ttl", 10*time.Minute, "How long an NLB's subnets are cached.")
 		sweepInterval  = flag.Duration("orphan-sweep-interval", 5*time.Minute, "How often to delete policies whose Service is gone.")
 		maxConcurrency = flag.Int("max-concurrent-reconciles", 4, "Services reconciled in parallel.")
+		namespaces     = flag.String("namespaces", "", "Comma-separated namespaces whose Services may opt in (the admins' allow-list); a Service opted in elsewhere is not managed, and its acknowledgement and a Warning Event say why. Empty: every namespace.")
 		checkFence     = flag.Bool("check-write-fence", true, "Refuse to start unless a policy outside the controller's tier and an Allow rule in it are both refused (dry run): proves Calico's tiered RBAC and the admission policy fence this account.")
 	)
 	zapOpts := zap.Options{}
@@ -121,6 +122,7 @@ func run() error {
 		Options: nlbpolicy.Options{HostEndpointSelector: *hostSelector, Order: *order, NetworkSetThreshold: *netsetSize, Tier: *tier,
 			ProgrammingGrace: *grace},
 		ManageAll:     *manageAll,
+		Namespaces:    lbc.SplitList(*namespaces),
 		Sources:       sources,
 		SweepInterval: *sweepInterval,
 		Registry:      metrics.Registry,
