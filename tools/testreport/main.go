@@ -4,6 +4,7 @@
 // `make test` shows where its time goes.
 //
 //	testreport [-slowest N] FILE
+//	testreport -failures FILE...   (the failed tests of each run, for make flake-check)
 package main
 
 import (
@@ -34,9 +35,13 @@ type result struct {
 
 func main() {
 	slowest := flag.Int("slowest", 10, "how many of the slowest tests to list")
+	failures := flag.Bool("failures", false, "list the failed tests of each file instead")
 	flag.Parse()
+	if *failures {
+		os.Exit(listFailures(os.Stdout, flag.Args()))
+	}
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: testreport [-slowest N] FILE")
+		fmt.Fprintln(os.Stderr, "usage: testreport [-slowest N] FILE | testreport -failures FILE...")
 		os.Exit(2)
 	}
 	f, err := os.Open(flag.Arg(0))
@@ -98,4 +103,45 @@ func write(w io.Writer, packages, tests []result, slowest int) {
 	for _, t := range tests[:min(slowest, len(tests))] {
 		fmt.Fprintf(w, "   %-4s %9s  %s\n", t.action, t.elapsed.Round(100*time.Millisecond), t.name)
 	}
+}
+
+// listFailures prints, per file (one run each), the tests and packages that
+// failed, and a closing count; it returns 1 when any did.
+func listFailures(w io.Writer, files []string) int {
+	total := 0
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			fmt.Fprintf(w, "%s: %v\n", name, err)
+			total++
+			continue
+		}
+		packages, tests, err := read(f)
+		f.Close()
+		if err != nil {
+			fmt.Fprintf(w, "%s: %v\n", name, err)
+			total++
+			continue
+		}
+		n := 0
+		for _, r := range append(tests, packages...) {
+			if r.action == "fail" {
+				fmt.Fprintf(w, "%s: FAIL %s (%s)\n", name, shortPackage(r.name), r.elapsed.Round(100*time.Millisecond))
+				n++
+			}
+		}
+		if len(packages) == 0 {
+			fmt.Fprintf(w, "%s: no package ran\n", name)
+			n++
+		}
+		if n == 0 {
+			fmt.Fprintf(w, "%s: no failure (%d packages)\n", name, len(packages))
+		}
+		total += n
+	}
+	fmt.Fprintf(w, "%d runs, %d failures\n", len(files), total)
+	if total > 0 {
+		return 1
+	}
+	return 0
 }

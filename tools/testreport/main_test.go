@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 )
@@ -32,5 +33,30 @@ func TestReport(t *testing.T) {
 	}
 	if strings.Contains(got, "sub") {
 		t.Errorf("a subtest listed apart:\n%s", got)
+	}
+}
+
+// TestFailures: each run's failed tests are listed with the run, and the
+// count closes the list.
+func TestFailures(t *testing.T) {
+	dir := t.TempDir()
+	ok, bad := dir+"/1.json", dir+"/2.json"
+	for name, content := range map[string]string{
+		ok:  `{"Action":"pass","Package":"m/a","Test":"TestA","Elapsed":1}` + "\n" + `{"Action":"pass","Package":"m/a","Elapsed":1}` + "\n",
+		bad: `{"Action":"fail","Package":"m/a","Test":"TestA","Elapsed":2}` + "\n" + `{"Action":"fail","Package":"m/a","Elapsed":2}` + "\n",
+	} {
+		if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	if code := listFailures(&out, []string{ok, bad}); code != 1 {
+		t.Errorf("exit %d with a failure", code)
+	}
+	got := out.String()
+	for _, want := range []string{ok + ": no failure (1 packages)", bad + ": FAIL m/a.TestA", "2 runs, 2 failures"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("lacks %q:\n%s", want, got)
+		}
 	}
 }
