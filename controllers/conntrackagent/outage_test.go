@@ -99,17 +99,8 @@ func TestAgentAPIServerOutage(t *testing.T) {
 	}
 	time.Sleep(10 * time.Second)
 	blackholed(t, pod)
-	if err := outage.Up(); err != nil {
-		t.Fatal(err)
-	}
 	up := time.Now()
-	for a.Ready() != nil {
-		if time.Since(up) > 2*time.Second {
-			t.Fatalf("the agent not ready 2 s after the API server came back: %v", a.Ready())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Logf("ready again %v after the API server came back", time.Since(up).Round(10*time.Millisecond))
+	t.Logf("ready again %v after the API server came back", upAndReady(t, outage, a, 2*time.Second).Round(10*time.Millisecond))
 	receives(t, pod, 60*time.Second)
 	d := time.Since(up)
 	t.Logf("after a 10 s API server outage, the flow reached the pod %v after the API server was back", d.Round(10*time.Millisecond))
@@ -175,18 +166,26 @@ func TestAgentStartsDuringAPIServerOutage(t *testing.T) {
 	if a.Ready() == nil {
 		t.Fatal("ready with the API server unreachable")
 	}
+	t.Logf("started during an outage: ready %v after the API server came back (--api-check 200ms)",
+		upAndReady(t, outage, a, 30*time.Second).Round(10*time.Millisecond))
+	if !logged("API server reachable: starting") {
+		t.Errorf("the return of the API server was not logged: %q", lines)
+	}
+}
+
+// upAndReady ends the outage and waits until the agent is ready again, at
+// most limit; it returns how long that took.
+func upAndReady(t *testing.T, outage *localplane.Outage, a *conntrackagent.Agent, limit time.Duration) time.Duration {
+	t.Helper()
 	if err := outage.Up(); err != nil {
 		t.Fatal(err)
 	}
 	up := time.Now()
 	for a.Ready() != nil {
-		if time.Since(up) > 30*time.Second {
-			t.Fatalf("not ready 30 s after the API server came back: %v", a.Ready())
+		if time.Since(up) > limit {
+			t.Fatalf("the agent not ready %v after the API server came back: %v", limit, a.Ready())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("started during an outage: ready %v after the API server came back (--api-check 200ms)", time.Since(up).Round(10*time.Millisecond))
-	if !logged("API server reachable: starting") {
-		t.Errorf("the return of the API server was not logged: %q", lines)
-	}
+	return time.Since(up)
 }
