@@ -232,7 +232,6 @@ func (a ingressAWS) deleteFrontend(ctx context.Context, id string) error {
 // actualRules reads the rules the ingress owns, mapped back to symbolic
 // sources ("frontend", "vpc") so they compare with desiredRules.
 func (a ingressAWS) actualRules(ctx context.Context, o ingressOwner, frontendID, nodeID string, vpcCIDRs []string) ([]sgRule, error) {
-	owner := o.description()
 	ids := []string{nodeID}
 	if frontendID != "" {
 		ids = append(ids, frontendID)
@@ -261,24 +260,24 @@ func (a ingressAWS) actualRules(ctx context.Context, o ingressOwner, frontendID,
 			base := sgRule{Group: group, Protocol: strings.ToLower(aws.ToString(p.IpProtocol)),
 				From: aws.ToInt32(p.FromPort), To: aws.ToInt32(p.ToPort)}
 			for _, r := range p.IpRanges {
-				if all || aws.ToString(r.Description) == owner {
+				if all || o.ownsRule(aws.ToString(r.Description)) {
 					rule := base
 					rule.Source = aws.ToString(r.CidrIp)
-					if group == "node" && slices.Contains(vpcCIDRs, rule.Source) && aws.ToString(r.Description) == owner {
+					if group == "node" && slices.Contains(vpcCIDRs, rule.Source) && o.ownsRule(aws.ToString(r.Description)) {
 						rule.Source = sourceVPC
 					}
 					add(rule)
 				}
 			}
 			for _, r := range p.Ipv6Ranges {
-				if all || aws.ToString(r.Description) == owner {
+				if all || o.ownsRule(aws.ToString(r.Description)) {
 					rule := base
 					rule.Source = aws.ToString(r.CidrIpv6)
 					add(rule)
 				}
 			}
 			for _, r := range p.UserIdGroupPairs {
-				if all || aws.ToString(r.Description) == owner {
+				if all || o.ownsRule(aws.ToString(r.Description)) {
 					rule := base
 					rule.Source = aws.ToString(r.GroupId)
 					if rule.Source == frontendID {
@@ -301,14 +300,14 @@ func (a ingressAWS) reconcileRules(ctx context.Context, o ingressOwner, frontend
 	}
 	for _, r := range actual {
 		if !slices.Contains(desired, r) {
-			if err := a.changeRule(ctx, false, o.description(), frontendID, nodeID, vpcCIDRs, r); err != nil {
+			if err := a.changeRule(ctx, false, o, frontendID, nodeID, vpcCIDRs, r); err != nil {
 				return err
 			}
 		}
 	}
 	for _, r := range desired {
 		if !slices.Contains(actual, r) {
-			if err := a.changeRule(ctx, true, o.description(), frontendID, nodeID, vpcCIDRs, r); err != nil {
+			if err := a.changeRule(ctx, true, o, frontendID, nodeID, vpcCIDRs, r); err != nil {
 				return err
 			}
 		}
@@ -323,27 +322,26 @@ func (a ingressAWS) foreignNodeRules(ctx context.Context, o ingressOwner, nodeID
 	if err != nil {
 		return nil, fmt.Errorf("describing the node security group %s: %w", nodeID, err)
 	}
-	owner := o.description()
 	var rules []sgRule
 	for _, g := range out.SecurityGroups {
 		for _, p := range g.IpPermissions {
 			base := sgRule{Group: "node", Protocol: strings.ToLower(aws.ToString(p.IpProtocol)), From: aws.ToInt32(p.FromPort), To: aws.ToInt32(p.ToPort)}
 			for _, r := range p.IpRanges {
-				if aws.ToString(r.Description) != owner {
+				if !o.ownsRule(aws.ToString(r.Description)) {
 					rule := base
 					rule.Source = aws.ToString(r.CidrIp)
 					rules = append(rules, rule)
 				}
 			}
 			for _, r := range p.Ipv6Ranges {
-				if aws.ToString(r.Description) != owner {
+				if !o.ownsRule(aws.ToString(r.Description)) {
 					rule := base
 					rule.Source = aws.ToString(r.CidrIpv6)
 					rules = append(rules, rule)
 				}
 			}
 			for _, r := range p.UserIdGroupPairs {
-				if aws.ToString(r.Description) != owner {
+				if !o.ownsRule(aws.ToString(r.Description)) {
 					rule := base
 					rule.Source = aws.ToString(r.GroupId)
 					rules = append(rules, rule)
@@ -387,7 +385,8 @@ func (a ingressAWS) revokeUnwanted(ctx context.Context, o ingressOwner, frontend
 	return a.reconcileRules(ctx, o, frontendID, nodeID, vpcCIDRs, keep)
 }
 
-func (a ingressAWS) changeRule(ctx context.Context, authorize bool, owner, frontendID, nodeID string, vpcCIDRs []string, r sgRule) error {
+func (a ingressAWS) changeRule(ctx context.Context, authorize bool, o ingressOwner, frontendID, nodeID string, vpcCIDRs []string, r sgRule) error {
+	owner := o.description()
 	group := nodeID
 	if r.Group == "frontend" {
 		group = frontendID
@@ -408,13 +407,22 @@ func (a ingressAWS) changeRule(ctx context.Context, authorize bool, owner, front
 		perm.IpRanges = []ec2types.IpRange{{CidrIp: aws.String(r.Source), Description: aws.String(owner)}}
 	}
 	var err error
-	if authorize {
+	switch {
+	case r.Group == "node" && !strings.HasPrefix(r.Source, "sg-"):
+		// The nodes' group is shared with other ingresses: its rules are
+		// shared too (ingress_shared_rules.go).
+		for _, p := range singleRanges(perm) {
+			if err = a.changeShared(ctx, authorize, o, group, p); err != nil {
+				break
+			}
+		}
+	case authorize:
 		_, err = a.ec2.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{
 			GroupId: aws.String(group), IpPermissions: []ec2types.IpPermission{perm}})
 		if isAWSCode(err, "InvalidPermission.Duplicate") {
 			err = nil
 		}
-	} else {
+	default:
 		_, err = a.ec2.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{
 			GroupId: aws.String(group), IpPermissions: []ec2types.IpPermission{perm}})
 		if isAWSCode(err, "InvalidPermission.NotFound") {
