@@ -5,6 +5,7 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,6 +95,8 @@ func TestChartAppliesToARealAPIServer(t *testing.T) {
 			"nlbPolicyController.replicas=1", "conntrackAgent.enabled=false",
 			"nlbPolicyController.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/x"},
 		"dry-run agent only": {"nlbPolicyController.enabled=false", "conntrackAgent.dryRun=true", "conntrackAgent.image.tag=v1.2.3"},
+		"metrics certificate from a Secret": {"metrics.certificate.secretName=telemetry-metrics-tls",
+			"nlbPolicyController.namespaces={telemetry,flows}"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			objs := render(t, set...)
@@ -212,5 +215,46 @@ func TestChartAdmissionMatchesTheManifests(t *testing.T) {
 	}
 	if len(chart) != len(want) {
 		t.Errorf("the chart has %d admission objects, the manifests %d", len(chart), len(want))
+	}
+}
+
+// TestChartMetricsCertificate: with metrics.certificate.secretName both
+// controllers serve the Secret's certificate (mounted, --metrics-cert-dir)
+// and the ServiceMonitors verify it against its ca.crt for the metrics
+// Service's name, instead of skipping verification; cert-manager's
+// Certificate, when asked, names both Services.
+func TestChartMetricsCertificate(t *testing.T) {
+	objs := render(t, "metrics.serviceMonitor.enabled=true", "metrics.certificate.secretName=telemetry-metrics-tls",
+		"metrics.certificate.certManager.enabled=true", "metrics.certificate.certManager.issuerRef.name=ca",
+		"metrics.certificate.certManager.issuerRef.kind=ClusterIssuer")
+	workloads, monitors, certificates := 0, 0, 0
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "Deployment", "DaemonSet":
+			workloads++
+			containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			args := fmt.Sprint(containers[0].(map[string]any)["args"])
+			volumes, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "volumes")
+			if !strings.Contains(args, "--metrics-cert-dir=/var/run/metrics-certs") || !strings.Contains(fmt.Sprint(volumes), "telemetry-metrics-tls") {
+				t.Errorf("%s %s does not serve the Secret's certificate: args %s, volumes %v", o.GetKind(), o.GetName(), args, volumes)
+			}
+		case "ServiceMonitor":
+			monitors++
+			eps, _, _ := unstructured.NestedSlice(o.Object, "spec", "endpoints")
+			tlsCfg := eps[0].(map[string]any)["tlsConfig"].(map[string]any)
+			if tlsCfg["insecureSkipVerify"] != nil || tlsCfg["serverName"] != o.GetName()+"-metrics.telemetry-system.svc" ||
+				!strings.Contains(fmt.Sprint(tlsCfg["ca"]), "telemetry-metrics-tls") {
+				t.Errorf("ServiceMonitor %s does not verify the endpoint: %v", o.GetName(), tlsCfg)
+			}
+		case "Certificate":
+			certificates++
+			names, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "dnsNames")
+			if !slices.Equal(names, []string{"nlb-policy-controller-metrics.telemetry-system.svc", "conntrack-agent-metrics.telemetry-system.svc"}) {
+				t.Errorf("Certificate names %v", names)
+			}
+		}
+	}
+	if workloads != 2 || monitors != 2 || certificates != 1 {
+		t.Errorf("rendered %d workloads, %d ServiceMonitors, %d Certificates", workloads, monitors, certificates)
 	}
 }

@@ -2,11 +2,19 @@ package securemetrics_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,7 +32,9 @@ import (
 )
 
 // TestMetricsRequireAuthorization serves the agent's metrics as its
-// ServiceAccount, with the RBAC of deploy/conntrack-agent.yaml: no token is
+// ServiceAccount, with the RBAC of deploy/conntrack-agent.yaml and the
+// certificate of a Secret (CertDir): the scraper verifies the server against
+// its CA (no InsecureSkipVerify) before it sends a token; no token is
 // refused, a token without the metrics-reader role is refused, Prometheus's
 // token with it reads the metrics.
 func TestMetricsRequireAuthorization(t *testing.T) {
@@ -75,11 +85,13 @@ func TestMetricsRequireAuthorization(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	done := make(chan error, 1)
+	certDir, caPool := servingCert(t)
 	go func() {
-		done <- securemetrics.Serve(ctx, addr, true, p.ServiceAccountConfig("telemetry-system", "conntrack-agent"))
+		done <- securemetrics.Serve(ctx, securemetrics.Config{Addr: addr, Secure: true, CertDir: certDir},
+			p.ServiceAccountConfig("telemetry-system", "conntrack-agent"))
 	}()
 
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool, ServerName: "localhost"}}}
 	get := func(tok string) (int, string, error) {
 		req, _ := http.NewRequest(http.MethodGet, "https://"+addr+"/metrics", nil)
 		if tok != "" {
@@ -117,5 +129,65 @@ func TestMetricsRequireAuthorization(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(fmt.Errorf("metrics server: %w", err))
+	}
+}
+
+// servingCert writes, as a kubernetes.io/tls Secret mounted would hold them,
+// tls.crt and tls.key for "localhost" and 127.0.0.1, signed by a CA it
+// returns as the pool a scraper trusts.
+func servingCert(t *testing.T) (string, *x509.CertPool) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return dir, pool
+}
+
+// TestPlainMetricsOnlyOnLoopback: plain HTTP is refused on any address a
+// neighbour could reach (the agent runs on the node's network).
+func TestPlainMetricsOnlyOnLoopback(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:9402": true, "[::1]:9402": true, "localhost:9402": true, "0": true,
+		":9402": false, "0.0.0.0:9402": false, "[::]:9402": false, "192.0.2.1:9402": false, "[2001:db8::1]:9402": false,
+	} {
+		err := securemetrics.Config{Addr: addr}.Validate()
+		if (err == nil) != ok {
+			t.Errorf("plain HTTP on %q: %v, want accepted %v", addr, err, ok)
+		}
+		if err := (securemetrics.Config{Addr: addr, Secure: true}).Validate(); err != nil {
+			t.Errorf("secure on %q refused: %v", addr, err)
+		}
 	}
 }

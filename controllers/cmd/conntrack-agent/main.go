@@ -51,6 +51,7 @@ func run() error {
 		workers    = flag.Int("delete-workers", 4, "Netlink sockets deleting entries in parallel.")
 		recvBuf    = flag.Int("netlink-receive-buffer", 8<<20, "Receive buffer of the dump socket, bytes.")
 		metrics    = flag.String("metrics-bind-address", ":9402", "Address of /metrics (0 disables).")
+		certDir    = flag.String("metrics-cert-dir", "", "Folder with tls.crt and tls.key for the metrics endpoint (a Secret mounted; reloaded when it changes), so scrapers can verify it. Empty: a certificate self-signed at each start.")
 		secure     = flag.Bool("metrics-secure", true, "Serve metrics over HTTPS to clients that present a token allowed to get /metrics (TokenReview, SubjectAccessReview); false serves plain HTTP, only for an address bound to localhost (the agent runs on the host network).")
 		indexMax   = flag.Int("index-max-entries", conntrackagent.DefaultIndexMax, "Most UDP conntrack entries the agent keeps in memory from conntrack events (about 130 bytes each, twice that while the index grows: raise the memory limit with it), so that a pass triggered by one Service reads its entries there instead of having the kernel walk its whole table; with more, triggered passes read the kernel. 0: no index.")
 		stateFile  = flag.String("state-file", "", "File (on a hostPath) where the agent keeps, across its restarts, the tombstones of deleted UDP Services, the addresses of live ones (those deleted while it was down are cleaned at start) and the source sets it saw enforced (sources removed while it was down are revoked at start). Empty: a restart forgets them.")
@@ -116,7 +117,7 @@ func run() error {
 		go func() { <-ctx.Done(); _ = srv.Close() }()
 	}
 	go func() {
-		if err := securemetrics.Serve(ctx, *metrics, *secure, cfg); err != nil {
+		if err := securemetrics.Serve(ctx, securemetrics.Config{Addr: *metrics, Secure: *secure, CertDir: *certDir}, cfg); err != nil {
 			logger.Error(err, "metrics server", "addr", *metrics)
 			stop()
 		}

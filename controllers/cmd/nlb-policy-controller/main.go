@@ -39,6 +39,7 @@ func run() error {
 	defaults := nlbpolicy.DefaultOptions()
 	var (
 		metricsAddr    = flag.String("metrics-bind-address", ":8443", "Address of the Prometheus metrics endpoint (0 disables).")
+		metricsCerts   = flag.String("metrics-cert-dir", "", "Folder with tls.crt and tls.key for the metrics endpoint (a Secret mounted; reloaded when it changes), so scrapers can verify it. Empty: a certificate self-signed at each start.")
 		metricsSecure  = flag.Bool("metrics-secure", true, "Serve metrics over HTTPS to clients that present a token allowed to get /metrics (TokenReview, SubjectAccessReview); false serves plain HTTP, only for an address bound to localhost.")
 		probeAddr      = flag.String("health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 		leaderElect    = flag.Bool("leader-elect", true, "Elect a leader so that only one replica writes.")
@@ -76,13 +77,17 @@ func run() error {
 		}
 	}
 
+	metricsCfg := securemetrics.Config{Addr: *metricsAddr, Secure: *metricsSecure, CertDir: *metricsCerts}
+	if err := metricsCfg.Validate(); err != nil {
+		return err
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return err
 	}
 	opts := ctrl.Options{
 		Scheme:                 kubeapi.Scheme(),
-		Metrics:                securemetrics.Options(*metricsAddr, *metricsSecure),
+		Metrics:                metricsCfg.Options(),
 		HealthProbeBindAddress: *probeAddr,
 		Controller:             config.Controller{MaxConcurrentReconciles: *maxConcurrency},
 	}
