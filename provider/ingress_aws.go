@@ -204,6 +204,20 @@ func (a ingressAWS) frontendOwned(ctx context.Context, o ingressOwner, id string
 	return owned || legacy, nil
 }
 
+// frontendForeign reports whether the group exists and is not this
+// ingress's own (an imported Service naming a hand-made or shared group).
+func (a ingressAWS) frontendForeign(ctx context.Context, o ingressOwner, id string) (bool, error) {
+	out, err := a.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{id}})
+	if isAWSCode(err, "InvalidGroup.NotFound") {
+		return false, nil
+	}
+	if err != nil || len(out.SecurityGroups) != 1 {
+		return false, fmt.Errorf("describing frontend security group %s: %v", id, err)
+	}
+	owned, legacy := a.owns(out.SecurityGroups[0], o)
+	return !owned && !legacy, nil
+}
+
 // deleteFrontend deletes the group, retrying while the NLB still uses it (the
 // AWS Load Balancer Controller deletes the NLB after the Service is gone).
 func (a ingressAWS) deleteFrontend(ctx context.Context, id string) error {

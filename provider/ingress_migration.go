@@ -290,3 +290,26 @@ func migrationPlan(prior, plan *ingressModel) (problem, steps string) {
 		"sources admitted as before it; docs/guides/migrating-from-lbc-rules.md says how to check and roll back each step.",
 		prior.ID.ValueString(), prior.DNSName.ValueString())
 }
+
+// refuseForeignFrontend refuses at plan time an ingress whose Service (an
+// imported one) names a security group the ingress does not own: apply
+// would refuse to write its rules, so a plan showing them would never
+// converge. The plan says why and what to do instead. AWS not answering is
+// left to apply, which checks again.
+func (r *nlbIngressResource) refuseForeignFrontend(ctx context.Context, plan *ingressModel, diags *diag.Diagnostics) {
+	if r.clients == nil || plan.Namespace.IsUnknown() || plan.Name.IsUnknown() {
+		return
+	}
+	c, ok := r.kube(&diag.Diagnostics{})
+	if !ok {
+		return
+	}
+	a, ok := r.aws(ctx, c, &diag.Diagnostics{})
+	if !ok {
+		return
+	}
+	o, id := ruleOwner(plan.Namespace.ValueString(), plan.Name.ValueString()), plan.FrontendSecurityGroupID.ValueString()
+	if foreign, err := a.frontendForeign(ctx, o, id); err == nil && foreign {
+		diags.AddError("The Service names a security group this ingress does not own", notOwnedError(id, o).Error())
+	}
+}

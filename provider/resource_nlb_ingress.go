@@ -322,6 +322,7 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 		plan.FrontendSecurityGroupID = types.StringValue("")
 	} else if prior != nil && prior.FrontendSecurityGroupID.ValueString() != "" {
 		plan.FrontendSecurityGroupID = prior.FrontendSecurityGroupID
+		r.refuseForeignFrontend(ctx, &plan, &resp.Diagnostics)
 	}
 	plan.LoadBalancerAsConfigured = types.BoolValue(true)
 	plan.ManagedAnnotations = types.MapUnknown(types.StringType)
