@@ -322,7 +322,9 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 		plan.FrontendSecurityGroupID = types.StringValue("")
 	} else if prior != nil && prior.FrontendSecurityGroupID.ValueString() != "" {
 		plan.FrontendSecurityGroupID = prior.FrontendSecurityGroupID
-		r.refuseForeignFrontend(ctx, &plan, &resp.Diagnostics)
+		if prior.Namespace.Equal(plan.Namespace) && prior.Name.Equal(plan.Name) { // else a replacement: a group of its own
+			r.refuseForeignFrontend(ctx, &plan, &resp.Diagnostics)
+		}
 	}
 	plan.LoadBalancerAsConfigured = types.BoolValue(true)
 	plan.ManagedAnnotations = types.MapUnknown(types.StringType)
