@@ -195,6 +195,16 @@ func (r *siteResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 				plan.MinInsyncReplicas.ValueInt64(), plan.Replicas.ValueInt64()))
 	}
 
+	if prior != nil {
+		if adopt, d := req.Private.GetKey(ctx, privateAdopt); !d.HasError() && string(adopt) == "true" {
+			// Unknown until apply writes the provider's metadata: the plan
+			// shows the update the adoption is.
+			plan.APIVersion = types.StringUnknown()
+			resp.Diagnostics.AddWarning("KafkaTopic made without telemetry_site", fmt.Sprintf("KafkaTopic %s lacks the labels and "+
+				"annotations telemetry_site keeps on its topics (%s, %s, ...): this apply writes them; the topic's spec changes only "+
+				"as the plan shows.", prior.ID.ValueString(), annotations.ManagedBy, annotations.ExpectedFlowsPerSecond))
+		}
+	}
 	plan.TopicName = types.StringUnknown()
 	plan.ID = types.StringUnknown()
 	if kafka, ok := knownKafka(ctx, plan.Kafka); ok && !plan.Name.IsUnknown() && !plan.TopicPrefix.IsUnknown() {
@@ -208,6 +218,10 @@ func (r *siteResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 }
+
+// privateAdopt marks, in the resource's private state, a KafkaTopic read
+// without the provider's own labels and annotations (see Read).
+const privateAdopt = "adopt"
 
 func (r *siteResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	var plan siteModel
@@ -279,6 +293,8 @@ func (r *siteResource) Update(ctx context.Context, req resource.UpdateRequest, r
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	// The apply wrote the provider's metadata: the topic is adopted.
+	resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateAdopt, nil)...)
 }
 
 // apply writes the topic server-side, optionally waits for Ready, and fills
@@ -396,6 +412,14 @@ func (r *siteResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 		return
 	}
 	resp.Diagnostics.Append(state.setFrom(ctx, spec)...)
+	// A topic the provider never wrote (imported) lacks its labels and
+	// annotations, which no attribute shows: the next plan must still write
+	// them (ModifyPlan reads this mark).
+	adopt := []byte(nil)
+	if u.GetLabels()[annotations.ManagedBy] != annotations.ProviderManager || u.GetAnnotations()[annotations.ExpectedFlowsPerSecond] == "" {
+		adopt = []byte("true")
+	}
+	resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateAdopt, adopt)...)
 	if reason, refused := topicRefused(u); refused {
 		resp.Diagnostics.AddWarning("KafkaTopic refused by the Topic Operator", fmt.Sprintf("KafkaTopic %s/%s is not Ready at its "+
 			"current generation (%s): Kafka still has the topic as it was. Put the refused value back in the configuration, "+

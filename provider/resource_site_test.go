@@ -507,7 +507,14 @@ resource "telemetry_site" "pop" {
 		Steps: []resource.TestStep{
 			{Config: cfg("hand02"), ResourceName: addr, ImportState: true, ImportStateId: "default/sfacctd-flows-hand02",
 				ExpectError: regexp.MustCompile(`(?s)no\s+strimzi.io/cluster\s+label.*kubectl\s+label\s+kafkatopic`)},
-			{Config: cfg("hand01"), ResourceName: addr, ImportState: true, ImportStateId: "default/sfacctd-flows-hand01", ImportStatePersist: true},
+			{Config: cfg("hand01"), ResourceName: addr, ImportState: true, ImportStateId: "default/sfacctd-flows-hand01", ImportStatePersist: true,
+				// What -generate-config-out would write is valid as written: not 0.
+				ImportStateCheck: func(states []*terraform.InstanceState) error {
+					if got := states[0].Attributes["expected_flows_per_second"]; got != "1000" {
+						return fmt.Errorf("imported expected_flows_per_second = %s, want the default 1000", got)
+					}
+					return nil
+				}},
 			{
 				Config: cfg("hand01"),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
