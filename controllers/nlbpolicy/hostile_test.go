@@ -93,12 +93,38 @@ func applyFence(t *testing.T, p *localplane.Plane) client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The admission policies take a moment to be enforced after they are
-	// created: wait until one of them refuses, as it must.
-	eventually(t, "the admission policies in force", func() (bool, string) {
-		err := ctrlClient.Create(ctx, ownPolicy("nlb-probe", calicov3.Allow), client.DryRunAll)
-		return refused(err), fmt.Sprint(err)
-	})
+	// Each admission policy is enforced a moment after it is created, each on
+	// its own: wait until every one of them refuses what it must (waiting for
+	// one alone let a test race the others on a loaded machine).
+	admin, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Plain Services, which no controller manages.
+	plain := func(name string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: objectMeta("default", name), Spec: corev1.ServiceSpec{
+			Ports: []corev1.ServicePort{{Name: "p", Protocol: corev1.ProtocolTCP, Port: 80}}}}
+	}
+	probe := plain("fence-probe")
+	if err := admin.Create(ctx, probe); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	for what, write := range map[string]func() error{
+		"Calico writes": func() error { return ctrlClient.Create(ctx, ownPolicy("nlb-probe", calicov3.Allow), client.DryRunAll) },
+		"the acknowledgement": func() error {
+			forged := plain("fence-probe-ack")
+			forged.Annotations = map[string]string{annotations.Enforced: `{"digest":"x"}`}
+			return admin.Create(ctx, forged, client.DryRunAll)
+		},
+		"Service writes": func() error {
+			return ctrlClient.Patch(ctx, probe.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`)), client.DryRunAll)
+		},
+	} {
+		eventually(t, "the admission policy on "+what+" in force", func() (bool, string) {
+			err := write()
+			return refused(err), fmt.Sprint(err)
+		})
+	}
 	return ctrlClient
 }
 
