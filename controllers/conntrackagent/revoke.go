@@ -73,12 +73,33 @@ func NewRevocation(removed, allowed cidrset.Set, svc *corev1.Service, slices []*
 		if sp.NodePort != 0 {
 			r.NodePorts[uint16(sp.NodePort)] = true
 		}
-		for ep := range servingEndpoints(slices, sp) {
+		for ep := range servingEndpoints(controllerSlices(slices), sp) {
 			r.Targets[ep] = true
 		}
 	}
 	return r
 }
+
+// controllerSlices are the EndpointSlices the EndpointSlice controller made
+// (from the Service's selector): only their addresses are the Service's
+// pods. A slice anyone with the right to write one makes names what
+// addresses it likes, whose connections are not the agent's to cut. (A
+// Service whose endpoints another controller manages loses, on a source's
+// removal, only the cut of its established connections to those endpoints;
+// new ones are refused by the policy as ever.)
+func controllerSlices(in []*discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice {
+	var out []*discoveryv1.EndpointSlice
+	for _, s := range in {
+		if s.Labels[discoveryv1.LabelManagedBy] == endpointSliceController {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// endpointSliceController is the value of endpointslice.kubernetes.io/managed-by
+// on the slices kube-controller-manager's EndpointSlice controller makes.
+const endpointSliceController = "endpointslice-controller.k8s.io"
 
 // Revoked reports whether an entry is a connection of a removed source to
 // the Service.
