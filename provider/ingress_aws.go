@@ -193,29 +193,29 @@ func (a ingressAWS) leftovers(ctx context.Context, o ingressOwner, known, nodeSG
 // frontendOwned reports whether the group exists and is this ingress's own
 // (legacy groups of this ingress count).
 func (a ingressAWS) frontendOwned(ctx context.Context, o ingressOwner, id string) (bool, error) {
-	out, err := a.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{id}})
-	if isAWSCode(err, "InvalidGroup.NotFound") {
-		return false, nil
-	}
-	if err != nil || len(out.SecurityGroups) != 1 {
-		return false, fmt.Errorf("describing frontend security group %s: %v", id, err)
-	}
-	owned, legacy := a.owns(out.SecurityGroups[0], o)
-	return owned || legacy, nil
+	exists, owned, err := a.frontendOwnership(ctx, o, id)
+	return exists && owned, err
 }
 
 // frontendForeign reports whether the group exists and is not this
 // ingress's own (an imported Service naming a hand-made or shared group).
 func (a ingressAWS) frontendForeign(ctx context.Context, o ingressOwner, id string) (bool, error) {
+	exists, owned, err := a.frontendOwnership(ctx, o, id)
+	return exists && !owned, err
+}
+
+// frontendOwnership says whether the group exists and, if so, whether it is
+// this ingress's own (legacy groups of this ingress count).
+func (a ingressAWS) frontendOwnership(ctx context.Context, o ingressOwner, id string) (exists, owned bool, err error) {
 	out, err := a.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{id}})
 	if isAWSCode(err, "InvalidGroup.NotFound") {
-		return false, nil
+		return false, false, nil
 	}
 	if err != nil || len(out.SecurityGroups) != 1 {
-		return false, fmt.Errorf("describing frontend security group %s: %v", id, err)
+		return false, false, fmt.Errorf("describing frontend security group %s: %v", id, err)
 	}
-	owned, legacy := a.owns(out.SecurityGroups[0], o)
-	return !owned && !legacy, nil
+	own, legacy := a.owns(out.SecurityGroups[0], o)
+	return true, own || legacy, nil
 }
 
 // deleteFrontend deletes the group, retrying while the NLB still uses it (the
