@@ -38,15 +38,7 @@ func TestAgentAPIServerOutage(t *testing.T) {
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	outage, err := p.NewOutage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer outage.Close()
-	viaOutage, err := kubernetes.NewForConfig(outage.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	outage, viaOutage := newOutage(t, p)
 	lab, err := netlab.New("ctout")
 	if err != nil {
 		t.Fatal(err)
@@ -117,16 +109,7 @@ func TestAgentAPIServerOutage(t *testing.T) {
 // as it does for an outage that begins while it runs (before: on client-go's
 // backoff, 6.7 s after an 8 s outage, 11.3 s after a 30 s one).
 func TestAgentStartsDuringAPIServerOutage(t *testing.T) {
-	p := localplane.New(t, localplane.Options{NoAWS: true})
-	outage, err := p.NewOutage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer outage.Close()
-	viaOutage, err := kubernetes.NewForConfig(outage.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	outage, viaOutage := newOutage(t, localplane.New(t, localplane.Options{NoAWS: true}))
 	var (
 		mu    sync.Mutex
 		lines []string
@@ -188,4 +171,21 @@ func upAndReady(t *testing.T, outage *localplane.Outage, a *conntrackagent.Agent
 		time.Sleep(20 * time.Millisecond)
 	}
 	return time.Since(up)
+}
+
+// newOutage puts an outage switch in front of the plane's API server and
+// returns it with a client that goes through it; it is closed when the test
+// ends.
+func newOutage(t *testing.T, p *localplane.Plane) (*localplane.Outage, kubernetes.Interface) {
+	t.Helper()
+	outage, err := p.NewOutage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(outage.Close)
+	viaOutage, err := kubernetes.NewForConfig(outage.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return outage, viaOutage
 }
