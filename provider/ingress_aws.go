@@ -11,9 +11,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
-	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/smithy-go"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
@@ -27,11 +28,26 @@ import (
 // it does not own is never changed beyond its own described rules, and never
 // deleted.
 type ingressAWS struct {
-	ec2 *ec2.Client
-	elb *elbv2.Client
+	ec2 ec2API
+	elb awsnlb.ELBv2API
 	// cluster identifies the Kubernetes cluster (its kube-system namespace's
 	// UID): two clusters in one VPC never take each other's groups.
 	cluster string
+}
+
+// ec2API is every EC2 call the ingress makes: the boundary its table tests
+// fake in memory (fake_ec2_test.go) and the acceptance tests prove against
+// moto. *ec2.Client has it.
+type ec2API interface {
+	awsnlb.SubnetsAPI
+	awsnlb.VPCsAPI
+	DescribeSecurityGroups(context.Context, *ec2.DescribeSecurityGroupsInput, ...func(*ec2.Options)) (*ec2.DescribeSecurityGroupsOutput, error)
+	CreateSecurityGroup(context.Context, *ec2.CreateSecurityGroupInput, ...func(*ec2.Options)) (*ec2.CreateSecurityGroupOutput, error)
+	DeleteSecurityGroup(context.Context, *ec2.DeleteSecurityGroupInput, ...func(*ec2.Options)) (*ec2.DeleteSecurityGroupOutput, error)
+	CreateTags(context.Context, *ec2.CreateTagsInput, ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error)
+	AuthorizeSecurityGroupIngress(context.Context, *ec2.AuthorizeSecurityGroupIngressInput, ...func(*ec2.Options)) (*ec2.AuthorizeSecurityGroupIngressOutput, error)
+	RevokeSecurityGroupIngress(context.Context, *ec2.RevokeSecurityGroupIngressInput, ...func(*ec2.Options)) (*ec2.RevokeSecurityGroupIngressOutput, error)
+	UpdateSecurityGroupRuleDescriptionsIngress(context.Context, *ec2.UpdateSecurityGroupRuleDescriptionsIngressInput, ...func(*ec2.Options)) (*ec2.UpdateSecurityGroupRuleDescriptionsIngressOutput, error)
 }
 
 // ingressOwner is the ingress a rule or group belongs to.
@@ -461,6 +477,63 @@ func (a ingressAWS) findLoadBalancer(ctx context.Context, dnsName string) (*awsn
 		return lb, err
 	}
 	return lb, lb.FillTargetTypes(ctx, a.elb)
+}
+
+// loadBalancer finds the Service's NLB; with wait it polls until the
+// controller has written the hostname and the NLB exists.
+func (a ingressAWS) loadBalancer(ctx context.Context, c client.Client, spec ingressSpec, waitFor bool) (*awsnlb.LoadBalancer, error) {
+	var lb *awsnlb.LoadBalancer
+	var why string
+	check := func(ctx context.Context) (bool, error) {
+		svc := &corev1.Service{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: spec.Namespace, Name: spec.Name}, svc); err != nil {
+			return false, err
+		}
+		host := awsnlb.Hostname(svc)
+		if host == "" {
+			why = "the Service has no load balancer hostname in its status yet"
+			return false, nil
+		}
+		var err error
+		if lb, err = a.findLoadBalancer(ctx, host); err != nil {
+			return false, err
+		}
+		if lb == nil {
+			why = "no load balancer named " + host + " in ELBv2"
+		}
+		return lb != nil, nil
+	}
+	if !waitFor {
+		_, err := check(ctx)
+		return lb, err
+	}
+	if err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, check); err != nil {
+		return nil, fmt.Errorf("waiting for the NLB of Service %s/%s: %s (%v). Is the AWS Load Balancer Controller running? "+
+			"kubectl -n %s describe service %s shows its events.", spec.Namespace, spec.Name, why, err, spec.Namespace, spec.Name)
+	}
+	return lb, nil
+}
+
+// taggedSubnetCount is how many subnets the controller would pick for the
+// scheme (one per zone among the tagged ones), for the per-source model when
+// no NLB exists yet.
+func (a ingressAWS) taggedSubnetCount(ctx context.Context, vpcID, scheme string) (int, error) {
+	tag := "kubernetes.io/role/internal-elb"
+	if scheme == lbc.SchemeInternetFacing {
+		tag = "kubernetes.io/role/elb"
+	}
+	out, err := a.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{
+		{Name: aws.String("vpc-id"), Values: []string{vpcID}},
+		{Name: aws.String("tag-key"), Values: []string{tag}},
+	}})
+	if err != nil {
+		return 0, fmt.Errorf("describing the subnets of %s: %w", vpcID, err)
+	}
+	zones := map[string]bool{}
+	for _, s := range out.Subnets {
+		zones[aws.ToString(s.AvailabilityZone)] = true
+	}
+	return len(zones), nil
 }
 
 func isAWSCode(err error, code string) bool {

@@ -72,7 +72,7 @@ func TestTaggedSubnetCountReportsAWSErrors(t *testing.T) {
 	defer srv.Close()
 	client := ec2.New(ec2.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
 		Credentials: credentials.NewStaticCredentialsProvider("a", "b", ""), RetryMaxAttempts: 1})
-	n, err := (&nlbIngressResource{}).taggedSubnetCount(context.Background(), ingressAWS{ec2: client}, "vpc-1", "internet-facing")
+	n, err := ingressAWS{ec2: client}.taggedSubnetCount(context.Background(), "vpc-1", "internet-facing")
 	if err == nil || !strings.Contains(err.Error(), "UnauthorizedOperation") {
 		t.Fatalf("taggedSubnetCount = %d, %v; want the AWS error", n, err)
 	}

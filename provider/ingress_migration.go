@@ -40,13 +40,13 @@ import (
 
 // migrate is steps 2 and 3, once the apply has written the Service holding
 // the controller's annotations and Calico's policies are acknowledged.
-func (r *nlbIngressResource) migrate(ctx context.Context, c client.Client, a ingressAWS, spec ingressSpec, frontend string,
+func migrate(ctx context.Context, c client.Client, a ingressAWS, spec ingressSpec, frontend string,
 	vpcCIDRs []string, holding, desired []sgRule, diags *diag.Diagnostics) error {
 	owner := ruleOwner(spec.Namespace, spec.Name)
 	if err := a.reconcileRules(ctx, owner, frontend, spec.NodeSG, vpcCIDRs, holding); err != nil {
 		return fmt.Errorf("adding the coarse cover: %w", err)
 	}
-	if err := r.handOver(ctx, c, a, spec, frontend, diags); err != nil {
+	if err := handOver(ctx, c, a, spec, frontend, diags); err != nil {
 		return err
 	}
 	if err := a.reconcileRulesWideningFirst(ctx, owner, frontend, spec.NodeSG, vpcCIDRs, desired); err != nil {
@@ -56,7 +56,7 @@ func (r *nlbIngressResource) migrate(ctx context.Context, c client.Client, a ing
 }
 
 // handOver writes the hand-over annotations and waits for the controller.
-func (r *nlbIngressResource) handOver(ctx context.Context, c client.Client, a ingressAWS, spec ingressSpec, frontend string, diags *diag.Diagnostics) error {
+func handOver(ctx context.Context, c client.Client, a ingressAWS, spec ingressSpec, frontend string, diags *diag.Diagnostics) error {
 	if _, err := writeService(ctx, c, spec.service(frontend)); err != nil {
 		return err
 	}

@@ -232,16 +232,16 @@ func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) 
 	}
 	m.ManagedAnnotations = stringMap(managedAnnotationsOf(svc))
 	if m.NodePortRange.IsNull() {
-		m.NodePortRange = types.StringValue("30000-32767")
+		m.NodePortRange = types.StringValue(defaultNodePortRange)
 	}
 	if m.WaitForLoadBalancer.IsNull() {
-		m.WaitForLoadBalancer = types.BoolValue(false)
+		m.WaitForLoadBalancer = types.BoolValue(defaultWaitForLoadBalancer)
 	}
 	if m.CoverSize.IsNull() {
 		m.CoverSize = types.Int64Value(defaultCoverSize)
 	}
 	if m.WaitForEnforcement.IsNull() {
-		m.WaitForEnforcement = types.BoolValue(true)
+		m.WaitForEnforcement = types.BoolValue(defaultWaitForEnforcement)
 	}
 	if m.EnforcementTimeout.IsNull() {
 		m.EnforcementTimeout = types.StringValue(defaultEnforcementTimeout.String())

@@ -566,8 +566,7 @@ func (s ingressSpec) desiredRules() []sgRule {
 			}
 		}
 	}
-	slices.SortFunc(rules, func(a, b sgRule) int { return cmp.Compare(a.String(), b.String()) })
-	return rules
+	return sortedRules(rules)
 }
 
 // cover is the coarse allow-list of the security groups: the sources' optimal
@@ -602,6 +601,26 @@ func (s ingressSpec) quotaProblems() []string {
 }
 
 // ruleStrings renders rules for the plan.
+// sortedRules sorts rules by their text, the order the state lists them in,
+// and returns them.
+func sortedRules(rules []sgRule) []sgRule {
+	slices.SortFunc(rules, func(a, b sgRule) int { return cmp.Compare(a.String(), b.String()) })
+	return rules
+}
+
+// knownSubnets is how many subnets the NLB has or will have as far as is
+// known: the configured ones, else the NLB's (lb, when it exists), else as
+// many as recorded before; 0 when nothing says.
+func (s ingressSpec) knownSubnets(lb *awsnlb.LoadBalancer, recorded int) int {
+	switch {
+	case len(s.Subnets) > 0:
+		return len(s.Subnets)
+	case lb != nil && len(lb.SubnetCIDRs) > 0:
+		return len(lb.SubnetCIDRs)
+	}
+	return recorded
+}
+
 func ruleStrings(rules []sgRule) []string {
 	out := make([]string, len(rules))
 	for i, r := range rules {

@@ -6,12 +6,8 @@ import (
 	"maps"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
@@ -35,12 +31,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
 
@@ -62,9 +56,18 @@ var ingressPortAttrTypes = map[string]attr.Type{
 	"name": types.StringType, "protocol": types.StringType, "port": types.Int64Type, "target_port": types.Int64Type,
 }
 
+// The defaults of telemetry_nlb_ingress, named once: the schema declares
+// them and setFromService fills them in on import.
 const (
-	defaultIngressTimeout     = 10 * time.Minute
-	defaultEnforcementTimeout = 2 * time.Minute
+	defaultIngressTimeout      = 10 * time.Minute
+	defaultEnforcementTimeout  = 2 * time.Minute
+	defaultNodePortRange       = "30000-32767"
+	defaultTargetType          = lbc.TargetInstance
+	defaultScheme              = lbc.SchemeInternal
+	defaultETP                 = string(corev1.ServiceExternalTrafficPolicyLocal)
+	defaultNLBSecurityGroup    = true
+	defaultWaitForLoadBalancer = false
+	defaultWaitForEnforcement  = true
 )
 
 func (r *nlbIngressResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -124,11 +127,11 @@ func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaReques
 				MarkdownDescription: "CIDRs allowed to send, typically the union of the sites' `flow_sources`. Aggregated into " +
 					"the Service's `loadBalancerSourceRanges`. There is no implicit \"allow all\": write `0.0.0.0/0` to mean it. " +
 					"IPv6 sources make the NLB dualstack (`aws-load-balancer-ip-address-type: dualstack`; its subnets need IPv6)."},
-			"target_type": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(lbc.TargetInstance),
+			"target_type": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(defaultTargetType),
 				Validators: []validator.String{stringvalidator.OneOf(lbc.TargetInstance, lbc.TargetIP)}, PlanModifiers: replace,
 				MarkdownDescription: "NLB target type, `instance` (NodePorts) or `ip` (pod IPs). Default `instance`. Changing it " +
 					"replaces the ingress: a target group's type is fixed, and the policies filter another hop."},
-			"scheme": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(lbc.SchemeInternal),
+			"scheme": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(defaultScheme),
 				Validators:    []validator.String{stringvalidator.OneOf(lbc.SchemeInternal, lbc.SchemeInternetFacing)},
 				PlanModifiers: replace,
 				MarkdownDescription: "`internal` or `internet-facing`. Default `internal`, as the AWS Load Balancer Controller's. " +
@@ -136,25 +139,25 @@ func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaReques
 			"subnets": schema.ListAttribute{Optional: true, ElementType: types.StringType,
 				Validators:          []validator.List{listvalidator.ValueStringsAre(stringvalidator.RegexMatches(subnetIDPattern, "must be a subnet ID (subnet-...)"))},
 				MarkdownDescription: "Subnet IDs of the NLB; by default the controller picks tagged subnets."},
-			"external_traffic_policy": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("Local"),
+			"external_traffic_policy": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(defaultETP),
 				Validators:          []validator.String{stringvalidator.OneOf("Local", "Cluster")},
 				MarkdownDescription: "`Local` (default: no second hop, client IP kept end to end) or `Cluster`."},
 			"node_security_group_id": schema.StringAttribute{Required: true,
 				Validators:          []validator.String{stringvalidator.RegexMatches(sgIDPattern, "must be a security group ID (sg-...)")},
 				MarkdownDescription: "The nodes' security group, which gets one rule per protocol."},
-			"nlb_security_group": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true),
+			"nlb_security_group": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(defaultNLBSecurityGroup),
 				PlanModifiers: []planmodifier.Bool{boolplanmodifier.RequiresReplace()},
 				MarkdownDescription: "Give the NLB a frontend security group (the AWS Load Balancer Controller's default since v2.6). " +
 					"When false the NLB has none (`disable-nlb-sg`, controller v2.14+) and the node group admits the clients " +
 					"per protocol instead. Default true. Changing it replaces the ingress: AWS cannot add security groups to " +
 					"an NLB created without them, nor remove them all."},
-			"node_port_range": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("30000-32767"),
+			"node_port_range": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(defaultNodePortRange),
 				Validators:          []validator.String{stringvalidator.RegexMatches(portRangePattern, `must be "<from>-<to>"`)},
 				MarkdownDescription: "The cluster's NodePort range (`--service-node-port-range`). Default `30000-32767`."},
 			"annotations": schema.MapAttribute{Optional: true, ElementType: types.StringType,
 				Validators:          []validator.Map{mapvalidator.KeysAre(stringvalidator.NoneOf(managedServiceAnnotations...))},
 				MarkdownDescription: "Extra Service annotations, e.g. health-check settings of the AWS Load Balancer Controller."},
-			"wait_for_load_balancer": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+			"wait_for_load_balancer": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(defaultWaitForLoadBalancer),
 				MarkdownDescription: "Wait for the NLB (the Service's status hostname) and read it through ELBv2. Default false."},
 			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
 			"source_ranges": schema.ListAttribute{Computed: true, ElementType: types.StringType,
@@ -173,7 +176,7 @@ func (r *nlbIngressResource) Schema(ctx context.Context, _ resource.SchemaReques
 			"subnet_cidrs": schema.ListAttribute{Computed: true, ElementType: types.StringType,
 				MarkdownDescription: "CIDRs of the NLB's subnets, where its health checks come from."},
 			"state": schema.StringAttribute{Computed: true, MarkdownDescription: "State of the NLB (`provisioning`, `active`, ...)."},
-			"wait_for_enforcement": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true),
+			"wait_for_enforcement": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(defaultWaitForEnforcement),
 				MarkdownDescription: "Wait until the nlb-policy controller acknowledges on the Service that Calico policies for its " +
 					"current sources and ports are in place, and only then add security-group rules, so no apply widens the NLB " +
 					"before Calico filters. An apply that is not acknowledged within `enforcement_timeout` fails, naming the likely " +
@@ -302,13 +305,11 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 		plan.SecurityGroupRules = types.ListUnknown(types.StringType)
 	} else if known.all() {
 		plan.SecurityGroupRules = stringList(ruleStrings(spec.desiredRules()))
-		subnets := -1
-		if len(spec.Subnets) > 0 {
-			subnets = len(spec.Subnets)
-		} else if prior != nil && !prior.SubnetCIDRs.IsNull() && len(prior.SubnetCIDRs.Elements()) > 0 {
-			subnets = len(prior.SubnetCIDRs.Elements())
+		recorded := 0
+		if prior != nil {
+			recorded = len(prior.SubnetCIDRs.Elements())
 		}
-		if subnets >= 0 {
+		if subnets := spec.knownSubnets(nil, recorded); subnets > 0 {
 			plan.PerSourceModel = types.Int64Value(int64(spec.perSourceModel(subnets)))
 		}
 	}
@@ -363,8 +364,7 @@ func (r *nlbIngressResource) Create(ctx context.Context, req resource.CreateRequ
 	existing := &corev1.Service{}
 	err := c.Get(ctx, client.ObjectKey{Namespace: plan.Namespace.ValueString(), Name: plan.Name.ValueString()}, existing)
 	if err == nil {
-		resp.Diagnostics.AddError("Service already exists", fmt.Sprintf("Service %s/%s already exists. To manage it with "+
-			"Terraform, import it: terraform import <address> %s/%s", existing.Namespace, existing.Name, existing.Namespace, existing.Name))
+		resp.Diagnostics.AddError(serviceExistsSummary, serviceExists(existing.Namespace, existing.Name, "(made outside this resource)"))
 		return
 	} else if !apierrors.IsNotFound(err) {
 		resp.Diagnostics.AddError("Cannot reach the Kubernetes API server", kubeReachError(r.clients, err))
@@ -405,9 +405,8 @@ func (r *nlbIngressResource) Update(ctx context.Context, req resource.UpdateRequ
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 
-// apply converges AWS and the Service on the plan: the frontend group first
-// (the Service names it), then the rules, then the Service; then, when asked,
-// it waits for the NLB. It fills the plan's computed attributes.
+// apply converges AWS and the Service on the plan in the fail-closed order
+// of ingressApply.steps, and fills the plan's computed attributes.
 func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, prior *ingressModel, diags *diag.Diagnostics) {
 	spec, _, d := plan.spec(ctx)
 	diags.Append(d...)
@@ -418,332 +417,8 @@ func (r *nlbIngressResource) apply(ctx context.Context, c client.Client, plan, p
 	if !ok {
 		return
 	}
-	vpcID, vpcCIDRs, err := a.vpcOf(ctx, spec.NodeSG)
-	if err != nil {
-		diags.AddAttributeError(path.Root("node_security_group_id"), "Cannot use the node security group", err.Error())
-		return
-	}
-	plan.VPCID = types.StringValue(vpcID)
-	plan.ID = types.StringValue(spec.Namespace + "/" + spec.Name)
-	owner := ruleOwner(spec.Namespace, spec.Name)
-
-	frontend := ""
-	if spec.NLBSecurityGroup {
-		known := ""
-		if prior != nil {
-			known = prior.FrontendSecurityGroupID.ValueString()
-		}
-		if frontend, err = a.ensureFrontend(ctx, owner, vpcID, known); err != nil {
-			diags.AddError("Cannot use the frontend security group", err.Error())
-			return
-		}
-	}
-	plan.FrontendSecurityGroupID = types.StringValue(frontend)
-	plan.SourceRanges = stringList(spec.Sources.Strings())
-	plan.setCover(spec)
-	plan.Ports = portsValue(spec.Ports)
-	// The NodePorts the Service has now (none before it exists).
-	live := &corev1.Service{}
-	handOver := false
-	switch err := c.Get(ctx, client.ObjectKey{Namespace: spec.Namespace, Name: spec.Name}, live); {
-	case err == nil:
-		spec.NodePorts, spec.HealthCheckNodePort = nodePortsFromService(live)
-		spec.TypeAnnotation = live.Annotations[lbc.Type]
-		spec.Classless = live.Spec.LoadBalancerClass == nil && spec.TypeAnnotation != ""
-		// An imported Service whose sources the AWS Load Balancer
-		// Controller admits with a rule each (or one edited by hand): the
-		// controller is told to stop only once Calico and the coarse cover
-		// hold (see migrate).
-		handOver = spec.handOverPending(live, frontend)
-	case !apierrors.IsNotFound(err):
-		diags.AddError("Cannot read the Service", kubeReachError(r.clients, err))
-		return
-	}
-	desired := spec.desiredRules()
-	var holding []sgRule // the rules held while the controller hands over
-	if handOver {
-		foreign, err := a.foreignNodeRules(ctx, owner, spec.NodeSG)
-		if err == nil {
-			holding, err = spec.handOverRules(foreign)
-		}
-		if err != nil {
-			diags.AddError("Cannot migrate the NLB from the AWS Load Balancer Controller's rules", err.Error())
-			return
-		}
-	}
-	// Fail closed at every step: rules that are no longer wanted go first
-	// (narrowing is always safe), then the Service; rules are added only once
-	// the controller has enforced the Service's sources in Calico.
-	if err := a.revokeUnwanted(ctx, owner, frontend, spec.NodeSG, vpcCIDRs, desired); err != nil {
-		diags.AddError("Cannot revoke security-group rules", err.Error())
-		return
-	}
-	// Until the rules are added, the state says what AWS holds.
-	defer func() {
-		if diags.HasError() {
-			if plan.NodePorts.IsUnknown() {
-				plan.NodePorts, plan.HealthCheckNodePort = types.MapNull(types.Int64Type), types.Int64Null()
-			}
-			if plan.PolicyEnforced.IsUnknown() {
-				plan.PolicyEnforced = types.BoolValue(false)
-			}
-			if plan.LoadBalancerAsConfigured.IsUnknown() {
-				plan.LoadBalancerAsConfigured = types.BoolValue(false)
-			}
-			if rules, err := a.actualRules(ctx, owner, frontend, spec.NodeSG, vpcCIDRs); err == nil {
-				slices.SortFunc(rules, func(a, b sgRule) int { return strings.Compare(a.String(), b.String()) })
-				plan.SecurityGroupRules = stringList(ruleStrings(rules))
-			}
-		}
-	}()
-
-	if prior == nil {
-		// Created, not applied: of two resources for one Service, the API
-		// server lets one have it; the other saves nothing, so it can never
-		// take the Service over or delete it.
-		svc, err := typedService(spec.service(frontend))
-		if err == nil {
-			err = createOwned(ctx, c, svc)
-		}
-		if apierrors.IsAlreadyExists(err) {
-			plan.ID = types.StringUnknown()
-			diags.AddError("Service already exists", fmt.Sprintf("Service %s/%s already exists (created by someone else, "+
-				"or by another resource in this or a concurrent apply). To manage it with this resource, import it: "+
-				"terraform import <address> %s/%s; if another resource manages it, remove one of the two.",
-				spec.Namespace, spec.Name, spec.Namespace, spec.Name))
-			return
-		}
-		if err != nil {
-			diags.AddError("Cannot write the Service", fmt.Sprintf("creating Service %s/%s: %v", spec.Namespace, spec.Name, err))
-			return
-		}
-	}
-	first := spec.service(frontend)
-	if handOver {
-		first = spec.serviceHoldingLBC(frontend, live)
-	}
-	written, err := writeService(ctx, c, first)
-	if err != nil {
-		diags.AddError("Cannot write the Service", err.Error())
-		return
-	}
-	plan.ManagedAnnotations = stringMap(written)
-	if plan.WaitForEnforcement.ValueBool() {
-		timeout, _ := parseDuration(plan.EnforcementTimeout.ValueString())
-		if err := waitForEnforcement(ctx, c, spec.Namespace, spec.Name, timeout); err != nil {
-			plan.PolicyEnforced = types.BoolValue(false)
-			diags.AddError("Calico policies not acknowledged", err.Error())
-			return
-		}
-		plan.PolicyEnforced = types.BoolValue(true)
-	} else if plan.PolicyEnforced.IsUnknown() {
-		svc := &corev1.Service{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: spec.Namespace, Name: spec.Name}, svc); err != nil {
-			diags.AddError("Cannot read the Service", kubeReachError(r.clients, err))
-			return
-		}
-		plan.PolicyEnforced = types.BoolValue(ack.Current(svc))
-	}
-	// The NodePorts allocated to the Service as written.
-	if err := c.Get(ctx, client.ObjectKey{Namespace: spec.Namespace, Name: spec.Name}, live); err != nil {
-		diags.AddError("Cannot read the Service", kubeReachError(r.clients, err))
-		return
-	}
-	spec.NodePorts, spec.HealthCheckNodePort = nodePortsFromService(live)
-	plan.setNodePorts(spec.NodePorts, spec.HealthCheckNodePort)
-	if !spec.rulesKnown() {
-		diags.AddError("NodePorts not allocated", fmt.Sprintf("Service %s/%s has no NodePort for every port (is "+
-			"allocateLoadBalancerNodePorts false?): without an NLB security group the node group needs them", spec.Namespace, spec.Name))
-		return
-	}
-	desired = spec.desiredRules()
-	if handOver {
-		if err := r.migrate(ctx, c, a, spec, frontend, vpcCIDRs, holding, desired, diags); err != nil {
-			diags.AddError("The migration from the AWS Load Balancer Controller's rules did not complete", err.Error())
-			return
-		}
-	} else if err := a.reconcileRules(ctx, owner, frontend, spec.NodeSG, vpcCIDRs, desired); err != nil {
-		diags.AddError("Cannot write the security-group rules", err.Error())
-		return
-	}
-	plan.ManagedAnnotations = stringMap(spec.managedAnnotations(frontend))
-	plan.SecurityGroupRules = stringList(ruleStrings(desired))
-	lb, err := r.loadBalancer(ctx, c, a, spec, plan.WaitForLoadBalancer.ValueBool())
-	if err != nil {
-		diags.AddError("Load balancer not ready", err.Error())
-		return
-	}
-	plan.setLoadBalancer(lb)
-	plan.LoadBalancerAsConfigured = types.BoolValue(true)
-	if problems := spec.loadBalancerProblems(frontend, lb); len(problems) > 0 {
-		plan.LoadBalancerAsConfigured = types.BoolValue(false)
-		diags.AddError("The NLB is not as configured", strings.Join(problems, "\n\n"))
-		return
-	}
-	if plan.PerSourceModel.IsUnknown() {
-		subnets := len(spec.Subnets)
-		if subnets == 0 && lb != nil {
-			subnets = len(lb.SubnetCIDRs)
-		}
-		if subnets == 0 {
-			n, err := r.taggedSubnetCount(ctx, a, vpcID, spec.Scheme)
-			if err != nil {
-				diags.AddWarning("The per-source model's figure leaves out health checks",
-					fmt.Sprintf("Counting the subnets tagged for the NLB's scheme failed (%v), so security_group_rules_per_source_model "+
-						"counts no health-check rule. It is a comparison only: nothing the NLB admits depends on it. "+
-						"Allow ec2:DescribeSubnets to the provider's credentials for the full figure.", err))
-			}
-			subnets = n
-		}
-		plan.PerSourceModel = types.Int64Value(int64(spec.perSourceModel(subnets)))
-	}
-}
-
-// writeService applies the Service as the provider's field manager, then
-// removes the provider's annotation keys it does not render: server-side
-// apply leaves keys other managers wrote, so one added by hand stays
-// otherwise.
-// It returns the provider's annotations as written.
-func writeService(ctx context.Context, c client.Client, svc *corev1ac.ServiceApplyConfiguration) (map[string]string, error) {
-	// Read before the apply, which fills svc with the object as the server
-	// holds it (hand-added keys included).
-	rendered := managedOf(svc.Annotations)
-	namespace, name := *svc.Namespace, *svc.Name
-	if err := c.Apply(ctx, svc, client.FieldOwner(annotations.ProviderManager), client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("applying Service %s/%s: %w", namespace, name, err)
-	}
-	return rendered, removeStrayAnnotations(ctx, c, namespace, name, rendered)
-}
-
-// removeStrayAnnotations deletes the provider's annotation keys that are on
-// the Service but not rendered (added or left by hand).
-func removeStrayAnnotations(ctx context.Context, c client.Client, namespace, name string, rendered map[string]string) error {
-	svc := &corev1.Service{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
-		return fmt.Errorf("reading Service %s/%s: %w", namespace, name, err)
-	}
-	patch := client.MergeFrom(svc.DeepCopy())
-	stray := false
-	for k := range managedAnnotationsOf(svc) {
-		if _, ok := rendered[k]; !ok {
-			delete(svc.Annotations, k)
-			stray = true
-		}
-	}
-	if !stray {
-		return nil
-	}
-	if err := c.Patch(ctx, svc, patch); err != nil {
-		return fmt.Errorf("removing hand-added annotations from Service %s/%s: %w", namespace, name, err)
-	}
-	return nil
-}
-
-// heldBy says which controller each finalizer on a Service waits for.
-func heldBy(finalizers []string) string {
-	var parts []string
-	for _, f := range finalizers {
-		switch f {
-		case annotations.NLBPolicyFinalizer:
-			parts = append(parts, fmt.Sprintf("the nlb-policy controller (finalizer %s) must be running to delete the Calico policies", f))
-		case lbc.ServiceFinalizer:
-			parts = append(parts, fmt.Sprintf("the AWS Load Balancer Controller (finalizer %s) must be running to delete the NLB", f))
-		default:
-			parts = append(parts, fmt.Sprintf("finalizer %s is held by another controller", f))
-		}
-	}
-	if len(parts) == 0 {
-		return "it has no finalizer left; its deletion has not completed yet"
-	}
-	return strings.Join(parts, "; ")
-}
-
-// waitForEnforcement waits until the nlb-policy controller acknowledges the
-// Service's current spec, and says what is likely wrong when it does not.
-func waitForEnforcement(ctx context.Context, c client.Client, namespace, name string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	svc := &corev1.Service{}
-	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
-			return false, client.IgnoreNotFound(err)
-		}
-		return ack.Current(svc), nil
-	})
-	if err == nil {
-		return nil
-	}
-	last := "none"
-	if a, ok := ack.Of(svc); ok {
-		last = fmt.Sprintf("%q at %s", a.Problem, a.Time.Format(time.RFC3339))
-		if a.Digest != "" && a.Problem == "" {
-			last = fmt.Sprintf("of an older spec, at %s", a.Time.Format(time.RFC3339))
-		}
-	}
-	return fmt.Errorf("the nlb-policy controller has not acknowledged Calico policies for the current sources and ports of "+
-		"Service %s/%s within %s (last acknowledgement: %s). No security-group rule was added, so the NLB admits no new "+
-		"source. Likely causes: the controller is not installed or not running (kubectl get pods -A -l "+
-		"app.kubernetes.io/name=nlb-policy-controller); its ServiceAccount is refused by RBAC or Calico's tiered RBAC, or the "+
-		"Calico CRDs are missing (its logs, and kubectl -n %s describe service %s for PoliciesNotApplied events); the Service "+
-		"is not selected by it (annotation %s). Fix it and apply again, or raise enforcement_timeout.",
-		namespace, name, timeout, last, namespace, name, annotations.NLBPolicy)
-}
-
-// loadBalancer finds the Service's NLB; with wait it polls until the
-// controller has written the hostname and the NLB exists.
-func (r *nlbIngressResource) loadBalancer(ctx context.Context, c client.Client, a ingressAWS, spec ingressSpec, waitFor bool) (*awsnlb.LoadBalancer, error) {
-	var lb *awsnlb.LoadBalancer
-	var why string
-	check := func(ctx context.Context) (bool, error) {
-		svc := &corev1.Service{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: spec.Namespace, Name: spec.Name}, svc); err != nil {
-			return false, err
-		}
-		host := awsnlb.Hostname(svc)
-		if host == "" {
-			why = "the Service has no load balancer hostname in its status yet"
-			return false, nil
-		}
-		var err error
-		if lb, err = a.findLoadBalancer(ctx, host); err != nil {
-			return false, err
-		}
-		if lb == nil {
-			why = "no load balancer named " + host + " in ELBv2"
-		}
-		return lb != nil, nil
-	}
-	if !waitFor {
-		_, err := check(ctx)
-		return lb, err
-	}
-	if err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, check); err != nil {
-		return nil, fmt.Errorf("waiting for the NLB of Service %s/%s: %s (%v). Is the AWS Load Balancer Controller running? "+
-			"kubectl -n %s describe service %s shows its events.", spec.Namespace, spec.Name, why, err, spec.Namespace, spec.Name)
-	}
-	return lb, nil
-}
-
-// taggedSubnetCount is how many subnets the controller would pick for the
-// scheme (one per zone among the tagged ones), for the per-source model when
-// no NLB exists yet.
-func (r *nlbIngressResource) taggedSubnetCount(ctx context.Context, a ingressAWS, vpcID, scheme string) (int, error) {
-	tag := "kubernetes.io/role/internal-elb"
-	if scheme == lbc.SchemeInternetFacing {
-		tag = "kubernetes.io/role/elb"
-	}
-	out, err := a.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{
-		{Name: aws.String("vpc-id"), Values: []string{vpcID}},
-		{Name: aws.String("tag-key"), Values: []string{tag}},
-	}})
-	if err != nil {
-		return 0, fmt.Errorf("describing the subnets of %s: %w", vpcID, err)
-	}
-	zones := map[string]bool{}
-	for _, s := range out.Subnets {
-		zones[aws.ToString(s.AvailabilityZone)] = true
-	}
-	return len(zones), nil
+	reach := func(err error) string { return kubeReachError(r.clients, err) }
+	(&ingressApply{kube: c, aws: a, reach: reach, plan: plan, prior: prior, diags: diags, spec: spec}).run(ctx)
 }
 
 func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -801,11 +476,10 @@ func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest,
 			resp.Diagnostics.AddError("Cannot read the security-group rules", err.Error())
 			return
 		}
-		slices.SortFunc(rules, func(a, b sgRule) int { return strings.Compare(a.String(), b.String()) })
-		state.SecurityGroupRules = stringList(ruleStrings(rules))
+		state.SecurityGroupRules = stringList(ruleStrings(sortedRules(rules)))
 	}
 	spec, known, _ := state.spec(ctx)
-	lb, err := r.loadBalancer(ctx, c, a, spec, false)
+	lb, err := a.loadBalancer(ctx, c, spec, false)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read the load balancer", err.Error())
 		return
@@ -820,11 +494,7 @@ func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest,
 	}
 	state.LoadBalancerAsConfigured = types.BoolValue(len(spec.loadBalancerProblems(state.FrontendSecurityGroupID.ValueString(), lb)) == 0)
 	if state.PerSourceModel.IsNull() && known.all() {
-		subnets := len(spec.Subnets)
-		if subnets == 0 && lb != nil {
-			subnets = len(lb.SubnetCIDRs)
-		}
-		state.PerSourceModel = types.Int64Value(int64(spec.perSourceModel(subnets)))
+		state.PerSourceModel = types.Int64Value(int64(spec.perSourceModel(spec.knownSubnets(lb, 0))))
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
@@ -855,9 +525,8 @@ func (r *nlbIngressResource) readWithoutService(ctx context.Context, c client.Cl
 		resp.State.RemoveResource(ctx)
 		return
 	}
-	slices.SortFunc(rules, func(a, b sgRule) int { return strings.Compare(a.String(), b.String()) })
 	state.FrontendSecurityGroupID = types.StringValue(frontend)
-	state.SecurityGroupRules = stringList(ruleStrings(rules))
+	state.SecurityGroupRules = stringList(ruleStrings(sortedRules(rules)))
 	state.ManagedAnnotations = types.MapNull(types.StringType)
 	state.PolicyEnforced = types.BoolValue(false)
 	state.NodePorts, state.HealthCheckNodePort = types.MapNull(types.Int64Type), types.Int64Null()

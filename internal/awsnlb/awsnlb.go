@@ -59,11 +59,28 @@ func NameFromDNS(dnsName string) (name string, ok bool) {
 	return label[:i], true
 }
 
+// ELBv2API is the part of ELBv2 this package reads; *elbv2.Client has it,
+// and a fake in a table test can.
+type ELBv2API interface {
+	DescribeLoadBalancers(context.Context, *elbv2.DescribeLoadBalancersInput, ...func(*elbv2.Options)) (*elbv2.DescribeLoadBalancersOutput, error)
+	DescribeTargetGroups(context.Context, *elbv2.DescribeTargetGroupsInput, ...func(*elbv2.Options)) (*elbv2.DescribeTargetGroupsOutput, error)
+}
+
+// SubnetsAPI reads subnets (an NLB's subnet CIDRs); *ec2.Client has it.
+type SubnetsAPI interface {
+	DescribeSubnets(context.Context, *ec2.DescribeSubnetsInput, ...func(*ec2.Options)) (*ec2.DescribeSubnetsOutput, error)
+}
+
+// VPCsAPI reads VPCs (their CIDR blocks); *ec2.Client has it.
+type VPCsAPI interface {
+	DescribeVpcs(context.Context, *ec2.DescribeVpcsInput, ...func(*ec2.Options)) (*ec2.DescribeVpcsOutput, error)
+}
+
 // Find returns the load balancer with the DNS name, or nil when none has it
 // (yet). It asks for the one load balancer the DNS name names, not for the
 // account's (a page of 400 per call, every call of the account's request
 // rate); a DNS name of another shape falls back to reading them all.
-func Find(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsName string) (*LoadBalancer, error) {
+func Find(ctx context.Context, elb ELBv2API, ec SubnetsAPI, dnsName string) (*LoadBalancer, error) {
 	return FindCached(ctx, elb, ec, dnsName, nil)
 }
 
@@ -76,7 +93,7 @@ type SubnetCIDRs struct {
 }
 
 // FindCached is Find reading subnets' CIDRs through the cache (nil: none).
-func FindCached(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsName string, subnets *SubnetCIDRs) (*LoadBalancer, error) {
+func FindCached(ctx context.Context, elb ELBv2API, ec SubnetsAPI, dnsName string, subnets *SubnetCIDRs) (*LoadBalancer, error) {
 	input := &elbv2.DescribeLoadBalancersInput{}
 	if name, ok := NameFromDNS(dnsName); ok {
 		input.Names = []string{name}
@@ -115,7 +132,7 @@ var ErrSomeNotFound = errors.New("a load balancer of the batch does not exist")
 // replaced (same name, another DNS name) is left out. DNS names of another
 // shape are not asked for. It returns ErrSomeNotFound when AWS knows one of
 // the names not.
-func FindMany(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsNames []string, subnets *SubnetCIDRs) (map[string]*LoadBalancer, error) {
+func FindMany(ctx context.Context, elb ELBv2API, ec SubnetsAPI, dnsNames []string, subnets *SubnetCIDRs) (map[string]*LoadBalancer, error) {
 	var names []string
 	for _, d := range dnsNames {
 		if n, ok := NameFromDNS(d); ok && !slices.Contains(names, n) {
@@ -152,7 +169,7 @@ func FindMany(ctx context.Context, elb *elbv2.Client, ec *ec2.Client, dnsNames [
 }
 
 // describe converts a load balancer, with its subnets' CIDRs.
-func describe(ctx context.Context, ec *ec2.Client, lb elbv2types.LoadBalancer, cache *SubnetCIDRs) (*LoadBalancer, error) {
+func describe(ctx context.Context, ec SubnetsAPI, lb elbv2types.LoadBalancer, cache *SubnetCIDRs) (*LoadBalancer, error) {
 	out := &LoadBalancer{ARN: aws.ToString(lb.LoadBalancerArn), DNSName: aws.ToString(lb.DNSName), VPCID: aws.ToString(lb.VpcId),
 		SecurityGroups: lb.SecurityGroups, IPAddressType: string(lb.IpAddressType)}
 	if lb.State != nil {
@@ -204,7 +221,7 @@ func (c *SubnetCIDRs) put(id, cidr string) {
 }
 
 // FillTargetTypes reads the target types of the load balancer's target groups.
-func (lb *LoadBalancer) FillTargetTypes(ctx context.Context, elb *elbv2.Client) error {
+func (lb *LoadBalancer) FillTargetTypes(ctx context.Context, elb ELBv2API) error {
 	lb.TargetTypes = nil
 	tgs, err := elb.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{LoadBalancerArn: aws.String(lb.ARN)})
 	var notFound *elbv2types.TargetGroupNotFoundException
@@ -224,7 +241,7 @@ func (lb *LoadBalancer) FillTargetTypes(ctx context.Context, elb *elbv2.Client) 
 }
 
 // VPCCIDRs are the IPv4 CIDR blocks of a VPC.
-func VPCCIDRs(ctx context.Context, ec *ec2.Client, vpcID string) ([]string, error) {
+func VPCCIDRs(ctx context.Context, ec VPCsAPI, vpcID string) ([]string, error) {
 	vpcs, err := ec.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{vpcID}})
 	if err != nil {
 		return nil, fmt.Errorf("describing VPC %s: %w", vpcID, err)

@@ -1,0 +1,111 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+)
+
+// The Kubernetes side of telemetry_nlb_ingress: writing its Service, waiting
+// for the nlb-policy controller's acknowledgement, and explaining what holds
+// a Service that will not go.
+
+// writeService applies the Service as the provider's field manager, then
+// removes the provider's annotation keys it does not render: server-side
+// apply leaves keys other managers wrote, so one added by hand stays
+// otherwise.
+// It returns the provider's annotations as written.
+func writeService(ctx context.Context, c client.Client, svc *corev1ac.ServiceApplyConfiguration) (map[string]string, error) {
+	// Read before the apply, which fills svc with the object as the server
+	// holds it (hand-added keys included).
+	rendered := managedOf(svc.Annotations)
+	namespace, name := *svc.Namespace, *svc.Name
+	if err := c.Apply(ctx, svc, client.FieldOwner(annotations.ProviderManager), client.ForceOwnership); err != nil {
+		return nil, fmt.Errorf("applying Service %s/%s: %w", namespace, name, err)
+	}
+	return rendered, removeStrayAnnotations(ctx, c, namespace, name, rendered)
+}
+
+// removeStrayAnnotations deletes the provider's annotation keys that are on
+// the Service but not rendered (added or left by hand).
+func removeStrayAnnotations(ctx context.Context, c client.Client, namespace, name string, rendered map[string]string) error {
+	svc := &corev1.Service{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
+		return fmt.Errorf("reading Service %s/%s: %w", namespace, name, err)
+	}
+	patch := client.MergeFrom(svc.DeepCopy())
+	stray := false
+	for k := range managedAnnotationsOf(svc) {
+		if _, ok := rendered[k]; !ok {
+			delete(svc.Annotations, k)
+			stray = true
+		}
+	}
+	if !stray {
+		return nil
+	}
+	if err := c.Patch(ctx, svc, patch); err != nil {
+		return fmt.Errorf("removing hand-added annotations from Service %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
+
+// heldBy says which controller each finalizer on a Service waits for.
+func heldBy(finalizers []string) string {
+	var parts []string
+	for _, f := range finalizers {
+		switch f {
+		case annotations.NLBPolicyFinalizer:
+			parts = append(parts, fmt.Sprintf("the nlb-policy controller (finalizer %s) must be running to delete the Calico policies", f))
+		case lbc.ServiceFinalizer:
+			parts = append(parts, fmt.Sprintf("the AWS Load Balancer Controller (finalizer %s) must be running to delete the NLB", f))
+		default:
+			parts = append(parts, fmt.Sprintf("finalizer %s is held by another controller", f))
+		}
+	}
+	if len(parts) == 0 {
+		return "it has no finalizer left; its deletion has not completed yet"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// waitForEnforcement waits until the nlb-policy controller acknowledges the
+// Service's current spec, and says what is likely wrong when it does not.
+func waitForEnforcement(ctx context.Context, c client.Client, namespace, name string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	svc := &corev1.Service{}
+	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return ack.Current(svc), nil
+	})
+	if err == nil {
+		return nil
+	}
+	last := "none"
+	if a, ok := ack.Of(svc); ok {
+		last = fmt.Sprintf("%q at %s", a.Problem, a.Time.Format(time.RFC3339))
+		if a.Digest != "" && a.Problem == "" {
+			last = fmt.Sprintf("of an older spec, at %s", a.Time.Format(time.RFC3339))
+		}
+	}
+	return fmt.Errorf("the nlb-policy controller has not acknowledged Calico policies for the current sources and ports of "+
+		"Service %s/%s within %s (last acknowledgement: %s). No security-group rule was added, so the NLB admits no new "+
+		"source. Likely causes: the controller is not installed or not running (kubectl get pods -A -l "+
+		"app.kubernetes.io/name=nlb-policy-controller); its ServiceAccount is refused by RBAC or Calico's tiered RBAC, or the "+
+		"Calico CRDs are missing (its logs, and kubectl -n %s describe service %s for PoliciesNotApplied events); the Service "+
+		"is not selected by it (annotation %s). Fix it and apply again, or raise enforcement_timeout.",
+		namespace, name, timeout, last, namespace, name, annotations.NLBPolicy)
+}
