@@ -96,6 +96,33 @@ func (m *ingressModel) migrationPending() bool {
 	return !handedOver(ann)
 }
 
+// fillDefaults sets the optional attributes left unset to their defaults,
+// as the plan has them: the configuration validated before a plan (see
+// ValidateConfig) then means what the plan will.
+func (m *ingressModel) fillDefaults() {
+	str := func(v *types.String, def string) {
+		if v.IsNull() {
+			*v = types.StringValue(def)
+		}
+	}
+	boolean := func(v *types.Bool, def bool) {
+		if v.IsNull() {
+			*v = types.BoolValue(def)
+		}
+	}
+	str(&m.TargetType, defaultTargetType)
+	str(&m.Scheme, defaultScheme)
+	str(&m.ExternalTrafficPolicy, defaultETP)
+	str(&m.NodePortRange, defaultNodePortRange)
+	str(&m.EnforcementTimeout, defaultEnforcementTimeout.String())
+	boolean(&m.NLBSecurityGroup, defaultNLBSecurityGroup)
+	boolean(&m.WaitForLoadBalancer, defaultWaitForLoadBalancer)
+	boolean(&m.WaitForEnforcement, defaultWaitForEnforcement)
+	if m.CoverSize.IsNull() {
+		m.CoverSize = types.Int64Value(defaultCoverSize)
+	}
+}
+
 // knownInputs says which parts of a plan are known.
 type knownInputs struct{ ports, sources, rest bool }
 
@@ -231,21 +258,8 @@ func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) 
 		m.FrontendSecurityGroupID = types.StringValue(ann[lbc.SecurityGroups])
 	}
 	m.ManagedAnnotations = stringMap(managedAnnotationsOf(svc))
-	if m.NodePortRange.IsNull() {
-		m.NodePortRange = types.StringValue(defaultNodePortRange)
-	}
-	if m.WaitForLoadBalancer.IsNull() {
-		m.WaitForLoadBalancer = types.BoolValue(defaultWaitForLoadBalancer)
-	}
-	if m.CoverSize.IsNull() {
-		m.CoverSize = types.Int64Value(defaultCoverSize)
-	}
-	if m.WaitForEnforcement.IsNull() {
-		m.WaitForEnforcement = types.BoolValue(defaultWaitForEnforcement)
-	}
-	if m.EnforcementTimeout.IsNull() {
-		m.EnforcementTimeout = types.StringValue(defaultEnforcementTimeout.String())
-	}
+	// What the Service does not say is at its default, as a plan would have it.
+	m.fillDefaults()
 	// User annotations: the keys already tracked, or on import every one the
 	// provider does not write itself.
 	user := map[string]string{}
