@@ -14,6 +14,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/reasons"
 )
 
 // The Kubernetes side of telemetry_nlb_ingress: writing its Service, waiting
@@ -105,7 +106,7 @@ func waitForEnforcement(ctx context.Context, c client.Client, namespace, name st
 		"Service %s/%s within %s (last acknowledgement: %s). No security-group rule was added, so the NLB admits no new "+
 		"source. Likely causes: the controller is not installed or not running (kubectl get pods -A -l "+
 		"app.kubernetes.io/name=nlb-policy-controller); its ServiceAccount is refused by RBAC or Calico's tiered RBAC, or the "+
-		"Calico CRDs are missing (its logs, and kubectl -n %s describe service %s for PoliciesNotApplied events); the Service "+
+		"Calico CRDs are missing (its logs, and kubectl -n %s describe service %s for %s events); the Service "+
 		"is not selected by it (annotation %s). Fix it and apply again, or raise enforcement_timeout.",
-		namespace, name, timeout, last, namespace, name, annotations.NLBPolicy)
+		namespace, name, timeout, last, namespace, name, reasons.PoliciesNotApplied, annotations.NLBPolicy)
 }

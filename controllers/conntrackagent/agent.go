@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/events"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/reasons"
 )
 
 // Agent watches Services and EndpointSlices and deletes stale UDP conntrack
@@ -119,19 +120,6 @@ type revokeRequest struct {
 	svc     types.NamespacedName
 	removed cidrset.Set
 }
-
-// Event reasons, on the Service whose entries a pass deleted.
-const (
-	// ReasonStaleEntries: the kernel deleted stale entries (Normal).
-	ReasonStaleEntries = "StaleConntrackEntries"
-	// ReasonDeleteFailed: the kernel refused some deletions (Warning).
-	ReasonDeleteFailed = "StaleConntrackDeleteFailed"
-	// ReasonDataplane: what the agent found of the node's service proxy, on
-	// the Node (Normal, or Warning where it cannot help).
-	ReasonDataplane = "ConntrackAgentDataplane"
-	// ReasonRevoked: connections of removed sources closed (Normal).
-	ReasonRevoked = "RevokedConnections"
-)
 
 // DefaultIndexMax is the agent's default IndexMax: about 33 MiB of index
 // (65 MiB while it grows), within the chart's 128 MiB limit; kube-proxy
@@ -702,7 +690,7 @@ func (a *Agent) detectDataplane(ctx context.Context) {
 		}
 		// The kubelet's own reference to its Node: UID is the node's name.
 		node := &corev1.ObjectReference{Kind: "Node", Name: a.NodeName, UID: types.UID(a.NodeName)}
-		a.Recorder.Eventf(node, nil, typ, ReasonDataplane, "Detect", "%s", d.Summary())
+		a.Recorder.Eventf(node, nil, typ, reasons.ConntrackAgentDataplane, "Detect", "%s", d.Summary())
 	}
 }
 
@@ -730,14 +718,14 @@ func (a *Agent) report(res PassResult) {
 		}
 		switch {
 		case a.DryRun:
-			a.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, ReasonStaleEntries, "Delete",
+			a.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, reasons.StaleConntrackEntries, "Delete",
 				"Found %d stale UDP conntrack entries on node %s (dry run: none deleted)", r.Found, a.NodeName)
 		case r.Failed > 0:
-			a.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonDeleteFailed, "Delete",
+			a.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, reasons.StaleConntrackDeleteFailed, "Delete",
 				"Deleted %d of %d stale UDP conntrack entries on node %s; the kernel refused %d (the agent's log says why), %d were gone already",
 				r.Deleted, r.Found, a.NodeName, r.Failed, r.Vanished)
 		default:
-			a.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, ReasonStaleEntries, "Delete",
+			a.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, reasons.StaleConntrackEntries, "Delete",
 				"Deleted %d stale UDP conntrack entries on node %s (never NATed, or NATed to an endpoint that is gone); %d more were gone already",
 				r.Deleted, a.NodeName, r.Vanished)
 		}

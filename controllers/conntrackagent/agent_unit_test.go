@@ -22,6 +22,7 @@ import (
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/reasons"
 )
 
 // The agent's logic over the Fake conntrack and a fake clientset: no root,
@@ -160,7 +161,7 @@ func TestPassCountsWhatTheKernelDid(t *testing.T) {
 	}
 	select {
 	case ev := <-u.rec.Events:
-		if !strings.HasPrefix(ev, "Warning "+ReasonDeleteFailed) || !strings.Contains(ev, "Deleted 2 of 4") || !strings.Contains(ev, "refused 1") {
+		if !strings.HasPrefix(ev, "Warning "+reasons.StaleConntrackDeleteFailed) || !strings.Contains(ev, "Deleted 2 of 4") || !strings.Contains(ev, "refused 1") {
 			t.Errorf("event = %q", ev)
 		}
 	default:
@@ -335,7 +336,7 @@ func TestDataplane(t *testing.T) {
 	}
 	select {
 	case ev := <-u.rec.Events:
-		if !strings.HasPrefix(ev, "Warning "+ReasonDataplane) || !strings.Contains(ev, "ipvs") {
+		if !strings.HasPrefix(ev, "Warning "+reasons.ConntrackAgentDataplane) || !strings.Contains(ev, "ipvs") {
 			t.Fatalf("event = %q", ev)
 		}
 	default:
@@ -433,7 +434,7 @@ func TestRevokesConnectionsOfRemovedSources(t *testing.T) {
 	}
 	found := false
 	for len(u.rec.Events) > 0 {
-		if ev := <-u.rec.Events; strings.HasPrefix(ev, "Normal "+ReasonRevoked) && strings.Contains(ev, "Closed 2 connections") {
+		if ev := <-u.rec.Events; strings.HasPrefix(ev, "Normal "+reasons.RevokedConnections) && strings.Contains(ev, "Closed 2 connections") {
 			found = true
 		}
 	}

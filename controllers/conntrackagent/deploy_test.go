@@ -25,6 +25,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/reasons"
 )
 
 // The DaemonSet manifests apply cleanly (server-side dry run), and with
@@ -116,9 +117,9 @@ func TestDeploymentManifests(t *testing.T) {
 			t.Fatal(err)
 		}
 		if slices.ContainsFunc(evs.Items, func(e eventsv1.Event) bool {
-			return e.Reason == conntrackagent.ReasonStaleEntries && e.Regarding.Name == "flows"
+			return e.Reason == reasons.StaleConntrackEntries && e.Regarding.Name == "flows"
 		}) && slices.ContainsFunc(evs.Items, func(e eventsv1.Event) bool {
-			return e.Reason == conntrackagent.ReasonDataplane && e.Regarding.Kind == "Node" && e.Regarding.Name == "node-1"
+			return e.Reason == reasons.ConntrackAgentDataplane && e.Regarding.Kind == "Node" && e.Regarding.Name == "node-1"
 		}) {
 			break
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/reasons"
 )
 
 // Revocation. When sources are removed from an nlb-policy Service's allowed
@@ -210,7 +211,7 @@ func (a *Agent) RevokePass(ctx context.Context, key types.NamespacedName, remove
 	a.Metrics.revoked.WithLabelValues(key.Namespace, key.Name).Add(float64(st.Deleted))
 	a.Log.Info("closed connections of removed sources", "service", key, "deleted", st.Deleted, "vanished", st.Vanished, "failed", st.Failed)
 	if a.Recorder != nil && st.Deleted > 0 {
-		a.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, ReasonRevoked, "Revoke",
+		a.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, reasons.RevokedConnections, "Revoke",
 			"Closed %d connections on node %s from sources removed from the allowed set (%s): their next packets meet the new policy",
 			st.Deleted, a.NodeName, strings.Join(removed.Strings(), ", "))
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/reasons"
 )
 
 // ControllerName is the controller's name in controller-runtime's metrics
@@ -156,7 +157,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 					svc.Annotations = map[string]string{}
 				}
 				svc.Annotations[annotations.Enforced] = want
-				r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonNotAllowed, "Reconcile", "%s", refused)
+				r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, reasons.NamespaceNotAllowed, "Reconcile", "%s", refused)
 			}
 			if err := r.Client.Patch(ctx, svc, patch); err != nil && !apierrors.IsNotFound(err) {
 				return reconcile.Result{}, fmt.Errorf("removing the finalizer and acknowledgement: %w", err)
@@ -223,14 +224,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 
 	writes, err := r.apply(ctx, out, existingPolicies, existingSets)
 	if err != nil {
-		r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonPoliciesNotApplied, "Reconcile", "%s", truncate(err.Error(), 1000))
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, reasons.PoliciesNotApplied, "Reconcile", "%s", truncate(err.Error(), 1000))
 		// The acknowledgement is withdrawn, so the provider does not take the
 		// Service for protected; the patch may be refused too (the error says why).
 		ackErr := r.acknowledge(ctx, svc, ack.Ack{Problem: "policies not applied: " + truncate(err.Error(), 500)})
 		return reconcile.Result{}, errors.Join(fmt.Errorf("applying policies: %w", err), ackErr)
 	}
 	if writes > 0 {
-		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, ReasonPoliciesApplied, "Reconcile",
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, reasons.PoliciesApplied, "Reconcile",
 			"%d Calico object(s) written: %d policies, %d network sets, %d allowed source nets",
 			writes, len(out.Policies), len(out.NetworkSets), out.Sources.Len())
 		logger.Info("policies applied", "writes", writes, "policies", len(out.Policies), "sources", out.Sources.Len())
@@ -317,14 +318,6 @@ func (r *Reconciler) tierProblem(ctx context.Context) string {
 	r.mu.Unlock()
 	return problem
 }
-
-// Event reasons.
-const (
-	ReasonPoliciesApplied    = "PoliciesApplied"
-	ReasonPoliciesNotApplied = "PoliciesNotApplied"
-	ReasonInvalidInput       = "InvalidInput"
-	ReasonNotAllowed         = "NamespaceNotAllowed"
-)
 
 // acknowledge records on the Service what is enforced for it (see
 // internal/ack); it writes only when that changed, so steady state makes no
@@ -572,7 +565,7 @@ func (r *Reconciler) report(svc *corev1.Service, problems []string) {
 	for _, p := range problems {
 		log.Log.WithName("nlb-policy").Info("invalid input", "service", svc.Namespace+"/"+svc.Name, "problem", p)
 	}
-	r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonInvalidInput, "Reconcile", "%s", truncate(strings.Join(problems, "; "), 1000))
+	r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, reasons.InvalidInput, "Reconcile", "%s", truncate(strings.Join(problems, "; "), 1000))
 }
 
 func (r *Reconciler) forget(key types.NamespacedName, uid types.UID) {

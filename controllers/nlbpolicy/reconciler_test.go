@@ -21,6 +21,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/reasons"
 )
 
 // staticSources answers Sources without AWS.
@@ -254,7 +255,7 @@ func TestNamespacesAllowList(t *testing.T) {
 	}
 	found := false
 	for rec := r.Recorder.(*events.FakeRecorder); len(rec.Events) > 0; {
-		if ev := <-rec.Events; strings.Contains(ev, ReasonNotAllowed) {
+		if ev := <-rec.Events; strings.Contains(ev, reasons.NamespaceNotAllowed) {
 			found = true
 		}
 	}
