@@ -11,7 +11,6 @@ import (
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -62,11 +61,11 @@ func recordingReconciler(t *testing.T, objs ...client.Object) (*Reconciler, clie
 				return c.Delete(ctx, o, opts...)
 			},
 		}).Build()
-	r := &Reconciler{
+	r := NewReconciler(ReconcilerConfig{
 		Client: c, Reader: c, Recorder: events.NewFakeRecorder(100),
 		Sources: staticSources{health: []string{"10.0.0.0/20"}}, Options: DefaultOptions(),
-		Metrics: NewMetrics(prometheus.NewRegistry()), reported: map[types.UID]string{},
-	}
+		Metrics: NewMetrics(prometheus.NewRegistry()),
+	})
 	// No Felix here: acknowledge at once (TestAcknowledgementHeld covers the grace).
 	r.Options.ProgrammingGrace = 0
 	return r, c, &ops
@@ -209,8 +208,8 @@ func TestAcknowledgementHeld(t *testing.T) {
 	if err := c.Update(context.Background(), got); err != nil {
 		t.Fatal(err)
 	}
-	next := &Reconciler{Client: c, Reader: c, Recorder: events.NewFakeRecorder(100), Sources: r.Sources,
-		Options: r.Options, Metrics: NewMetrics(prometheus.NewRegistry()), reported: map[types.UID]string{}}
+	next := NewReconciler(ReconcilerConfig{Client: c, Reader: c, Recorder: events.NewFakeRecorder(100), Sources: r.Sources,
+		Options: r.Options, Metrics: NewMetrics(prometheus.NewRegistry())})
 	reconcileOnce(t, next, svc)
 	if acked() {
 		t.Fatal("a controller that had just started acknowledged at once")

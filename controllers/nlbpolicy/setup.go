@@ -61,7 +61,7 @@ func Setup(mgr ctrl.Manager, cfg Config) (*Reconciler, error) {
 			s.Peers = peerHosts(mgr.GetCache(), cfg.ManageAll)
 		}
 	}
-	r := &Reconciler{
+	r := NewReconciler(ReconcilerConfig{
 		Client:     mgr.GetClient(),
 		Reader:     mgr.GetAPIReader(),
 		Recorder:   mgr.GetEventRecorder("nlb-policy-controller"),
@@ -70,7 +70,7 @@ func Setup(mgr ctrl.Manager, cfg Config) (*Reconciler, error) {
 		ManageAll:  cfg.ManageAll,
 		Namespaces: cfg.Namespaces,
 		Metrics:    metrics,
-	}
+	})
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

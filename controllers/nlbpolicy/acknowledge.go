@@ -1,0 +1,102 @@
+package nlbpolicy
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+)
+
+// The acknowledgement protocol: what the controller tells the provider on the
+// Service (internal/ack), and when. A Service is acknowledged only once its
+// policies are written, their tier exists, and Felix has had time to program
+// them (settled); the provider widens AWS on nothing less.
+
+// settled says how long a change must still wait before it is acknowledged:
+// Options.ProgrammingGrace after the Service's objects were last written (now,
+// if wrote), or after the first reconcile of this controller (a leader that
+// takes over does not know what its predecessor wrote a moment ago).
+//
+// The API server holding the policies does not mean Felix enforces them:
+// each node's Felix reads them and programs its dataplane some time later
+// (50-280 ms measured here), and OSS Calico does not report when. The
+// provider widens AWS as soon as a Service is acknowledged (the cover, the
+// hand-over of a migrated NLB), so an acknowledgement that came first would
+// let sources inside the cover through AWS while Felix still passed them.
+func (r *Reconciler) settled(key types.NamespacedName, wrote bool) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if r.started.IsZero() {
+		r.started = now
+	}
+	if wrote {
+		r.written[key] = now
+	}
+	since := r.started
+	if w, ok := r.written[key]; ok && w.After(since) {
+		since = w
+	}
+	return r.Options.ProgrammingGrace - now.Sub(since)
+}
+
+// tierCheckTTL is how long the tier's presence is trusted between checks.
+const tierCheckTTL = 10 * time.Second
+
+// tierProblem says why the policies' tier cannot be used, or "". It reads the
+// tier from the API server (a get on that one tier is all the RBAC it needs)
+// at most every tierCheckTTL.
+func (r *Reconciler) tierProblem(ctx context.Context) string {
+	tier := tierOf(r.Options)
+	r.mu.Lock()
+	if time.Since(r.tierCheckedAt) < tierCheckTTL {
+		defer r.mu.Unlock()
+		return r.tierProblemSeen
+	}
+	r.mu.Unlock()
+	problem := ""
+	err := r.Reader.Get(ctx, client.ObjectKey{Name: tier}, &calicov3.Tier{})
+	switch {
+	case apierrors.IsNotFound(err):
+		problem = fmt.Sprintf("Calico tier %q does not exist, so policies in it would enforce nothing: create it (the Helm chart "+
+			"and deploy/nlb-policy-controller.yaml do) or point --tier at an existing one", tier)
+	case apierrors.IsForbidden(err):
+		problem = fmt.Sprintf("cannot read Calico tier %q (%v): grant get on tiers.projectcalico.org named %q", tier, err, tier)
+	case err != nil:
+		problem = fmt.Sprintf("cannot read Calico tier %q: %v", tier, err)
+	}
+	r.mu.Lock()
+	r.tierCheckedAt, r.tierProblemSeen = time.Now(), problem
+	r.mu.Unlock()
+	return problem
+}
+
+// acknowledge records on the Service what is enforced for it (see
+// internal/ack); it writes only when that changed, so steady state makes no
+// write.
+func (r *Reconciler) acknowledge(ctx context.Context, svc *corev1.Service, want ack.Ack) error {
+	if have, ok := ack.Of(svc); ok && ack.Same(have, want) {
+		return nil
+	}
+	want.Time = time.Now().UTC().Truncate(time.Second)
+	patch := client.MergeFrom(svc.DeepCopy())
+	if svc.Annotations == nil {
+		svc.Annotations = map[string]string{}
+	}
+	svc.Annotations[annotations.Enforced] = want.Encode()
+	from := svc.ResourceVersion
+	if err := r.Client.Patch(ctx, svc, patch); err != nil {
+		return fmt.Errorf("writing the acknowledgement on Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	r.own.record(from, svc)
+	r.Metrics.write("Service", "patch")
+	return nil
+}
