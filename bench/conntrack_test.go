@@ -317,9 +317,9 @@ func BenchmarkConntrackRecovery(b *testing.B) {
 		b.Fatal(err)
 	}
 	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2}
-	agent := &conntrackagent.Agent{Client: kube, Conntrack: ct, NodeName: "node", Period: time.Hour, Debounce: 100 * time.Millisecond,
+	agent := conntrackagent.New(conntrackagent.Config{Client: kube, Conntrack: ct, NodeName: "node", Period: time.Hour, Debounce: 100 * time.Millisecond,
 		TombstoneTTL: time.Minute, Recheck: 2 * time.Second, LocalAddrs: ct.LocalAddrs,
-		Metrics: conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard()}
+		Metrics: conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard()})
 	actx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- agent.Run(actx) }()

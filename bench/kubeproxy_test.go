@@ -62,9 +62,9 @@ func startKPBench(b *testing.B, prefix string) *kpBench {
 	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 4, RecvBuffer: 8 << 20}
 	reg := prometheus.NewRegistry()
 	// The binary's defaults (controllers/cmd/conntrack-agent).
-	agent := &conntrackagent.Agent{Client: kube, Conntrack: ct, NodeName: "bench-node", Period: time.Minute, Debounce: 100 * time.Millisecond,
+	agent := conntrackagent.New(conntrackagent.Config{Client: kube, Conntrack: ct, NodeName: "bench-node", Period: time.Minute, Debounce: 100 * time.Millisecond,
 		TombstoneTTL: 10 * time.Minute, Recheck: 100 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
-		IndexMax: conntrackagent.DefaultIndexMax, Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()}
+		IndexMax: conntrackagent.DefaultIndexMax, Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()})
 	return &kpBench{ctx: ctx, kube: kube, lab: lab, kp: kp, ct: ct, agent: agent, reg: reg}
 }
 

@@ -2,7 +2,6 @@ package conntrackagent_test
 
 import (
 	"context"
-
 	"net/netip"
 	"os"
 	"testing"
@@ -176,10 +175,10 @@ func TestAgentEndToEnd(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	startAgent := func(dryRun bool, reg prometheus.Registerer) (*conntrackagent.Agent, func()) {
-		a := &conntrackagent.Agent{
+		a := conntrackagent.New(conntrackagent.Config{
 			Client: kube, Conntrack: ct, NodeName: "node-1", DryRun: dryRun, Period: time.Hour, Debounce: 50 * time.Millisecond,
 			TombstoneTTL: time.Minute, Recheck: time.Second, LocalAddrs: ct.LocalAddrs, Metrics: conntrackagent.NewMetrics(reg), Log: testr.New(t),
-		}
+		})
 		actx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- a.Run(actx) }()

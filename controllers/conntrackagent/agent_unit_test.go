@@ -77,11 +77,11 @@ func newUnit(t *testing.T, objs ...any) *unit {
 // fresh is an agent over the unit's clientset and table (a restart: the
 // state in memory is gone; metrics, to another registry, start at zero).
 func (u *unit) fresh(m *Metrics) *Agent {
-	return &Agent{
+	return New(Config{
 		Client: u.kube, Conntrack: u.ct, NodeName: "node-1", Period: time.Hour, Debounce: 10 * time.Millisecond,
 		TombstoneTTL: time.Minute, LocalAddrs: func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("192.0.2.1")}, nil },
 		Recorder: u.rec, Metrics: m, Log: testr.New(u.t),
-	}
+	})
 }
 
 func (u *unit) start() {

@@ -2,7 +2,6 @@ package conntrackagent
 
 import (
 	"context"
-	"time"
 )
 
 // The API server watch: the agent acts on what its informers last saw, so it
@@ -15,13 +14,13 @@ import (
 // logs each change (client-go's own retries log below the default
 // verbosity, so an outage was silent).
 func (a *Agent) watchAPI(ctx context.Context) {
-	t := time.NewTicker(a.APICheck)
+	t := a.Clock.NewTicker(a.APICheck)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		err := a.checkAPI(ctx)
 		if ctx.Err() != nil {
@@ -77,7 +76,7 @@ func (a *Agent) waitForAPI(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(a.APICheck):
+		case <-a.Clock.After(a.APICheck):
 		}
 	}
 }

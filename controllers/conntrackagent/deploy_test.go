@@ -98,14 +98,14 @@ func TestDeploymentManifests(t *testing.T) {
 	defer stop()
 	broadcaster.StartRecordingToSink(actx.Done())
 	ct := &conntrackagent.Netlink{NetNS: int(f.Fd()), Workers: 1}
-	agent := &conntrackagent.Agent{Client: sa, Conntrack: ct, NodeName: "node-1", Period: time.Hour, Debounce: 10 * time.Millisecond,
+	agent := conntrackagent.New(conntrackagent.Config{Client: sa, Conntrack: ct, NodeName: "node-1", Period: time.Hour, Debounce: 10 * time.Millisecond,
 		TombstoneTTL: time.Minute, LocalAddrs: ct.LocalAddrs, Metrics: conntrackagent.NewMetrics(prometheus.NewRegistry()),
 		Recorder: broadcaster.NewRecorder(kubeapi.Scheme(), "telemetry-conntrack-agent"), Log: testr.New(t),
 		// No kube-proxy answers here: the "unknown" dataplane's Warning on the
 		// Node, which the ServiceAccount must be allowed to write too.
 		Dataplane: conntrackagent.DataplaneProbe{URL: "http://127.0.0.1:1"}.Detect,
 		// Its API check (/readyz) must pass under the ServiceAccount too.
-		APICheck: 100 * time.Millisecond}
+		APICheck: 100 * time.Millisecond})
 	done := make(chan error, 1)
 	go func() { done <- agent.Run(actx) }()
 	defer func() { stop(); <-done }()

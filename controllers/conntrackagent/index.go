@@ -1,8 +1,10 @@
 package conntrackagent
 
 import (
+	"context"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // Index is the agent's copy of the node's UDP conntrack entries, built by
@@ -212,4 +214,53 @@ func (x *Index) Len() (int, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.n, x.complete
+}
+
+// watch keeps the index current from conntrack events until ctx ends. A
+// watch that fails leaves the index incomplete (passes read the kernel) and
+// is tried again every 5 s; the next full pass after it is back rebuilds
+// the index. Lost events do the same without a new watch.
+func (a *Agent) watch(ctx context.Context, w Watcher) {
+	start := func() (<-chan error, error) {
+		return w.Watch(ctx, func(f Flow, destroyed bool) {
+			if destroyed {
+				a.index.Remove(f)
+			} else {
+				a.index.Put(f)
+			}
+		}, func() {
+			a.index.Lost()
+			a.Metrics.eventsLost.Inc()
+			a.Log.Info("conntrack events lost (socket buffer full): triggered passes read the kernel until the next full pass rebuilds the index")
+		})
+	}
+	errc, err := start()
+	if err != nil {
+		a.Log.Error(err, "watching conntrack events: triggered passes read the kernel")
+	} else {
+		a.index.Watching(true)
+	}
+	go func() {
+		for {
+			if errc != nil {
+				err := <-errc
+				a.index.Watching(false)
+				if ctx.Err() != nil {
+					return
+				}
+				a.Log.Error(err, "conntrack event watch ended: triggered passes read the kernel")
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.Clock.After(5 * time.Second):
+			}
+			if errc, err = start(); err != nil {
+				errc = nil
+				a.Log.Error(err, "watching conntrack events again")
+				continue
+			}
+			a.index.Watching(true)
+		}
+	}()
 }

@@ -555,7 +555,7 @@ func steady(t *testing.T, r *netlab.Receiver) {
 func startAgentIn(t *testing.T, kube kubernetes.Interface, lab *netlab.Lab) (*conntrackagent.Agent, *prometheus.Registry, func()) {
 	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2, RecvBuffer: 1 << 20}
 	reg := prometheus.NewRegistry()
-	a := &conntrackagent.Agent{
+	a := conntrackagent.New(conntrackagent.Config{
 		Client: kube, Conntrack: ct, NodeName: "kp", Period: time.Hour, Debounce: 50 * time.Millisecond,
 		TombstoneTTL: time.Minute, Recheck: 200 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
 		IndexMax: 100_000, // triggered passes read the index kept from the kernel's events
@@ -570,7 +570,7 @@ func startAgentIn(t *testing.T, kube kubernetes.Interface, lab *netlab.Lab) (*co
 				})
 				return conn, err
 			}}.Detect,
-	}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()

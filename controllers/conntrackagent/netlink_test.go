@@ -2,11 +2,10 @@ package conntrackagent
 
 import (
 	"context"
-	"slices"
-
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"testing"
 	"time"

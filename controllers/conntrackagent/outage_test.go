@@ -46,9 +46,9 @@ func TestAgentAPIServerOutage(t *testing.T) {
 	t.Cleanup(func() { _ = lab.Close() })
 	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2, RecvBuffer: 1 << 20}
 	e := &env{t: t, ctx: ctx, kube: admin, lab: lab, ct: ct}
-	a := &conntrackagent.Agent{Client: viaOutage, Conntrack: ct, NodeName: "node-1", Period: time.Hour, Debounce: 50 * time.Millisecond,
+	a := conntrackagent.New(conntrackagent.Config{Client: viaOutage, Conntrack: ct, NodeName: "node-1", Period: time.Hour, Debounce: 50 * time.Millisecond,
 		TombstoneTTL: time.Minute, Recheck: time.Second, LocalAddrs: ct.LocalAddrs, APICheck: 200 * time.Millisecond,
-		Metrics: conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: testr.New(t)}
+		Metrics: conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: testr.New(t)})
 	actx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(actx) }()
@@ -126,10 +126,10 @@ func TestAgentStartsDuringAPIServerOutage(t *testing.T) {
 	}
 	outage.Down()
 	ct := &conntrackagent.Fake{}
-	a := &conntrackagent.Agent{Client: viaOutage, Conntrack: ct, NodeName: "node-1", Period: time.Hour, Debounce: 50 * time.Millisecond,
+	a := conntrackagent.New(conntrackagent.Config{Client: viaOutage, Conntrack: ct, NodeName: "node-1", Period: time.Hour, Debounce: 50 * time.Millisecond,
 		TombstoneTTL: time.Minute, Recheck: time.Second, APICheck: 200 * time.Millisecond,
 		LocalAddrs: func() ([]netip.Addr, error) { return nil, nil },
-		Metrics:    conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: logger}
+		Metrics:    conntrackagent.NewMetrics(prometheus.NewRegistry()), Log: logger})
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -149,7 +148,7 @@ func (a *Agent) sourcesAcknowledged(o any) {
 	}
 	a.Log.Info("sources removed from an acknowledged Service: revoking their connections", "service", key, "removed", removed.Strings())
 	for _, d := range a.Revoke {
-		time.AfterFunc(d, func() {
+		a.Clock.AfterFunc(d, func() {
 			select {
 			case a.revokes <- revokeRequest{svc: key, removed: removed}:
 			default:

@@ -166,10 +166,10 @@ func TestRevocationWithFelix(t *testing.T) {
 		setSources(removed, kept) // allowed again; the old connection still runs
 		ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 1}
 		reg := prometheus.NewRegistry()
-		agent := &conntrackagent.Agent{Client: kube, Conntrack: ct, NodeName: nodes.Items[0].Name, Period: time.Hour,
+		agent := conntrackagent.New(conntrackagent.Config{Client: kube, Conntrack: ct, NodeName: nodes.Items[0].Name, Period: time.Hour,
 			Debounce: 50 * time.Millisecond, TombstoneTTL: time.Minute, LocalAddrs: ct.LocalAddrs,
 			Revoke:  []time.Duration{500 * time.Millisecond, 2 * time.Second},
-			Metrics: conntrackagent.NewMetrics(reg), Log: testr.New(t)}
+			Metrics: conntrackagent.NewMetrics(reg), Log: testr.New(t)})
 		actx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- agent.Run(actx) }()

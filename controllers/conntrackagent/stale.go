@@ -70,11 +70,16 @@ type Tombstone struct {
 // sees, the tombstones of deleted Services, and the node's local addresses
 // (where NodePorts are reached).
 func NewTable(services []*corev1.Service, slices []*discoveryv1.EndpointSlice, tombstones []Tombstone, local []netip.Addr) *Table {
+	return NewTableAt(time.Now(), services, slices, tombstones, local)
+}
+
+// NewTableAt is NewTable at a given time, which decides the tombstones in
+// force (the agent's clock).
+func NewTableAt(now time.Time, services []*corev1.Service, slices []*discoveryv1.EndpointSlice, tombstones []Tombstone, local []netip.Addr) *Table {
 	t := &Table{byAddr: map[netip.AddrPort]*port{}, byNodePort: map[uint16]*port{}, local: map[netip.Addr]bool{}}
 	for _, a := range local {
 		t.local[a.Unmap()] = true
 	}
-	now := time.Now()
 	for _, ts := range tombstones {
 		if now.After(ts.Expires) || now.Before(ts.From) {
 			continue

@@ -134,7 +134,7 @@ func (a *Agent) loadState() {
 		a.Log.Error(err, "state file ignored: tombstones, Services deleted and sources removed while the agent was down are not acted on", "file", a.StateFile)
 		return
 	}
-	now := time.Now()
+	now := a.Clock.Now()
 	var inGrace []Tombstone
 	a.mu.Lock()
 	defer func() {
@@ -195,7 +195,7 @@ func (a *Agent) goneWhileDown(live map[types.NamespacedName]bool) {
 	a.mu.Lock()
 	saved := a.savedServices
 	a.savedServices = nil
-	now := time.Now()
+	now := a.Clock.Now()
 	var gone []Tombstone
 	for key, s := range saved {
 		if live[key] {
@@ -222,7 +222,7 @@ func (a *Agent) goneWhileDown(live map[types.NamespacedName]bool) {
 // ends (at once without one).
 func (a *Agent) passAtGraceEnd(t Tombstone, now time.Time) {
 	if wait := t.From.Sub(now); wait > 0 {
-		time.AfterFunc(wait, func() { a.kick("service deleted", t.Service) })
+		a.Clock.AfterFunc(wait, func() { a.kick("service deleted", t.Service) })
 		return
 	}
 	a.kick("service deleted", t.Service)
@@ -254,7 +254,7 @@ func (a *Agent) snapshot() savedState {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	now := time.Now()
+	now := a.Clock.Now()
 	for key, t := range a.tombs {
 		if now.After(t.Expires) {
 			continue
@@ -323,7 +323,7 @@ func (a *Agent) saver(done <-chan struct{}) {
 		}
 		select {
 		case <-done:
-		case <-time.After(stateSaveInterval):
+		case <-a.Clock.After(stateSaveInterval):
 		}
 	}
 }

@@ -659,9 +659,9 @@ func (d *demo) conntrack() error {
 
 	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2}
 	reg := prometheus.NewRegistry()
-	agent := &conntrackagent.Agent{Client: kube, Conntrack: ct, NodeName: "demo-node", Period: time.Minute, Debounce: 100 * time.Millisecond,
+	agent := conntrackagent.New(conntrackagent.Config{Client: kube, Conntrack: ct, NodeName: "demo-node", Period: time.Minute, Debounce: 100 * time.Millisecond,
 		TombstoneTTL: time.Minute, Recheck: 200 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
-		IndexMax: conntrackagent.DefaultIndexMax, Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()}
+		IndexMax: conntrackagent.DefaultIndexMax, Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()})
 	t0 := time.Now()
 	if !d.noAgent {
 		actx, stop := context.WithCancel(d.ctx)

@@ -36,26 +36,27 @@ func main() {
 }
 
 func run() error {
+	def := conntrackagent.DefaultConfig()
 	var (
 		kubeconfig = flag.String("kubeconfig", "", "Path to a kubeconfig; in-cluster configuration when empty.")
 		nodeName   = flag.String("node-name", os.Getenv("NODE_NAME"), "This node's name, for Events (env NODE_NAME, from the downward API).")
 		dryRun     = flag.Bool("dry-run", false, "Log and count stale entries, delete nothing.")
-		period     = flag.Duration("period", time.Minute, "Full pass period, whatever happened (safety net).")
-		debounce   = flag.Duration("debounce", 100*time.Millisecond, "Coalescing window of the triggers (EndpointSlice and Service changes).")
-		tombstone  = flag.Duration("tombstone-ttl", 10*time.Minute, "How long a deleted UDP Service's addresses are remembered.")
-		recheck    = flag.Duration("recheck", 100*time.Millisecond, "Delay of a follow-up pass after a pass that deleted entries (catches entries re-created before kube-proxy wrote its rule); follow-ups go on while they keep deleting, the delay doubling up to --recheck-max; 0 disables.")
-		recheckMax = flag.Duration("recheck-max", time.Second, "Longest delay between follow-up passes: the most a late kube-proxy costs a flow.")
-		grace      = flag.Duration("deleted-service-grace", 0, "How long a deleted UDP Service's entries are left alone (a Service re-created within it keeps its flows to pods that still serve it); 0 deletes them at once, as kube-proxy does since v1.38.")
-		revoke     = flag.String("revoke-after", "1s,5s,30s", "Delays, after the nlb-policy controller acknowledges a Service's new source set, of the passes that close the connections of removed sources on this node (established connections pass Felix before any policy); empty disables.")
+		period     = flag.Duration("period", def.Period, "Full pass period, whatever happened (safety net).")
+		debounce   = flag.Duration("debounce", def.Debounce, "Coalescing window of the triggers (EndpointSlice and Service changes).")
+		tombstone  = flag.Duration("tombstone-ttl", def.TombstoneTTL, "How long a deleted UDP Service's addresses are remembered.")
+		recheck    = flag.Duration("recheck", def.Recheck, "Delay of a follow-up pass after a pass that deleted entries (catches entries re-created before kube-proxy wrote its rule); follow-ups go on while they keep deleting, the delay doubling up to --recheck-max; 0 disables.")
+		recheckMax = flag.Duration("recheck-max", def.RecheckMax, "Longest delay between follow-up passes: the most a late kube-proxy costs a flow.")
+		grace      = flag.Duration("deleted-service-grace", def.DeletedServiceGrace, "How long a deleted UDP Service's entries are left alone (a Service re-created within it keeps its flows to pods that still serve it); 0 deletes them at once, as kube-proxy does since v1.38.")
+		revoke     = flag.String("revoke-after", durations(def.Revoke), "Delays, after the nlb-policy controller acknowledges a Service's new source set, of the passes that close the connections of removed sources on this node (established connections pass Felix before any policy); empty disables.")
 		proxyURL   = flag.String("kube-proxy-metrics-url", "http://127.0.0.1:10249", "kube-proxy's metrics server on this node (its --metrics-bind-address), asked for its mode (/proxyMode) at start and every period; empty: not asked (the agent acts whatever the dataplane).")
 		workers    = flag.Int("delete-workers", 4, "Netlink sockets deleting entries in parallel.")
 		recvBuf    = flag.Int("netlink-receive-buffer", 8<<20, "Receive buffer of the dump socket, bytes.")
 		metrics    = flag.String("metrics-bind-address", ":9402", "Address of /metrics (0 disables).")
 		certDir    = flag.String("metrics-cert-dir", "", "Folder with tls.crt and tls.key for the metrics endpoint (a Secret mounted; reloaded when it changes), so scrapers can verify it. Empty: a certificate self-signed at each start.")
 		secure     = flag.Bool("metrics-secure", true, "Serve metrics over HTTPS to clients that present a token allowed to get /metrics (TokenReview, SubjectAccessReview); false serves plain HTTP, only for an address bound to localhost (the agent runs on the host network).")
-		indexMax   = flag.Int("index-max-entries", conntrackagent.DefaultIndexMax, "Most UDP conntrack entries the agent keeps in memory from conntrack events (about 130 bytes each, twice that while the index grows: raise the memory limit with it), so that a pass triggered by one Service reads its entries there instead of having the kernel walk its whole table; with more, triggered passes read the kernel. 0: no index.")
+		indexMax   = flag.Int("index-max-entries", def.IndexMax, "Most UDP conntrack entries the agent keeps in memory from conntrack events (about 130 bytes each, twice that while the index grows: raise the memory limit with it), so that a pass triggered by one Service reads its entries there instead of having the kernel walk its whole table; with more, triggered passes read the kernel. 0: no index.")
 		stateFile  = flag.String("state-file", "", "File (on a hostPath) where the agent keeps, across its restarts, the tombstones of deleted UDP Services, the addresses of live ones (those deleted while it was down are cleaned at start) and the source sets it saw enforced (sources removed while it was down are revoked at start). Empty: a restart forgets them.")
-		apiCheck   = flag.Duration("api-check", time.Second, "How often the API server is asked whether it is there; while it is not, the agent logs it and reports not ready. 0 disables.")
+		apiCheck   = flag.Duration("api-check", def.APICheck, "How often the API server is asked whether it is there; while it is not, the agent logs it and reports not ready. 0 disables.")
 		probes     = flag.String("health-probe-bind-address", ":9403", "Address of /healthz and /readyz.")
 	)
 	logCfg := textlogger.NewConfig()
@@ -82,7 +83,7 @@ func run() error {
 
 	reg := securemetrics.Registry()
 	ct := &conntrackagent.Netlink{Workers: *workers, RecvBuffer: *recvBuf}
-	agent := &conntrackagent.Agent{
+	agent := conntrackagent.New(conntrackagent.Config{
 		Client: client, Conntrack: ct, NodeName: *nodeName, DryRun: *dryRun,
 		Period: *period, Debounce: *debounce, TombstoneTTL: *tombstone, DeletedServiceGrace: *grace,
 		Recheck: *recheck, RecheckMax: *recheckMax, APICheck: *apiCheck, StateFile: *stateFile, IndexMax: *indexMax,
@@ -90,7 +91,7 @@ func run() error {
 		Recorder:   broadcaster.NewRecorder(kubeapi.Scheme(), "telemetry-conntrack-agent"),
 		Metrics:    conntrackagent.NewMetrics(reg),
 		Log:        logger.WithName("conntrack-agent"),
-	}
+	})
 
 	for _, d := range strings.Split(*revoke, ",") {
 		if d = strings.TrimSpace(d); d == "" {
@@ -147,4 +148,13 @@ func run() error {
 func setLoggers(logger logr.Logger) {
 	klog.SetLogger(logger)
 	ctrllog.SetLogger(logger)
+}
+
+// durations renders a list of durations as --revoke-after takes it.
+func durations(ds []time.Duration) string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.String())
+	}
+	return strings.Join(out, ",")
 }
