@@ -231,6 +231,13 @@ func New(cfg Config) *Agent {
 	return a
 }
 
+// afterFunc calls f in its own goroutine after d on the agent's clock. A
+// fake clock calls AfterFunc's function while it holds its lock, so f (which
+// reads the clock) must not run there.
+func (a *Agent) afterFunc(d time.Duration, f func()) {
+	a.Clock.AfterFunc(d, func() { go f() })
+}
+
 func (a *Agent) init() {
 	a.trigger = make(chan string, 1)
 	a.revokes = make(chan revokeRequest, 64)

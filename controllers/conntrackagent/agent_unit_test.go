@@ -17,8 +17,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
@@ -236,35 +238,39 @@ func TestRechecksContinueWhileKubeProxyIsLate(t *testing.T) {
 
 // A Service deleted and re-created within the grace keeps its flow to the
 // pod that still serves it; past the grace, entries of a deleted Service go.
+// The agent runs on a fake clock: the grace is ten minutes and the test
+// steps through it, so "not before the grace" is exact, not a race with a
+// timer.
 func TestDeletedServiceGrace(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		grace     time.Duration
-		recreate  bool
-		wantKept  bool
-		wantDelay time.Duration
+		name     string
+		grace    time.Duration
+		recreate bool
+		wantKept bool
 	}{
-		{"no grace: deleted at once, as kube-proxy v1.38", 0, false, false, 0},
-		{"re-created within the grace: kept", 400 * time.Millisecond, true, true, 0},
-		{"not re-created: deleted after the grace", 200 * time.Millisecond, false, false, 200 * time.Millisecond},
+		{"no grace: deleted at once, as kube-proxy v1.38", 0, false, false},
+		{"re-created within the grace: kept", 10 * time.Minute, true, true},
+		{"not re-created: deleted after the grace", 10 * time.Minute, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc := udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0)
 			u := newUnit(t, svc, slice("flows", 16343, "198.51.100.7"))
-			u.agent.DeletedServiceGrace = tc.grace
+			clock := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
+			u.agent.Clock, u.agent.Debounce, u.agent.DeletedServiceGrace = clock, time.Second, tc.grace
 			nated := natedTo(exporter, lbFlows, pod1)
 			u.ct.Add(nated)
 			u.start()
 			ctx := context.Background()
+			key := types.NamespacedName{Namespace: "telemetry", Name: "flows"}
 			if err := u.kube.CoreV1().Services("telemetry").Delete(ctx, "flows", metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			if err := u.kube.DiscoveryV1().EndpointSlices("telemetry").Delete(ctx, "flows-abc", metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			deletedAt := time.Now()
+			waitFor(t, "the deletion seen", func() bool { u.agent.mu.Lock(); defer u.agent.mu.Unlock(); _, ok := u.agent.tombs[key]; return ok })
+			deletedAt := clock.Now()
 			if tc.recreate {
-				time.Sleep(100 * time.Millisecond)
 				svc.ResourceVersion = ""
 				if _, err := u.kube.CoreV1().Services("telemetry").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 					t.Fatal(err)
@@ -272,9 +278,25 @@ func TestDeletedServiceGrace(t *testing.T) {
 				if _, err := u.kube.DiscoveryV1().EndpointSlices("telemetry").Create(ctx, slice("flows", 16343, "198.51.100.7"), metav1.CreateOptions{}); err != nil {
 					t.Fatal(err)
 				}
+				waitFor(t, "the re-creation seen", func() bool {
+					services, _ := u.agent.listers()
+					_, err := services.Services("telemetry").Get("flows")
+					return err == nil
+				})
 			}
+			if tc.grace > 0 {
+				clock.Step(tc.grace - time.Second)
+				if _, err := u.agent.Pass(ctx, "test"); err != nil {
+					t.Fatal(err)
+				}
+				if f := u.ct.Flows(); len(f) != 1 || f[0] != nated {
+					t.Fatalf("a second before the grace ends: %v, want the flow kept", f)
+				}
+				clock.Step(time.Second)
+			}
+			// Past the grace the agent passes on its own (its timer, then
+			// the debounce, both on the fake clock).
 			if tc.wantKept {
-				time.Sleep(tc.grace + 300*time.Millisecond)
 				if _, err := u.agent.Pass(ctx, "test"); err != nil {
 					t.Fatal(err)
 				}
@@ -283,11 +305,58 @@ func TestDeletedServiceGrace(t *testing.T) {
 				}
 				return
 			}
-			waitFor(t, "the entry of the deleted Service gone", func() bool { return len(u.ct.Flows()) == 0 })
-			if took := time.Since(deletedAt); took < tc.wantDelay {
-				t.Fatalf("deleted %v after the Service, before the grace (%v)", took, tc.wantDelay)
+			waitFor(t, "the entry of the deleted Service gone", func() bool {
+				if len(u.ct.Flows()) == 0 {
+					return true
+				}
+				if clock.Waiters() >= 2 { // the period's ticker and a debounce
+					clock.Step(u.agent.Debounce)
+				}
+				return false
+			})
+			if took := clock.Since(deletedAt); took < tc.grace {
+				t.Fatalf("deleted %v after the Service, before the grace (%v)", took, tc.grace)
 			}
 		})
+	}
+}
+
+// A deleted Service's addresses are remembered for TombstoneTTL, on the
+// agent's clock: a flow to them is stale until then, and after it the
+// address is no longer taken for the deleted Service's (another Service may
+// have it by then).
+func TestTombstoneExpires(t *testing.T) {
+	svc := udpService("flows", []string{"10.96.0.10"}, "203.0.113.10", 6343, 0)
+	u := newUnit(t, svc, slice("flows", 16343, "198.51.100.7"))
+	clock := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
+	u.agent.Clock, u.agent.TombstoneTTL = clock, time.Hour
+	u.start()
+	ctx := context.Background()
+	key := types.NamespacedName{Namespace: "telemetry", Name: "flows"}
+	if err := u.kube.CoreV1().Services("telemetry").Delete(ctx, "flows", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tombstoned := func() bool { u.agent.mu.Lock(); defer u.agent.mu.Unlock(); _, ok := u.agent.tombs[key]; return ok }
+	waitFor(t, "the deletion seen", tombstoned)
+	clock.Step(time.Hour - time.Second)
+	u.ct.Add(natedTo(exporter, lbFlows, pod1))
+	if _, err := u.agent.Pass(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if f := u.ct.Flows(); len(f) != 0 {
+		t.Fatalf("within the TTL a flow to the deleted Service's address stays: %v", f)
+	}
+	clock.Step(2 * time.Second)
+	late := natedTo(exporter, lbFlows, pod2)
+	u.ct.Add(late)
+	if _, err := u.agent.Pass(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if f := u.ct.Flows(); len(f) != 1 || f[0] != late {
+		t.Fatalf("past the TTL the address is no longer the deleted Service's: %v, want %v kept", f, late)
+	}
+	if tombstoned() {
+		t.Fatal("the expired tombstone is still held")
 	}
 }
 

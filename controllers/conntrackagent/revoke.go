@@ -148,7 +148,7 @@ func (a *Agent) sourcesAcknowledged(o any) {
 	}
 	a.Log.Info("sources removed from an acknowledged Service: revoking their connections", "service", key, "removed", removed.Strings())
 	for _, d := range a.Revoke {
-		a.Clock.AfterFunc(d, func() {
+		a.afterFunc(d, func() {
 			select {
 			case a.revokes <- revokeRequest{svc: key, removed: removed}:
 			default:

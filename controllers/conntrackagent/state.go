@@ -222,7 +222,7 @@ func (a *Agent) goneWhileDown(live map[types.NamespacedName]bool) {
 // ends (at once without one).
 func (a *Agent) passAtGraceEnd(t Tombstone, now time.Time) {
 	if wait := t.From.Sub(now); wait > 0 {
-		a.Clock.AfterFunc(wait, func() { a.kick("service deleted", t.Service) })
+		a.afterFunc(wait, func() { a.kick("service deleted", t.Service) })
 		return
 	}
 	a.kick("service deleted", t.Service)
