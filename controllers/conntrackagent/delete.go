@@ -13,8 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const ipctnlMsgCtDeleteReq = 2 // IPCTNL_MSG_CT_DELETE
-
 // deleteBatch is how many delete requests go to the kernel in one sendmsg
 // before their answers are read: one round trip per batch instead of per
 // entry (the kernel processes the datagram's messages in order and answers
@@ -156,7 +154,7 @@ func deleteRequest(f Flow, seq uint32) ([]byte, error) {
 			{Type: ctaProtoDstPort, Data: binary.BigEndian.AppendUint16(nil, f.OrigDst.Port())}}},
 	}
 	msg, err := netfilter.MarshalNetlink(netfilter.Header{
-		SubsystemID: netfilter.NFSubsysCTNetlink, MessageType: ipctnlMsgCtDeleteReq, Family: family,
+		SubsystemID: netfilter.NFSubsysCTNetlink, MessageType: ipctnlMsgCtDelete, Family: family,
 		Flags: netlink.Request | netlink.Acknowledge,
 	}, []netfilter.Attribute{{Type: ctaTupleOrig, Nested: true, Children: tuple}})
 	if err != nil {

@@ -12,7 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ctnetlink's event groups (nfnetlink.h) and message types.
+// ctnetlink's event groups (nfnetlink.h) and message types
+// (nfnetlink_conntrack.h); IPCTNL_MSG_CT_DELETE is both the DESTROY event
+// and the delete request (delete.go).
 const (
 	nfnlgrpConntrackNew     = 1
 	nfnlgrpConntrackDestroy = 3

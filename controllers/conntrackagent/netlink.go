@@ -261,7 +261,7 @@ func (n *Netlink) Lookup(ctx context.Context, flows []Flow) ([]Flow, error) {
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
-		cur, err := c.Get(f.deletion())
+		cur, err := c.Get(f.query())
 		if errors.Is(err, unix.ENOENT) {
 			continue
 		}
@@ -274,12 +274,13 @@ func (n *Netlink) Lookup(ctx context.Context, flows []Flow) ([]Flow, error) {
 	return out, nil
 }
 
-// deletion is the request that deletes the entry. The kernel finds it by
-// the original tuple; the reply tuple is filled too because ti-mo/conntrack
+// query is the flow that names the entry to the kernel, for Lookup (Delete
+// builds its own requests, delete.go). The kernel finds the entry by the
+// original tuple; the reply tuple is filled too because ti-mo/conntrack
 // picks the IPv6 family only when both tuples are IPv6 (with the original
 // alone every IPv6 delete failed with EINVAL). The kernel ignores the reply
 // tuple when the original one is given.
-func (f Flow) deletion() conntrack.Flow {
+func (f Flow) query() conntrack.Flow {
 	replySrc := f.ReplySrc
 	if !replySrc.IsValid() || replySrc.Addr().Is4() != f.OrigSrc.Addr().Is4() {
 		replySrc = f.OrigDst

@@ -1,5 +1,5 @@
 // Package netlab builds, in network namespaces, the topology of the stale
-// UDP conntrack failure (shared/reference/conntrack.md): an exporter
+// UDP conntrack failure (docs/controllers/conntrack-agent.md): an exporter
 // ("client") sends a constant UDP flow through a "node" that forwards, to a
 // collector "pod"; the load balancer's address is routed from the node into
 // a "sink" that silently drops it, so packets that are not NATed vanish.
