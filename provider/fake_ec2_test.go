@@ -88,6 +88,21 @@ func (f *fakeEC2) rulesOf(id string) []fakeRule {
 	return nil
 }
 
+// group starts a call on one group: the fault hook, then the lock (held on
+// success: the caller unlocks) and the group, or AWS's error for a missing one.
+func (f *fakeEC2) group(call, id string) (*fakeGroup, error) {
+	if err := f.call(call); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	g := f.groups[id]
+	if g == nil {
+		f.mu.Unlock()
+		return nil, awsError("InvalidGroup.NotFound", "The security group '%s' does not exist", id)
+	}
+	return g, nil
+}
+
 func (f *fakeEC2) call(name string) error {
 	if f.before != nil {
 		return f.before(name)
@@ -242,14 +257,9 @@ func (f *fakeEC2) CreateTags(_ context.Context, in *ec2.CreateTagsInput, _ ...fu
 }
 
 func (f *fakeEC2) AuthorizeSecurityGroupIngress(_ context.Context, in *ec2.AuthorizeSecurityGroupIngressInput, _ ...func(*ec2.Options)) (*ec2.AuthorizeSecurityGroupIngressOutput, error) {
-	if err := f.call("AuthorizeSecurityGroupIngress"); err != nil {
+	g, err := f.group("AuthorizeSecurityGroupIngress", aws.ToString(in.GroupId))
+	if err != nil {
 		return nil, err
-	}
-	f.mu.Lock()
-	g := f.groups[aws.ToString(in.GroupId)]
-	if g == nil {
-		f.mu.Unlock()
-		return nil, awsError("InvalidGroup.NotFound", "The security group '%s' does not exist", aws.ToString(in.GroupId))
 	}
 	rules := expand(in.IpPermissions)
 	for _, r := range rules { // all or nothing, as AWS
@@ -268,44 +278,42 @@ func (f *fakeEC2) AuthorizeSecurityGroupIngress(_ context.Context, in *ec2.Autho
 	return &ec2.AuthorizeSecurityGroupIngressOutput{Return: aws.Bool(true)}, nil
 }
 
-func (f *fakeEC2) RevokeSecurityGroupIngress(_ context.Context, in *ec2.RevokeSecurityGroupIngressInput, _ ...func(*ec2.Options)) (*ec2.RevokeSecurityGroupIngressOutput, error) {
-	if err := f.call("RevokeSecurityGroupIngress"); err != nil {
-		return nil, err
+// change applies fn to each existing rule the permissions name, after
+// checking all exist (AWS's InvalidPermission.NotFound otherwise).
+func (f *fakeEC2) change(call, id string, perms []ec2types.IpPermission, fn func(g *fakeGroup, i int, r fakeRule)) error {
+	g, err := f.group(call, id)
+	if err != nil {
+		return err
 	}
-	f.mu.Lock()
 	defer f.mu.Unlock()
-	g := f.groups[aws.ToString(in.GroupId)]
-	if g == nil {
-		return nil, awsError("InvalidGroup.NotFound", "The security group '%s' does not exist", aws.ToString(in.GroupId))
-	}
-	rules := expand(in.IpPermissions)
+	rules := expand(perms)
 	for _, r := range rules {
 		if !slices.ContainsFunc(g.rules, r.same) {
-			return nil, awsError("InvalidPermission.NotFound", "The specified rule %q does not exist in this security group", r)
+			return awsError("InvalidPermission.NotFound", "The specified rule %q does not exist in this security group", r)
 		}
 	}
 	for _, r := range rules {
-		g.rules = slices.DeleteFunc(g.rules, r.same)
+		fn(g, slices.IndexFunc(g.rules, r.same), r)
+	}
+	return nil
+}
+
+func (f *fakeEC2) RevokeSecurityGroupIngress(_ context.Context, in *ec2.RevokeSecurityGroupIngressInput, _ ...func(*ec2.Options)) (*ec2.RevokeSecurityGroupIngressOutput, error) {
+	err := f.change("RevokeSecurityGroupIngress", aws.ToString(in.GroupId), in.IpPermissions, func(g *fakeGroup, i int, _ fakeRule) {
+		g.rules = slices.Delete(g.rules, i, i+1)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return &ec2.RevokeSecurityGroupIngressOutput{Return: aws.Bool(true)}, nil
 }
 
 func (f *fakeEC2) UpdateSecurityGroupRuleDescriptionsIngress(_ context.Context, in *ec2.UpdateSecurityGroupRuleDescriptionsIngressInput, _ ...func(*ec2.Options)) (*ec2.UpdateSecurityGroupRuleDescriptionsIngressOutput, error) {
-	if err := f.call("UpdateSecurityGroupRuleDescriptionsIngress"); err != nil {
-		return nil, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	g := f.groups[aws.ToString(in.GroupId)]
-	if g == nil {
-		return nil, awsError("InvalidGroup.NotFound", "The security group '%s' does not exist", aws.ToString(in.GroupId))
-	}
-	for _, r := range expand(in.IpPermissions) {
-		i := slices.IndexFunc(g.rules, r.same)
-		if i < 0 {
-			return nil, awsError("InvalidPermission.NotFound", "The specified rule %q does not exist in this security group", r)
-		}
+	err := f.change("UpdateSecurityGroupRuleDescriptionsIngress", aws.ToString(in.GroupId), in.IpPermissions, func(g *fakeGroup, i int, r fakeRule) {
 		g.rules[i].desc = r.desc
+	})
+	if err != nil {
+		return nil, err
 	}
 	return &ec2.UpdateSecurityGroupRuleDescriptionsIngressOutput{Return: aws.Bool(true)}, nil
 }
