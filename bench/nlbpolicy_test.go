@@ -34,6 +34,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/metricread"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
@@ -540,22 +541,9 @@ func must[T any](v T, err error) T {
 // operation.
 func byLabels(b *testing.B, reg *prometheus.Registry, name string) map[string]float64 {
 	b.Helper()
-	families, err := reg.Gather()
+	out, err := metricread.ByValues(reg, name, " ")
 	if err != nil {
 		b.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			var values []string
-			for _, l := range m.GetLabel() {
-				values = append(values, l.GetValue())
-			}
-			out[strings.Join(values, " ")] += m.GetCounter().GetValue()
-		}
 	}
 	return out
 }
@@ -569,21 +557,13 @@ func counter(b *testing.B, reg *prometheus.Registry, name string) float64 {
 // has this value (any, for "").
 func counterWith(b *testing.B, reg *prometheus.Registry, name, value string) float64 {
 	b.Helper()
-	families, err := reg.Gather()
+	var prefix []string
+	if value != "" {
+		prefix = []string{value}
+	}
+	v, err := metricread.Sum(reg, name, prefix...)
 	if err != nil {
 		b.Fatal(err)
 	}
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if value != "" && (len(m.GetLabel()) == 0 || m.GetLabel()[0].GetValue() != value) {
-				continue
-			}
-			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return total
+	return v
 }

@@ -213,7 +213,7 @@ func lbOr(lb *awsnlb.LoadBalancer, f func(*awsnlb.LoadBalancer) string) string {
 	return f(lb)
 }
 
-// groupRuleCount counts a group's inbound rules (inboundRules).
+// groupRuleCount counts a group's inbound rules (awsnlb.InboundRules).
 func groupRuleCount(ctx context.Context, ec *ec2.Client, group string) (int, error) {
 	out, err := ec.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{group}})
 	if err != nil {
@@ -221,7 +221,7 @@ func groupRuleCount(ctx context.Context, ec *ec2.Client, group string) (int, err
 	}
 	n := 0
 	for _, g := range out.SecurityGroups {
-		n += inboundRules(g)
+		n += awsnlb.InboundRules(g.IpPermissions)
 	}
 	return n, nil
 }

@@ -147,19 +147,9 @@ func (a ingressAWS) lbcManagedGroupRules(ctx context.Context, namespace, name st
 	}
 	rules := map[string]int{}
 	for _, g := range out.SecurityGroups {
-		rules[aws.ToString(g.GroupId)] = inboundRules(g)
+		rules[aws.ToString(g.GroupId)] = awsnlb.InboundRules(g.IpPermissions)
 	}
 	return rules, nil
-}
-
-// inboundRules counts a group's inbound rules as AWS's quota does: one per
-// source of each permission.
-func inboundRules(g ec2types.SecurityGroup) int {
-	n := 0
-	for _, p := range g.IpPermissions {
-		n += len(p.IpRanges) + len(p.Ipv6Ranges) + len(p.UserIdGroupPairs) + len(p.PrefixListIds)
-	}
-	return n
 }
 
 // lbcBindings lists the Service's TargetGroupBindings.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/metricread"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 )
 
@@ -388,40 +389,19 @@ func TestAgentEndToEnd(t *testing.T) {
 
 func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	fams, err := reg.Gather()
+	v, err := metricread.Sum(reg, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	total := 0.0
-	for _, f := range fams {
-		if f.GetName() == name {
-			for _, m := range f.GetMetric() {
-				total += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return total
+	return v
 }
 
 // counterWith sums a counter's series whose label values include value.
 func counterWith(t *testing.T, reg *prometheus.Registry, name, value string) float64 {
 	t.Helper()
-	fams, err := reg.Gather()
+	v, err := metricread.SumWith(reg, name, value)
 	if err != nil {
 		t.Fatal(err)
 	}
-	total := 0.0
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetValue() == value {
-					total += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return total
+	return v
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/metricread"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/reasons"
 )
 
@@ -95,26 +96,21 @@ func (u *unit) start() {
 // (in the labels' sorted order) are labels.
 func (u *unit) counter(name string, labels ...string) float64 {
 	u.t.Helper()
-	fams, err := u.reg.Gather()
+	v, err := metricread.Sum(u.reg, name, labels...)
 	if err != nil {
 		u.t.Fatal(err)
 	}
-	total := 0.0
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			for i, want := range labels {
-				if i >= len(m.GetLabel()) || m.GetLabel()[i].GetValue() != want {
-					continue next
-				}
-			}
-			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
+	return v
+}
+
+// histogram is the one series of a histogram family.
+func (u *unit) histogram(name string) metricread.Series {
+	u.t.Helper()
+	series, err := metricread.Read(u.reg, name)
+	if err != nil || len(series) != 1 {
+		u.t.Fatalf("%s: %d series, %v; want one", name, len(series), err)
 	}
-	return total
+	return series[0]
 }
 
 // gauge is counter, for gauges.

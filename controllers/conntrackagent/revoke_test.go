@@ -2,7 +2,6 @@ package conntrackagent_test
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/metricread"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
@@ -194,13 +194,10 @@ func TestRevocationWithFelix(t *testing.T) {
 		if delivering(removed) {
 			t.Fatal("the removed source's connection came back")
 		}
-		fams, _ := reg.Gather()
-		for _, f := range fams {
-			if f.GetName() == "telemetry_conntrack_connections_revoked_total" {
-				t.Logf("revoked metric: %v", f.GetMetric()[0].GetCounter().GetValue())
-				return
-			}
+		series, err := metricread.Read(reg, "telemetry_conntrack_connections_revoked_total")
+		if err != nil || len(series) == 0 {
+			t.Fatalf("no telemetry_conntrack_connections_revoked_total series (%v)", err)
 		}
-		t.Fatal(fmt.Sprint("no telemetry_conntrack_connections_revoked_total series"))
+		t.Logf("revoked metric: %v", series[0].Value)
 	})
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/metricread"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
@@ -115,22 +116,9 @@ func (c *controller) writes(t *testing.T) float64 {
 // counts reads a counter of the controller by its labels' values.
 func (c *controller) counts(t *testing.T, name string) map[string]float64 {
 	t.Helper()
-	families, err := c.registry.Gather()
+	out, err := metricread.ByValues(c.registry, name, ",")
 	if err != nil {
 		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetValue())
-			}
-			out[strings.Join(labels, ",")] += m.GetCounter().GetValue()
-		}
 	}
 	return out
 }
@@ -594,18 +582,13 @@ func TestController(t *testing.T) {
 
 func orphanCounter(t *testing.T, ctl *controller) prometheus.Collector {
 	t.Helper()
-	families, err := ctl.registry.Gather()
+	v, err := metricread.Sum(ctl.registry, "telemetry_nlbpolicy_orphans_deleted_total")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range families {
-		if f.GetName() == "telemetry_nlbpolicy_orphans_deleted_total" {
-			c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
-			c.Add(f.GetMetric()[0].GetCounter().GetValue())
-			return c
-		}
-	}
-	return prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+	c.Add(v)
+	return c
 }
 
 func TestManageAll(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbv2types "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	corev1 "k8s.io/api/core/v1"
@@ -256,4 +257,15 @@ func VPCCIDRs(ctx context.Context, ec VPCsAPI, vpcID string) ([]string, error) {
 		}
 	}
 	return cidrs, nil
+}
+
+// InboundRules counts inbound rules as AWS's quota of rules per security
+// group does: one per source of each permission (an IPv4 or IPv6 CIDR, a
+// security group, a prefix list).
+func InboundRules(perms []ec2types.IpPermission) int {
+	n := 0
+	for _, p := range perms {
+		n += len(p.IpRanges) + len(p.Ipv6Ranges) + len(p.UserIdGroupPairs) + len(p.PrefixListIds)
+	}
+	return n
 }

@@ -41,9 +41,11 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/metricread"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/tfdev"
@@ -466,17 +468,9 @@ func (d *demo) showFence(svc *corev1.Service) error {
 		}
 	}
 	d.note("frontend group %s (read from moto): %d rules over a coarse cover of %d prefixes, admitting %s addresses beyond the %d sources; Calico refuses those at the nodes",
-		aws.ToString(out.SecurityGroups[0].GroupId), countRules(out.SecurityGroups[0].IpPermissions), len(admitted), sources.Extra(admitted), sources.Len())
+		aws.ToString(out.SecurityGroups[0].GroupId), awsnlb.InboundRules(out.SecurityGroups[0].IpPermissions), len(admitted), sources.Extra(admitted), sources.Len())
 	d.result("Coarse cover (NLB group)", fmt.Sprintf("%d prefixes, %s addresses beyond the sources, never 0.0.0.0/0", len(admitted), sources.Extra(admitted)))
 	return nil
-}
-
-func countRules(perms []ec2types.IpPermission) int {
-	n := 0
-	for _, p := range perms {
-		n += len(p.IpRanges) + len(p.Ipv6Ranges) + len(p.UserIdGroupPairs)
-	}
-	return n
 }
 
 func (d *demo) showPolicies() error {
@@ -676,7 +670,7 @@ func (d *demo) conntrack() error {
 		return fmt.Errorf("the flow was not restored by the agent: %w", err)
 	}
 	latency := at.Sub(t0).Round(time.Millisecond)
-	deleted, err := metricValue(reg, "telemetry_conntrack_entries_deleted_total")
+	deleted, err := metricread.Sum(reg, "telemetry_conntrack_entries_deleted_total")
 	if err != nil {
 		return err
 	}
@@ -689,23 +683,6 @@ func (d *demo) conntrack() error {
 	d.note("node's entry now, NATed to the pod: %s", firstLine(out))
 	d.result("Stale conntrack", fmt.Sprintf("blackholed flow restored %v after the agent started (kube-proxy %s alone: 0 packets in %v)", latency, kp.Version, window))
 	return nil
-}
-
-// metricValue sums a counter's series in a registry.
-func metricValue(reg *prometheus.Registry, name string) (float64, error) {
-	fams, err := reg.Gather()
-	if err != nil {
-		return 0, err
-	}
-	total := 0.0
-	for _, f := range fams {
-		if f.GetName() == name {
-			for _, m := range f.GetMetric() {
-				total += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return total, nil
 }
 
 func firstLine(s string) string {
