@@ -48,6 +48,11 @@ type ingressWorld struct {
 	failAt        int    // the call that fails (0: none)
 	failed        string // which call failed
 	quiet         bool   // the test itself is looking: not counted, never failed
+	// beforeCall, when set, is told of each counted call before it runs;
+	// afterApply, of each server-side apply once it is stored (stand-ins of
+	// other controllers act there).
+	beforeCall func(call string)
+	afterApply func(ctx context.Context)
 	// early lists rules added while the Service was not acknowledged as
 	// this apply writes it: the one thing the order exists to prevent.
 	early []string
@@ -90,6 +95,9 @@ func newIngressWorld(t *testing.T) *ingressWorld {
 			if err := c.Apply(ctx, obj, opts...); err != nil {
 				return err
 			}
+			if w.afterApply != nil {
+				w.afterApply(ctx)
+			}
 			return w.allocateStored(ctx)
 		},
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
@@ -106,6 +114,11 @@ func newIngressWorld(t *testing.T) *ingressWorld {
 func (w *ingressWorld) next(call string) error {
 	if w.quiet {
 		return nil
+	}
+	if w.beforeCall != nil {
+		w.quiet = true
+		w.beforeCall(call)
+		w.quiet = false
 	}
 	w.calls++
 	if w.calls != w.failAt {
