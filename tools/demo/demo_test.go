@@ -10,9 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 func TestMain(m *testing.M) {
@@ -27,8 +27,8 @@ func TestDemo(t *testing.T) {
 	if err := d.run(); err != nil {
 		t.Fatal(err)
 	}
-	if d.step != steps {
-		t.Errorf("the demo ran %d steps and announces %d", d.step, steps)
+	if want := len(steps()); d.step != want {
+		t.Errorf("the demo ran %d steps and announces %d", d.step, want)
 	}
 	want := map[string]string{
 		"KafkaTopics":              "12 created, 12 Ready",

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/tfdev"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
+)
+
+// The demo's first steps: the local plane with the real controllers, and terraform applying the example to it.
+
+func (d *demo) startPlane() (err error) {
+	t0 := time.Now()
+	if d.plane, err = localplane.Start(d.ctx, localplane.Options{Nodes: 3}); err != nil {
+		return err
+	}
+	d.onExit(func() { _ = d.plane.Stop() })
+	if d.kube, err = d.plane.Client(); err != nil {
+		return err
+	}
+	for _, ns := range []string{"kafka", "telemetry"} {
+		if err := d.kube.Create(d.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return err
+		}
+	}
+	d.note("API server %s, AWS %s (VPC %s, node group %s), started in %v", d.plane.Config.Host, d.plane.AWS.Endpoint,
+		d.plane.AWS.VPCID, d.plane.AWS.NodeSecurityGroupID, time.Since(t0).Round(100*time.Millisecond))
+	topics := standin.StartTopicOperator(d.kube, "telemetry")
+	d.onExit(topics.Stop)
+	lbc, err := d.plane.StartLoadBalancerController(d.ctx, localplane.LBCOptions{})
+	if err != nil {
+		return err
+	}
+	d.onExit(lbc.Stop)
+	d.note("the AWS Load Balancer Controller v3.5.0 (built from its pinned source) running against the API server and moto")
+	d.note("a stand-in for Strimzi's Topic Operator, which cannot run here (Java): topic status and refusals only")
+	if d.stopController, err = d.startNLBPolicyController(); err != nil {
+		return err
+	}
+	d.onExit(func() { d.stopController() })
+	d.note("nlb-policy controller running against the API server and moto")
+	return nil
+}
+
+func (d *demo) startNLBPolicyController() (func(), error) {
+	stop, err := d.plane.StartNLBPolicyController(d.ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = stop() }, nil
+}
+
+func (d *demo) terraformApply() (err error) {
+	work, err := os.MkdirTemp("", "telemetry-demo-")
+	if err != nil {
+		return err
+	}
+	// The plane and everything in it are discarded at the end: only the
+	// terraform working folder needs removing.
+	d.onExit(func() { os.RemoveAll(work) })
+	if d.tf, err = tfdev.Build(d.ctx, localplane.RepoRoot(), work); err != nil {
+		return err
+	}
+	if err := tfdev.CopyDir(filepath.Join(localplane.RepoRoot(), "examples"), filepath.Join(work, "examples")); err != nil {
+		return err
+	}
+	d.dir = filepath.Join(work, "examples", "complete")
+	d.vars = []string{"-var", "kubeconfig=" + d.plane.Kubeconfig, "-var", "aws_endpoint=" + d.plane.AWS.Endpoint,
+		"-var", "node_security_group_id=" + d.plane.AWS.NodeSecurityGroupID}
+	os.Setenv("AWS_ACCESS_KEY_ID", localplane.AccessKeyID)
+	os.Setenv("AWS_SECRET_ACCESS_KEY", localplane.SecretAccessKey)
+	if _, err := d.tf.Run(d.ctx, d.dir, "get", "-no-color"); err != nil {
+		return err
+	}
+	res, err := d.tf.Run(d.ctx, d.dir, append([]string{"apply", "-auto-approve", "-no-color", "-input=false"}, d.vars...)...)
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(res.Output), "\n") {
+		if strings.HasPrefix(line, "Apply complete!") {
+			d.note("%s (%v)", line, res.Duration.Round(100*time.Millisecond))
+			d.result("terraform apply", fmt.Sprintf("%s in %v", strings.TrimPrefix(line, "Apply complete! "), res.Duration.Round(100*time.Millisecond)))
+		}
+	}
+	plan, err := d.tf.Run(d.ctx, d.dir, append([]string{"plan", "-detailed-exitcode", "-no-color", "-input=false"}, d.vars...)...)
+	if err != nil {
+		return err
+	}
+	if plan.ExitCode != 0 {
+		return fmt.Errorf("the plan right after apply is not empty, so the apply did not converge:\n%s", plan.Output)
+	}
+	d.note("plan right after apply: no changes")
+	return nil
+}
+
+func (d *demo) outputs() (map[string]json.RawMessage, error) {
+	res, err := d.tf.Run(d.ctx, d.dir, "output", "-json")
+	if err != nil {
+		return nil, err
+	}
+	var raw map[string]struct{ Value json.RawMessage }
+	if err := json.Unmarshal(res.Output, &raw); err != nil {
+		return nil, err
+	}
+	out := map[string]json.RawMessage{}
+	for k, v := range raw {
+		out[k] = v.Value
+	}
+	return out, nil
+}
+
+func (d *demo) showTopics() error {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(kubeapi.KafkaTopic("v1").GroupVersion().WithKind("KafkaTopicList"))
+	if err := d.kube.List(d.ctx, list, client.InNamespace("kafka")); err != nil {
+		return err
+	}
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].GetName() < list.Items[j].GetName() })
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "    TOPIC\tPARTITIONS\tREPLICAS\tRETENTION\tREADY")
+	ready := 0
+	for _, t := range list.Items {
+		p, _, _ := unstructured.NestedInt64(t.Object, "spec", "partitions")
+		r, _, _ := unstructured.NestedInt64(t.Object, "spec", "replicas")
+		ms, _, _ := unstructured.NestedInt64(t.Object, "spec", "config", "retention.ms")
+		status := "False"
+		conds, _, _ := unstructured.NestedSlice(t.Object, "status", "conditions")
+		for _, c := range conds {
+			if m, ok := c.(map[string]any); ok && m["type"] == "Ready" {
+				status = fmt.Sprint(m["status"])
+			}
+		}
+		if status == "True" {
+			ready++
+		}
+		fmt.Fprintf(w, "    %s\t%d\t%d\t%dh\t%s\n", t.GetName(), p, r, ms/3_600_000, status)
+	}
+	w.Flush()
+	out, err := d.outputs()
+	if err != nil {
+		return err
+	}
+	var sizing struct {
+		Brokers          int64 `json:"brokers"`
+		TotalPartitions  int64 `json:"total_partitions"`
+		StoragePerBroker int64 `json:"storage_per_broker_bytes"`
+		NetworkIn        int64 `json:"network_in_bytes_per_sec"`
+	}
+	if err := json.Unmarshal(out["kafka_sizing"], &sizing); err != nil {
+		return err
+	}
+	d.note("sizing: %d brokers, %d partitions, %.0f GB of disk per broker, %.1f MB/s into the cluster",
+		sizing.Brokers, sizing.TotalPartitions, float64(sizing.StoragePerBroker)/1e9, float64(sizing.NetworkIn)/1e6)
+	d.result("KafkaTopics", fmt.Sprintf("%d created, %d Ready", len(list.Items), ready))
+	d.result("Kafka sizing", fmt.Sprintf("%d brokers, %d partitions, %.0f GB/broker", sizing.Brokers, sizing.TotalPartitions, float64(sizing.StoragePerBroker)/1e9))
+	return nil
+}
