@@ -14,7 +14,7 @@ const module = "github.com/telemetry-platform/terraform-provider-telemetry"
 
 // harness is the folder of the packages only tests, benchmarks and the
 // demo use (localplane, netlab, standin, tfdev, dashboard, awsfence,
-// awsfaults, metricread).
+// awsfaults, metricread, scenario).
 // (internal/calicopolicy is not one: the controller validates users'
 // selectors with its parser; its evaluator is what the tests use.)
 const harness = "internal/harness/"

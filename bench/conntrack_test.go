@@ -18,15 +18,12 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/ti-mo/conntrack"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/scenario"
 )
 
 // The benchmark table: documentation addresses, entries only (no traffic).
@@ -298,21 +295,14 @@ func BenchmarkConntrackRecovery(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer lab.Close()
-	svc, err := kube.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "flows"},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "flows", Protocol: corev1.ProtocolUDP, Port: 6343}}}},
-		metav1.CreateOptions{})
-	if err != nil {
-		b.Fatal(err)
+	flows := scenario.UDPService{Kube: kube, Namespace: "default", Name: "flows", Port: 6343, PodPort: 16343}
+	svc, err := flows.Create(ctx)
+	if err == nil {
+		_, err = flows.AssignLB(ctx, svc, netlab.LBIP)
 	}
-	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: netlab.LBIP.String()}}
-	if _, err := kube.CoreV1().Services("default").UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
-		b.Fatal(err)
+	if err == nil {
+		err = flows.Endpoints(ctx)
 	}
-	epAPI := kube.DiscoveryV1().EndpointSlices("default")
-	slice, err := epAPI.Create(ctx, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "flows-1",
-		Labels: map[string]string{discoveryv1.LabelServiceName: "flows"}}, AddressType: discoveryv1.AddressTypeIPv4,
-		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(int32(16343))}}},
-		metav1.CreateOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -343,8 +333,7 @@ func BenchmarkConntrackRecovery(b *testing.B) {
 		for trial := 0; trial < trials; trial++ {
 			// Endpoints gone: kube-proxy drops its rule; entries go stale and,
 			// once the old one is gone, the flow is pinned never-NATed.
-			slice.Endpoints = nil
-			if slice, err = epAPI.Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+			if err := flows.Endpoints(ctx); err != nil {
 				b.Fatal(err)
 			}
 			_ = lab.RemoveDNAT(lb, podAddr)
@@ -361,8 +350,7 @@ func BenchmarkConntrackRecovery(b *testing.B) {
 			if pod.Packets() != before {
 				b.Fatal("packets reached the pod before the endpoint came back")
 			}
-			slice.Endpoints = []discoveryv1.Endpoint{{Addresses: []string{netlab.PodIP.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}}
-			if slice, err = epAPI.Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+			if err := flows.Endpoints(ctx, netlab.PodIP); err != nil {
 				b.Fatal(err)
 			}
 			t0 := time.Now()

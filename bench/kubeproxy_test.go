@@ -16,14 +16,13 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/scenario"
 )
 
 // kpBench is a lab node running the real kube-proxy (the newest built,
@@ -80,9 +79,7 @@ func (k *kpBench) run(b *testing.B) {
 
 func (k *kpBench) service(b *testing.B, name string, port, podPort int32, pod netip.Addr) *corev1.Service {
 	b.Helper()
-	svc, err := k.kube.CoreV1().Services("default").Create(k.ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "flows", Protocol: corev1.ProtocolUDP, Port: port}}}},
-		metav1.CreateOptions{})
+	svc, err := (scenario.UDPService{Kube: k.kube, Namespace: "default", Name: name, Port: port}).Create(k.ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -92,19 +89,7 @@ func (k *kpBench) service(b *testing.B, name string, port, podPort int32, pod ne
 
 func (k *kpBench) endpoints(b *testing.B, name string, podPort int32, pod netip.Addr) {
 	b.Helper()
-	api := k.kube.DiscoveryV1().EndpointSlices("default")
-	s := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(podPort)}},
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{pod.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}}}
-	if cur, err := api.Get(k.ctx, s.Name, metav1.GetOptions{}); err == nil {
-		cur.Endpoints = s.Endpoints
-		if _, err := api.Update(k.ctx, cur, metav1.UpdateOptions{}); err != nil {
-			b.Fatal(err)
-		}
-		return
-	}
-	if _, err := api.Create(k.ctx, s, metav1.CreateOptions{}); err != nil {
+	if err := (scenario.UDPService{Kube: k.kube, Namespace: "default", Name: name, PodPort: podPort}).Endpoints(k.ctx, pod); err != nil {
 		b.Fatal(err)
 	}
 }

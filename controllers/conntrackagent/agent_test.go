@@ -11,16 +11,15 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/metricread"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/scenario"
 )
 
 func TestMain(m *testing.M) {
@@ -38,19 +37,13 @@ type env struct {
 
 func (e *env) service(name string, port int32, lbIP string) *corev1.Service {
 	e.t.Helper()
-	svc, err := e.kube.CoreV1().Services("telemetry").Create(e.ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": name},
-			Ports: []corev1.ServicePort{{Name: "flows", Protocol: corev1.ProtocolUDP, Port: port}}},
-	}, metav1.CreateOptions{})
+	s := scenario.UDPService{Kube: e.kube, Namespace: "telemetry", Name: name, Port: port}
+	svc, err := s.Create(e.ctx)
+	if err == nil && lbIP != "" { // stands in for the load balancer controller's status write
+		svc, err = s.AssignLB(e.ctx, svc, netip.MustParseAddr(lbIP))
+	}
 	if err != nil {
 		e.t.Fatal(err)
-	}
-	if lbIP != "" { // stands in for the load balancer controller's status write
-		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: lbIP}}
-		if svc, err = e.kube.CoreV1().Services("telemetry").UpdateStatus(e.ctx, svc, metav1.UpdateOptions{}); err != nil {
-			e.t.Fatal(err)
-		}
 	}
 	return svc
 }
@@ -64,23 +57,7 @@ func (e *env) endpoints(service string, port int32, addrs ...netip.Addr) {
 
 func (e *env) endpointsIn(namespace, service string, port int32, addrs ...netip.Addr) {
 	e.t.Helper()
-	s := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: service + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: service}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(port)}},
-	}
-	for _, a := range addrs {
-		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{a.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
-	}
-	api := e.kube.DiscoveryV1().EndpointSlices(namespace)
-	if existing, err := api.Get(e.ctx, s.Name, metav1.GetOptions{}); err == nil {
-		existing.Endpoints, existing.Ports = s.Endpoints, s.Ports
-		if _, err := api.Update(e.ctx, existing, metav1.UpdateOptions{}); err != nil {
-			e.t.Fatal(err)
-		}
-		return
-	}
-	if _, err := api.Create(e.ctx, s, metav1.CreateOptions{}); err != nil {
+	if err := (scenario.UDPService{Kube: e.kube, Namespace: namespace, Name: service, PodPort: port}).Endpoints(e.ctx, addrs...); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -16,14 +16,13 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/scenario"
 )
 
 // The agent against the real kube-proxy (every version `make kubeproxy`
@@ -53,13 +52,12 @@ type kpScenario struct {
 type kpFamily struct {
 	name                       string
 	ipFamily                   corev1.IPFamily
-	addressType                discoveryv1.AddressType
 	node, pod, pod2, lb, extIP netip.Addr
 }
 
 var kpFamilies = []kpFamily{
-	{"IPv4", corev1.IPv4Protocol, discoveryv1.AddressTypeIPv4, netlab.NodeIP, netlab.PodIP, netlab.Pod2IP, netlab.LBIP, netlab.ExtIP},
-	{"IPv6", corev1.IPv6Protocol, discoveryv1.AddressTypeIPv6, netlab.NodeIP6, netlab.PodIP6, netlab.Pod2IP6, netlab.LBIP6, netlab.ExtIP6},
+	{"IPv4", corev1.IPv4Protocol, netlab.NodeIP, netlab.PodIP, netlab.Pod2IP, netlab.LBIP, netlab.ExtIP},
+	{"IPv6", corev1.IPv6Protocol, netlab.NodeIP6, netlab.PodIP6, netlab.Pod2IP6, netlab.LBIP6, netlab.ExtIP6},
 }
 
 // kpRun is one scenario's run in one phase.
@@ -81,14 +79,8 @@ type kpRun struct {
 }
 
 func (r *kpRun) createService(withLB bool) error {
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: r.name},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": r.name},
-			IPFamilies: []corev1.IPFamily{r.fam.ipFamily}, IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicySingleStack),
-			Ports: []corev1.ServicePort{{Name: "flows", Protocol: corev1.ProtocolUDP, Port: int32(r.port)}}},
-	}
 	var err error
-	if r.svc, err = r.kube.CoreV1().Services(r.ns).Create(r.ctx, svc, metav1.CreateOptions{}); err != nil {
+	if r.svc, err = r.scenario().Create(r.ctx); err != nil {
 		return err
 	}
 	if withLB {
@@ -97,33 +89,22 @@ func (r *kpRun) createService(withLB bool) error {
 	return nil
 }
 
+// scenario is the run's Service as the shared scenario writes it.
+func (r *kpRun) scenario() scenario.UDPService {
+	return scenario.UDPService{Kube: r.kube, Namespace: r.ns, Name: r.name, Port: int32(r.port), PodPort: int32(r.podPort), Family: r.fam.ipFamily}
+}
+
 // assignLB writes the LB IP into the status, as MetalLB or kube-vip do.
 func (r *kpRun) assignLB() error {
-	r.svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: r.fam.lb.String(), IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)}}
 	var err error
-	r.svc, err = r.kube.CoreV1().Services(r.ns).UpdateStatus(r.ctx, r.svc, metav1.UpdateOptions{})
+	r.svc, err = r.scenario().AssignLB(r.ctx, r.svc, r.fam.lb)
 	return err
 }
 
 // endpoints writes the Service's EndpointSlice with these ready pods (none:
 // no endpoint), as the EndpointSlice controller would.
 func (r *kpRun) endpoints(pods ...netip.Addr) error {
-	s := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: r.ns, Name: r.name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: r.name}},
-		AddressType: r.fam.addressType,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(int32(r.podPort))}},
-	}
-	for _, pod := range pods {
-		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{pod.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
-	}
-	api := r.kube.DiscoveryV1().EndpointSlices(r.ns)
-	if cur, err := api.Get(r.ctx, s.Name, metav1.GetOptions{}); err == nil {
-		cur.Endpoints = s.Endpoints
-		_, err = api.Update(r.ctx, cur, metav1.UpdateOptions{})
-		return err
-	}
-	_, err := api.Create(r.ctx, s, metav1.CreateOptions{})
-	return err
+	return r.scenario().Endpoints(r.ctx, pods...)
 }
 
 // listen starts the receiver in the pod namespace ns ("pod" or "pod2") that

@@ -9,16 +9,13 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/metricread"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/scenario"
 )
 
 // Trap 3: stale UDP conntrack with the real kube-proxy, in network namespaces.
@@ -45,17 +42,12 @@ func (d *demo) conntrack() error {
 	if err != nil {
 		return err
 	}
-	svc, err := kube.CoreV1().Services("telemetry").Create(d.ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "sflow"},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "flows", Protocol: corev1.ProtocolUDP, Port: 6343}}}},
-		metav1.CreateOptions{})
+	sflow := scenario.UDPService{Kube: kube, Namespace: "telemetry", Name: "sflow", Port: 6343, PodPort: 16343}
+	svc, err := sflow.Create(d.ctx)
 	if err != nil {
 		return err
 	}
-	slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "sflow-1", Labels: map[string]string{discoveryv1.LabelServiceName: "sflow"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(int32(16343))}},
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{netlab.PodIP.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}}}
-	if _, err := kube.DiscoveryV1().EndpointSlices("telemetry").Create(d.ctx, slice, metav1.CreateOptions{}); err != nil {
+	if err := sflow.Endpoints(d.ctx, netlab.PodIP); err != nil {
 		return err
 	}
 	lb, pod := netip.AddrPortFrom(netlab.LBIP, 6343), netip.AddrPortFrom(netlab.PodIP, 16343)
@@ -84,8 +76,7 @@ func (d *demo) conntrack() error {
 	time.Sleep(700 * time.Millisecond)
 	out, _ := lab.Output("node", "conntrack", "-L", "-p", "udp", "--orig-dst", netlab.LBIP.String())
 	d.note("node's entry, never NATed (the address is no Service's yet): %s", firstLine(out))
-	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: netlab.LBIP.String()}}
-	if _, err := kube.CoreV1().Services("telemetry").UpdateStatus(d.ctx, svc, metav1.UpdateOptions{}); err != nil {
+	if _, err := sflow.AssignLB(d.ctx, svc, netlab.LBIP); err != nil {
 		return err
 	}
 	if err := d.waitFor(10*time.Second, func() (bool, error) {
