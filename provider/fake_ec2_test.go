@@ -17,7 +17,7 @@ import (
 // security groups with tags and inbound rules held one per source with a
 // description, VPCs with CIDR blocks, subnets, and AWS's error codes for a
 // missing group, a duplicate group or rule, a missing rule and a group in
-// use. It is the fake the ingress's order is table-tested against in
+// use (by an NLB, or named by another group's rule). It is the fake the ingress's order is table-tested against in
 // milliseconds; the acceptance tests prove the real boundary against moto.
 //
 // What it does not model: pagination, eventual consistency, rate limits,
@@ -233,6 +233,11 @@ func (f *fakeEC2) DeleteSecurityGroup(_ context.Context, in *ec2.DeleteSecurityG
 		return nil, awsError("InvalidGroup.NotFound", "The security group '%s' does not exist", aws.ToString(in.GroupId))
 	case g.inUse:
 		return nil, awsError("DependencyViolation", "resource %s has a dependent object", g.id)
+	}
+	for _, other := range f.groups { // a group another group's rule names cannot go
+		if other != g && slices.ContainsFunc(other.rules, func(r fakeRule) bool { return r.source == g.id }) {
+			return nil, awsError("DependencyViolation", "resource %s has a dependent object", g.id)
+		}
 	}
 	delete(f.groups, g.id)
 	return &ec2.DeleteSecurityGroupOutput{}, nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -15,11 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
 
@@ -401,78 +398,9 @@ func (r *nlbIngressResource) Delete(ctx context.Context, req resource.DeleteRequ
 	if !ok {
 		return
 	}
-	// The Service goes first: the controller then deletes the NLB, which
-	// frees the frontend group.
-	svc := &corev1.Service{}
-	svc.Namespace, svc.Name = ns, name
-	if err := c.Delete(ctx, svc); err != nil && !apierrors.IsNotFound(err) {
-		resp.Diagnostics.AddError("Cannot delete the Service", err.Error())
-		return
-	}
-	err = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
-		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(svc), svc)), nil
-	})
-	if err != nil {
-		resp.Diagnostics.AddError("Service not deleted", fmt.Sprintf("Service %s/%s is still present: %s. "+
-			"Start what holds it, then destroy again.", ns, name, heldBy(svc.Finalizers)))
-		return
-	}
-	a, ok := r.aws(ctx, c, &resp.Diagnostics)
-	if !ok {
-		return
-	}
-	if state.NodeSecurityGroupID.ValueString() == "" {
-		// Imported and never applied: the ingress made nothing in AWS but,
-		// perhaps, the frontend group of a migration that failed before it
-		// saved anything, which its tags find.
-		if err := r.deleteUnsavedFrontend(ctx, a, ruleOwner(ns, name)); err != nil {
-			resp.Diagnostics.AddError("Cannot delete the frontend security group", err.Error())
-		}
-		return
-	}
-	vpcID, vpcCIDRs, err := a.vpcOf(ctx, state.NodeSecurityGroupID.ValueString())
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the node security group", err.Error())
-		return
-	}
-	frontend := state.FrontendSecurityGroupID.ValueString()
-	if frontend == "" && !state.NLBSecurityGroup.Equal(types.BoolValue(false)) {
-		// A create that failed before saving the group's ID: its tags find it.
-		if frontend, err = a.findFrontend(ctx, ruleOwner(ns, name), vpcID); err != nil {
-			resp.Diagnostics.AddError("Cannot read the frontend security group", err.Error())
-			return
-		}
-	}
-	if err := a.reconcileRules(ctx, ruleOwner(ns, name), frontend, state.NodeSecurityGroupID.ValueString(), vpcCIDRs, nil); err != nil {
-		resp.Diagnostics.AddError("Cannot revoke the security-group rules", err.Error())
-		return
-	}
-	if frontend != "" {
-		owned, err := a.frontendOwned(ctx, ruleOwner(ns, name), frontend)
-		switch {
-		case err != nil:
-			resp.Diagnostics.AddError("Cannot read the frontend security group", err.Error())
-		case !owned:
-			resp.Diagnostics.AddWarning("Security group left in place", fmt.Sprintf("security group %s is not the frontend group "+
-				"of %s/%s in this cluster (it lacks the tags %s and %s): its rules other than this ingress's own are left as they "+
-				"are, and it is not deleted.", frontend, ns, name, annotations.IngressTag, annotations.ClusterTag))
-		default:
-			if err := a.deleteFrontend(ctx, frontend); err != nil {
-				resp.Diagnostics.AddError("Cannot delete the frontend security group", err.Error())
-			}
-		}
-	}
-}
-
-// deleteUnsavedFrontend deletes the ingress's frontend group found by its
-// tags, for an ingress whose state names no node group (imported, never
-// applied): a first apply that failed after making the group saved nothing.
-func (r *nlbIngressResource) deleteUnsavedFrontend(ctx context.Context, a ingressAWS, o ingressOwner) error {
-	frontend, err := a.findFrontend(ctx, o, "")
-	if err != nil || frontend == "" {
-		return err
-	}
-	return a.deleteFrontend(ctx, frontend)
+	del := &ingressDelete{kube: c, state: &state, owner: ruleOwner(ns, name), diags: &resp.Diagnostics}
+	del.aws = func() (ingressAWS, bool) { return r.aws(ctx, c, &resp.Diagnostics) }
+	del.run(ctx)
 }
 
 func (r *nlbIngressResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
