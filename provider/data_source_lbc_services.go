@@ -140,8 +140,8 @@ func (d *lbcServicesDataSource) Read(ctx context.Context, req datasource.ReadReq
 		if !lbc.IsNLB(svc) {
 			continue
 		}
-		f := migrationFacts{ports: len(svc.Spec.Ports), migrated: handedOver(svc.Annotations) &&
-			svc.Annotations[annotations.NLBPolicy] == annotations.Enabled, quota: quota, nodeGroupRules: nodeGroupRules}
+		f := migrationFacts{migrated: handedOver(svc.Annotations) &&
+			svc.Annotations[annotations.NLBPolicy] == annotations.Enabled, nodeGroupRules: nodeGroupRules}
 		var lb *awsnlb.LoadBalancer
 		if host := awsnlb.Hostname(svc); host != "" {
 			if lb, err = a.findLoadBalancer(ctx, host); err != nil {
@@ -176,6 +176,16 @@ func (d *lbcServicesDataSource) Read(ctx context.Context, req datasource.ReadReq
 			return
 		}
 		f.perSource += backend
+		if sg := m.NodeSecurityGroupID.ValueString(); sg != "" && f.hasNLB && !f.nlbGroups && !f.migrated {
+			foreign, err := a.foreignNodeRules(ctx, ruleOwner(svc.Namespace, svc.Name), sg)
+			if err == nil {
+				f.nodeRoom, err = nodeRoom(ctx, svc, sg, foreign, quota)
+			}
+			if err != nil {
+				resp.Diagnostics.AddAttributeError(path.Root("node_security_group_id"), "Cannot check the node security group's room", err.Error())
+				return
+			}
+		}
 		if !f.nlbGroups && nodeGroupRules > fullestRules {
 			fullest, fullestRules = m.NodeSecurityGroupID.ValueString(), nodeGroupRules
 		}

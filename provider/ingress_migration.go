@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/types"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -216,17 +217,16 @@ func lbcBindingRules(ctx context.Context, c client.Client, namespace, name strin
 // place (the read-only check, telemetry_lbc_services).
 type migrationFacts struct {
 	hasNLB, nlbGroups, migrated bool
-	ports                       int // the Service's ports
-	perSource                   int // the controller's rules for it
-	quota                       int
-	nodeGroupRules              int // rules in the node group, -1 when not read
+	perSource                   int  // the controller's rules for it
+	nodeGroupRules              int  // rules in the node group, -1 when not read
+	nodeRoom                    bool // room there for the hand-over's coarse cover (nodeRoom), when read
 }
 
 // verdict says whether the NLB can stay, with which nlb_security_group, and
 // why, in words that do not change with the counts (those are attributes of
-// their own, so an output of the reason converges). Without NLB security groups the coarse cover joins the controller's
-// rules in the node group during the hand-over, one prefix per port at
-// least, plus the health checks' rule (handOverRules).
+// their own, so an output of the reason converges). Without NLB security
+// groups the coarse cover joins the controller's rules in the node group
+// during the hand-over, as nodeRoom found it fits.
 func (f migrationFacts) verdict() (inPlace, nlbSecurityGroup bool, reason string) {
 	switch {
 	case f.migrated:
@@ -239,7 +239,7 @@ func (f migrationFacts) verdict() (inPlace, nlbSecurityGroup bool, reason string
 	case f.nodeGroupRules < 0:
 		return true, false, "in place with nlb_security_group = false (the NLB has no security group, which AWS cannot add), " +
 			"if the node group has room for the coarse cover beside the controller's rules: set node_security_group_id to check it"
-	case f.quota-f.nodeGroupRules < f.ports+1:
+	case !f.nodeRoom:
 		return false, false, "no room in the node group for the coarse cover beside the controller's rules, even at one prefix " +
 			"per port (fullest_group_rules against the quota): raise the quota, free rules, or move the exporters to a new NLB " +
 			"beside this one (the two-NLB path)"
@@ -302,4 +302,25 @@ func (r *nlbIngressResource) refuseForeignFrontend(ctx context.Context, plan *in
 	if foreign, err := a.frontendForeign(ctx, o, id); err == nil && foreign {
 		diags.AddError("The Service names a security group this ingress does not own", notOwnedError(id, o).Error())
 	}
+}
+
+// nodeRoom says whether the node group has room, beside foreign (its rules
+// that are not this ingress's), for the coarse cover during the hand-over of
+// the Service's NLB without security groups, within quota rules per group
+// and family: what the apply computes (handOverRulesWithin) for the Service
+// as an import reads it.
+func nodeRoom(ctx context.Context, svc *corev1.Service, nodeSG string, foreign []sgRule, quota int) (bool, error) {
+	m := &ingressModel{}
+	if d := m.setFromService(ctx, svc); d.HasError() {
+		return false, fmt.Errorf("reading Service %s/%s: %v", svc.Namespace, svc.Name, d)
+	}
+	m.NodeSecurityGroupID = types.StringValue(nodeSG)
+	spec, _, d := m.spec(ctx)
+	if d.HasError() {
+		return false, fmt.Errorf("reading Service %s/%s: %v", svc.Namespace, svc.Name, d)
+	}
+	spec.NLBSecurityGroup = false // the NLB has none, which AWS cannot add
+	spec.NodePorts, spec.HealthCheckNodePort = nodePortsFromService(svc)
+	_, err := spec.handOverRulesWithin(foreign, quota)
+	return err == nil, nil
 }

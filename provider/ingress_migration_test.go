@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -200,16 +201,80 @@ func TestMigrationVerdict(t *testing.T) {
 		inPlace, nlbG bool
 		want          string
 	}{
-		{"frontend groups", migrationFacts{hasNLB: true, nlbGroups: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: -1}, true, true, "takes over from the controller"},
-		{"no groups, room unknown", migrationFacts{hasNLB: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: -1}, true, false, "set node_security_group_id"},
-		{"no groups, room", migrationFacts{hasNLB: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: 57}, true, false, "joins the node group"},
-		{"no groups, full", migrationFacts{hasNLB: true, ports: 2, perSource: 50, quota: 60, nodeGroupRules: 58}, false, false, "two-NLB path"},
-		{"no NLB yet", migrationFacts{ports: 2, quota: 60, nodeGroupRules: -1}, true, true, "no NLB yet"},
-		{"migrated", migrationFacts{hasNLB: true, nlbGroups: true, migrated: true, quota: 60}, true, true, "already migrated"},
+		{"frontend groups", migrationFacts{hasNLB: true, nlbGroups: true, perSource: 50, nodeGroupRules: -1}, true, true, "takes over from the controller"},
+		{"no groups, room unknown", migrationFacts{hasNLB: true, perSource: 50, nodeGroupRules: -1}, true, false, "set node_security_group_id"},
+		{"no groups, room", migrationFacts{hasNLB: true, perSource: 50, nodeGroupRules: 57, nodeRoom: true}, true, false, "joins the node group"},
+		{"no groups, full", migrationFacts{hasNLB: true, perSource: 50, nodeGroupRules: 58, nodeRoom: false}, false, false, "two-NLB path"},
+		{"no NLB yet", migrationFacts{nodeGroupRules: -1}, true, true, "no NLB yet"},
+		{"migrated", migrationFacts{hasNLB: true, nlbGroups: true, migrated: true}, true, true, "already migrated"},
 	} {
 		inPlace, nlbG, reason := c.f.verdict()
 		if inPlace != c.inPlace || nlbG != c.nlbG || !strings.Contains(reason, c.want) {
 			t.Errorf("%s: %v %v %q, want %v %v and %q", c.name, inPlace, nlbG, reason, c.inPlace, c.nlbG, c.want)
 		}
 	}
+}
+
+// TestMigrationRoomIsWhatTheApplyComputes: the read-only check
+// (telemetry_lbc_services) says an NLB without security groups can be
+// migrated in place exactly when the apply's hand-over finds room for the
+// coarse cover in the node group (handOverRules). With
+// externalTrafficPolicy Cluster the health checks come on each traffic
+// NodePort, one TCP rule per port beside one rule per port and prefix: a
+// check counting "ports + 1" said "in place" for a migration the apply then
+// refused.
+func TestMigrationRoomIsWhatTheApplyComputes(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		etp   corev1.ServiceExternalTrafficPolicy
+		ports int
+	}{
+		{"ETP Cluster, two UDP ports", corev1.ServiceExternalTrafficPolicyCluster, 2},
+		{"ETP Local, two UDP ports", corev1.ServiceExternalTrafficPolicyLocal, 2},
+		{"ETP Cluster, one UDP port", corev1.ServiceExternalTrafficPolicyCluster, 1},
+	} {
+		for used := 50; used <= 60; used++ {
+			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "flows", Name: "collector", Annotations: map[string]string{
+				lbc.NLBTargetType: lbc.TargetInstance, lbc.DisableNLBSecurityGroup: "true"}},
+				Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, ExternalTrafficPolicy: c.etp,
+					Selector: map[string]string{"app": "collector"}, LoadBalancerSourceRanges: []string{"192.0.2.0/24", "198.51.100.0/24"}}}
+			for i := 0; i < c.ports; i++ {
+				svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: fmt.Sprintf("p%d", i), Protocol: corev1.ProtocolUDP,
+					Port: int32(6343 + i), NodePort: int32(31000 + i)})
+			}
+			if c.etp == corev1.ServiceExternalTrafficPolicyLocal {
+				svc.Spec.HealthCheckNodePort = 32000
+			}
+			var foreign []sgRule
+			for i := 0; i < used; i++ {
+				foreign = append(foreign, sgRule{Group: "node", Protocol: "udp", From: 31000, To: 31000, Source: fmt.Sprintf("203.0.%d.%d/32", i/250, i%250)})
+			}
+			spec := migrationSpec(t, svc, "sg-0node")
+			_, err := spec.handOverRules(foreign)
+			room, rerr := nodeRoom(context.Background(), svc, "sg-0node", foreign, rulesPerGroupQuota)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if got, want := room, err == nil; got != want {
+				t.Errorf("%s, %d rules in the node group: the check says room %v, the apply %v (%v)", c.name, used, got, want, err)
+			}
+		}
+	}
+}
+
+// migrationSpec is the spec an import of the Service gives the apply, with
+// the node group set.
+func migrationSpec(t *testing.T, svc *corev1.Service, nodeSG string) ingressSpec {
+	t.Helper()
+	m := &ingressModel{}
+	if d := m.setFromService(context.Background(), svc); d.HasError() {
+		t.Fatal(d)
+	}
+	m.NodeSecurityGroupID = types.StringValue(nodeSG)
+	spec, _, d := m.spec(context.Background())
+	if d.HasError() {
+		t.Fatal(d)
+	}
+	spec.NodePorts, spec.HealthCheckNodePort = nodePortsFromService(svc)
+	return spec
 }

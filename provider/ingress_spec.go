@@ -243,6 +243,12 @@ func handedOver(ann map[string]string) bool {
 // cover admits beyond the sources Calico refuses; once the controller's
 // rules are gone the ingress narrows to its own rules.
 func (s ingressSpec) handOverRules(foreign []sgRule) ([]sgRule, error) {
+	return s.handOverRulesWithin(foreign, rulesPerGroupQuota)
+}
+
+// handOverRulesWithin is handOverRules within quota rules per group and
+// family (the read-only check takes a raised quota).
+func (s ingressSpec) handOverRulesWithin(foreign []sgRule, quota int) ([]sgRule, error) {
 	used := nodeRulesByFamily(foreign)
 	var need map[string]int
 	for size := s.CoverSize; size >= 1; size-- {
@@ -265,7 +271,7 @@ func (s ingressSpec) handOverRules(foreign []sgRule) ([]sgRule, error) {
 		need = nodeRulesByFamily(rules)
 		fits := true
 		for family, n := range need {
-			fits = fits && used[family]+n <= rulesPerGroupQuota
+			fits = fits && used[family]+n <= quota
 		}
 		if fits {
 			return rules, nil
@@ -273,7 +279,7 @@ func (s ingressSpec) handOverRules(foreign []sgRule) ([]sgRule, error) {
 	}
 	var over []string
 	for _, family := range slices.Sorted(maps.Keys(need)) {
-		if used[family]+need[family] > rulesPerGroupQuota {
+		if used[family]+need[family] > quota {
 			over = append(over, fmt.Sprintf("%d %s rules beside its %d", need[family], family, used[family]))
 		}
 	}
@@ -281,7 +287,7 @@ func (s ingressSpec) handOverRules(foreign []sgRule) ([]sgRule, error) {
 		"Balancer Controller's per-source rules among them): even at one prefix per port it needs %s, over AWS's default "+
 		"quota of %d rules per group. Nothing was changed. Raise the quota (Service Quotas: \"Inbound or outbound rules per "+
 		"security group\"), free rules in the group, or move the exporters to a new NLB beside this one (the two-NLB path in "+
-		"docs/guides/migrating-from-lbc-rules.md)", s.NodeSG, strings.Join(over, " and "), rulesPerGroupQuota)
+		"docs/guides/migrating-from-lbc-rules.md)", s.NodeSG, strings.Join(over, " and "), quota)
 }
 
 // nodeRulesByFamily counts the node-group rules by address family, as AWS's
