@@ -286,39 +286,57 @@ func (a ingressAWS) actualRules(ctx context.Context, o ingressOwner, frontendID,
 			owned, legacy := a.owns(g, o)
 			group, all = "frontend", owned || legacy
 		}
-		for _, p := range g.IpPermissions {
-			base := sgRule{Group: group, Protocol: strings.ToLower(aws.ToString(p.IpProtocol)),
-				From: aws.ToInt32(p.FromPort), To: aws.ToInt32(p.ToPort)}
-			for _, r := range p.IpRanges {
-				if all || o.ownsRule(aws.ToString(r.Description)) {
-					rule := base
-					rule.Source = aws.ToString(r.CidrIp)
-					if group == "node" && slices.Contains(vpcCIDRs, rule.Source) && o.ownsRule(aws.ToString(r.Description)) {
-						rule.Source = sourceVPC
-					}
-					add(rule)
-				}
+		for _, s := range inboundSources(g, group) {
+			if !all && !o.ownsRule(s.desc) {
+				continue
 			}
-			for _, r := range p.Ipv6Ranges {
-				if all || o.ownsRule(aws.ToString(r.Description)) {
-					rule := base
-					rule.Source = aws.ToString(r.CidrIpv6)
-					add(rule)
-				}
+			rule := s.rule
+			switch {
+			case s.kind == sourceIPv4 && group == "node" && slices.Contains(vpcCIDRs, rule.Source) && o.ownsRule(s.desc):
+				rule.Source = sourceVPC
+			case s.kind == sourceGroup && rule.Source == frontendID:
+				rule.Source = sourceFrontend
 			}
-			for _, r := range p.UserIdGroupPairs {
-				if all || o.ownsRule(aws.ToString(r.Description)) {
-					rule := base
-					rule.Source = aws.ToString(r.GroupId)
-					if rule.Source == frontendID {
-						rule.Source = sourceFrontend
-					}
-					add(rule)
-				}
-			}
+			add(rule)
 		}
 	}
 	return rules, nil
+}
+
+// inboundSource is one source of one inbound permission of a group: the
+// rule it is (in the group named group), its description and its kind.
+type inboundSource struct {
+	rule sgRule
+	desc string
+	kind sourceKind
+}
+
+type sourceKind int
+
+const (
+	sourceIPv4 sourceKind = iota
+	sourceIPv6
+	sourceGroup
+)
+
+// inboundSources flattens a group's inbound permissions into one entry per
+// source, as AWS counts and describes them.
+func inboundSources(g ec2types.SecurityGroup, group string) []inboundSource {
+	var out []inboundSource
+	for _, p := range g.IpPermissions {
+		base := sgRule{Group: group, Protocol: strings.ToLower(aws.ToString(p.IpProtocol)), From: aws.ToInt32(p.FromPort), To: aws.ToInt32(p.ToPort)}
+		with := func(source string) sgRule { r := base; r.Source = source; return r }
+		for _, r := range p.IpRanges {
+			out = append(out, inboundSource{with(aws.ToString(r.CidrIp)), aws.ToString(r.Description), sourceIPv4})
+		}
+		for _, r := range p.Ipv6Ranges {
+			out = append(out, inboundSource{with(aws.ToString(r.CidrIpv6)), aws.ToString(r.Description), sourceIPv6})
+		}
+		for _, r := range p.UserIdGroupPairs {
+			out = append(out, inboundSource{with(aws.ToString(r.GroupId)), aws.ToString(r.Description), sourceGroup})
+		}
+	}
+	return out
 }
 
 // reconcileRules adds the desired rules that are missing and revokes the
@@ -354,28 +372,9 @@ func (a ingressAWS) foreignNodeRules(ctx context.Context, o ingressOwner, nodeID
 	}
 	var rules []sgRule
 	for _, g := range out.SecurityGroups {
-		for _, p := range g.IpPermissions {
-			base := sgRule{Group: "node", Protocol: strings.ToLower(aws.ToString(p.IpProtocol)), From: aws.ToInt32(p.FromPort), To: aws.ToInt32(p.ToPort)}
-			for _, r := range p.IpRanges {
-				if !o.ownsRule(aws.ToString(r.Description)) {
-					rule := base
-					rule.Source = aws.ToString(r.CidrIp)
-					rules = append(rules, rule)
-				}
-			}
-			for _, r := range p.Ipv6Ranges {
-				if !o.ownsRule(aws.ToString(r.Description)) {
-					rule := base
-					rule.Source = aws.ToString(r.CidrIpv6)
-					rules = append(rules, rule)
-				}
-			}
-			for _, r := range p.UserIdGroupPairs {
-				if !o.ownsRule(aws.ToString(r.Description)) {
-					rule := base
-					rule.Source = aws.ToString(r.GroupId)
-					rules = append(rules, rule)
-				}
+		for _, s := range inboundSources(g, "node") {
+			if !o.ownsRule(s.desc) {
+				rules = append(rules, s.rule)
 			}
 		}
 	}
