@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -61,9 +60,10 @@ func startKPBench(b *testing.B, prefix string) *kpBench {
 	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 4, RecvBuffer: 8 << 20}
 	reg := prometheus.NewRegistry()
 	// The binary's defaults (controllers/cmd/conntrack-agent).
-	agent := conntrackagent.New(conntrackagent.Config{Client: kube, Conntrack: ct, NodeName: "bench-node", Period: time.Minute, Debounce: 100 * time.Millisecond,
-		TombstoneTTL: 10 * time.Minute, Recheck: 100 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
-		IndexMax: conntrackagent.DefaultIndexMax, Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()})
+	cfg := conntrackagent.DefaultConfig()
+	cfg.Client, cfg.Conntrack, cfg.NodeName, cfg.LocalAddrs = kube, ct, "bench-node", ct.LocalAddrs
+	cfg.Metrics = conntrackagent.NewMetrics(reg)
+	agent := conntrackagent.New(cfg)
 	return &kpBench{ctx: ctx, kube: kube, lab: lab, kp: kp, ct: ct, agent: agent, reg: reg}
 }
 
