@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -108,5 +110,111 @@ func TestTopicOperatorStandIn(t *testing.T) {
 		if got != want {
 			t.Fatalf("partitions %d replicas %d: Ready %s, want %s", tc.partitions, tc.replicas, got, want)
 		}
+		// The broker holds what was accepted: a refused change leaves it.
+		if parts, reps := brokerTopic(t, op, "mine"); parts != 6 || reps != 3 {
+			t.Fatalf("partitions %d replicas %d: the broker's topic has %d partitions of %d replicas, want 6 of 3",
+				tc.partitions, tc.replicas, parts, reps)
+		}
+	}
+}
+
+// brokerTopic reads a topic's partitions and replicas from the broker
+// (-1, -1 when it has no such topic).
+func brokerTopic(t *testing.T, op *standin.TopicOperator, name string) (partitions, replicas int) {
+	t.Helper()
+	admin, err := kadm.NewOptClient(kgo.SeedBrokers(op.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	details, err := admin.ListTopics(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !details.Has(name) {
+		return -1, -1
+	}
+	return len(details[name].Partitions), details[name].Partitions.NumReplicas()
+}
+
+// TestTopicOperatorStandInBroker: the topics are in a real Kafka-protocol
+// broker that a Kafka client produces to and consumes from; a second
+// KafkaTopic for a managed topic is refused as Strimzi refuses it and
+// leaves the topic alone; deleting the managing KafkaTopic deletes the topic
+// before the finalizer goes.
+func TestTopicOperatorStandInBroker(t *testing.T) {
+	p := localplane.New(t, localplane.Options{NoAWS: true})
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	op := standin.StartTopicOperator(c, "telemetry")
+	defer op.Stop()
+	flows := topic("pop-ams", "telemetry", 3, 3)
+	flows.Object["spec"].(map[string]any)["config"] = map[string]any{"retention.ms": "3600000"}
+	if err := c.Create(ctx, flows); err != nil {
+		t.Fatal(err)
+	}
+	if cond := readyAt(t, c, "pop-ams"); cond["status"] != "True" {
+		t.Fatalf("Ready: %v", cond)
+	}
+	if parts, reps := brokerTopic(t, op, "pop-ams"); parts != 3 || reps != 3 {
+		t.Fatalf("the broker's topic: %d partitions of %d replicas, want 3 of 3", parts, reps)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(op.Brokers()...), kgo.ConsumeTopics("pop-ams"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(pctx, &kgo.Record{Topic: "pop-ams", Value: []byte("flow")}).FirstErr(); err != nil {
+		t.Fatalf("producing: %v", err)
+	}
+	fetches := cl.PollRecords(pctx, 1)
+	if err := fetches.Err(); err != nil || len(fetches.Records()) != 1 || string(fetches.Records()[0].Value) != "flow" {
+		t.Fatalf("consuming: %v, %v", fetches.Records(), err)
+	}
+
+	second := topic("pop-ams-again", "telemetry", 6, 3)
+	second.Object["spec"].(map[string]any)["topicName"] = "pop-ams"
+	if err := c.Create(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	cond := readyAt(t, c, "pop-ams-again")
+	if cond["status"] != "False" || cond["reason"] != "ResourceConflict" || cond["message"] != "Managed by Ref{namespace='default', name='pop-ams'}" {
+		t.Fatalf("a second KafkaTopic for the topic: %v", cond)
+	}
+	if parts, _ := brokerTopic(t, op, "pop-ams"); parts != 3 {
+		t.Fatalf("the second KafkaTopic changed the topic: %d partitions", parts)
+	}
+	if err := c.Delete(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, c, second)
+	if parts, _ := brokerTopic(t, op, "pop-ams"); parts != 3 {
+		t.Fatal("deleting the conflicting KafkaTopic deleted the topic another manages")
+	}
+	if err := c.Delete(ctx, flows); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, c, flows)
+	if parts, _ := brokerTopic(t, op, "pop-ams"); parts != -1 {
+		t.Fatalf("the topic outlived its KafkaTopic: %d partitions", parts)
+	}
+}
+
+// waitGone waits until the KafkaTopic is deleted (its finalizer released).
+func waitGone(t *testing.T, c client.Client, u *unstructured.Unstructured) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Get(context.Background(), client.ObjectKeyFromObject(u), u.DeepCopy()) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("KafkaTopic %s not deleted", u.GetName())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
