@@ -31,7 +31,7 @@ func TestDemo(t *testing.T) {
 		t.Errorf("the demo ran %d steps and announces %d", d.step, want)
 	}
 	want := map[string]string{
-		"KafkaTopics":              "12 created, 12 Ready",
+		"KafkaTopics":              "12 created, 12 Ready, 12 in the broker",
 		"Security-group rules":     "32 created (per-source model: 294; AWS refuses past 60 per group)",
 		"Coarse cover (NLB group)": "10 prefixes",
 		"Calico policies":          "4/4 packet checks as expected, cleaned up on delete",

@@ -20,6 +20,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/tfdev"
 )
 
@@ -38,6 +39,8 @@ type demo struct {
 	// noAgent leaves the conntrack agent out of trap 3: the demo must then
 	// fail, since the flow it claims to restore stays blackholed (its test).
 	noAgent bool
+	// topics is the Topic Operator stand-in, with its broker.
+	topics *standin.TopicOperator
 	// exits are what to stop when the demo ends (onExit).
 	exits []func()
 }

@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -39,15 +41,15 @@ func (d *demo) startPlane() (err error) {
 	}
 	d.note("API server %s, AWS %s (VPC %s, node group %s), started in %v", d.plane.Config.Host, d.plane.AWS.Endpoint,
 		d.plane.AWS.VPCID, d.plane.AWS.NodeSecurityGroupID, time.Since(t0).Round(100*time.Millisecond))
-	topics := standin.StartTopicOperator(d.kube, "telemetry")
-	d.onExit(topics.Stop)
+	d.topics = standin.StartTopicOperator(d.kube, "telemetry")
+	d.onExit(d.topics.Stop)
 	lbc, err := d.plane.StartLoadBalancerController(d.ctx, localplane.LBCOptions{})
 	if err != nil {
 		return err
 	}
 	d.onExit(lbc.Stop)
 	d.note("the AWS Load Balancer Controller v3.5.0 (built from its pinned source) running against the API server and moto")
-	d.note("a stand-in for Strimzi's Topic Operator, which cannot run here (Java): topic status and refusals only")
+	d.note("a stand-in for Strimzi's Topic Operator (Java, not run here), creating the topics in a Kafka-protocol broker in memory")
 	if d.stopController, err = d.startNLBPolicyController(); err != nil {
 		return err
 	}
@@ -130,9 +132,19 @@ func (d *demo) showTopics() error {
 		return err
 	}
 	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].GetName() < list.Items[j].GetName() })
+	// What the broker holds, read with a Kafka client.
+	admin, err := kadm.NewOptClient(kgo.SeedBrokers(d.topics.Brokers()...))
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	inBroker, err := admin.ListTopics(d.ctx)
+	if err != nil {
+		return fmt.Errorf("listing the broker's topics: %w", err)
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "    TOPIC\tPARTITIONS\tREPLICAS\tRETENTION\tREADY")
-	ready := 0
+	fmt.Fprintln(w, "    TOPIC\tPARTITIONS\tREPLICAS\tRETENTION\tREADY\tIN THE BROKER")
+	ready, held := 0, 0
 	for _, t := range list.Items {
 		p, _, _ := unstructured.NestedInt64(t.Object, "spec", "partitions")
 		r, _, _ := unstructured.NestedInt64(t.Object, "spec", "replicas")
@@ -147,7 +159,13 @@ func (d *demo) showTopics() error {
 		if status == "True" {
 			ready++
 		}
-		fmt.Fprintf(w, "    %s\t%d\t%d\t%dh\t%s\n", t.GetName(), p, r, ms/3_600_000, status)
+		broker := "no"
+		if name, _, _ := unstructured.NestedString(t.Object, "status", "topicName"); inBroker.Has(name) {
+			parts := inBroker[name].Partitions
+			broker = fmt.Sprintf("%d partitions x %d replicas", len(parts), parts.NumReplicas())
+			held++
+		}
+		fmt.Fprintf(w, "    %s\t%d\t%d\t%dh\t%s\t%s\n", t.GetName(), p, r, ms/3_600_000, status, broker)
 	}
 	w.Flush()
 	out, err := d.outputs()
@@ -165,7 +183,8 @@ func (d *demo) showTopics() error {
 	}
 	d.note("sizing: %d brokers, %d partitions, %.0f GB of disk per broker, %.1f MB/s into the cluster",
 		sizing.Brokers, sizing.TotalPartitions, float64(sizing.StoragePerBroker)/1e9, float64(sizing.NetworkIn)/1e6)
-	d.result("KafkaTopics", fmt.Sprintf("%d created, %d Ready", len(list.Items), ready))
+	d.note("the topics are in a Kafka-protocol broker (franz-go's kfake, 3 brokers in memory), read back with a Kafka client")
+	d.result("KafkaTopics", fmt.Sprintf("%d created, %d Ready, %d in the broker", len(list.Items), ready, held))
 	d.result("Kafka sizing", fmt.Sprintf("%d brokers, %d partitions, %.0f GB/broker", sizing.Brokers, sizing.TotalPartitions, float64(sizing.StoragePerBroker)/1e9))
 	return nil
 }
