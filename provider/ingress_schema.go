@@ -140,7 +140,8 @@ func nlbIngressSchema(ctx context.Context) schema.Schema {
 			"security_group_rules_per_source_model": schema.Int64Attribute{Computed: true,
 				MarkdownDescription: "Rules the AWS Load Balancer Controller would write for the same inputs: " +
 					"sources x ports (TCP_UDP twice) + NLB subnets x ports. AWS allows 60 per group by default."},
-			"vpc_id":            schema.StringAttribute{Computed: true, MarkdownDescription: "VPC of the node security group."},
+			"vpc_id": schema.StringAttribute{Computed: true, PlanModifiers: []planmodifier.String{keepWhileSame("node_security_group_id")},
+				MarkdownDescription: "VPC of the node security group."},
 			"load_balancer_arn": schema.StringAttribute{Computed: true, MarkdownDescription: "ARN of the NLB, once it exists."},
 			"dns_name":          schema.StringAttribute{Computed: true, MarkdownDescription: "DNS name of the NLB, once it exists."},
 			"subnet_cidrs": schema.ListAttribute{Computed: true, ElementType: types.StringType,
@@ -171,6 +172,7 @@ func nlbIngressSchema(ctx context.Context) schema.Schema {
 					"security group (instance targets) the node group admits the clients on these ports only, never the whole " +
 					"NodePort range; a new port's rules are known after apply."},
 			"health_check_node_port": schema.Int64Attribute{Computed: true,
+				PlanModifiers: []planmodifier.Int64{keepWhileSame("external_traffic_policy")},
 				MarkdownDescription: "The Service's health-check NodePort (`external_traffic_policy = \"Local\"`), where the NLB's " +
 					"health checks go; 0 otherwise."},
 			"coarse_cover_size": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(defaultCoverSize),

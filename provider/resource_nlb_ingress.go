@@ -125,15 +125,14 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 	// NodePorts stay allocated to the same ports across applies: the plan
 	// carries them while the ports are the same, and they are unknown for a
 	// new port until the API server allocates it.
-	plan.NodePorts, plan.HealthCheckNodePort = types.MapUnknown(types.Int64Type), types.Int64Unknown()
-	spec.NodePorts, spec.HealthCheckNodePort = nil, 0
+	// (The health-check NodePort and the VPC are carried by their plan
+	// modifiers, keepWhileSame.)
+	plan.NodePorts = types.MapUnknown(types.Int64Type)
+	spec.NodePorts, spec.HealthCheckNodePort = nil, int32(plan.HealthCheckNodePort.ValueInt64())
 	if prior != nil && known.ports {
 		priorPorts, _ := int32Map(ctx, prior.NodePorts)
 		if priorPorts != nil && slices.Equal(slices.Sorted(maps.Keys(priorPorts)), spec.nodePortKeys()) {
 			plan.NodePorts, spec.NodePorts = prior.NodePorts, priorPorts
-		}
-		if prior.ExternalTrafficPolicy.Equal(plan.ExternalTrafficPolicy) && !prior.HealthCheckNodePort.IsNull() {
-			plan.HealthCheckNodePort, spec.HealthCheckNodePort = prior.HealthCheckNodePort, int32(prior.HealthCheckNodePort.ValueInt64())
 		}
 	}
 	if known.ports {
@@ -176,9 +175,6 @@ func (r *nlbIngressResource) ModifyPlan(ctx context.Context, req resource.Modify
 	plan.ManagedAnnotations = types.MapUnknown(types.StringType)
 	if known.all() && !plan.FrontendSecurityGroupID.IsUnknown() {
 		plan.ManagedAnnotations = stringMap(spec.managedAnnotations(plan.FrontendSecurityGroupID.ValueString()))
-	}
-	if prior != nil && prior.NodeSecurityGroupID.Equal(plan.NodeSecurityGroupID) {
-		plan.VPCID = prior.VPCID
 	}
 	if prior != nil && prior.serviceAbsent() {
 		// The Service is re-created: its annotations are written anew, the
