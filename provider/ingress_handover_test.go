@@ -53,7 +53,7 @@ func newHandOverWorld(t *testing.T, sources []string) *handOverWorld {
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptrTo(lbc.LoadBalancerClass),
 			Selector: map[string]string{"app": "collector"}, LoadBalancerSourceRanges: sources,
 			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
-			Ports: []corev1.ServicePort{{Name: "sflow", Protocol: corev1.ProtocolUDP, Port: 6343, TargetPort: intstr.FromInt32(6343)}}},
+			Ports:                 []corev1.ServicePort{{Name: "sflow", Protocol: corev1.ProtocolUDP, Port: 6343, TargetPort: intstr.FromInt32(6343)}}},
 	}
 	allocateNodePorts(svc)
 	if err := w.store.Create(context.Background(), svc); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -33,8 +34,8 @@ func topic(name, cluster string, partitions, replicas int64) *unstructured.Unstr
 // its Ready condition.
 func readyAt(t *testing.T, c client.Client, name string) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	var ready map[string]any
+	eventually(t, "topic "+name+" reconciled at its generation", func() bool {
 		u := topic(name, "", 0, 0)
 		if err := c.Get(context.Background(), client.ObjectKeyFromObject(u), u); err != nil {
 			t.Fatal(err)
@@ -42,12 +43,23 @@ func readyAt(t *testing.T, c client.Client, name string) map[string]any {
 		observed, _, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
 		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
 		if observed == u.GetGeneration() && len(conds) > 0 {
-			return conds[0].(map[string]any)
+			ready = conds[0].(map[string]any)
 		}
-		time.Sleep(100 * time.Millisecond)
+		return ready != nil
+	})
+	return ready
+}
+
+// eventually waits up to 10 s for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("topic %s never reconciled at its generation", name)
-	return nil
 }
 
 // TestTopicOperatorStandIn: the stand-in does what the real Topic Operator
@@ -210,11 +222,7 @@ func TestTopicOperatorStandInBroker(t *testing.T) {
 // waitGone waits until the KafkaTopic is deleted (its finalizer released).
 func waitGone(t *testing.T, c client.Client, u *unstructured.Unstructured) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Get(context.Background(), client.ObjectKeyFromObject(u), u.DeepCopy()) == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("KafkaTopic %s not deleted", u.GetName())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually(t, "KafkaTopic "+u.GetName()+" deleted", func() bool {
+		return apierrors.IsNotFound(c.Get(context.Background(), client.ObjectKeyFromObject(u), u.DeepCopy()))
+	})
 }
