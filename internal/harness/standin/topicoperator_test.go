@@ -63,20 +63,25 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // TestTopicOperatorStandIn: the stand-in does what the real Topic Operator
-// does with what the product writes: only its cluster's topics, Ready at
-// the current generation, partitions grow, a decrease and a
-// replication-factor change are refused with Ready=False reason
-// NotSupported and Strimzi's messages, and a refused topic recovers when
-// the spec is put back.
+// does with what the product writes, in one plane.
 func TestTopicOperatorStandIn(t *testing.T) {
 	p := localplane.New(t, localplane.Options{NoAWS: true})
 	c, err := p.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	op := standin.StartTopicOperator(c, "telemetry")
 	defer op.Stop()
+	t.Run("generations and refusals", func(t *testing.T) { generationsAndRefusals(t, c, op) })
+	t.Run("the broker", func(t *testing.T) { theBroker(t, c, op) })
+}
+
+// generationsAndRefusals: only its cluster's topics, Ready at the current
+// generation, partitions grow, a decrease and a replication-factor change
+// are refused with Ready=False reason NotSupported and Strimzi's messages,
+// and a refused topic recovers when the spec is put back.
+func generationsAndRefusals(t *testing.T, c client.Client, op *standin.TopicOperator) {
+	ctx := context.Background()
 
 	other := topic("other", "another-cluster", 3, 3)
 	mine := topic("mine", "telemetry", 3, 3)
@@ -149,20 +154,13 @@ func brokerTopic(t *testing.T, op *standin.TopicOperator, name string) (partitio
 	return len(details[name].Partitions), details[name].Partitions.NumReplicas()
 }
 
-// TestTopicOperatorStandInBroker: the topics are in a real Kafka-protocol
-// broker that a Kafka client produces to and consumes from; a second
-// KafkaTopic for a managed topic is refused as Strimzi refuses it and
-// leaves the topic alone; deleting the managing KafkaTopic deletes the topic
-// before the finalizer goes.
-func TestTopicOperatorStandInBroker(t *testing.T) {
-	p := localplane.New(t, localplane.Options{NoAWS: true})
-	c, err := p.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
+// theBroker: the topics are in a real Kafka-protocol broker that a Kafka
+// client produces to and consumes from; a second KafkaTopic for a managed
+// topic is refused as Strimzi refuses it and leaves the topic alone;
+// deleting the managing KafkaTopic deletes the topic before the finalizer
+// goes.
+func theBroker(t *testing.T, c client.Client, op *standin.TopicOperator) {
 	ctx := context.Background()
-	op := standin.StartTopicOperator(c, "telemetry")
-	defer op.Stop()
 	flows := topic("pop-ams", "telemetry", 3, 3)
 	flows.Object["spec"].(map[string]any)["config"] = map[string]any{"retention.ms": "3600000"}
 	if err := c.Create(ctx, flows); err != nil {
