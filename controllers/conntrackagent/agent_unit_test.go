@@ -113,6 +113,17 @@ func (u *unit) histogram(name string) metricread.Series {
 	return series[0]
 }
 
+// waitMeasured waits until a histogram has a sample: the agent measures a
+// pass once it has returned, a moment after the kernel's deletion that a
+// test waits for.
+func (u *unit) waitMeasured(name string) {
+	u.t.Helper()
+	waitFor(u.t, name+" measured", func() bool {
+		series, err := metricread.Read(u.reg, name)
+		return err == nil && len(series) == 1 && series[0].SampleCount > 0
+	})
+}
+
 // gauge is counter, for gauges.
 func (u *unit) gauge(name string, labels ...string) float64 {
 	u.t.Helper()

@@ -134,6 +134,7 @@ func TestChangeToDeleteLatency(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	u.endpointComesBack()
 	waitFor(t, "the stale entry deleted", func() bool { return len(u.ct.Flows()) == 0 })
+	u.waitMeasured("telemetry_conntrack_change_to_delete_seconds")
 	h := u.histogram("telemetry_conntrack_change_to_delete_seconds")
 	if h.SampleCount != 1 || h.SampleSum < 0.05 || h.SampleSum > 2 {
 		t.Fatalf("change_to_delete: %d samples, sum %v s; want 1, between the debounce and 2 s", h.SampleCount, h.SampleSum)
@@ -152,6 +153,7 @@ func TestChangeToDeleteLatencyOfAFullPass(t *testing.T) {
 	u.agent.kick("every entry (test)")
 	u.endpointComesBack()
 	waitFor(t, "the stale entry deleted", func() bool { return len(u.ct.Flows()) == 0 })
+	u.waitMeasured("telemetry_conntrack_change_to_delete_seconds")
 	if got := u.counter("telemetry_conntrack_passes_total", "every entry (test)"); got != 1 {
 		t.Fatalf("the deleting pass was not the full one the test asked for (%v)", got)
 	}
