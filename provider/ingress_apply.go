@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -82,6 +83,9 @@ func (a *ingressApply) steps() []applyStep {
 // state (saved for a create that failed part-way) says what is there.
 func (a *ingressApply) run(ctx context.Context) {
 	for _, s := range a.steps() {
+		// With TF_LOG=DEBUG a user sees which step an apply is in (waiting
+		// for the controller's acknowledgement, say).
+		tflog.Debug(ctx, "telemetry_nlb_ingress: "+s.name, map[string]any{"service": a.spec.Namespace + "/" + a.spec.Name})
 		err := s.do(ctx)
 		if err == nil {
 			continue
