@@ -6,7 +6,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -59,10 +58,7 @@ func envInt(name string, def int) int {
 // siteSeq is one sequence: the configuration as it stands (resource label ->
 // site) and the runner of terraform in its folder.
 type siteSeq struct {
-	t      *testing.T
-	env    *tfdev.Env
-	dir    string
-	p      *localplane.Plane
+	cliSeq
 	c      client.Client
 	prefix string
 	sites  map[string]propSite
@@ -76,7 +72,7 @@ type propSite struct {
 }
 
 func runSiteSequence(t *testing.T, env *tfdev.Env, p *localplane.Plane, c client.Client, seed uint64, steps int) int {
-	s := &siteSeq{t: t, env: env, dir: t.TempDir(), p: p, c: c, prefix: fmt.Sprintf("prop%d", seed), sites: map[string]propSite{}}
+	s := &siteSeq{cliSeq: cliSeq{t: t, env: env, dir: t.TempDir(), p: p}, c: c, prefix: fmt.Sprintf("prop%d", seed), sites: map[string]propSite{}}
 	rng := rand.New(rand.NewPCG(seed, 77))
 	ctx := context.Background()
 	// A topic nobody's state owns: it must never change.
@@ -213,13 +209,6 @@ func topicShape(t *testing.T, c client.Client, name string) map[string]any {
 func (s *siteSeq) write() {
 	s.t.Helper()
 	var b strings.Builder
-	b.WriteString(`terraform {
-  required_providers {
-    telemetry = { source = "telemetry-platform/telemetry" }
-  }
-}
-`)
-	b.WriteString(providerConfig(s.p))
 	for _, k := range slices.Sorted(maps.Keys(s.sites)) {
 		site := s.sites[k]
 		fmt.Fprintf(&b, `
@@ -231,18 +220,7 @@ resource "telemetry_site" %q {
 }
 `, k, site.name, site.partitions, site.retention)
 	}
-	if err := os.WriteFile(filepath.Join(s.dir, "main.tf"), []byte(b.String()), 0o644); err != nil {
-		s.t.Fatal(err)
-	}
-}
-
-func (s *siteSeq) run(args ...string) tfdev.Result {
-	s.t.Helper()
-	res, err := s.env.Run(context.Background(), s.dir, args...)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return res
+	s.writeMain(b.String())
 }
 
 // apply writes the configuration and applies it; when it must succeed, the
@@ -250,19 +228,9 @@ func (s *siteSeq) run(args ...string) tfdev.Result {
 func (s *siteSeq) apply(mustSucceed bool) {
 	s.t.Helper()
 	s.write()
-	res, err := s.env.Run(context.Background(), s.dir, "apply", "-auto-approve", "-no-color", "-input=false")
+	s.applyMain(mustSucceed)
 	if !mustSucceed {
-		if err == nil {
-			s.t.Fatalf("the apply succeeded, want it refused:\n%s", res.Output)
-		}
 		return
-	}
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	plan := s.run("plan", "-detailed-exitcode", "-no-color", "-input=false")
-	if plan.ExitCode != 0 {
-		s.t.Fatalf("the plan after a successful apply is not empty:\n%s", plan.Output)
 	}
 	for k, site := range s.sites {
 		u, err := getTopic(context.Background(), s.c, "sfacctd-flows-"+site.name)
@@ -273,9 +241,4 @@ func (s *siteSeq) apply(mustSucceed bool) {
 			s.t.Fatalf("%s: topic has %d partitions, configured %d", k, got, site.partitions)
 		}
 	}
-}
-
-func (s *siteSeq) stateList() []string {
-	s.t.Helper()
-	return strings.Fields(string(s.run("state", "list").Output))
 }
