@@ -29,7 +29,8 @@ import (
 // TestAccIngressProperty runs random sequences of what users do to
 // telemetry_nlb_ingress (create, change sources, add or drop a port,
 // remove, two resources for one Service in one apply, a hand edit of the
-// Service and of a rule, a lost state imported back, destroy) through the
+// Service (an annotation removed, 0.0.0.0/0 added), a lost state imported
+// back, destroy) through the
 // real terraform CLI against the local plane with the real nlb-policy
 // controller, and checks after every step that nothing the state does not
 // own was changed (another team's rule in the nodes' group, a Service made
