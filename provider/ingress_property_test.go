@@ -99,12 +99,20 @@ func runIngressSequence(t *testing.T, env *tfdev.Env, p *localplane.Plane, c cli
 		GroupId: aws.String(p.AWS.NodeSecurityGroupID), IpPermissions: []ec2types.IpPermission{foreignRule}}); err != nil && !isAWSCode(err, "InvalidPermission.Duplicate") {
 		t.Fatal(err)
 	}
+	// The plane is shared with the other tests, which count the nodes' rules.
+	t.Cleanup(func() {
+		if _, err := s.ec.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{
+			GroupId: aws.String(p.AWS.NodeSecurityGroupID), IpPermissions: []ec2types.IpPermission{foreignRule}}); err != nil {
+			t.Errorf("removing the other team's rule: %v", err)
+		}
+	})
 	handMade := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: s.namespace, Name: "hand-made"},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: map[string]string{"app": "x"},
 			Ports: []corev1.ServicePort{{Name: "x", Protocol: corev1.ProtocolUDP, Port: 9999}}}}
 	if err := c.Create(ctx, handMade); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = c.Delete(ctx, handMade) })
 	before := s.foreign(handMade)
 	s.apply(true)
 	ops := []string{"add", "add", "sources", "port", "remove", "duplicate", "hand edit", "lost state"}
