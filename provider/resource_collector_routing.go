@@ -355,7 +355,9 @@ type flushIntervalValidator struct{}
 func (flushIntervalValidator) Description(context.Context) string {
 	return `must be a whole number of seconds, at least one, such as "10s" or "1m"`
 }
-func (v flushIntervalValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+func (v flushIntervalValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
 
 func (v flushIntervalValidator) ValidateString(ctx context.Context, req validator.StringRequest, resp *validator.StringResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {

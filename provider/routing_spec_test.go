@@ -120,7 +120,9 @@ func TestRoutingProblems(t *testing.T) {
 		want string // "" for none
 	}{
 		{"sound", func(*routingSpec) {}, ""},
-		{"IPv4 overlap", func(s *routingSpec) { s.Sites[1].Sources = append(s.Sites[1].Sources, netip.MustParsePrefix("192.0.2.8/29")) },
+		{"IPv4 overlap", func(s *routingSpec) {
+			s.Sites[1].Sources = append(s.Sites[1].Sources, netip.MustParsePrefix("192.0.2.8/29"))
+		},
 			`192.0.2.0/28 of site "ams1" overlaps 192.0.2.8/29 of site "fra-2"`},
 		{"IPv6 overlap", func(s *routingSpec) { s.Sites[1].Sources = []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")} },
 			`2001:db8:1::/48 of site "ams1" overlaps 2001:db8::/32 of site "fra-2"`},
