@@ -116,6 +116,12 @@ func routingSchema() schema.Schema {
 			"mount_path": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(defaultMountPath),
 				Validators:          []validator.String{stringvalidator.RegexMatches(absolutePath, "must be an absolute path without spaces")},
 				MarkdownDescription: "Where the collectors mount the ConfigMap (the daemons name the pre-tag map by its path). Default: `" + defaultMountPath + "`."},
+			"ipfix_templates_file": schema.StringAttribute{Optional: true,
+				Validators: []validator.String{stringvalidator.RegexMatches(absolutePath, "must be an absolute path without spaces")},
+				MarkdownDescription: "Where nfacctd keeps the IPFIX templates it learnt (`nfacctd_templates_file`), on a writable " +
+					"volume that outlives the pod. IPFIX over UDP cannot be decoded without its exporter's templates: a new collector " +
+					"pod without this file drops each exporter's records until the exporter resends them (every few seconds to " +
+					"minutes, per exporter; 40 s with pmacct's nfprobe in the end-to-end test). sFlow needs no templates."},
 			"aggregate": schema.ListAttribute{Optional: true, Computed: true, ElementType: types.StringType,
 				Default: listdefault.StaticValue(stringList(defaultAggregate)),
 				Validators: []validator.List{listvalidator.SizeAtLeast(1),

@@ -28,6 +28,7 @@ type routingModel struct {
 	IPFIXPort             types.Int64   `tfsdk:"ipfix_port"`
 	FlushInterval         durationValue `tfsdk:"flush_interval"`
 	MountPath             types.String  `tfsdk:"mount_path"`
+	IPFIXTemplatesFile    types.String  `tfsdk:"ipfix_templates_file"`
 	Aggregate             types.List    `tfsdk:"aggregate"`
 	Tags                  types.Map     `tfsdk:"tags"`
 	Checksum              types.String  `tfsdk:"checksum"`
@@ -44,9 +45,11 @@ var routingSiteAttrTypes = map[string]attr.Type{"topic": types.StringType, "flow
 // it needs is unknown (a site's topic before the site is planned).
 func (m *routingModel) spec(ctx context.Context) (s routingSpec, known bool, diags diag.Diagnostics) {
 	s = routingSpec{Namespace: m.Namespace.ValueString(), Name: m.Name.ValueString(),
-		SFlowPort: m.SFlowPort.ValueInt64(), IPFIXPort: m.IPFIXPort.ValueInt64(), MountPath: m.MountPath.ValueString()}
+		SFlowPort: m.SFlowPort.ValueInt64(), IPFIXPort: m.IPFIXPort.ValueInt64(), MountPath: m.MountPath.ValueString(),
+		TemplatesFile: m.IPFIXTemplatesFile.ValueString()}
 	known = !m.KafkaBootstrapServers.IsUnknown() && !m.Sites.IsUnknown() && !m.SFlowPort.IsUnknown() && !m.IPFIXPort.IsUnknown() &&
-		!m.FlushInterval.IsUnknown() && !m.MountPath.IsUnknown() && !m.Aggregate.IsUnknown() && !m.Namespace.IsUnknown() && !m.Name.IsUnknown()
+		!m.FlushInterval.IsUnknown() && !m.MountPath.IsUnknown() && !m.Aggregate.IsUnknown() && !m.Namespace.IsUnknown() && !m.Name.IsUnknown() &&
+		!m.IPFIXTemplatesFile.IsUnknown()
 	if !known {
 		return s, false, nil
 	}
@@ -127,6 +130,10 @@ func (m *routingModel) setFrom(s routingSpec) {
 		m.FlushInterval = newDuration(formatDuration(s.FlushInterval))
 	}
 	m.MountPath = types.StringValue(s.MountPath)
+	m.IPFIXTemplatesFile = types.StringNull()
+	if s.TemplatesFile != "" {
+		m.IPFIXTemplatesFile = types.StringValue(s.TemplatesFile)
+	}
 	m.Aggregate = stringList(s.Aggregate)
 	sites := map[string]attr.Value{}
 	for _, site := range s.Sites {

@@ -37,7 +37,12 @@ type routingSpec struct {
 	// MountPath is where the collectors mount the ConfigMap: pre_tag_map is
 	// named by its path there.
 	MountPath string
-	Aggregate []string
+	// TemplatesFile, when set, is where nfacctd keeps the IPFIX templates it
+	// learnt (on a volume that outlives the pod), so a replaced collector
+	// decodes the exporters' records at once instead of dropping them until
+	// each exporter resends its templates.
+	TemplatesFile string
+	Aggregate     []string
 	Sites     []routingSite // sorted by name
 }
 
@@ -68,9 +73,10 @@ const (
 )
 
 // defaultAggregate is what each record carries: the exporter's address
-// (peer_src_ip, kept end to end by the ingress), the flow's 5-tuple and ToS,
-// and the site's tag.
-var defaultAggregate = []string{"peer_src_ip", "src_host", "dst_host", "src_port", "dst_port", "proto", "tos", "tag"}
+// (peer_src_ip, kept end to end by the ingress), the export protocol's
+// version (5 for sFlow, 10 for IPFIX), the flow's 5-tuple and ToS, and the
+// site's tag.
+var defaultAggregate = []string{"peer_src_ip", "export_proto_version", "src_host", "dst_host", "src_port", "dst_port", "proto", "tos", "tag"}
 
 const routingHeader = "! Written by terraform-provider-telemetry (telemetry_collector_routing %s/%s): each exporter's\n" +
 	"! flows go to its site's topic, an unlisted exporter's nowhere. terraform apply rewrites hand edits.\n"
@@ -159,6 +165,9 @@ func (s routingSpec) daemonConf(daemon string, port int64) string {
 	line(daemon+"_port", strconv.FormatInt(port, 10))
 	line("pre_tag_map", path.Join(s.MountPath, routingPreTagMap))
 	line("maps_entries", strconv.Itoa(s.entries()))
+	if daemon == "nfacctd" && s.TemplatesFile != "" {
+		line("nfacctd_templates_file", s.TemplatesFile)
+	}
 	line("aggregate", strings.Join(s.Aggregate, ", "))
 	line("kafka_output", "json")
 	if len(s.Brokers) == 1 {
@@ -223,6 +232,7 @@ func routingFromData(data map[string]string) (routingSpec, error) {
 		return s, fmt.Errorf("%s: pre_tag_map %q is not the ConfigMap's %s", routingSFlowConf, mapPath, routingPreTagMap)
 	}
 	s.MountPath = path.Dir(mapPath)
+	s.TemplatesFile = nf["nfacctd_templates_file"]
 	for _, a := range strings.Split(sf["aggregate"], ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			s.Aggregate = append(s.Aggregate, a)

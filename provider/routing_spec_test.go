@@ -33,7 +33,7 @@ func TestRoutingRender(t *testing.T) {
 			"kafka_topic[ams1]: sfacctd-flows-ams1", fmt.Sprintf("pre_tag_filter[ams1]: %d", ams),
 			"kafka_topic[fra-2]: sfacctd-flows-fra-2", fmt.Sprintf("pre_tag_filter[fra-2]: %d", fra),
 			"kafka_broker_host: telemetry-kafka-bootstrap.kafka", "kafka_broker_port: 9092", "kafka_refresh_time: 60",
-			"kafka_output: json", "aggregate: peer_src_ip, src_host, dst_host, src_port, dst_port, proto, tos, tag"},
+			"kafka_output: json", "aggregate: peer_src_ip, export_proto_version, src_host, dst_host, src_port, dst_port, proto, tos, tag"},
 		routingIPFIXConf: {"nfacctd_port: 4739", "plugins: kafka[ams1], kafka[fra-2]"},
 	} {
 		got := strings.Split(data[key], "\n")
@@ -73,7 +73,7 @@ func TestRoutingRoundTrip(t *testing.T) {
 	for i := range 300 {
 		s := routingSpec{Namespace: "ns", Name: "r", SFlowPort: 1 + r.Int64N(65535), IPFIXPort: 1 + r.Int64N(65535),
 			FlushInterval: time.Duration(1+r.IntN(600)) * time.Second, MountPath: []string{"/etc/pmacct", "/config/x"}[r.IntN(2)],
-			Aggregate: defaultAggregate[:1+r.IntN(len(defaultAggregate))]}
+			Aggregate: defaultAggregate[:1+r.IntN(len(defaultAggregate))], TemplatesFile: []string{"", "/var/lib/pmacct/templates.json"}[r.IntN(2)]}
 		s.Brokers = []string{"b0:9092", "[2001:db8::1]:9092", "10.0.0.3:19092"}[:1+r.IntN(3)]
 		if r.IntN(2) == 0 && len(s.Brokers) == 1 {
 			s.Brokers = []string{"[2001:db8::7]:9092"}

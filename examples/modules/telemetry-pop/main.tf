@@ -31,3 +31,24 @@ data "telemetry_kafka_sizing" "this" {
     partitions                = s.partitions
   }]
 }
+
+# The collectors' routing (when var.routing is set): a ConfigMap from which
+# sfacctd and nfacctd send each site's flows to its topic and an unlisted
+# exporter's nowhere. Its checksum goes on the collectors' pod template.
+resource "telemetry_collector_routing" "this" {
+  count = var.routing == null ? 0 : 1
+
+  name                    = var.routing.config_map_name
+  namespace               = var.collector.namespace
+  kafka_bootstrap_servers = var.routing.kafka_bootstrap_servers
+  sites = { for k, s in telemetry_site.this : k => {
+    topic        = s.topic_name
+    flow_sources = s.flow_sources
+  } }
+  sflow_port     = one([for p in var.collector.ports : p.port if p.name == "sflow"])
+  ipfix_port     = one([for p in var.collector.ports : p.port if p.name == "ipfix"])
+  flush_interval = var.routing.flush_interval
+  mount_path     = var.routing.mount_path
+
+  ipfix_templates_file = var.routing.ipfix_templates_file
+}

@@ -28,3 +28,12 @@ output "kafka_sizing" {
     network_in_bytes_per_sec = data.telemetry_kafka_sizing.this.network_in_bytes_per_second
   }
 }
+
+output "collector_routing" {
+  description = "The routing ConfigMap and its checksum (an annotation on the collectors' pod template, so they restart on a change), or null."
+  value = var.routing == null ? null : {
+    config_map = telemetry_collector_routing.this[0].id
+    checksum   = telemetry_collector_routing.this[0].checksum
+    tags       = telemetry_collector_routing.this[0].tags
+  }
+}

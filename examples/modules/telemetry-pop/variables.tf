@@ -40,3 +40,15 @@ variable "wait" {
   type        = bool
   default     = true
 }
+
+variable "routing" {
+  description = "The collectors' routing ConfigMap (telemetry_collector_routing), or null for none; kafka_bootstrap_servers: host:port of the Kafka bootstrap service; flush_interval: how often the collectors write to Kafka; mount_path: where the collectors mount the ConfigMap; ipfix_templates_file: a path on a volume that outlives the collector pod, where nfacctd keeps the IPFIX templates it learnt (a new pod decodes IPFIX at once)."
+  type = object({
+    kafka_bootstrap_servers = list(string)
+    config_map_name         = optional(string, "flow-routing")
+    flush_interval          = optional(string, "60s")
+    mount_path              = optional(string, "/etc/pmacct")
+    ipfix_templates_file    = optional(string)
+  })
+  default = null
+}

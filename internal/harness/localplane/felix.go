@@ -70,7 +70,7 @@ func (p *Plane) StartFelix(ctx context.Context, netnsPath string, node FelixNode
 		return nil, err
 	}
 	f := &Felix{}
-	logFile, err := f.prepare(p.Dir, "felix", netnsPath, api.Host)
+	logFile, err := f.prepare(p, "felix", netnsPath, api.Host)
 	if err != nil {
 		return nil, err
 	}

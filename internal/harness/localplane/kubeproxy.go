@@ -91,7 +91,7 @@ func (p *Plane) StartKubeProxy(ctx context.Context, netnsPath string, opts KubeP
 		return nil, err
 	}
 	kp := &KubeProxy{Version: opts.Version, Mode: opts.Mode}
-	logFile, err := kp.prepare(p.Dir, "kube-proxy", netnsPath, api.Host)
+	logFile, err := kp.prepare(p, "kube-proxy", netnsPath, api.Host)
 	if err != nil {
 		return nil, err
 	}

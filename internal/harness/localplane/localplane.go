@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,9 +49,12 @@ type Plane struct {
 	// Dir is the plane's temporary folder (kubeconfig, moto log).
 	Dir string
 
-	env     *envtest.Environment
-	moto    *motoServer
-	webhook *calicoWebhook
+	env *envtest.Environment
+	// bridges into network namespaces, shared by the processes there
+	bridgesMu sync.Mutex
+	bridges   map[string]*sharedBridge
+	moto      *motoServer
+	webhook   *calicoWebhook
 }
 
 // Start brings up the control plane. On error everything already started

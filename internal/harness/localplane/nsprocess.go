@@ -3,18 +3,15 @@ package localplane
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/nsbridge"
 )
 
 // nsProcess is a node component (Felix, kube-proxy) running in a network
@@ -22,26 +19,24 @@ import (
 // server at the API server's own loopback address from inside the namespace,
 // so no route leaves the namespace.
 type nsProcess struct {
-	name   string
-	cmd    *exec.Cmd
-	done   chan struct{}
-	err    error
-	logf   string
-	bridge net.Listener
-	wg     sync.WaitGroup
-	netns  string
+	name    string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error
+	logf    string
+	release func() // the namespace's bridge to the API server, shared
+	netns   string
 }
 
-// prepare opens the bridge into netnsPath and the log file under dir.
-func (n *nsProcess) prepare(dir, name, netnsPath, apiHost string) (*os.File, error) {
+// prepare opens the bridge into netnsPath (shared with the plane's other
+// processes there) and the log file under the plane's folder.
+func (n *nsProcess) prepare(p *Plane, name, netnsPath, apiHost string) (*os.File, error) {
 	n.name, n.netns, n.done = name, netnsPath, make(chan struct{})
 	var err error
-	if n.bridge, err = listenIn(netnsPath, apiHost); err != nil {
+	if n.release, err = p.bridgeInto(netnsPath, apiHost); err != nil {
 		return nil, fmt.Errorf("bridging the API server into %s: %w", netnsPath, err)
 	}
-	n.wg.Add(1)
-	go n.serveBridge(apiHost)
-	logDir, err := os.MkdirTemp(dir, name+"-")
+	logDir, err := os.MkdirTemp(p.Dir, name+"-")
 	if err != nil {
 		n.Stop()
 		return nil, err
@@ -103,65 +98,43 @@ func (n *nsProcess) Stop() {
 		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
 		<-n.done
 	}
-	if n.bridge != nil {
-		n.bridge.Close()
-	}
-	n.wg.Wait()
-}
-
-// serveBridge copies each connection accepted in the namespace to the API
-// server, dialled from the test's own namespace.
-func (n *nsProcess) serveBridge(target string) {
-	defer n.wg.Done()
-	for {
-		in, err := n.bridge.Accept()
-		if err != nil {
-			return
-		}
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			defer in.Close()
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				return
-			}
-			defer out.Close()
-			go func() { _, _ = io.Copy(out, in); out.(*net.TCPConn).CloseWrite() }()
-			_, _ = io.Copy(in, out)
-		}()
+	if n.release != nil {
+		n.release()
+		n.release = nil
 	}
 }
 
-// listenIn opens a TCP listener inside a network namespace. The socket
-// belongs to that namespace for good; the thread that opened it is
-// discarded, so no other goroutine runs in the namespace by accident.
-func listenIn(netnsPath, addr string) (net.Listener, error) {
-	type result struct {
-		l   net.Listener
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		ns, err := os.Open(netnsPath)
+// sharedBridge is one namespace's bridge to the API server, used by every
+// process of the plane there (Felix and kube-proxy on one node).
+type sharedBridge struct {
+	stop  func()
+	users int
+}
+
+// bridgeInto makes the API server reachable at its own address inside a
+// namespace, or shares the bridge already there; release when done.
+func (p *Plane) bridgeInto(netnsPath, apiHost string) (release func(), err error) {
+	p.bridgesMu.Lock()
+	defer p.bridgesMu.Unlock()
+	b := p.bridges[netnsPath]
+	if b == nil {
+		stop, err := nsbridge.Forward(netnsPath, apiHost)
 		if err != nil {
-			ch <- result{nil, err}
-			return
+			return nil, err
 		}
-		defer ns.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, err}
-			return
+		b = &sharedBridge{stop: stop}
+		if p.bridges == nil {
+			p.bridges = map[string]*sharedBridge{}
 		}
-		// Loopback is down in a new namespace until someone brings it up.
-		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-			ch <- result{nil, fmt.Errorf("ip link set lo up: %v: %s", err, out)}
-			return
+		p.bridges[netnsPath] = b
+	}
+	b.users++
+	return sync.OnceFunc(func() {
+		p.bridgesMu.Lock()
+		defer p.bridgesMu.Unlock()
+		if b.users--; b.users == 0 {
+			b.stop()
+			delete(p.bridges, netnsPath)
 		}
-		l, err := net.Listen("tcp", addr)
-		ch <- result{l, err}
-	}()
-	r := <-ch
-	return r.l, r.err
+	}), nil
 }

@@ -55,6 +55,7 @@ var (
 type Lab struct {
 	Prefix string
 	nodeNS *os.File
+	extra  []string // namespaces added after New (PoPs)
 }
 
 // Check says what is missing to build a lab, or nil.
@@ -203,7 +204,7 @@ func (l *Lab) Close() error {
 		l.nodeNS.Close()
 	}
 	var errs []error
-	for _, ns := range []string{"client", "node", "pod", "pod2", "sink"} {
+	for _, ns := range append([]string{"client", "node", "pod", "pod2", "sink"}, l.extra...) {
 		if _, err := os.Stat("/run/netns/" + l.NS(ns)); err == nil {
 			if out, err := exec.Command("ip", "netns", "del", l.NS(ns)).CombinedOutput(); err != nil {
 				errs = append(errs, fmt.Errorf("ip netns del %s: %v: %s", l.NS(ns), err, out))
@@ -429,8 +430,13 @@ func (l *Lab) Send(srcPort uint16, dst netip.AddrPort, interval time.Duration) (
 
 // SendFrom is Send from any of the client's addresses.
 func (l *Lab) SendFrom(src, dst netip.AddrPort, interval time.Duration) (*Sender, error) {
+	return l.sendIn("client", src, dst, interval)
+}
+
+// sendIn is SendFrom in any of the lab's namespaces.
+func (l *Lab) sendIn(ns string, src, dst netip.AddrPort, interval time.Duration) (*Sender, error) {
 	var conn *net.UDPConn
-	err := l.InNS("client", func() error {
+	err := l.InNS(ns, func() error {
 		var err error
 		conn, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(src), net.UDPAddrFromAddrPort(dst))
 		return err

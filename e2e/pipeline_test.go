@@ -1,0 +1,230 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
+)
+
+// TestPipeline: the product between real parts, end to end. Four PoPs in
+// network namespaces run pmacctd, which captures the traffic each sees and
+// exports it as sFlow and IPFIX from the PoP's address; three are sites of
+// the telemetry-pop module (applied with the real terraform CLI), the fourth
+// is listed nowhere. Their datagrams go to the node's NodePorts of the
+// ingress's Service, through real Felix (the nlb-policy controller's
+// policies) and real kube-proxy, to sfacctd and nfacctd in the collector
+// pod's namespace, configured from the ConfigMap telemetry_collector_routing
+// wrote, producing into a Kafka-protocol broker whose topics the Topic
+// Operator stand-in made from the sites' KafkaTopics. Read back with a Kafka
+// client:
+//   - each site's sFlow and IPFIX records land in its topic and only there,
+//     carrying the exporter's own address (kept end to end);
+//   - the unlisted exporter's land nowhere;
+//   - a site removed by `terraform apply` stops landing (its topic goes, and
+//     no other topic gets its records);
+//   - the flows go on landing after the collector pod is replaced (kube-proxy
+//     and the conntrack agent move the UDP flows to the new pod);
+//   - every apply converges (the next plan is empty) and destroy removes it all.
+func TestPipeline(t *testing.T) {
+	e := newEnv(t)
+	all := []site{
+		{name: "ams", addr: netip.MustParseAddr("100.64.1.1"), index: 1},
+		{name: "fra", addr: netip.MustParseAddr("100.64.2.1"), index: 2},
+		{name: "sin", addr: netip.MustParseAddr("100.64.3.1"), index: 3},
+	}
+	unlisted := site{name: "rogue", addr: netip.MustParseAddr("100.64.9.1"), index: 9}
+	for i := range all {
+		e.addPoP(&all[i])
+	}
+	e.addPoP(&unlisted)
+
+	// 1. Three sites.
+	e.apply(all)
+	e.endpoints(netlab.PodIP)
+	e.startCollectors("pod")
+	e.startExporters()
+	start := time.Now()
+	e.waitLanded("three sites", start, all, unlisted)
+
+	// 2. A site removed by terraform apply: its topic goes, its exporter's
+	// records land nowhere; the others keep landing. The collectors restart
+	// with the new routing, as the checksum on their pod template makes them.
+	removed := all[2]
+	e.apply(all[:2])
+	e.waitTopicGone(removed)
+	e.stopCollectors()
+	e.startCollectors("pod")
+	e.waitLanded("after removing "+removed.name, time.Now(), all[:2], unlisted, removed)
+
+	// 3. The collector pod replaced: the new pod (pod2) runs, the Service's
+	// endpoint moves to it, the old one stops.
+	e.startCollectors("pod2")
+	moved := time.Now()
+	e.endpoints(netlab.Pod2IP)
+	e.stopCollectorsIn("pod")
+	took := e.waitLanded("after replacing the collector pod", moved, all[:2], unlisted, removed)
+	t.Logf("the flows landed again %s after the endpoint moved", took.Round(10*time.Millisecond))
+
+	if bad := e.reader.malformed(); len(bad) > 0 {
+		t.Errorf("records that are not pmacct's JSON: %v", bad[:min(len(bad), 5)])
+	}
+	e.destroy()
+}
+
+// site is a PoP: its name, its exporter's address, its observed flows'.
+type site struct {
+	name  string
+	addr  netip.Addr
+	index int
+	pop   *netlab.PoP
+}
+
+// waitLanded waits until every listed site's exporter has had sFlow and
+// IPFIX records land in its own topic since `since`, then judges every
+// record read since then: each in its exporter's site's topic, none from an
+// exporter of absent. It returns how long the landing took.
+func (e *env) waitLanded(phase string, since time.Time, listed []site, absent ...site) time.Duration {
+	t := e.t
+	t.Helper()
+	topicOf := map[netip.Addr]string{}
+	srcOf := map[netip.Addr]netip.Addr{}
+	for _, s := range listed {
+		topicOf[s.addr] = e.topic(s)
+		srcOf[s.addr] = s.pop.ObsSrc
+	}
+	var first time.Time
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 90*time.Second, true, func(context.Context) (bool, error) {
+		got := landed(e.reader.since(since))
+		for _, s := range listed {
+			for _, proto := range []string{"sFlow", "IPFIX"} {
+				if got[fmt.Sprintf("%s %s", s.addr, proto)][topicOf[s.addr]] == 0 {
+					return false, nil
+				}
+			}
+		}
+		first = time.Now()
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: not every site's sFlow and IPFIX landed in its topic within 90 s; landed since then:\n%s\n%s",
+			phase, describe(landed(e.reader.since(since))), e.logs())
+	}
+	// One more flush of every collector, so records of an exporter that
+	// should not land would have had the same chance as the listed ones'.
+	more := time.Now()
+	err = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		n := map[int]bool{}
+		for _, r := range e.reader.since(more) {
+			n[r.Version] = true
+		}
+		return n[5] && n[10], nil
+	})
+	if err != nil {
+		t.Fatalf("%s: the collectors stopped writing\n%s", phase, e.logs())
+	}
+	for _, r := range e.reader.since(since) {
+		want, ok := topicOf[r.Peer]
+		switch {
+		case !ok:
+			t.Errorf("%s: a %s record of exporter %s (no listed site's) landed in %s", phase, protoName(r.Version), r.Peer, r.Topic)
+		case r.Topic != want:
+			t.Errorf("%s: a %s record of exporter %s landed in %s, not its site's %s", phase, protoName(r.Version), r.Peer, r.Topic, want)
+		case r.Src != srcOf[r.Peer]:
+			t.Errorf("%s: a record of exporter %s describes a flow from %s, which it never saw (its own: %s)", phase, r.Peer, r.Src, srcOf[r.Peer])
+		}
+	}
+	firstBy := map[string]time.Duration{}
+	for _, r := range e.reader.since(since) {
+		k := protoName(r.Version)
+		if d := r.Arrived.Sub(since); firstBy[k] == 0 || d < firstBy[k] {
+			firstBy[k] = d
+		}
+	}
+	t.Logf("%s: first records after %v", phase, firstBy)
+	for _, s := range absent {
+		for _, r := range e.reader.since(since) {
+			if r.Peer == s.addr {
+				t.Errorf("%s: exporter %s (%s) landed in %s", phase, s.addr, s.name, r.Topic)
+				break
+			}
+		}
+	}
+	return first.Sub(since)
+}
+
+// tfvars writes the sites' variable for the next apply.
+func (e *env) tfvars(sites []site) {
+	e.t.Helper()
+	vars := map[string]any{}
+	for _, s := range sites {
+		vars[s.name] = map[string]any{"expected_flows_per_second": 1000,
+			"flow_sources": []string{netip.PrefixFrom(s.addr, 32).Masked().String()}}
+	}
+	b, _ := json.Marshal(map[string]any{"sites": vars})
+	if err := os.WriteFile(filepath.Join(e.work, "sites.auto.tfvars.json"), b, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// apply applies the module with these sites, then checks the plan is empty
+// and the topics exist in the broker.
+func (e *env) apply(sites []site) {
+	e.t.Helper()
+	e.tfvars(sites)
+	e.terraform("apply", "-auto-approve", "-no-color", "-input=false")
+	if res := e.terraform("plan", "-detailed-exitcode", "-no-color", "-input=false"); res.ExitCode != 0 {
+		e.t.Fatalf("the plan after apply is not empty:\n%s", res.Output)
+	}
+	for _, s := range sites {
+		e.waitTopic(s)
+	}
+}
+
+// topic is a site's topic name, as telemetry_site names it.
+func (e *env) topic(s site) string { return "sfacctd-flows-" + s.name }
+
+// waitTopic waits for a site's topic in the broker.
+func (e *env) waitTopic(s site) {
+	e.t.Helper()
+	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		topics, err := e.admin.ListTopics(ctx)
+		return err == nil && topics.Has(e.topic(s)), nil
+	}); err != nil {
+		e.t.Fatalf("topic %s never appeared in the broker", e.topic(s))
+	}
+}
+
+func (e *env) waitTopicGone(s site) {
+	e.t.Helper()
+	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		topics, err := e.admin.ListTopics(ctx)
+		return err == nil && !topics.Has(e.topic(s)), nil
+	}); err != nil {
+		e.t.Fatalf("topic %s is still in the broker after its site was removed", e.topic(s))
+	}
+}
+
+// nodePorts are the ingress Service's NodePorts by port name.
+func (e *env) nodePorts() map[string]uint16 {
+	e.t.Helper()
+	var svc corev1.Service
+	if err := e.c.Get(context.Background(), client.ObjectKey{Namespace: collectorNS, Name: "flows"}, &svc); err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string]uint16{}
+	for _, p := range svc.Spec.Ports {
+		out[p.Name] = uint16(p.NodePort)
+	}
+	return out
+}

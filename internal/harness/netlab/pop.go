@@ -1,0 +1,98 @@
+package netlab
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/nsbridge"
+)
+
+// PoP is an edge site: a namespace of its own (<prefix>-pop-<name>) whose
+// exporter sends from Addr to the node over a link of its own, as a PoP's
+// router reaches the load balancer. Its "obs" interface carries the traffic
+// the exporter observes (Traffic), from ObsSrc to ObsDst; what is sent there
+// is dropped on the far side of a veth pair, after the capture sees it.
+type PoP struct {
+	lab            *Lab
+	Name           string
+	Addr           netip.Addr // the exporter's address (IPv4 or IPv6)
+	ObsSrc, ObsDst netip.Addr // the observed flow's addresses, distinct per PoP
+}
+
+// popGateway is the node's address on every PoP link (link-local, so it
+// never clashes with the lab's other addresses).
+var (
+	popGateway  = netip.MustParseAddr("169.254.1.1")
+	popGateway6 = netip.MustParseAddr("fe80::1")
+)
+
+// NS is the PoP's namespace name, for Run and InNS.
+func (p *PoP) NS() string { return "pop-" + p.Name }
+
+// AddPoP adds a PoP. index makes its observed addresses distinct
+// (10.<index>.0.1 to 10.<index>.0.2); name is at most 11 characters (the
+// node's interface is pop-<name>).
+func (l *Lab) AddPoP(name string, addr netip.Addr, index int) (*PoP, error) {
+	if len(name) > 11 {
+		return nil, fmt.Errorf("PoP name %q is longer than 11 characters", name)
+	}
+	p := &PoP{lab: l, Name: name, Addr: addr,
+		ObsSrc: netip.AddrFrom4([4]byte{10, byte(index), 0, 1}), ObsDst: netip.AddrFrom4([4]byte{10, byte(index), 0, 2})}
+	ns, nodeIf := p.NS(), "pop-"+name
+	if _, err := os.Stat("/run/netns/" + l.NS(ns)); err == nil { // a crashed run's
+		_ = exec.Command("ip", "netns", "del", l.NS(ns)).Run()
+	}
+	l.extra = append(l.extra, ns)
+	bits, gw, family := 32, popGateway, "-4"
+	if addr.Is6() {
+		bits, gw, family = 128, popGateway6, "-6"
+	}
+	steps := [][]string{
+		{"ip", "netns", "add", l.NS(ns)},
+		l.in(ns, "ip", "link", "set", "lo", "up"),
+		{"ip", "link", "add", "eth0", "netns", l.NS(ns), "type", "veth", "peer", "name", nodeIf, "netns", l.NS("node")},
+		l.in(ns, "ip", "link", "set", "eth0", "up"),
+		l.in("node", "ip", "link", "set", nodeIf, "up"),
+		l.in("node", "ip", "addr", "add", popGateway.String()+"/32", "dev", nodeIf),
+		l.in("node", "ip", "addr", "add", popGateway6.String()+"/64", "dev", nodeIf, "nodad"),
+		l.in(ns, "ip", "addr", "add", fmt.Sprintf("%s/%d", addr, bits), "dev", "eth0", "nodad"),
+		l.in("node", "ip", family, "route", "add", fmt.Sprintf("%s/%d", addr, bits), "dev", nodeIf),
+		l.in(ns, "ip", "route", "add", popGateway.String()+"/32", "dev", "eth0"),
+		l.in(ns, "ip", family, "route", "add", "default", "via", gw.String(), "dev", "eth0"),
+		// The observed traffic: out of obs, a veth whose peer (obs-drop)
+		// drops it, being addressed to another MAC.
+		l.in(ns, "ip", "link", "add", "obs", "type", "veth", "peer", "name", "obs-drop"),
+		l.in(ns, "ip", "link", "set", "obs", "up"),
+		l.in(ns, "ip", "link", "set", "obs-drop", "up"),
+		l.in(ns, "ip", "addr", "add", p.ObsSrc.String()+"/24", "dev", "obs"),
+	}
+	for _, s := range steps {
+		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("%s: %v: %s", strings.Join(s, " "), err, out)
+		}
+	}
+	// A permanent neighbour of another MAC than obs-drop's: the traffic
+	// leaves obs (and is captured) and is dropped at its peer.
+	if err := l.Run(ns, "ip", "neigh", "replace", p.ObsDst.String(), "lladdr", "02:00:00:00:00:02", "dev", "obs", "nud", "permanent"); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Traffic starts the traffic the PoP's exporter observes: a UDP datagram
+// from ObsSrc:srcPort to ObsDst:dstPort every interval until Stop.
+func (p *PoP) Traffic(srcPort, dstPort uint16, interval time.Duration) (*Sender, error) {
+	return p.lab.sendIn(p.NS(), netip.AddrPortFrom(p.ObsSrc, srcPort), netip.AddrPortFrom(p.ObsDst, dstPort), interval)
+}
+
+// ForwardLoopback makes TCP services on the root namespace's loopback
+// (e.g. an in-memory Kafka broker's listeners) reachable at the same
+// addresses on a lab namespace's loopback, as a pod reaches a cluster
+// service (nsbridge.Forward). Stop with the returned function.
+func (l *Lab) ForwardLoopback(ns string, addrs ...string) (stop func(), err error) {
+	return nsbridge.Forward(l.NSPath(ns), addrs...)
+}
