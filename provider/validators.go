@@ -123,6 +123,8 @@ func formatDuration(d time.Duration) string {
 		return fmt.Sprintf("%dh", d/time.Hour)
 	case d > 0 && d%time.Minute == 0:
 		return fmt.Sprintf("%dm", d/time.Minute)
+	case d > 0 && d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
 	default:
 		return fmt.Sprintf("%dms", d/time.Millisecond)
 	}
