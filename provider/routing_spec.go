@@ -43,7 +43,7 @@ type routingSpec struct {
 	// each exporter resends its templates.
 	TemplatesFile string
 	Aggregate     []string
-	Sites     []routingSite // sorted by name
+	Sites         []routingSite // sorted by name
 }
 
 // routingSite is one site's share of the routing.
