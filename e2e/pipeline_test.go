@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pipeline"
 )
 
 // TestPipeline: the product between real parts, end to end. Four PoPs in
@@ -38,12 +39,12 @@ import (
 //   - every apply converges (the next plan is empty) and destroy removes it all.
 func TestPipeline(t *testing.T) {
 	e := newEnv(t)
-	all := []site{
-		{name: "ams", addr: netip.MustParseAddr("100.64.1.1"), index: 1},
-		{name: "fra", addr: netip.MustParseAddr("100.64.2.1"), index: 2},
-		{name: "sin", addr: netip.MustParseAddr("100.64.3.1"), index: 3},
+	all := []pipeline.Site{
+		{Name: "ams", Addr: netip.MustParseAddr("100.64.1.1"), Index: 1},
+		{Name: "fra", Addr: netip.MustParseAddr("100.64.2.1"), Index: 2},
+		{Name: "sin", Addr: netip.MustParseAddr("100.64.3.1"), Index: 3},
 	}
-	unlisted := site{name: "rogue", addr: netip.MustParseAddr("100.64.9.1"), index: 9}
+	unlisted := pipeline.Site{Name: "rogue", Addr: netip.MustParseAddr("100.64.9.1"), Index: 9}
 	for i := range all {
 		e.addPoP(&all[i])
 	}
@@ -63,52 +64,44 @@ func TestPipeline(t *testing.T) {
 	removed := all[2]
 	e.apply(all[:2])
 	e.waitTopicGone(removed)
-	e.stopCollectors()
+	e.node.StopDaemons("pod")
 	e.startCollectors("pod")
-	e.waitLanded("after removing "+removed.name, time.Now(), all[:2], unlisted, removed)
+	e.waitLanded("after removing "+removed.Name, time.Now(), all[:2], unlisted, removed)
 
 	// 3. The collector pod replaced: the new pod (pod2) runs, the Service's
 	// endpoint moves to it, the old one stops.
 	e.startCollectors("pod2")
 	moved := time.Now()
 	e.endpoints(netlab.Pod2IP)
-	e.stopCollectorsIn("pod")
+	e.node.StopDaemons("pod")
 	took := e.waitLanded("after replacing the collector pod", moved, all[:2], unlisted, removed)
 	t.Logf("the flows landed again %s after the endpoint moved", took.Round(10*time.Millisecond))
 
-	if bad := e.reader.malformed(); len(bad) > 0 {
+	if bad := e.reader.Malformed(); len(bad) > 0 {
 		t.Errorf("records that are not pmacct's JSON: %v", bad[:min(len(bad), 5)])
 	}
 	e.destroy()
-}
-
-// site is a PoP: its name, its exporter's address, its observed flows'.
-type site struct {
-	name  string
-	addr  netip.Addr
-	index int
-	pop   *netlab.PoP
 }
 
 // waitLanded waits until every listed site's exporter has had sFlow and
 // IPFIX records land in its own topic since `since`, then judges every
 // record read since then: each in its exporter's site's topic, none from an
 // exporter of absent. It returns how long the landing took.
-func (e *env) waitLanded(phase string, since time.Time, listed []site, absent ...site) time.Duration {
+func (e *env) waitLanded(phase string, since time.Time, listed []pipeline.Site, absent ...pipeline.Site) time.Duration {
 	t := e.t
 	t.Helper()
 	topicOf := map[netip.Addr]string{}
 	srcOf := map[netip.Addr]netip.Addr{}
 	for _, s := range listed {
-		topicOf[s.addr] = e.topic(s)
-		srcOf[s.addr] = s.pop.ObsSrc
+		topicOf[s.Addr] = e.topic(s)
+		srcOf[s.Addr] = s.PoP.ObsSrc
 	}
 	var first time.Time
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 90*time.Second, true, func(context.Context) (bool, error) {
-		got := landed(e.reader.since(since))
+		got := pipeline.Landed(e.reader.Since(since))
 		for _, s := range listed {
 			for _, proto := range []string{"sFlow", "IPFIX"} {
-				if got[fmt.Sprintf("%s %s", s.addr, proto)][topicOf[s.addr]] == 0 {
+				if got[fmt.Sprintf("%s %s", s.Addr, proto)][topicOf[s.Addr]] == 0 {
 					return false, nil
 				}
 			}
@@ -118,44 +111,44 @@ func (e *env) waitLanded(phase string, since time.Time, listed []site, absent ..
 	})
 	if err != nil {
 		t.Fatalf("%s: not every site's sFlow and IPFIX landed in its topic within 90 s; landed since then:\n%s\n%s",
-			phase, describe(landed(e.reader.since(since))), e.logs())
+			phase, pipeline.Describe(pipeline.Landed(e.reader.Since(since))), e.node.Logs())
 	}
 	// One more flush of every collector, so records of an exporter that
 	// should not land would have had the same chance as the listed ones'.
 	more := time.Now()
 	err = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		n := map[int]bool{}
-		for _, r := range e.reader.since(more) {
+		for _, r := range e.reader.Since(more) {
 			n[r.Version] = true
 		}
 		return n[5] && n[10], nil
 	})
 	if err != nil {
-		t.Fatalf("%s: the collectors stopped writing\n%s", phase, e.logs())
+		t.Fatalf("%s: the collectors stopped writing\n%s", phase, e.node.Logs())
 	}
-	for _, r := range e.reader.since(since) {
+	for _, r := range e.reader.Since(since) {
 		want, ok := topicOf[r.Peer]
 		switch {
 		case !ok:
-			t.Errorf("%s: a %s record of exporter %s (no listed site's) landed in %s", phase, protoName(r.Version), r.Peer, r.Topic)
+			t.Errorf("%s: a %s record of exporter %s (no listed site's) landed in %s", phase, pipeline.ProtoName(r.Version), r.Peer, r.Topic)
 		case r.Topic != want:
-			t.Errorf("%s: a %s record of exporter %s landed in %s, not its site's %s", phase, protoName(r.Version), r.Peer, r.Topic, want)
+			t.Errorf("%s: a %s record of exporter %s landed in %s, not its site's %s", phase, pipeline.ProtoName(r.Version), r.Peer, r.Topic, want)
 		case r.Src != srcOf[r.Peer]:
 			t.Errorf("%s: a record of exporter %s describes a flow from %s, which it never saw (its own: %s)", phase, r.Peer, r.Src, srcOf[r.Peer])
 		}
 	}
 	firstBy := map[string]time.Duration{}
-	for _, r := range e.reader.since(since) {
-		k := protoName(r.Version)
+	for _, r := range e.reader.Since(since) {
+		k := pipeline.ProtoName(r.Version)
 		if d := r.Arrived.Sub(since); firstBy[k] == 0 || d < firstBy[k] {
 			firstBy[k] = d
 		}
 	}
 	t.Logf("%s: first records after %v", phase, firstBy)
 	for _, s := range absent {
-		for _, r := range e.reader.since(since) {
-			if r.Peer == s.addr {
-				t.Errorf("%s: exporter %s (%s) landed in %s", phase, s.addr, s.name, r.Topic)
+		for _, r := range e.reader.Since(since) {
+			if r.Peer == s.Addr {
+				t.Errorf("%s: exporter %s (%s) landed in %s", phase, s.Addr, s.Name, r.Topic)
 				break
 			}
 		}
@@ -164,12 +157,12 @@ func (e *env) waitLanded(phase string, since time.Time, listed []site, absent ..
 }
 
 // tfvars writes the sites' variable for the next apply.
-func (e *env) tfvars(sites []site) {
+func (e *env) tfvars(sites []pipeline.Site) {
 	e.t.Helper()
 	vars := map[string]any{}
 	for _, s := range sites {
-		vars[s.name] = map[string]any{"expected_flows_per_second": 1000,
-			"flow_sources": []string{netip.PrefixFrom(s.addr, 32).Masked().String()}}
+		vars[s.Name] = map[string]any{"expected_flows_per_second": 1000,
+			"flow_sources": []string{netip.PrefixFrom(s.Addr, 32).Masked().String()}}
 	}
 	b, _ := json.Marshal(map[string]any{"sites": vars})
 	if err := os.WriteFile(filepath.Join(e.work, "sites.auto.tfvars.json"), b, 0o644); err != nil {
@@ -179,7 +172,7 @@ func (e *env) tfvars(sites []site) {
 
 // apply applies the module with these sites, then checks the plan is empty
 // and the topics exist in the broker.
-func (e *env) apply(sites []site) {
+func (e *env) apply(sites []pipeline.Site) {
 	e.t.Helper()
 	e.tfvars(sites)
 	e.terraform("apply", "-auto-approve", "-no-color", "-input=false")
@@ -192,10 +185,10 @@ func (e *env) apply(sites []site) {
 }
 
 // topic is a site's topic name, as telemetry_site names it.
-func (e *env) topic(s site) string { return "sfacctd-flows-" + s.name }
+func (e *env) topic(s pipeline.Site) string { return "sfacctd-flows-" + s.Name }
 
 // waitTopic waits for a site's topic in the broker.
-func (e *env) waitTopic(s site) {
+func (e *env) waitTopic(s pipeline.Site) {
 	e.t.Helper()
 	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		topics, err := e.admin.ListTopics(ctx)
@@ -205,7 +198,7 @@ func (e *env) waitTopic(s site) {
 	}
 }
 
-func (e *env) waitTopicGone(s site) {
+func (e *env) waitTopicGone(s pipeline.Site) {
 	e.t.Helper()
 	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		topics, err := e.admin.ListTopics(ctx)

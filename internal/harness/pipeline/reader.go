@@ -1,4 +1,4 @@
-package e2e
+package pipeline
 
 import (
 	"context"
@@ -13,37 +13,41 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// flowRecord is one record a collector wrote to Kafka (pmacct's JSON, the
+// Record is one record a collector wrote to Kafka (pmacct's JSON, the
 // fields telemetry_collector_routing's default aggregate asks for).
-type flowRecord struct {
+type Record struct {
 	Topic    string
-	Arrived  time.Time // when the reader got it
-	Produced time.Time // the Kafka record's timestamp
-	Peer     netip.Addr
-	Src      netip.Addr
+	Arrived  time.Time  // when the reader got it
+	Produced time.Time  // the Kafka record's timestamp
+	Peer     netip.Addr // the exporter (peer_src_ip)
+	Src      netip.Addr // the observed flow's source
+	SrcPort  uint16
 	Version  int // 5: sFlow, 10: IPFIX
 	Tag      int64
+	Packets  int64
 }
 
 type pmacctJSON struct {
 	PeerIPSrc string `json:"peer_ip_src"`
 	IPSrc     string `json:"ip_src"`
+	PortSrc   uint16 `json:"port_src"`
+	Packets   int64  `json:"packets"`
 	Version   int    `json:"export_proto_version"`
 	Tag       int64  `json:"tag"`
 }
 
-// topicReader reads every topic of the broker from its start, new topics
+// Reader reads every topic of the broker from its start, new topics
 // included, until Close: what landed where, for the assertions.
-type topicReader struct {
+type Reader struct {
 	cl     *kgo.Client
 	cancel context.CancelFunc
 	done   chan struct{}
 	mu     sync.Mutex
-	recs   []flowRecord
+	recs   []Record
 	bad    []string // records that are not pmacct's JSON
 }
 
-func newTopicReader(brokers []string) (*topicReader, error) {
+func NewReader(brokers []string) (*Reader, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeRegex(), kgo.ConsumeTopics(".*"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// New topics are found within a second, not the default five minutes.
@@ -52,7 +56,7 @@ func newTopicReader(brokers []string) (*topicReader, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &topicReader{cl: cl, cancel: cancel, done: make(chan struct{})}
+	r := &Reader{cl: cl, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		for ctx.Err() == nil {
@@ -68,21 +72,22 @@ func newTopicReader(brokers []string) (*topicReader, error) {
 				}
 				peer, _ := netip.ParseAddr(j.PeerIPSrc)
 				src, _ := netip.ParseAddr(j.IPSrc)
-				r.recs = append(r.recs, flowRecord{Topic: rec.Topic, Arrived: now, Produced: rec.Timestamp,
-					Peer: peer.Unmap(), Src: src.Unmap(), Version: j.Version, Tag: j.Tag})
+				r.recs = append(r.recs, Record{Topic: rec.Topic, Arrived: now, Produced: rec.Timestamp,
+					Peer: peer.Unmap(), Src: src.Unmap(), SrcPort: j.PortSrc, Version: j.Version, Tag: j.Tag, Packets: j.Packets})
 			})
 		}
 	}()
 	return r, nil
 }
 
-func (r *topicReader) Close() { r.cancel(); <-r.done; r.cl.Close() }
+// Close stops reading.
+func (r *Reader) Close() { r.cancel(); <-r.done; r.cl.Close() }
 
-// since is every record read that arrived at or after t.
-func (r *topicReader) since(t time.Time) []flowRecord {
+// Since is every record read that arrived at or after t.
+func (r *Reader) Since(t time.Time) []Record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []flowRecord
+	var out []Record
 	for _, rec := range r.recs {
 		if !rec.Arrived.Before(t) {
 			out = append(out, rec)
@@ -91,18 +96,19 @@ func (r *topicReader) since(t time.Time) []flowRecord {
 	return out
 }
 
-func (r *topicReader) malformed() []string {
+// Malformed are the records that were not pmacct's JSON.
+func (r *Reader) Malformed() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.bad...)
 }
 
-// landed is, for a set of records, which topics each exporter's records
-// are in, by export protocol: "100.64.1.1 sFlow -> [t1]".
-func landed(recs []flowRecord) map[string]map[string]int {
+// Landed is, for a set of records, how many of each exporter's records are
+// in each topic, by export protocol: "100.64.1.1 sFlow" -> topic -> count.
+func Landed(recs []Record) map[string]map[string]int {
 	out := map[string]map[string]int{}
 	for _, r := range recs {
-		key := fmt.Sprintf("%s %s", r.Peer, protoName(r.Version))
+		key := fmt.Sprintf("%s %s", r.Peer, ProtoName(r.Version))
 		if out[key] == nil {
 			out[key] = map[string]int{}
 		}
@@ -111,7 +117,8 @@ func landed(recs []flowRecord) map[string]map[string]int {
 	return out
 }
 
-func protoName(v int) string {
+// ProtoName names an export_proto_version.
+func ProtoName(v int) string {
 	switch v {
 	case 5:
 		return "sFlow"
@@ -121,7 +128,8 @@ func protoName(v int) string {
 	return fmt.Sprintf("version %d", v)
 }
 
-func describe(m map[string]map[string]int) string {
+// Describe prints Landed's result a line per exporter and protocol.
+func Describe(m map[string]map[string]int) string {
 	var lines []string
 	for k, topics := range m {
 		lines = append(lines, fmt.Sprintf("%s -> %v", k, topics))
