@@ -35,6 +35,24 @@ variable "extra_sources" {
   default     = []
 }
 
+variable "kafka_bootstrap_servers" {
+  description = "The Kafka cluster's bootstrap servers, for the collectors' routing."
+  type        = list(string)
+  default     = ["telemetry-kafka-bootstrap.kafka:9092"]
+}
+
+variable "collector_config_path" {
+  description = "Where the collector pods mount the routing ConfigMap."
+  type        = string
+  default     = "/etc/pmacct"
+}
+
+variable "collector_flush_interval" {
+  description = "How often the collectors write to Kafka."
+  type        = string
+  default     = "60s"
+}
+
 variable "enforcement_timeout" {
   description = "How long an apply waits for the nlb-policy controller's acknowledgement (null: the module's 2m)."
   type        = string
@@ -82,6 +100,12 @@ module "telemetry" {
     node_security_group_id = var.node_security_group_id
     enforcement_timeout    = var.enforcement_timeout
   }
+  # The collectors' routing: each PoP's flows to its topic.
+  routing = {
+    kafka_bootstrap_servers = var.kafka_bootstrap_servers
+    mount_path              = var.collector_config_path
+    flush_interval          = var.collector_flush_interval
+  }
 }
 
 output "topics" {
@@ -98,4 +122,8 @@ output "kafka_sizing" {
 
 output "nlb_dns_name" {
   value = module.telemetry.nlb_dns_name
+}
+
+output "collector_routing" {
+  value = module.telemetry.collector_routing
 }

@@ -37,6 +37,7 @@ func TestDemo(t *testing.T) {
 		"Calico policies":          "4/4 packet checks as expected, cleaned up on delete",
 		"Stale conntrack":          "blackholed flow restored",
 		"Controller stopped":       "apply refused, new exporter refused by Calico and the NLB group",
+		"Pipeline":                 "3 PoPs' sFlow and IPFIX in their own 3 topics",
 	}
 	got := map[string]string{}
 	for _, row := range d.summary {

@@ -81,8 +81,16 @@ func (d *demo) terraformApply() (err error) {
 		return err
 	}
 	d.dir = filepath.Join(work, "examples", "complete")
+	// The collectors' routing names the broker and where the collector pods
+	// read it (the pipeline step runs them there).
+	d.collectorConfig = filepath.Join(work, "collector-config")
+	if err := os.Mkdir(d.collectorConfig, 0o755); err != nil {
+		return err
+	}
 	d.vars = []string{"-var", "kubeconfig=" + d.plane.Kubeconfig, "-var", "aws_endpoint=" + d.plane.AWS.Endpoint,
-		"-var", "node_security_group_id=" + d.plane.AWS.NodeSecurityGroupID}
+		"-var", "node_security_group_id=" + d.plane.AWS.NodeSecurityGroupID,
+		"-var", fmt.Sprintf("kafka_bootstrap_servers=[%q]", d.topics.Brokers()[0]),
+		"-var", "collector_config_path=" + d.collectorConfig, "-var", "collector_flush_interval=1s"}
 	os.Setenv("AWS_ACCESS_KEY_ID", localplane.AccessKeyID)
 	os.Setenv("AWS_SECRET_ACCESS_KEY", localplane.SecretAccessKey)
 	if _, err := d.tf.Run(d.ctx, d.dir, "get", "-no-color"); err != nil {
