@@ -2,6 +2,7 @@ package netlab
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -87,6 +88,19 @@ func (l *Lab) AddPoP(name string, addr netip.Addr, index int) (*PoP, error) {
 // from ObsSrc:srcPort to ObsDst:dstPort every interval until Stop.
 func (p *PoP) Traffic(srcPort, dstPort uint16, interval time.Duration) (*Sender, error) {
 	return p.lab.sendIn(p.NS(), netip.AddrPortFrom(p.ObsSrc, srcPort), netip.AddrPortFrom(p.ObsDst, dstPort), interval)
+}
+
+// Socket is a UDP socket of the PoP's observed traffic, bound to
+// ObsSrc:port inside its namespace: a benchmark sends probe flows with it
+// (each to a destination port of its own, to tell them apart in records).
+func (p *PoP) Socket(port uint16) (*net.UDPConn, error) {
+	var conn *net.UDPConn
+	err := p.lab.InNS(p.NS(), func() error {
+		var err error
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.ObsSrc, port)))
+		return err
+	})
+	return conn, err
 }
 
 // ForwardLoopback makes TCP services on the root namespace's loopback

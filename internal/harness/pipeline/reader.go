@@ -22,6 +22,7 @@ type Record struct {
 	Peer     netip.Addr // the exporter (peer_src_ip)
 	Src      netip.Addr // the observed flow's source
 	SrcPort  uint16
+	DstPort  uint16
 	Version  int // 5: sFlow, 10: IPFIX
 	Tag      int64
 	Packets  int64
@@ -31,6 +32,7 @@ type pmacctJSON struct {
 	PeerIPSrc string `json:"peer_ip_src"`
 	IPSrc     string `json:"ip_src"`
 	PortSrc   uint16 `json:"port_src"`
+	PortDst   uint16 `json:"port_dst"`
 	Packets   int64  `json:"packets"`
 	Version   int    `json:"export_proto_version"`
 	Tag       int64  `json:"tag"`
@@ -73,7 +75,7 @@ func NewReader(brokers []string) (*Reader, error) {
 				peer, _ := netip.ParseAddr(j.PeerIPSrc)
 				src, _ := netip.ParseAddr(j.IPSrc)
 				r.recs = append(r.recs, Record{Topic: rec.Topic, Arrived: now, Produced: rec.Timestamp,
-					Peer: peer.Unmap(), Src: src.Unmap(), SrcPort: j.PortSrc, Version: j.Version, Tag: j.Tag, Packets: j.Packets})
+					Peer: peer.Unmap(), Src: src.Unmap(), SrcPort: j.PortSrc, DstPort: j.PortDst, Version: j.Version, Tag: j.Tag, Packets: j.Packets})
 			})
 		}
 	}()
