@@ -318,11 +318,7 @@ terraform {
     telemetry = { source = "telemetry-platform/telemetry" }
   }
 }
-provider "telemetry" {
-  kubernetes {
-    config_path = %q
-  }
-}
+%s
 resource "telemetry_site" "pop" {
   for_each     = { %s }
   name         = each.key
@@ -337,7 +333,7 @@ resource "telemetry_collector_routing" "flows" {
   flush_interval = "1s"
   mount_path     = %q
 }
-`, p.Kubeconfig, strings.Join(sitesHCL, ", "), broker, mount)
+`, p.ProviderBlock(), strings.Join(sitesHCL, ", "), broker, mount)
 	work := b.TempDir()
 	if err := os.WriteFile(filepath.Join(work, "main.tf"), []byte(cfg), 0o644); err != nil {
 		b.Fatal(err)

@@ -127,22 +127,7 @@ terraform {
   }
 }
 
-provider "telemetry" {
-  kubernetes {
-    config_path = %q
-  }
-  aws {
-    region     = %q
-    access_key = %q
-    secret_key = %q
-    endpoints {
-      ec2   = %q
-      elbv2 = %q
-      sts   = %q
-    }
-  }
-}
-
+%s
 variable "sites" {
   type = map(object({
     expected_flows_per_second = number
@@ -172,7 +157,7 @@ module "pop" {
   }
   wait = false
 }
-`, p.Kubeconfig, p.AWS.Region, localplane.AccessKeyID, localplane.SecretAccessKey, p.AWS.Endpoint, p.AWS.Endpoint, p.AWS.Endpoint,
+`, p.ProviderBlock(),
 		filepath.Join(localplane.RepoRoot(), "examples", "modules", "telemetry-pop"), kafkaNS, collectorNS,
 		p.AWS.NodeSecurityGroupID, e.op.Brokers()[0], routingName, e.mount, filepath.Join(e.volume, "ipfix-templates.json"))
 }

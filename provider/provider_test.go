@@ -101,25 +101,7 @@ func requireAcc(t *testing.T) {
 }
 
 // providerConfig is a provider block reaching the test plane.
-func providerConfig(p *localplane.Plane) string {
-	return fmt.Sprintf(`
-provider "telemetry" {
-  kubernetes {
-    config_path = %q
-  }
-  aws {
-    region     = %q
-    access_key = %q
-    secret_key = %q
-    endpoints {
-      ec2   = %q
-      elbv2 = %q
-      sts   = %q
-    }
-  }
-}
-`, p.Kubeconfig, p.AWS.Region, localplane.AccessKeyID, localplane.SecretAccessKey, p.AWS.Endpoint, p.AWS.Endpoint, p.AWS.Endpoint)
-}
+func providerConfig(p *localplane.Plane) string { return p.ProviderBlock() }
 
 func objectMeta(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name} }
 

@@ -257,23 +257,28 @@ func (r *routingResource) write(ctx context.Context, planIn tfsdk.Plan, state *t
 	diags.Append(state.Set(ctx, &plan)...)
 }
 
-func (r *routingResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	var state routingModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
+// stored is the state, the ConfigMap's key from its ID and a client.
+func (r *routingResource) stored(ctx context.Context, st tfsdk.State, diags *diag.Diagnostics) (state routingModel, ns, name string, c client.Client, ok bool) {
+	diags.Append(st.Get(ctx, &state)...)
+	if diags.HasError() {
+		return state, "", "", nil, false
 	}
 	ns, name, err := splitID(state.ID.ValueString())
 	if err != nil {
-		resp.Diagnostics.AddError("Invalid ID", err.Error())
-		return
+		diags.AddError("Invalid ID", err.Error())
+		return state, "", "", nil, false
 	}
-	c, _, ok := r.clients.kubeOrDiag(&resp.Diagnostics)
+	c, _, ok = r.clients.kubeOrDiag(diags)
+	return state, ns, name, c, ok
+}
+
+func (r *routingResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	state, ns, name, c, ok := r.stored(ctx, req.State, &resp.Diagnostics)
 	if !ok {
 		return
 	}
 	var cm corev1.ConfigMap
-	err = c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &cm)
+	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &cm)
 	if apierrors.IsNotFound(err) {
 		resp.State.RemoveResource(ctx) // deleted outside Terraform: plan a re-create
 		return
@@ -307,17 +312,7 @@ func (r *routingResource) Read(ctx context.Context, req resource.ReadRequest, re
 }
 
 func (r *routingResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	var state routingModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ns, name, err := splitID(state.ID.ValueString())
-	if err != nil {
-		resp.Diagnostics.AddError("Invalid ID", err.Error())
-		return
-	}
-	c, _, ok := r.clients.kubeOrDiag(&resp.Diagnostics)
+	_, ns, name, c, ok := r.stored(ctx, req.State, &resp.Diagnostics)
 	if !ok {
 		return
 	}

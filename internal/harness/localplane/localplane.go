@@ -212,3 +212,34 @@ func binaryAssets() (string, error) {
 	}
 	return dir, nil
 }
+
+// ProviderBlock is a terraform provider block of telemetry reaching this
+// plane: its kubeconfig and, unless the plane runs without AWS, moto.
+func (p *Plane) ProviderBlock() string {
+	if p.AWS.Endpoint == "" {
+		return fmt.Sprintf(`
+provider "telemetry" {
+  kubernetes {
+    config_path = %q
+  }
+}
+`, p.Kubeconfig)
+	}
+	return fmt.Sprintf(`
+provider "telemetry" {
+  kubernetes {
+    config_path = %q
+  }
+  aws {
+    region     = %q
+    access_key = %q
+    secret_key = %q
+    endpoints {
+      ec2   = %q
+      elbv2 = %q
+      sts   = %q
+    }
+  }
+}
+`, p.Kubeconfig, p.AWS.Region, AccessKeyID, SecretAccessKey, p.AWS.Endpoint, p.AWS.Endpoint, p.AWS.Endpoint)
+}
