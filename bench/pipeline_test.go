@@ -179,7 +179,9 @@ func BenchmarkPipeline(b *testing.B) {
 		with2 := measurePipeline(b, node, reader, sites, seconds)
 		b.Logf("offered: %d observed packets/s per PoP x %d PoPs, plus 20 probe flows/s per PoP, for %d s per phase", pps, len(sites), seconds)
 		b.Logf("%-38s %10s %10s %10s %7s", "", "with (1)", "without", "with (2)", "ratio")
-		row := func(name string, a, z, a2 float64) { b.Logf("%-38s %10.1f %10.1f %10.1f %7.2f", name, a, z, a2, (a+a2)/2/z) }
+		row := func(name string, a, z, a2 float64) {
+			b.Logf("%-38s %10.1f %10.1f %10.1f %7.2f", name, a, z, a2, (a+a2)/2/z)
+		}
 		row("export datagrams/s through the path", with1.datagrams, without.datagrams, with2.datagrams)
 		for _, proto := range []string{"sFlow", "IPFIX"} {
 			row("observed packets/s in topics, "+proto, with1.accounted[proto], without.accounted[proto], with2.accounted[proto])
@@ -197,8 +199,8 @@ func BenchmarkPipeline(b *testing.B) {
 
 // pipelineRun is one phase's figures.
 type pipelineRun struct {
-	datagrams float64
-	accounted map[string]float64 // observed packets/s in the topics' records, by protocol
+	datagrams            float64
+	accounted            map[string]float64 // observed packets/s in the topics' records, by protocol
 	p50, p99             map[string]float64 // ms, by protocol
 	probes, probesLanded int
 	misrouted            int
