@@ -27,6 +27,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pipeline"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pmacct"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/tfdev"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
@@ -125,7 +126,7 @@ func BenchmarkPipeline(b *testing.B) {
 	if err := node.StartCollectors(routing, mount, "pod"); err != nil {
 		b.Fatal(err)
 	}
-	reader, err := pipeline.NewReader(op.Brokers())
+	reader, err := pmacct.NewReader(op.Brokers())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func BenchmarkPipeline(b *testing.B) {
 	// Warm: every exporter's sFlow and IPFIX (its templates learnt) landed.
 	warm := time.Now()
 	waitFor(b, "every site's sFlow and IPFIX in its topic", func() bool {
-		got := pipeline.Landed(reader.Since(warm))
+		got := pmacct.Landed(reader.Since(warm))
 		for _, s := range sites {
 			for _, proto := range []string{"sFlow", "IPFIX"} {
 				if got[fmt.Sprintf("%s %s", s.Addr, proto)]["sfacctd-flows-"+s.Name] == 0 {
@@ -208,7 +209,7 @@ type pipelineRun struct {
 
 // measurePipeline runs the probes for seconds and reads what the phase
 // carried.
-func measurePipeline(b *testing.B, node *pipeline.Node, reader *pipeline.Reader, sites []*pipeline.Site, seconds int) pipelineRun {
+func measurePipeline(b *testing.B, node *pipeline.Node, reader *pmacct.Reader, sites []*pipeline.Site, seconds int) pipelineRun {
 	b.Helper()
 	before := podPackets(b, node)
 	start := time.Now()
@@ -268,10 +269,10 @@ func measurePipeline(b *testing.B, node *pipeline.Node, reader *pipeline.Reader,
 			run.misrouted++
 		}
 		if r.Produced.Before(start.Add(elapsed)) {
-			packets[pipeline.ProtoName(r.Version)] += r.Packets
+			packets[pmacct.ProtoName(r.Version)] += r.Packets
 		}
 		if t0, ok := sent[fmt.Sprintf("%s %d", r.Peer, r.DstPort)]; ok && r.DstPort >= 20000 {
-			proto := pipeline.ProtoName(r.Version)
+			proto := pmacct.ProtoName(r.Version)
 			lat[proto] = append(lat[proto], float64(r.Arrived.Sub(t0).Microseconds())/1000)
 			landed[fmt.Sprintf("%s %d", r.Peer, r.DstPort)] = true
 		}

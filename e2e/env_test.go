@@ -21,6 +21,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pipeline"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pmacct"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/tfdev"
 )
@@ -44,7 +45,7 @@ type env struct {
 	node   *pipeline.Node
 	op     *standin.TopicOperator
 	admin  *kadm.Client
-	reader *pipeline.Reader
+	reader *pmacct.Reader
 	tf     *tfdev.Env
 	work   string // terraform's working directory
 	mount  string // where the collectors "mount" the routing ConfigMap
@@ -80,7 +81,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.admin.Close)
-	if e.reader, err = pipeline.NewReader(e.op.Brokers()); err != nil {
+	if e.reader, err = pmacct.NewReader(e.op.Brokers()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.reader.Close)

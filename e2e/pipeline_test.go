@@ -16,6 +16,7 @@ import (
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pipeline"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pmacct"
 )
 
 // TestPipeline: the product between real parts, end to end. Four PoPs in
@@ -98,7 +99,7 @@ func (e *env) waitLanded(phase string, since time.Time, listed []pipeline.Site, 
 	}
 	var first time.Time
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 90*time.Second, true, func(context.Context) (bool, error) {
-		got := pipeline.Landed(e.reader.Since(since))
+		got := pmacct.Landed(e.reader.Since(since))
 		for _, s := range listed {
 			for _, proto := range []string{"sFlow", "IPFIX"} {
 				if got[fmt.Sprintf("%s %s", s.Addr, proto)][topicOf[s.Addr]] == 0 {
@@ -111,7 +112,7 @@ func (e *env) waitLanded(phase string, since time.Time, listed []pipeline.Site, 
 	})
 	if err != nil {
 		t.Fatalf("%s: not every site's sFlow and IPFIX landed in its topic within 90 s; landed since then:\n%s\n%s",
-			phase, pipeline.Describe(pipeline.Landed(e.reader.Since(since))), e.node.Logs())
+			phase, pmacct.Describe(pmacct.Landed(e.reader.Since(since))), e.node.Logs())
 	}
 	// One more flush of every collector, so records of an exporter that
 	// should not land would have had the same chance as the listed ones'.
@@ -130,16 +131,16 @@ func (e *env) waitLanded(phase string, since time.Time, listed []pipeline.Site, 
 		want, ok := topicOf[r.Peer]
 		switch {
 		case !ok:
-			t.Errorf("%s: a %s record of exporter %s (no listed site's) landed in %s", phase, pipeline.ProtoName(r.Version), r.Peer, r.Topic)
+			t.Errorf("%s: a %s record of exporter %s (no listed site's) landed in %s", phase, pmacct.ProtoName(r.Version), r.Peer, r.Topic)
 		case r.Topic != want:
-			t.Errorf("%s: a %s record of exporter %s landed in %s, not its site's %s", phase, pipeline.ProtoName(r.Version), r.Peer, r.Topic, want)
+			t.Errorf("%s: a %s record of exporter %s landed in %s, not its site's %s", phase, pmacct.ProtoName(r.Version), r.Peer, r.Topic, want)
 		case r.Src != srcOf[r.Peer]:
 			t.Errorf("%s: a record of exporter %s describes a flow from %s, which it never saw (its own: %s)", phase, r.Peer, r.Src, srcOf[r.Peer])
 		}
 	}
 	firstBy := map[string]time.Duration{}
 	for _, r := range e.reader.Since(since) {
-		k := pipeline.ProtoName(r.Version)
+		k := pmacct.ProtoName(r.Version)
 		if d := r.Arrived.Sub(since); firstBy[k] == 0 || d < firstBy[k] {
 			firstBy[k] = d
 		}

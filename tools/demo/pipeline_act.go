@@ -19,6 +19,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pipeline"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pmacct"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 )
 
@@ -49,7 +50,7 @@ func (d *demo) pipeline() error {
 	}
 	defer node.Stop()
 	d.note("a node in network namespaces: Felix (the controller's policies), kube-proxy and the conntrack agent")
-	reader, err := pipeline.NewReader(d.topics.Brokers())
+	reader, err := pmacct.NewReader(d.topics.Brokers())
 	if err != nil {
 		return err
 	}
@@ -107,7 +108,7 @@ func (d *demo) pipeline() error {
 	// Until every listed PoP's sFlow and IPFIX are in its topic, then one
 	// more flush of both collectors.
 	arrived := func(since time.Time) bool {
-		got := pipeline.Landed(reader.Since(since))
+		got := pmacct.Landed(reader.Since(since))
 		for _, s := range listed {
 			for _, proto := range []string{"sFlow", "IPFIX"} {
 				if got[fmt.Sprintf("%s %s", s.Addr, proto)][topicOf[s.Addr]] == 0 {
@@ -118,7 +119,7 @@ func (d *demo) pipeline() error {
 		return true
 	}
 	if err := d.waitFor(90*time.Second, func() (bool, error) { return arrived(start), nil }); err != nil {
-		return fmt.Errorf("not every PoP's flows reached its topic: %v\n%s\n%s", err, pipeline.Describe(pipeline.Landed(reader.Since(start))), node.Logs())
+		return fmt.Errorf("not every PoP's flows reached its topic: %v\n%s\n%s", err, pmacct.Describe(pmacct.Landed(reader.Since(start))), node.Logs())
 	}
 	more := time.Now()
 	if err := d.waitFor(30*time.Second, func() (bool, error) { return arrived(more), nil }); err != nil {
@@ -129,7 +130,7 @@ func (d *demo) pipeline() error {
 
 // countPerTopic prints what landed where, read from the broker, and fails
 // on any record in a topic not its exporter's site's.
-func (d *demo) countPerTopic(recs []pipeline.Record, listed []*pipeline.Site, unlisted *pipeline.Site, topicOf map[netip.Addr]string) error {
+func (d *demo) countPerTopic(recs []pmacct.Record, listed []*pipeline.Site, unlisted *pipeline.Site, topicOf map[netip.Addr]string) error {
 	type count struct{ sflow, ipfix, foreign int }
 	perTopic := map[string]*count{}
 	for _, s := range listed {

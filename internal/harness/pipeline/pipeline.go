@@ -4,9 +4,9 @@
 // agent; PoPs whose pmacctd exports sFlow and IPFIX of the traffic it sees
 // to the node's NodePorts; sfacctd and nfacctd in a collector pod's
 // namespace, configured from the ConfigMap telemetry_collector_routing
-// wrote and producing into the Topic Operator stand-in's broker; and a
-// Kafka reader of what landed where. The end-to-end test, the demo and the
-// pipeline benchmark use it.
+// wrote and producing into the Topic Operator stand-in's broker (what
+// landed where is read with pmacct.Reader). The end-to-end test, the demo
+// and the pipeline benchmark use it.
 package pipeline
 
 import (

@@ -2,8 +2,9 @@
 // plugin, inside netlab's namespaces: pmacctd as a PoP's exporter (its
 // sfprobe plugin exports sFlow, its nfprobe plugin IPFIX, from the traffic it
 // captures) and sfacctd/nfacctd as the collectors, configured from the files
-// telemetry_collector_routing renders. The end-to-end pipeline test, its
-// benchmark and the demo use it.
+// telemetry_collector_routing renders; and reads the records they wrote back
+// from Kafka (Reader). The end-to-end pipeline test, its benchmark, the
+// demo and the routing's test with real pmacct use it.
 package pmacct
 
 import (
@@ -118,7 +119,12 @@ func (e Exporter) Config() string {
 	if e.IPFIX.IsValid() {
 		plugins = append(plugins, "nfprobe[nf]")
 		line("nfprobe_receiver[nf]", e.IPFIX.String())
-		line("nfprobe_source_ip[nf]", e.Source.String())
+		if e.Source.Is4() {
+			// Debian's pmacct 1.7.7 fails to bind nfprobe to an IPv6 source
+			// ("bind() failed: Invalid argument"); the PoP's only global
+			// IPv6 address is the one the kernel picks anyway.
+			line("nfprobe_source_ip[nf]", e.Source.String())
+		}
 		line("nfprobe_version[nf]", "10")
 		line("nfprobe_timeouts[nf]", fmt.Sprintf("udp=1:general=1:maxlife=%d:expint=1", life))
 	}
