@@ -51,9 +51,14 @@ type env struct {
 	mount  string // where the collectors "mount" the routing ConfigMap
 	volume string // a volume that outlives the collector pods
 	pops   []*pipeline.Site
+	opts   envOptions
 }
 
-func newEnv(t *testing.T) *env {
+// envOptions: ipv6 puts the ingress on ip targets (the NLB sends to the
+// pods, keeping IPv6 clients' addresses) and turns Felix's IPv6 on.
+type envOptions struct{ ipv6 bool }
+
+func newEnv(t *testing.T, opts envOptions) *env {
 	if os.Getenv("TF_ACC") == "" {
 		t.Fatal("TF_ACC is not set: run the tests with `make test`")
 	}
@@ -61,7 +66,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	e := &env{t: t}
+	e := &env{t: t, opts: opts}
 	e.p = localplane.New(t, localplane.Options{})
 	var err error
 	if e.c, err = e.p.Client(); err != nil {
@@ -99,7 +104,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatalf("no Node in the plane (%v)", err)
 	}
 	e.node, err = pipeline.StartNode(ctx, e.p, e.kube, pipeline.Options{Prefix: "e2e", FelixNode: nodes.Items[0].Name,
-		ProxyNode: proxyNode, Brokers: e.op.Brokers(), Log: testr.New(t)})
+		ProxyNode: proxyNode, Brokers: e.op.Brokers(), Log: testr.New(t), IPv6: opts.ipv6})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +149,7 @@ module "pop" {
     namespace              = %q
     selector               = { app = "collector" }
     node_security_group_id = %q
+    target_type            = %q
     ports = [
       { name = "sflow", protocol = "UDP", port = 6343 },
       { name = "ipfix", protocol = "UDP", port = 4739 },
@@ -160,7 +166,14 @@ module "pop" {
 }
 `, p.ProviderBlock(),
 		filepath.Join(localplane.RepoRoot(), "examples", "modules", "telemetry-pop"), kafkaNS, collectorNS,
-		p.AWS.NodeSecurityGroupID, e.op.Brokers()[0], routingName, e.mount, filepath.Join(e.volume, "ipfix-templates.json"))
+		p.AWS.NodeSecurityGroupID, e.targetType(), e.op.Brokers()[0], routingName, e.mount, filepath.Join(e.volume, "ipfix-templates.json"))
+}
+
+func (e *env) targetType() string {
+	if e.opts.ipv6 {
+		return "ip"
+	}
+	return "instance"
 }
 
 func (e *env) terraform(args ...string) tfdev.Result {

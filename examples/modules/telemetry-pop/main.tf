@@ -18,6 +18,7 @@ resource "telemetry_nlb_ingress" "flows" {
   ports                  = var.collector.ports
   allowed_sources        = setunion([for s in var.sites : s.flow_sources]...)
   scheme                 = var.collector.scheme
+  target_type            = var.collector.target_type
   node_security_group_id = var.collector.node_security_group_id
   wait_for_load_balancer = var.wait
   enforcement_timeout    = var.collector.enforcement_timeout

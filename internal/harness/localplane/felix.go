@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,8 +30,8 @@ import (
 // StartFelix: ClusterInformation ready, FelixConfiguration default, the
 // Node's Calico address, and an auto host endpoint for the Node.
 //
-// Not modelled: IPv6 (Felix runs with FELIX_IPV6SUPPORT=false; the lab's
-// addresses are IPv4), BPF and nftables modes (they need the CGO build),
+// IPv6 only when the node has an IPv6 address (FelixNode.IP6; Felix runs
+// with FELIX_IPV6SUPPORT=false otherwise). Not modelled: BPF and nftables modes (they need the CGO build),
 // workload endpoints (no CNI: pods here are namespaces behind the node's
 // host interfaces, covered by the all-interfaces host endpoint).
 type Felix struct {
@@ -41,6 +42,9 @@ type Felix struct {
 type FelixNode struct {
 	Name string
 	IP   netip.Addr
+	// IP6, when valid, turns Felix's IPv6 support on, with this address of
+	// the node in its host endpoint.
+	IP6 netip.Addr
 }
 
 // StartFelix starts Felix in the network namespace at netnsPath (e.g.
@@ -87,7 +91,7 @@ exec "$@"`
 		"DATASTORE_TYPE=kubernetes", "FELIX_DATASTORETYPE=kubernetes", "CALICO_API_GROUP=projectcalico.org/v3",
 		"FELIX_FELIXHOSTNAME=" + node.Name,
 		"FELIX_IPTABLESBACKEND=NFT", "FELIX_NFTABLESMODE=Disabled", "FELIX_BPFENABLED=false", "FELIX_XDPENABLED=false",
-		"FELIX_IPV6SUPPORT=false", "FELIX_WIREGUARDENABLED=false",
+		"FELIX_IPV6SUPPORT=" + strconv.FormatBool(node.IP6.IsValid()), "FELIX_WIREGUARDENABLED=false",
 		"FELIX_HEALTHENABLED=false", "FELIX_HEALTHHOST=127.0.0.1",
 		"FELIX_PROMETHEUSMETRICSENABLED=false", "FELIX_USAGEREPORTINGENABLED=false",
 		"FELIX_LOGFILEPATH=none", "FELIX_LOGSEVERITYSYS=none", "FELIX_LOGSEVERITYSCREEN=info",
@@ -170,6 +174,9 @@ func (p *Plane) prepareFelixCluster(ctx context.Context, c client.Client, node F
 		}
 		n.Labels[corev1.LabelHostname] = node.Name
 		n.Annotations["projectcalico.org/IPv4Address"] = node.IP.String() + "/24"
+		if node.IP6.IsValid() {
+			n.Annotations["projectcalico.org/IPv6Address"] = node.IP6.String() + "/64"
+		}
 		labels = n.Labels
 		return c.Update(ctx, n)
 	})
@@ -177,9 +184,13 @@ func (p *Plane) prepareFelixCluster(ctx context.Context, c client.Client, node F
 		return fmt.Errorf("labelling Node %s for Felix: %w", node.Name, err)
 	}
 	// An auto host endpoint, shaped as kube-controllers makes them.
+	expected := []string{node.IP.String()}
+	if node.IP6.IsValid() {
+		expected = append(expected, node.IP6.String())
+	}
 	hep := &calicov3.HostEndpoint{
 		ObjectMeta: metav1.ObjectMeta{Name: node.Name + "-auto-hep", Labels: labels},
-		Spec: calicov3.HostEndpointSpec{Node: node.Name, InterfaceName: "*", ExpectedIPs: []string{node.IP.String()},
+		Spec: calicov3.HostEndpointSpec{Node: node.Name, InterfaceName: "*", ExpectedIPs: expected,
 			Profiles: []string{"projectcalico-default-allow"}},
 	}
 	return createOrKeep(ctx, c, hep)

@@ -103,6 +103,38 @@ func (p *PoP) Socket(port uint16) (*net.UDPConn, error) {
 	return conn, err
 }
 
+// NamePodLink renames the node's side of a pod namespace's link ("pod" or
+// "pod2"), as a CNI plugin names it (Calico: cali<hash>, which Felix reads as
+// the pod's workload interface), keeping the node's addresses and routes on
+// it. It returns the link's former name.
+func (l *Lab) NamePodLink(ns, name string) error {
+	old := map[string]string{"pod": "to-pod", "pod2": "to-pod2"}[ns]
+	pod, pod6 := PodIP, PodIP6
+	if ns == "pod2" {
+		pod, pod6 = Pod2IP, Pod2IP6
+	}
+	if old == "" {
+		return fmt.Errorf("no pod namespace %q", ns)
+	}
+	// A link goes down to be renamed, which takes its routes and its IPv6
+	// addresses with it: they are written again.
+	steps := [][]string{
+		{"ip", "link", "set", old, "down"},
+		{"ip", "link", "set", old, "name", name},
+		{"ip", "link", "set", name, "up"},
+		{"ip", "addr", "replace", "198.51.100.1/32", "dev", name},
+		{"ip", "addr", "replace", "2001:db8:64::1/128", "dev", name, "nodad"},
+		{"ip", "route", "replace", pod.String() + "/32", "dev", name},
+		{"ip", "-6", "route", "replace", pod6.String() + "/128", "dev", name},
+	}
+	for _, s := range steps {
+		if err := l.Run("node", s...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ForwardLoopback makes TCP services on the root namespace's loopback
 // (e.g. an in-memory Kafka broker's listeners) reachable at the same
 // addresses on a lab namespace's loopback, as a pod reaches a cluster

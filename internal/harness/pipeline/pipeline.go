@@ -11,6 +11,8 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -48,6 +51,9 @@ type Options struct {
 	// ProxyNode is the Node kube-proxy runs as, registered for it; the
 	// collectors' endpoints are on it.
 	ProxyNode string
+	// IPv6 turns Felix's IPv6 support on (the node's IPv6 address in its
+	// host endpoint), for IPv6 exporters.
+	IPv6 bool
 	// Brokers are the Kafka listeners (on loopback) the collector pods reach.
 	Brokers []string
 	// Log receives the conntrack agent's log.
@@ -80,7 +86,11 @@ func StartNode(ctx context.Context, p *localplane.Plane, kube kubernetes.Interfa
 	}
 	n.onStop(func() { _ = n.Lab.Close() })
 	if opts.FelixNode != "" {
-		felix, err := p.StartFelix(ctx, n.Lab.NSPath("node"), localplane.FelixNode{Name: opts.FelixNode, IP: netlab.NodeIP})
+		fn := localplane.FelixNode{Name: opts.FelixNode, IP: netlab.NodeIP}
+		if opts.IPv6 {
+			fn.IP6 = netlab.NodeIP6
+		}
+		felix, err := p.StartFelix(ctx, n.Lab.NSPath("node"), fn)
 		if err != nil {
 			return nil, err
 		}
@@ -140,6 +150,53 @@ func (n *Node) startAgent(kube kubernetes.Interface) error {
 	go func() { done <- a.Run(ctx) }()
 	n.onStop(func() { cancel(); <-done })
 	return nil
+}
+
+// PodWorkload makes a pod namespace ("pod" or "pod2") the Calico workload
+// of pod (its namespace, name and labels; nodeName, IPs and phase are
+// filled): the Pod object on Felix's node with the namespace's addresses,
+// and the node's link to it named as Calico's CNI names it, so Felix
+// enforces the policies that select the pod (the nlb-policy controller's
+// with ip targets) on traffic to it. It returns the link's name (Felix's
+// chains for the workload are cali-tw-<name> and cali-fw-<name>).
+func (n *Node) PodWorkload(ctx context.Context, kube kubernetes.Interface, ns string, pod *corev1.Pod) (string, error) {
+	if n.opts.FelixNode == "" {
+		return "", errors.New("no Felix on this node: a workload would not be enforced")
+	}
+	ip4, ip6 := netlab.PodIP, netlab.PodIP6
+	if ns == "pod2" {
+		ip4, ip6 = netlab.Pod2IP, netlab.Pod2IP6
+	}
+	// The service account admission wants the namespace's default account.
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: "default"}}
+	if _, err := kube.CoreV1().ServiceAccounts(pod.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", err
+	}
+	pod = pod.DeepCopy()
+	pod.Spec.NodeName = n.opts.FelixNode
+	pod.Spec.AutomountServiceAccountToken = ptr.To(false)
+	if len(pod.Spec.Containers) == 0 {
+		pod.Spec.Containers = []corev1.Container{{Name: "collector", Image: "pmacct"}}
+	}
+	created, err := kube.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("creating Pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	created.Status.Phase = corev1.PodRunning
+	created.Status.PodIP = ip4.String()
+	created.Status.PodIPs = []corev1.PodIP{{IP: ip4.String()}, {IP: ip6.String()}}
+	if _, err := kube.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		return "", fmt.Errorf("writing Pod %s/%s's addresses: %w", pod.Namespace, pod.Name, err)
+	}
+	name := calicoVethName(pod.Namespace, pod.Name)
+	return name, n.Lab.NamePodLink(ns, name)
+}
+
+// calicoVethName is the node-side name Calico's CNI gives a pod's link and
+// Felix expects (libcalico-go's VethNameForWorkload, default prefix).
+func calicoVethName(namespace, pod string) string {
+	h := sha1.Sum([]byte(namespace + "." + pod))
+	return "cali" + hex.EncodeToString(h[:])[:11]
 }
 
 // Site is a PoP: its name (a site's), its exporter's address, and the index
