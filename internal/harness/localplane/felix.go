@@ -31,9 +31,12 @@ import (
 // Node's Calico address, and an auto host endpoint for the Node.
 //
 // IPv6 only when the node has an IPv6 address (FelixNode.IP6; Felix runs
-// with FELIX_IPV6SUPPORT=false otherwise). Not modelled: BPF and nftables modes (they need the CGO build),
-// workload endpoints (no CNI: pods here are namespaces behind the node's
-// host interfaces, covered by the all-interfaces host endpoint).
+// with FELIX_IPV6SUPPORT=false otherwise). Pods are namespaces behind the
+// node's host interfaces, covered by the all-interfaces host endpoint; one
+// becomes a workload endpoint when a Pod object on the node names its
+// addresses and its link is named as Calico's CNI names it
+// (pipeline.Node.PodWorkload). Not modelled: BPF and nftables modes (they
+// need the CGO build), a CNI's own set-up of workloads.
 type Felix struct {
 	nsProcess
 }
