@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	pathpkg "path"
 	"maps"
 	"net/netip"
 	"slices"
@@ -121,7 +122,9 @@ func (m *routingModel) setComputed(s routingSpec, data map[string]string) {
 }
 
 // setFrom refreshes the model from a spec read back from the cluster; a
-// flush interval meaning the state's ("1m" for "60s") keeps its spelling.
+// flush interval or mount path meaning the state's ("1m" for "60s",
+// "/etc/pmacct/" for "/etc/pmacct") keeps its spelling, so refresh never
+// invents a diff.
 func (m *routingModel) setFrom(s routingSpec) {
 	m.Namespace, m.Name = types.StringValue(s.Namespace), types.StringValue(s.Name)
 	m.KafkaBootstrapServers = stringList(s.Brokers)
@@ -129,7 +132,9 @@ func (m *routingModel) setFrom(s routingSpec) {
 	if prior, err := parseDuration(m.FlushInterval.ValueString()); err != nil || prior != s.FlushInterval {
 		m.FlushInterval = newDuration(formatDuration(s.FlushInterval))
 	}
-	m.MountPath = types.StringValue(s.MountPath)
+	if m.MountPath.IsNull() || pathpkg.Clean(m.MountPath.ValueString()) != s.MountPath {
+		m.MountPath = types.StringValue(s.MountPath)
+	}
 	m.IPFIXTemplatesFile = types.StringNull()
 	if s.TemplatesFile != "" {
 		m.IPFIXTemplatesFile = types.StringValue(s.TemplatesFile)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/types"
 )
 
 func exampleRouting() routingSpec {
@@ -176,5 +178,21 @@ func TestRoutingFromHandEdits(t *testing.T) {
 		if _, err := routingFromData(data); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
+	}
+}
+
+// TestRoutingRefreshKeepsSpelling: values that read back the same in
+// another spelling keep the configuration's, so a refresh plans nothing.
+func TestRoutingRefreshKeepsSpelling(t *testing.T) {
+	m := routingModel{MountPath: types.StringValue("/etc/pmacct/"), FlushInterval: newDuration("1m")}
+	s := exampleRouting()
+	m.setFrom(s)
+	if m.MountPath.ValueString() != "/etc/pmacct/" || m.FlushInterval.ValueString() != "1m" {
+		t.Errorf("refresh rewrote the spelling: mount_path %q, flush_interval %q", m.MountPath.ValueString(), m.FlushInterval.ValueString())
+	}
+	s.MountPath, s.FlushInterval = "/config", 10*time.Second
+	m.setFrom(s)
+	if m.MountPath.ValueString() != "/config" || m.FlushInterval.ValueString() != "10s" {
+		t.Errorf("refresh missed a change: mount_path %q, flush_interval %q", m.MountPath.ValueString(), m.FlushInterval.ValueString())
 	}
 }
