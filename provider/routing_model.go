@@ -2,9 +2,9 @@ package provider
 
 import (
 	"context"
-	pathpkg "path"
 	"maps"
 	"net/netip"
+	pathpkg "path"
 	"slices"
 	"time"
 
