@@ -61,6 +61,10 @@ type Config struct {
 	// packet that slipped through before it). Empty: connections of removed
 	// sources keep passing until they end.
 	Revoke []time.Duration
+	// RevokeInterval is the least time between two revocation passes of one
+	// Service: a Service whose sources flap gets one pass per interval, over
+	// all it removed meanwhile, and never delays another's. Zero: no limit.
+	RevokeInterval time.Duration
 	// APICheck, when set, is how often the agent asks the API server whether
 	// it is there (/readyz): while it is not, the agent says so in its log
 	// and is not ready (it acts on what it saw last and sees no change).
@@ -103,7 +107,7 @@ func DefaultConfig() Config {
 	return Config{
 		Period: time.Minute, Debounce: 100 * time.Millisecond, TombstoneTTL: 10 * time.Minute,
 		Recheck: 100 * time.Millisecond, RecheckMax: time.Second,
-		Revoke:   []time.Duration{time.Second, 5 * time.Second, 30 * time.Second},
+		Revoke: []time.Duration{time.Second, 5 * time.Second, 30 * time.Second}, RevokeInterval: time.Second,
 		APICheck: time.Second, IndexMax: DefaultIndexMax, Log: logr.Discard(),
 	}
 }
@@ -130,19 +134,17 @@ type Agent struct {
 	pendingAll bool
 	changedAt  map[types.NamespacedName]time.Time   // first trigger since the Service's last triggered pass
 	enforced   map[types.NamespacedName]cidrset.Set // the source set last acknowledged, per Service
-	revokes    chan revokeRequest
+	// revocations waiting to run: per Service, what it removed since its
+	// last pass; revokeLast, when that pass ran; revokeReady wakes the loop.
+	revokePending map[types.NamespacedName]cidrset.Set
+	revokeLast    map[types.NamespacedName]time.Time
+	revokeReady   chan struct{}
 	// From the state file, until the first list replaces them.
 	savedServices map[types.NamespacedName]serviceAddrs
 	savedEnforced map[types.NamespacedName]cidrset.Set
 	saveC         chan struct{}
 	saverDone     chan struct{}
 	index         *Index // nil: none
-}
-
-// revokeRequest asks for a revocation pass for a Service.
-type revokeRequest struct {
-	svc     types.NamespacedName
-	removed cidrset.Set
 }
 
 // DefaultIndexMax is the agent's default IndexMax: about 33 MiB of index
@@ -240,7 +242,9 @@ func (a *Agent) afterFunc(d time.Duration, f func()) {
 
 func (a *Agent) init() {
 	a.trigger = make(chan string, 1)
-	a.revokes = make(chan revokeRequest, 64)
+	a.revokePending = map[types.NamespacedName]cidrset.Set{}
+	a.revokeLast = map[types.NamespacedName]time.Time{}
+	a.revokeReady = make(chan struct{}, 1)
 	a.pending = map[types.NamespacedName]bool{}
 	a.changedAt = map[types.NamespacedName]time.Time{}
 	a.enforced = map[types.NamespacedName]cidrset.Set{}

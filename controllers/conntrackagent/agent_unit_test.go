@@ -664,3 +664,64 @@ func TestRechecksOfOneServiceOutliveAnothersPass(t *testing.T) {
 		return len(f) == 2 && f[0].ReplySrc == pod1 && f[1].ReplySrc == pod1
 	})
 }
+
+// A tenant whose Service's sources flap cannot starve the others' revocations
+// nor make the agent scan its node's table at the flap rate: each Service's
+// pending revocations are one (over all it removed meanwhile), run at most
+// once per RevokeInterval; another Service's removal still closes its
+// connections. (Before: each acknowledgement queued its own pass in a queue
+// of 64 shared by all Services, which dropped the rest.)
+func TestRevocationsCoalescePerService(t *testing.T) {
+	svc := func(name string, nodePort int32, sources ...string) *corev1.Service {
+		return acknowledged(&corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: name},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, ClusterIP: "10.96.0.5" + fmt.Sprint(nodePort%10),
+				Ports: []corev1.ServicePort{{Name: "ipfix", Protocol: corev1.ProtocolTCP, Port: 4739, NodePort: nodePort}}},
+		}, sources...)
+	}
+	noisy := svc("noisy", 30101, "192.0.2.0/24", "198.51.100.7/32")
+	victim := svc("victim", 30102, "192.0.2.0/24", "198.51.100.8/32")
+	u := newUnit(t, noisy, victim)
+	u.agent.Revoke = []time.Duration{0}
+	u.agent.RevokeInterval = 300 * time.Millisecond
+	victimConn := Flow{Proto: protoTCP, OrigSrc: ap("198.51.100.8:50000"), OrigDst: ap("192.0.2.1:30102"), ReplySrc: ap("198.51.100.99:4739")}
+	u.ct.Add(victimConn)
+	// The sets the agent knows first, then 500 flips of the noisy Service's
+	// sources, then the victim's removal, all before the agent's loop runs.
+	u.agent.sourcesAcknowledged(noisy)
+	u.agent.sourcesAcknowledged(victim)
+	for i := range 500 {
+		if i%2 == 0 {
+			u.agent.sourcesAcknowledged(svc("noisy", 30101, "192.0.2.0/24"))
+		} else {
+			u.agent.sourcesAcknowledged(noisy)
+		}
+	}
+	narrowed := svc("victim", 30102, "192.0.2.0/24")
+	u.agent.sourcesAcknowledged(narrowed)
+	// The API server holds what was acknowledged last (the pass reads it).
+	cur, err := u.kube.CoreV1().Services("telemetry").Get(context.Background(), "victim", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	narrowed.ResourceVersion = cur.ResourceVersion
+	if _, err := u.kube.CoreV1().Services("telemetry").Update(context.Background(), narrowed, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	u.start()
+	waitFor(t, "the victim's removed source's connection closed", func() bool { return len(u.ct.Flows()) == 0 })
+	waitFor(t, "no revocation waiting", u.agent.revokesIdle)
+	revocationScans := 0
+	u.ct.mu.Lock()
+	for _, f := range u.ct.Filters {
+		if len(f) == 2 && f[0].Proto == protoTCP && f[1].Proto == protoUDP {
+			revocationScans++
+		}
+	}
+	u.ct.mu.Unlock()
+	// The victim's pass, the noisy one's first and its coalesced second, and
+	// one for each Service the informers' first list re-acknowledges.
+	if revocationScans > 5 {
+		t.Errorf("%d revocation passes for 501 acknowledgements of two Services: not coalesced per Service", revocationScans)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -148,14 +149,67 @@ func (a *Agent) sourcesAcknowledged(o any) {
 	}
 	a.Log.Info("sources removed from an acknowledged Service: revoking their connections", "service", key, "removed", removed.Strings())
 	for _, d := range a.Revoke {
-		a.afterFunc(d, func() {
-			select {
-			case a.revokes <- revokeRequest{svc: key, removed: removed}:
-			default:
-				a.Log.Error(nil, "revocation queue full; the periodic pass does not revoke", "service", key)
-			}
-		})
+		a.afterFunc(d, func() { a.queueRevoke(key, removed) })
 	}
+}
+
+// queueRevoke adds sources to a Service's waiting revocation and wakes the
+// loop. A Service has one waiting revocation at most, whatever the number of
+// acknowledgements: a flapping Service neither grows a queue nor crowds out
+// another's (nothing is dropped).
+func (a *Agent) queueRevoke(key types.NamespacedName, removed cidrset.Set) {
+	a.mu.Lock()
+	a.revokePending[key] = cidrset.Union(a.revokePending[key], removed)
+	a.mu.Unlock()
+	a.wakeRevokes()
+}
+
+func (a *Agent) wakeRevokes() {
+	select {
+	case a.revokeReady <- struct{}{}:
+	default: // already awake
+	}
+}
+
+// runRevokes runs the waiting revocations whose Service's last pass is at
+// least RevokeInterval old; the others wait for their turn (the loop is
+// woken then).
+func (a *Agent) runRevokes(ctx context.Context) {
+	type due struct {
+		key     types.NamespacedName
+		removed cidrset.Set
+	}
+	var run []due
+	var next time.Duration
+	a.mu.Lock()
+	now := a.Clock.Now()
+	for key, removed := range a.revokePending {
+		if last, ok := a.revokeLast[key]; ok && now.Sub(last) < a.RevokeInterval {
+			if wait := a.RevokeInterval - now.Sub(last); next == 0 || wait < next {
+				next = wait
+			}
+			continue
+		}
+		run = append(run, due{key, removed})
+		delete(a.revokePending, key)
+		a.revokeLast[key] = now
+	}
+	a.mu.Unlock()
+	if next > 0 {
+		a.afterFunc(next, a.wakeRevokes)
+	}
+	for _, d := range run {
+		if err := a.RevokePass(ctx, d.key, d.removed); err != nil && ctx.Err() == nil {
+			a.Log.Error(err, "revocation pass failed", "service", d.key)
+		}
+	}
+}
+
+// revokesIdle says no revocation is waiting to run.
+func (a *Agent) revokesIdle() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.revokePending) == 0
 }
 
 func (a *Agent) forgetSources(o any) {
@@ -163,9 +217,11 @@ func (a *Agent) forgetSources(o any) {
 		o = d.Obj
 	}
 	if svc, ok := o.(*corev1.Service); ok {
+		key := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
 		a.mu.Lock()
-		delete(a.enforced, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name})
-		delete(a.savedEnforced, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name})
+		delete(a.enforced, key)
+		delete(a.savedEnforced, key)
+		delete(a.revokeLast, key) // a waiting revocation runs, and finds the Service gone
 		a.mu.Unlock()
 		a.stateChanged()
 	}

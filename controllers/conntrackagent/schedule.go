@@ -101,10 +101,8 @@ func (a *Agent) wait(ctx context.Context, tick, recheckC <-chan time.Time, reaso
 		case <-recheckC:
 			*reason = "recheck"
 			return false, nil
-		case req := <-a.revokes:
-			if err := a.RevokePass(ctx, req.svc, req.removed); err != nil && ctx.Err() == nil {
-				a.Log.Error(err, "revocation pass failed", "service", req.svc)
-			}
+		case <-a.revokeReady:
+			a.runRevokes(ctx)
 		case *reason = <-a.trigger:
 			// Coalesce what arrives during the debounce.
 			timer := a.Clock.NewTimer(a.Debounce)

@@ -48,6 +48,7 @@ func run() error {
 		recheckMax = flag.Duration("recheck-max", def.RecheckMax, "Longest delay between follow-up passes: the most a late kube-proxy costs a flow.")
 		grace      = flag.Duration("deleted-service-grace", def.DeletedServiceGrace, "How long a deleted UDP Service's entries are left alone (a Service re-created within it keeps its flows to pods that still serve it); 0 deletes them at once, as kube-proxy does since v1.38.")
 		revoke     = flag.String("revoke-after", durations(def.Revoke), "Delays, after the nlb-policy controller acknowledges a Service's new source set, of the passes that close the connections of removed sources on this node (established connections pass Felix before any policy); empty disables.")
+		revokeGap  = flag.Duration("revoke-interval", def.RevokeInterval, "Least time between two revocation passes of one Service: a Service whose sources flap gets one pass per interval, over all it removed meanwhile, and never delays another's; 0: no limit.")
 		proxyURL   = flag.String("kube-proxy-metrics-url", "http://127.0.0.1:10249", "kube-proxy's metrics server on this node (its --metrics-bind-address), asked for its mode (/proxyMode) at start and every period; empty: not asked (the agent acts whatever the dataplane).")
 		workers    = flag.Int("delete-workers", 4, "Netlink sockets deleting entries in parallel.")
 		recvBuf    = flag.Int("netlink-receive-buffer", 8<<20, "Receive buffer of the dump socket, bytes.")
@@ -86,7 +87,7 @@ func run() error {
 	agent := conntrackagent.New(conntrackagent.Config{
 		Client: client, Conntrack: ct, NodeName: *nodeName, DryRun: *dryRun,
 		Period: *period, Debounce: *debounce, TombstoneTTL: *tombstone, DeletedServiceGrace: *grace,
-		Recheck: *recheck, RecheckMax: *recheckMax, APICheck: *apiCheck, StateFile: *stateFile, IndexMax: *indexMax,
+		Recheck: *recheck, RecheckMax: *recheckMax, RevokeInterval: *revokeGap, APICheck: *apiCheck, StateFile: *stateFile, IndexMax: *indexMax,
 		LocalAddrs: ct.LocalAddrs,
 		Recorder:   broadcaster.NewRecorder(kubeapi.Scheme(), "telemetry-conntrack-agent"),
 		Metrics:    conntrackagent.NewMetrics(reg),
