@@ -258,3 +258,47 @@ func TestChartMetricsCertificate(t *testing.T) {
 		t.Errorf("rendered %d workloads, %d ServiceMonitors, %d Certificates", workloads, monitors, certificates)
 	}
 }
+
+// TestHostNetworkProbesOnLoopback: a container on the host network (the
+// conntrack agent) serves its plain-HTTP probes on loopback only, and the
+// kubelet's probes ask there, in the chart and in the raw manifests; on
+// every interface of the node they would be reachable from anywhere the
+// node is.
+func TestHostNetworkProbesOnLoopback(t *testing.T) {
+	plain, err := localplane.ReadManifests(filepath.Join(localplane.RepoRoot(), "deploy", "conntrack-agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, objs := range map[string][]*unstructured.Unstructured{"chart": render(t), "deploy/conntrack-agent.yaml": plain} {
+		checked := 0
+		for _, o := range objs {
+			if o.GetKind() != "DaemonSet" && o.GetKind() != "Deployment" {
+				continue
+			}
+			var spec corev1.PodTemplateSpec
+			raw, _, _ := unstructured.NestedMap(o.Object, "spec", "template")
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &spec); err != nil {
+				t.Fatal(err)
+			}
+			if !spec.Spec.HostNetwork {
+				continue
+			}
+			for _, c := range spec.Spec.Containers {
+				checked++
+				for _, a := range c.Args {
+					if v, ok := strings.CutPrefix(a, "--health-probe-bind-address="); ok && !strings.HasPrefix(v, "127.0.0.1:") {
+						t.Errorf("%s: %s/%s serves probes on %q, not loopback", path, o.GetName(), c.Name, v)
+					}
+				}
+				for name, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+					if p == nil || p.HTTPGet == nil || p.HTTPGet.Host != "127.0.0.1" {
+						t.Errorf("%s: %s/%s's %s probe does not ask 127.0.0.1: %+v", path, o.GetName(), c.Name, name, p)
+					}
+				}
+			}
+		}
+		if checked == 0 {
+			t.Errorf("%s: no host-network container found to check", path)
+		}
+	}
+}

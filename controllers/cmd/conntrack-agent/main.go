@@ -58,7 +58,7 @@ func run() error {
 		indexMax   = flag.Int("index-max-entries", def.IndexMax, "Most UDP conntrack entries the agent keeps in memory from conntrack events (about 130 bytes each, twice that while the index grows: raise the memory limit with it), so that a pass triggered by one Service reads its entries there instead of having the kernel walk its whole table; with more, triggered passes read the kernel. 0: no index.")
 		stateFile  = flag.String("state-file", "", "File (on a hostPath) where the agent keeps, across its restarts, the tombstones of deleted UDP Services, the addresses of live ones (those deleted while it was down are cleaned at start) and the source sets it saw enforced (sources removed while it was down are revoked at start). Empty: a restart forgets them.")
 		apiCheck   = flag.Duration("api-check", def.APICheck, "How often the API server is asked whether it is there; while it is not, the agent logs it and reports not ready. 0 disables.")
-		probes     = flag.String("health-probe-bind-address", ":9403", "Address of /healthz and /readyz.")
+		probes     = flag.String("health-probe-bind-address", "127.0.0.1:9403", "Address of /healthz and /readyz (plain HTTP: keep it on loopback, where the kubelet's probes reach it with host: 127.0.0.1, since the agent is on the host network).")
 	)
 	logCfg := textlogger.NewConfig()
 	logCfg.AddFlags(flag.CommandLine)
