@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,4 +213,44 @@ func servicesWithNLBs(t *testing.T, c client.Client, prefix string, n int) []*co
 		})
 	}
 	return services
+}
+
+// TestHealthCheckAnnotationBoundedByTheVPC: the health-check CIDRs a
+// Service's annotation names (the tenant's to write) are bounded by its
+// NLB's VPC, read from AWS: 0.0.0.0/0 is dropped and reported in the
+// acknowledgement's problem, a subnet of the VPC kept.
+func TestHealthCheckAnnotationBoundedByTheVPC(t *testing.T) {
+	p, c := planeWithNLBs(t)
+	svc := servicesWithNLBs(t, c, "hcbound", 1)[0]
+	awsCfg := p.AWS.Config()
+	startControllerWith(t, p, p.Config, false, ctrl.Options{}, &nlbpolicy.AWSSources{AWS: &awsCfg, TTL: time.Minute})
+	update(t, c, svc, func(s *corev1.Service) {
+		s.Annotations[annotations.NLBPolicy] = annotations.Enabled
+		s.Annotations[annotations.HealthCheckCIDRs] = "0.0.0.0/0,10.0.1.0/24"
+	})
+	var problem string
+	eventually(t, "the acknowledgement", func() (bool, string) {
+		got, _ := get(t, c, svc)
+		if got == nil || !ack.Current(got) {
+			return false, "not acknowledged"
+		}
+		a, _ := ack.Of(got)
+		problem = a.Problem
+		return true, ""
+	})
+	if !strings.Contains(problem, "health-check CIDR 0.0.0.0/0 is outside the load balancer's VPC") {
+		t.Errorf("the acknowledgement's problem %q does not report 0.0.0.0/0 outside the VPC", problem)
+	}
+	ps, _ := owned(t, c, svc)
+	var health []string
+	for _, gp := range ps {
+		for _, r := range gp.Spec.Ingress {
+			if r.Action == calicov3.Pass && r.Protocol != nil && r.Protocol.String() == "TCP" {
+				health = append(health, r.Source.Nets...)
+			}
+		}
+	}
+	if slices.Contains(health, "0.0.0.0/0") || !slices.Contains(health, "10.0.1.0/24") {
+		t.Errorf("health checks passed from %v, want 10.0.1.0/24 and never 0.0.0.0/0", health)
+	}
 }

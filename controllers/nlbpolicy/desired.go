@@ -81,6 +81,10 @@ type Input struct {
 	// HealthCheckCIDRs are the NLB's subnet CIDRs (resolved through AWS, the
 	// annotation or a flag); invalid entries are reported and dropped.
 	HealthCheckCIDRs []string
+	// HealthCheckBound, when known, is where health checks can come from at
+	// all (the NLB's VPC): a health-check CIDR not inside it (a Service's
+	// annotation is the tenant's to write) is reported and dropped.
+	HealthCheckBound []string
 	// HealthCheckPending: the NLB does not exist yet, so there are no health
 	// checks to allow and their absence is not a problem to report.
 	HealthCheckPending bool
@@ -196,7 +200,12 @@ func Desired(in Input, opts Options) Output {
 		out.Problems = append(out.Problems, fmt.Sprintf("invalid source range %v: ignored", err))
 	}
 	out.Sources = sources
-	health, errs := cidrset.Parse(in.HealthCheckCIDRs)
+	healthCIDRs, outside := boundedBy(in.HealthCheckCIDRs, in.HealthCheckBound)
+	for _, c := range outside {
+		out.Problems = append(out.Problems, fmt.Sprintf("health-check CIDR %s is outside the load balancer's VPC (%s): ignored",
+			c, strings.Join(in.HealthCheckBound, ", ")))
+	}
+	health, errs := cidrset.Parse(healthCIDRs)
 	for _, err := range errs {
 		out.Problems = append(out.Problems, fmt.Sprintf("invalid health-check CIDR %v: ignored", err))
 	}
@@ -456,4 +465,32 @@ func withLabel(m map[string]string, k, v string) map[string]string {
 		out[key] = val
 	}
 	return out
+}
+
+// boundedBy splits CIDRs into those inside one of bound's (or all, when no
+// bound is known) and those outside. Unparseable entries are kept for the
+// caller to report.
+func boundedBy(cidrs, bound []string) (inside, outside []string) {
+	if len(bound) == 0 {
+		return cidrs, nil
+	}
+	var within []netip.Prefix
+	for _, b := range bound {
+		if p, err := cidrset.ParsePrefix(b); err == nil {
+			within = append(within, p)
+		}
+	}
+	for _, c := range cidrs {
+		p, err := cidrset.ParsePrefix(c)
+		if err != nil {
+			inside = append(inside, c)
+			continue
+		}
+		if slices.ContainsFunc(within, func(b netip.Prefix) bool { return b.Bits() <= p.Bits() && b.Contains(p.Addr()) }) {
+			inside = append(inside, c)
+		} else {
+			outside = append(outside, c)
+		}
+	}
+	return inside, outside
 }

@@ -440,3 +440,36 @@ func TestHostEndpointSelectorOnlyNarrows(t *testing.T) {
 		check(t, out, other, true, []probe{{"203.0.113.1", "UDP", 30001, nothing}})
 	}
 }
+
+// Health-check CIDRs a Service's annotation names are bounded by the NLB's
+// VPC when it is known: a CIDR outside it (0.0.0.0/0 from a tenant) is
+// dropped with a problem, one inside kept; without a bound (AWS off and no
+// VPC flag) they are taken as given.
+func TestDesiredHealthChecksBoundedByTheVPC(t *testing.T) {
+	vpc := []string{"10.0.0.0/16", "2600:1f18:1::/56"}
+	for _, tc := range []struct {
+		name    string
+		health  []string
+		bound   []string
+		problem string
+		probes  []probe
+	}{
+		{"a tenant's 0.0.0.0/0: dropped", []string{"0.0.0.0/0"}, vpc, "health-check CIDR 0.0.0.0/0 is outside the load balancer's VPC",
+			[]probe{{"203.0.113.1", "TCP", 31000, denied}, {"10.0.3.3", "TCP", 31000, denied}}},
+		{"a subnet of the VPC: kept", []string{"10.0.16.0/20"}, vpc, "",
+			[]probe{{"10.0.16.9", "TCP", 31000, allowed}, {"203.0.113.1", "TCP", 31000, denied}}},
+		{"one in, one across the VPC's edge", []string{"10.0.0.0/20", "10.0.0.0/8"}, vpc, "health-check CIDR 10.0.0.0/8 is outside",
+			[]probe{{"10.0.3.3", "TCP", 31000, allowed}, {"10.9.0.1", "TCP", 31000, denied}}},
+		{"no bound known: as given", []string{"0.0.0.0/0"}, nil, "",
+			[]probe{{"203.0.113.1", "TCP", 31000, allowed}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := Desired(Input{Service: nlbService(), HealthCheckCIDRs: tc.health, HealthCheckBound: tc.bound}, DefaultOptions())
+			got := strings.Join(out.Problems, "\n")
+			if tc.problem == "" && got != "" || tc.problem != "" && !strings.Contains(got, tc.problem) {
+				t.Fatalf("problems %q, want %q", out.Problems, tc.problem)
+			}
+			check(t, out, hostEP, true, tc.probes)
+		})
+	}
+}

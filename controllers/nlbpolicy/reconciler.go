@@ -42,6 +42,9 @@ const Finalizer = annotations.NLBPolicyFinalizer
 type Sources interface {
 	// HealthCheckCIDRs are the CIDRs the NLB's health checks come from.
 	HealthCheckCIDRs(ctx context.Context, svc *corev1.Service) ([]string, error)
+	// HealthCheckBound is where health checks can come from at all (the
+	// NLB's VPC), when known: health-check CIDRs outside it are dropped.
+	HealthCheckBound(ctx context.Context, svc *corev1.Service) ([]string, error)
 	// DefaultSources apply when the Service lists no source range.
 	DefaultSources(ctx context.Context, svc *corev1.Service) ([]string, error)
 	// HealthCheckPending reports that the NLB does not exist yet.
@@ -206,7 +209,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	in := Input{Service: svc, HealthCheckPending: r.Sources.HealthCheckPending(svc)}
 	var resolveErr error
 	if in.HealthCheckCIDRs, resolveErr = r.Sources.HealthCheckCIDRs(ctx, svc); resolveErr == nil {
-		in.DefaultSources, resolveErr = r.Sources.DefaultSources(ctx, svc)
+		if in.HealthCheckBound, resolveErr = r.Sources.HealthCheckBound(ctx, svc); resolveErr == nil {
+			in.DefaultSources, resolveErr = r.Sources.DefaultSources(ctx, svc)
+		}
 	}
 	if resolveErr != nil {
 		// Policies already in place stay until AWS answers again. None is

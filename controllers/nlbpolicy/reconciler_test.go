@@ -33,6 +33,9 @@ func (s staticSources) DefaultSources(context.Context, *corev1.Service) ([]strin
 	return nil, nil
 }
 func (s staticSources) HealthCheckPending(*corev1.Service) bool { return false }
+func (s staticSources) HealthCheckBound(context.Context, *corev1.Service) ([]string, error) {
+	return nil, nil
+}
 
 // recordingReconciler is a Reconciler over a fake API server that records
 // every create and delete of a generated object, in order.

@@ -105,6 +105,29 @@ func (s *AWSSources) HealthCheckCIDRs(ctx context.Context, svc *corev1.Service) 
 	return l.lb.SubnetCIDRs, nil
 }
 
+// HealthCheckBound implements Sources. Health-check CIDRs from the Service's
+// annotation (a tenant's to write) are bounded by the NLB's VPC, read from
+// AWS once the NLB exists, else by the flag's VPC CIDRs; discovered ones are
+// the NLB's subnets, inside it by construction. nil: no bound known (before
+// the NLB exists, without the flag), the annotation taken as given.
+func (s *AWSSources) HealthCheckBound(ctx context.Context, svc *corev1.Service) ([]string, error) {
+	if svc.Annotations[annotations.HealthCheckCIDRs] == "" {
+		return nil, nil
+	}
+	l, err := s.find(ctx, svc)
+	if err != nil {
+		return nil, err
+	}
+	if l.lb == nil || l.lb.VPCID == "" {
+		return s.FallbackVPCCIDRs, nil
+	}
+	cidrs, err := s.vpcCIDRs(ctx, l.lb.VPCID)
+	if err != nil || len(cidrs) == 0 {
+		return s.FallbackVPCCIDRs, err
+	}
+	return cidrs, nil
+}
+
 // DefaultSources implements Sources: 0.0.0.0/0 for internet-facing NLBs, the
 // VPC's CIDRs for internal ones, as the AWS Load Balancer Controller does.
 func (s *AWSSources) DefaultSources(ctx context.Context, svc *corev1.Service) ([]string, error) {
