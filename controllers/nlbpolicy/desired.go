@@ -81,9 +81,11 @@ type Input struct {
 	// HealthCheckCIDRs are the NLB's subnet CIDRs (resolved through AWS, the
 	// annotation or a flag); invalid entries are reported and dropped.
 	HealthCheckCIDRs []string
-	// HealthCheckBound, when known, is where health checks can come from at
-	// all (the NLB's VPC): a health-check CIDR not inside it (a Service's
-	// annotation is the tenant's to write) is reported and dropped.
+	// HealthCheckBound is where health checks can come from at all (the
+	// NLB's VPC): a health-check CIDR not inside it (a Service's annotation
+	// is the tenant's to write) is reported and dropped. nil: no bound
+	// applies (CIDRs the controller found itself); empty: the bound is not
+	// known, so every CIDR is dropped.
 	HealthCheckBound []string
 	// HealthCheckPending: the NLB does not exist yet, so there are no health
 	// checks to allow and their absence is not a problem to report.
@@ -202,6 +204,11 @@ func Desired(in Input, opts Options) Output {
 	out.Sources = sources
 	healthCIDRs, outside := boundedBy(in.HealthCheckCIDRs, in.HealthCheckBound)
 	for _, c := range outside {
+		if len(in.HealthCheckBound) == 0 {
+			out.Problems = append(out.Problems, fmt.Sprintf("health-check CIDR %s ignored: the load balancer's VPC, which bounds it, "+
+				"is not known (the NLB does not exist yet, or AWS is off: set --vpc-cidrs)", c))
+			continue
+		}
 		out.Problems = append(out.Problems, fmt.Sprintf("health-check CIDR %s is outside the load balancer's VPC (%s): ignored",
 			c, strings.Join(in.HealthCheckBound, ", ")))
 	}
@@ -467,11 +474,11 @@ func withLabel(m map[string]string, k, v string) map[string]string {
 	return out
 }
 
-// boundedBy splits CIDRs into those inside one of bound's (or all, when no
-// bound is known) and those outside. Unparseable entries are kept for the
-// caller to report.
+// boundedBy splits CIDRs into those inside one of bound's (all, for a nil
+// bound; none, for an empty one) and those outside. Unparseable entries are
+// kept for the caller to report.
 func boundedBy(cidrs, bound []string) (inside, outside []string) {
-	if len(bound) == 0 {
+	if bound == nil {
 		return cidrs, nil
 	}
 	var within []netip.Prefix

@@ -442,9 +442,9 @@ func TestHostEndpointSelectorOnlyNarrows(t *testing.T) {
 }
 
 // Health-check CIDRs a Service's annotation names are bounded by the NLB's
-// VPC when it is known: a CIDR outside it (0.0.0.0/0 from a tenant) is
-// dropped with a problem, one inside kept; without a bound (AWS off and no
-// VPC flag) they are taken as given.
+// VPC: a CIDR outside it (0.0.0.0/0 from a tenant) is dropped with a
+// problem, one inside kept; while the VPC is not known (before the NLB
+// exists, or AWS off without --vpc-cidrs) none is taken.
 func TestDesiredHealthChecksBoundedByTheVPC(t *testing.T) {
 	vpc := []string{"10.0.0.0/16", "2600:1f18:1::/56"}
 	for _, tc := range []struct {
@@ -460,8 +460,10 @@ func TestDesiredHealthChecksBoundedByTheVPC(t *testing.T) {
 			[]probe{{"10.0.16.9", "TCP", 31000, allowed}, {"203.0.113.1", "TCP", 31000, denied}}},
 		{"one in, one across the VPC's edge", []string{"10.0.0.0/20", "10.0.0.0/8"}, vpc, "health-check CIDR 10.0.0.0/8 is outside",
 			[]probe{{"10.0.3.3", "TCP", 31000, allowed}, {"10.9.0.1", "TCP", 31000, denied}}},
-		{"no bound known: as given", []string{"0.0.0.0/0"}, nil, "",
+		{"no bound applies (CIDRs the controller found): as given", []string{"0.0.0.0/0"}, nil, "",
 			[]probe{{"203.0.113.1", "TCP", 31000, allowed}}},
+		{"the bound not known yet (no NLB, AWS off without --vpc-cidrs): none", []string{"10.0.16.0/20"}, []string{}, "the load balancer's VPC, which bounds it, is not known",
+			[]probe{{"10.0.16.9", "TCP", 31000, denied}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := Desired(Input{Service: nlbService(), HealthCheckCIDRs: tc.health, HealthCheckBound: tc.bound}, DefaultOptions())

@@ -107,23 +107,25 @@ func (s *AWSSources) HealthCheckCIDRs(ctx context.Context, svc *corev1.Service) 
 
 // HealthCheckBound implements Sources. Health-check CIDRs from the Service's
 // annotation (a tenant's to write) are bounded by the NLB's VPC, read from
-// AWS once the NLB exists, else by the flag's VPC CIDRs; discovered ones are
-// the NLB's subnets, inside it by construction. nil: no bound known (before
-// the NLB exists, without the flag), the annotation taken as given.
+// AWS once the NLB exists, else by the flag's VPC CIDRs; without either the
+// bound is unknown (empty) and the annotation admits nothing (health checks
+// start only once the NLB exists, when the bound is read). Discovered ones
+// are the NLB's subnets, inside it by construction: no bound (nil).
 func (s *AWSSources) HealthCheckBound(ctx context.Context, svc *corev1.Service) ([]string, error) {
 	if svc.Annotations[annotations.HealthCheckCIDRs] == "" {
 		return nil, nil
 	}
+	fallback := append([]string{}, s.FallbackVPCCIDRs...) // never nil: unknown is empty
 	l, err := s.find(ctx, svc)
 	if err != nil {
 		return nil, err
 	}
 	if l.lb == nil || l.lb.VPCID == "" {
-		return s.FallbackVPCCIDRs, nil
+		return fallback, nil
 	}
 	cidrs, err := s.vpcCIDRs(ctx, l.lb.VPCID)
 	if err != nil || len(cidrs) == 0 {
-		return s.FallbackVPCCIDRs, err
+		return fallback, err
 	}
 	return cidrs, nil
 }
