@@ -51,7 +51,7 @@ func run() error {
 		grace          = flag.Duration("programming-grace", defaults.ProgrammingGrace, "How long a change's policies stay in the API server before the Service is acknowledged (Felix programs them in the meantime; the provider widens AWS only after).")
 		tier           = flag.String("tier", defaults.Tier, "Calico tier of the generated policies (created by the Helm chart and deploy/ manifests, ending in Pass).")
 		healthCIDRs    = flag.String("health-check-cidrs", "", "Comma-separated CIDRs of NLB health checks, when AWS is not asked (e.g. the NLB subnets).")
-		vpcCIDRs       = flag.String("vpc-cidrs", "", "Comma-separated VPC CIDRs: the default sources of internal NLBs when AWS is not asked.")
+		vpcCIDRs       = flag.String("vpc-cidrs", "", "Comma-separated VPC CIDRs, when AWS is not asked (or has not found the NLB yet): the default sources of internal NLBs, and the bound of a Service's health-check-cidrs annotation (without it, the annotation admits nothing then).")
 		useAWS         = flag.Bool("aws", true, "Ask AWS (ELBv2, EC2) for the NLB's subnets and VPC. Credentials and region from the standard AWS environment.")
 		awsEndpoint    = flag.String("aws-endpoint", "", "Custom AWS endpoint for ELBv2 and EC2 (an emulator, a VPC endpoint).")
 		cacheTTL       = flag.Duration("aws-cache-ttl", 10*time.Minute, "How long an NLB's subnets are cached.")
