@@ -139,17 +139,11 @@ func BenchmarkPipeline(b *testing.B) {
 
 	// Warm: every exporter's sFlow and IPFIX (its templates learnt) landed.
 	warm := time.Now()
-	waitFor(b, "every site's sFlow and IPFIX in its topic", func() bool {
-		got := pmacct.Landed(reader.Since(warm))
-		for _, s := range sites {
-			for _, proto := range []string{"sFlow", "IPFIX"} {
-				if got[fmt.Sprintf("%s %s", s.Addr, proto)]["sfacctd-flows-"+s.Name] == 0 {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	topicOf := map[netip.Addr]string{}
+	for _, s := range sites {
+		topicOf[s.Addr] = "sfacctd-flows-" + s.Name
+	}
+	waitFor(b, "every site's sFlow and IPFIX in its topic", func() bool { return pmacct.AllLanded(reader.Since(warm), topicOf) })
 	setPolicy := func(value string) {
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			if err := c.Get(ctx, client.ObjectKeyFromObject(svc), svc); err != nil {

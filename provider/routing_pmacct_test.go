@@ -2,13 +2,10 @@ package provider
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -52,8 +49,8 @@ func TestRoutingWithRealPmacct(t *testing.T) {
 		}
 	}
 	// Count what the node forwards from the unlisted exporter to the pod.
-	unlisted := pops[2].addr.String()
-	if err := lab.Run("node", "ip6tables", "-I", "FORWARD", "-s", unlisted, "-d", netlab.PodIP6.String()); err != nil {
+	unlisted := pops[2].addr
+	if err := lab.CountFrom("node", "FORWARD", unlisted); err != nil {
 		t.Fatal(err)
 	}
 	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "flows-v4", "flows-v6"),
@@ -129,17 +126,8 @@ func TestRoutingWithRealPmacct(t *testing.T) {
 	t.Cleanup(reader.Close)
 	start := time.Now()
 	// Until both sites' sFlow and IPFIX landed, then one more flush of both.
-	landed := func(since time.Time) bool {
-		got := pmacct.Landed(reader.Since(since))
-		for _, p := range pops[:2] {
-			for _, proto := range []string{"sFlow", "IPFIX"} {
-				if got[fmt.Sprintf("%s %s", p.addr, proto)][p.topic] == 0 {
-					return false
-				}
-			}
-		}
-		return true
-	}
+	topicOf := map[netip.Addr]string{pops[0].addr: pops[0].topic, pops[1].addr: pops[1].topic}
+	landed := func(since time.Time) bool { return pmacct.AllLanded(reader.Since(since), topicOf) }
 	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true,
 		func(context.Context) (bool, error) { return landed(start), nil }); err != nil {
 		t.Fatalf("not both sites' flows landed in their topics: %s\n%s", pmacct.Describe(pmacct.Landed(reader.Since(start))), logs())
@@ -161,18 +149,12 @@ func TestRoutingWithRealPmacct(t *testing.T) {
 	}
 	// The unlisted exporter's datagrams did reach the collectors' pod: it is
 	// the routing that kept them out of every topic.
-	out, err := lab.Output("node", "ip6tables", "-L", "FORWARD", "-vnx")
+	forwarded, err := lab.PacketsFrom("node", "FORWARD", unlisted)
 	if err != nil {
 		t.Fatal(err)
 	}
-	forwarded := int64(0)
-	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) > 7 && strings.HasPrefix(f[6], unlisted) {
-			forwarded, _ = strconv.ParseInt(f[0], 10, 64)
-		}
-	}
 	if forwarded == 0 {
-		t.Errorf("no datagram of the unlisted exporter reached the pod, so the test shows nothing of the routing:\n%s", out)
+		t.Error("no datagram of the unlisted exporter reached the pod, so the test shows nothing of the routing")
 	}
 	t.Logf("the unlisted exporter's %d datagrams reached the collectors; none landed", forwarded)
 }

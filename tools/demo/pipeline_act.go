@@ -107,17 +107,7 @@ func (d *demo) pipeline() error {
 
 	// Until every listed PoP's sFlow and IPFIX are in its topic, then one
 	// more flush of both collectors.
-	arrived := func(since time.Time) bool {
-		got := pmacct.Landed(reader.Since(since))
-		for _, s := range listed {
-			for _, proto := range []string{"sFlow", "IPFIX"} {
-				if got[fmt.Sprintf("%s %s", s.Addr, proto)][topicOf[s.Addr]] == 0 {
-					return false
-				}
-			}
-		}
-		return true
-	}
+	arrived := func(since time.Time) bool { return pmacct.AllLanded(reader.Since(since), topicOf) }
 	if err := d.waitFor(90*time.Second, func() (bool, error) { return arrived(start), nil }); err != nil {
 		return fmt.Errorf("not every PoP's flows reached its topic: %v\n%s\n%s", err, pmacct.Describe(pmacct.Landed(reader.Since(start))), node.Logs())
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -141,4 +142,28 @@ func (l *Lab) NamePodLink(ns, name string) error {
 // service (nsbridge.Forward). Stop with the returned function.
 func (l *Lab) ForwardLoopback(ns string, addrs ...string) (stop func(), err error) {
 	return nsbridge.Forward(l.NSPath(ns), addrs...)
+}
+
+// CountFrom adds, at the top of a chain of a lab namespace's filter table,
+// a rule without a target that counts the packets from src (IPv4 or IPv6);
+// PacketsFrom reads it.
+func (l *Lab) CountFrom(ns, chain string, src netip.Addr) error {
+	return l.Run(ns, iptablesFor(src), "-I", chain, "-s", src.String())
+}
+
+// PacketsFrom is what CountFrom's rule has counted.
+func (l *Lab) PacketsFrom(ns, chain string, src netip.Addr) (int64, error) {
+	out, err := l.Output(ns, iptablesFor(src), "-L", chain, "-vnx")
+	if err != nil {
+		return 0, fmt.Errorf("listing %s in %s: %v: %s", chain, ns, err, out)
+	}
+	want := netip.PrefixFrom(src, src.BitLen()).String()
+	for _, line := range strings.Split(out, "\n") {
+		// pkts bytes target prot opt in out source destination: no target, so
+		// the source is the 7th field.
+		if f := strings.Fields(line); len(f) >= 8 && (f[6] == want || f[6] == src.String()) {
+			return strconv.ParseInt(f[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no counting rule for %s in %s's %s:\n%s", src, ns, chain, out)
 }

@@ -139,3 +139,18 @@ func Describe(m map[string]map[string]int) string {
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
 }
+
+// AllLanded says whether every exporter of topicOf has both sFlow and IPFIX
+// records among recs in its own topic (the condition the pipeline's test,
+// demo and benchmark wait for).
+func AllLanded(recs []Record, topicOf map[netip.Addr]string) bool {
+	got := Landed(recs)
+	for addr, topic := range topicOf {
+		for _, v := range []int{5, 10} {
+			if got[fmt.Sprintf("%s %s", addr, ProtoName(v))][topic] == 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
