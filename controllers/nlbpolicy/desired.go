@@ -44,6 +44,13 @@ type Options struct {
 	// ProgrammingGrace is how long the policies of a change stay in the API
 	// server before the change is acknowledged (see Reconciler).
 	ProgrammingGrace time.Duration
+	// Backend enforces the Services that do not choose one
+	// (annotations.PolicyBackend); Backends are those a Service may choose,
+	// the admins' allow-list (empty: Backend alone). The controller watches
+	// and writes the objects of these backends only, so a cluster without
+	// Calico runs it with the NetworkPolicy backend alone.
+	Backend  Backend
+	Backends []Backend
 }
 
 // The product's Calico tier, as the Helm chart and deploy/ manifests create it.
@@ -187,38 +194,8 @@ func Desired(in Input, opts Options) Output {
 	svc := in.Service
 	var out Output
 
-	// Sources: the Service's ranges, else the controller's default. A list
-	// given but entirely invalid allows nothing: it never falls back to the
-	// default, which would widen.
-	raw := lbc.SourceRangesOf(svc)
-	if len(raw) == 0 {
-		raw = in.DefaultSources
-		if len(raw) == 0 {
-			out.Problems = append(out.Problems, "no source ranges and no default for this scheme (internal NLB without known VPC CIDRs): no client is allowed")
-		}
-	}
-	sources, errs := cidrset.Parse(raw)
-	for _, err := range errs {
-		out.Problems = append(out.Problems, fmt.Sprintf("invalid source range %v: ignored", err))
-	}
-	out.Sources = sources
-	healthCIDRs, outside := boundedBy(in.HealthCheckCIDRs, in.HealthCheckBound)
-	for _, c := range outside {
-		if len(in.HealthCheckBound) == 0 {
-			out.Problems = append(out.Problems, fmt.Sprintf("health-check CIDR %s ignored: the load balancer's VPC, which bounds it, "+
-				"is not known (the NLB does not exist yet, or AWS is off: set --vpc-cidrs)", c))
-			continue
-		}
-		out.Problems = append(out.Problems, fmt.Sprintf("health-check CIDR %s is outside the load balancer's VPC (%s): ignored",
-			c, strings.Join(in.HealthCheckBound, ", ")))
-	}
-	health, errs := cidrset.Parse(healthCIDRs)
-	for _, err := range errs {
-		out.Problems = append(out.Problems, fmt.Sprintf("invalid health-check CIDR %v: ignored", err))
-	}
-	if health.Len() == 0 && !in.HealthCheckPending {
-		out.Problems = append(out.Problems, "no health-check CIDRs known: NLB health checks are not allowed and targets will be unhealthy")
-	}
+	sources, health, problems := admitted(in, true)
+	out.Sources, out.Problems = sources, problems
 
 	ipTargets := lbc.TargetType(svc) == lbc.TargetIP
 	selector := opts.HostEndpointSelector
@@ -370,6 +347,45 @@ func Desired(in Input, opts Options) Output {
 	}
 	out.Policies = append(out.Policies, policy(suffixDeny, opts.Order+1, deny))
 	return out
+}
+
+// admitted is what any backend admits for a Service, whatever writes it: its
+// sources (its ranges, else the controller's default) and the health checks'
+// CIDRs inside their bound, with the problems of its input. A list given but
+// entirely invalid admits nothing: it never falls back to the default, which
+// would widen. needHealth: the health checks reach what the backend filters
+// (their absence is then a problem to report).
+func admitted(in Input, needHealth bool) (sources, health cidrset.Set, problems []string) {
+	svc := in.Service
+	raw := lbc.SourceRangesOf(svc)
+	if len(raw) == 0 {
+		raw = in.DefaultSources
+		if len(raw) == 0 {
+			problems = append(problems, "no source ranges and no default for this scheme (internal NLB without known VPC CIDRs): no client is allowed")
+		}
+	}
+	sources, errs := cidrset.Parse(raw)
+	for _, err := range errs {
+		problems = append(problems, fmt.Sprintf("invalid source range %v: ignored", err))
+	}
+	healthCIDRs, outside := boundedBy(in.HealthCheckCIDRs, in.HealthCheckBound)
+	for _, c := range outside {
+		if len(in.HealthCheckBound) == 0 {
+			problems = append(problems, fmt.Sprintf("health-check CIDR %s ignored: the load balancer's VPC, which bounds it, "+
+				"is not known (the NLB does not exist yet, or AWS is off: set --vpc-cidrs)", c))
+			continue
+		}
+		problems = append(problems, fmt.Sprintf("health-check CIDR %s is outside the load balancer's VPC (%s): ignored",
+			c, strings.Join(in.HealthCheckBound, ", ")))
+	}
+	health, errs = cidrset.Parse(healthCIDRs)
+	for _, err := range errs {
+		problems = append(problems, fmt.Sprintf("invalid health-check CIDR %v: ignored", err))
+	}
+	if health.Len() == 0 && !in.HealthCheckPending && needHealth {
+		problems = append(problems, "no health-check CIDRs known: NLB health checks are not allowed and targets will be unhealthy")
+	}
+	return sources, health, problems
 }
 
 // calicoTierLabel is the label Calico's admission policy sets to a policy's tier.

@@ -17,6 +17,11 @@ const (
 	// HostEndpointSelector overrides the controller's Calico selector of the
 	// nodes' host endpoints for this Service (instance targets).
 	HostEndpointSelector = prefix + "host-endpoint-selector"
+	// PolicyBackend picks what enforces this Service's sources, among the
+	// backends the controller's admins allow (--allowed-policy-backends):
+	// PolicyBackendCalico or PolicyBackendNetworkPolicy. Unset: the
+	// controller's default (--policy-backend).
+	PolicyBackend = prefix + "policy-backend"
 	// NodeSecurityGroup records the node security group telemetry_nlb_ingress
 	// writes rules to (read back on import).
 	NodeSecurityGroup = prefix + "node-security-group"
@@ -32,6 +37,12 @@ const NLBPolicyFinalizer = prefix + "nlb-policy"
 const Enforced = prefix + "enforced"
 
 // Values of NLBPolicy.
+// The values of PolicyBackend.
+const (
+	PolicyBackendCalico        = "calico"
+	PolicyBackendNetworkPolicy = "networkpolicy"
+)
+
 const (
 	Enabled  = "enabled"
 	Disabled = "disabled"

@@ -1,0 +1,239 @@
+package nlbpolicy
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netpolicy"
+)
+
+func ipTargets(s *corev1.Service) { s.Annotations[lbc.NLBTargetType] = lbc.TargetIP }
+
+func TestDesiredNetworkPolicy(t *testing.T) {
+	in := func(svc *corev1.Service) Input {
+		return Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/24", "fd00:10::/64"}}
+	}
+	pod := netpolicy.Pod{Namespace: "telemetry", Labels: map[string]string{"app": "sfacctd", "pod-template-hash": "x"}}
+	pkt := func(src string, proto corev1.Protocol, port uint16) netpolicy.Packet {
+		return netpolicy.Packet{Src: netip.MustParseAddr(src), Protocol: proto, Port: port}
+	}
+	for _, tc := range []struct {
+		name  string
+		svc   *corev1.Service
+		allow []netpolicy.Packet
+		deny  []netpolicy.Packet
+	}{
+		{"ip targets", nlbService(ipTargets, func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = append(s.Spec.LoadBalancerSourceRanges, "2001:db8::/48") }),
+			[]netpolicy.Packet{pkt("192.0.2.9", "UDP", 6343), pkt("198.51.100.1", "TCP", 4740), pkt("2001:db8::1", "UDP", 4740),
+				pkt("10.0.0.7", "TCP", 6343), pkt("fd00:10::7", "TCP", 4740), // health checks, TCP to the target ports
+				pkt("203.0.113.1", "TCP", 9100), pkt("203.0.113.1", "UDP", 6344), pkt("203.0.113.1", "UDP", 4739), pkt("203.0.113.1", "SCTP", 6343)},
+			[]netpolicy.Packet{pkt("203.0.113.1", "UDP", 6343), pkt("198.51.100.200", "UDP", 6343), pkt("2001:db9::1", "UDP", 4740),
+				pkt("10.0.0.7", "UDP", 6343), pkt("203.0.113.1", "TCP", 6343)}},
+		{"instance targets with externalTrafficPolicy Local: no health rule (kube-proxy answers them)", nlbService(),
+			[]netpolicy.Packet{pkt("192.0.2.9", "UDP", 6343), pkt("203.0.113.1", "TCP", 6343), pkt("203.0.113.1", "TCP", 10256)},
+			[]netpolicy.Packet{pkt("203.0.113.1", "UDP", 6343), pkt("10.0.0.7", "UDP", 4740), pkt("10.0.0.7", "TCP", 4740)}},
+		{"an edge port: 1 and 65535", nlbService(ipTargets, func(s *corev1.Service) {
+			s.Spec.Ports = []corev1.ServicePort{{Name: "a", Protocol: "UDP", Port: 1}, {Name: "b", Protocol: "UDP", Port: 65535}}
+		}),
+			[]netpolicy.Packet{pkt("192.0.2.9", "UDP", 1), pkt("192.0.2.9", "UDP", 65535), pkt("203.0.113.1", "UDP", 2), pkt("203.0.113.1", "UDP", 65534)},
+			[]netpolicy.Packet{pkt("203.0.113.1", "UDP", 1), pkt("203.0.113.1", "UDP", 65535)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := DesiredNetworkPolicy(in(tc.svc), nil)
+			if out.Policy == nil || out.Refused != "" || out.Waiting != "" {
+				t.Fatalf("no policy: refused %q, waiting %q", out.Refused, out.Waiting)
+			}
+			ps := []networkingv1.NetworkPolicy{*out.Policy}
+			for _, p := range tc.allow {
+				if v := netpolicy.Evaluate(ps, pod, p); !v.Allowed {
+					t.Errorf("%v: %s, want allowed", p, v)
+				}
+			}
+			for _, p := range tc.deny {
+				if v := netpolicy.Evaluate(ps, pod, p); v.Allowed {
+					t.Errorf("%v: %s, want denied", p, v)
+				}
+			}
+			if got := out.Policy.OwnerReferences; len(got) != 1 || got[0].Kind != "Service" || got[0].UID != tc.svc.UID {
+				t.Errorf("owner references %v, want the Service", got)
+			}
+		})
+	}
+}
+
+func TestDesiredNetworkPolicyRefuses(t *testing.T) {
+	other := func(name string, sel metav1.LabelSelector, types ...networkingv1.PolicyType) networkingv1.NetworkPolicy {
+		return networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: name},
+			Spec: networkingv1.NetworkPolicySpec{PodSelector: sel, PolicyTypes: types}}
+	}
+	for _, tc := range []struct {
+		name   string
+		svc    *corev1.Service
+		others []networkingv1.NetworkPolicy
+		want   string // in Refused; "" for a policy
+	}{
+		{"externalTrafficPolicy Cluster with instance targets loses the client", nlbService(func(s *corev1.Service) {
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+		}), nil, "externalTrafficPolicy: Local"},
+		{"a named target port", nlbService(ipTargets, func(s *corev1.Service) { s.Spec.Ports[0].TargetPort = intstr.FromString("sflow") }), nil,
+			`named target port "sflow"`},
+		{"a namespace's default deny", nlbService(ipTargets), []networkingv1.NetworkPolicy{other("default-deny", metav1.LabelSelector{})}, "default-deny"},
+		{"a policy that may select the pods", nlbService(ipTargets), []networkingv1.NetworkPolicy{
+			other("monitoring", metav1.LabelSelector{MatchLabels: map[string]string{"team": "x"}})}, "monitoring"},
+		{"a policy of other pods", nlbService(ipTargets), []networkingv1.NetworkPolicy{
+			other("web", metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}})}, ""},
+		{"pods excluded by expression", nlbService(ipTargets), []networkingv1.NetworkPolicy{
+			other("deny-but-collectors", metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "app", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"sfacctd"}}}})}, ""},
+		{"egress only", nlbService(ipTargets), []networkingv1.NetworkPolicy{
+			other("egress", metav1.LabelSelector{}, networkingv1.PolicyTypeEgress)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := DesiredNetworkPolicy(Input{Service: tc.svc, HealthCheckCIDRs: []string{"10.0.0.0/24"}}, tc.others)
+			switch {
+			case tc.want == "" && (out.Policy == nil || out.Refused != ""):
+				t.Fatalf("refused (%q), want a policy", out.Refused)
+			case tc.want != "" && (out.Policy != nil || !strings.Contains(out.Refused, tc.want)):
+				t.Fatalf("policy %v, refused %q; want refused, naming %q", out.Policy != nil, out.Refused, tc.want)
+			}
+		})
+	}
+}
+
+func TestBackendOf(t *testing.T) {
+	both := Options{Backend: BackendCalico, Backends: []Backend{BackendCalico, BackendNetworkPolicy}}
+	only := Options{Backend: BackendNetworkPolicy}
+	with := func(v string) *corev1.Service {
+		return nlbService(func(s *corev1.Service) { s.Annotations[annotations.PolicyBackend] = v })
+	}
+	for _, tc := range []struct {
+		svc     *corev1.Service
+		opts    Options
+		want    Backend
+		problem string
+	}{
+		{nlbService(), Options{}, BackendCalico, ""},
+		{nlbService(), only, BackendNetworkPolicy, ""},
+		{with("networkpolicy"), both, BackendNetworkPolicy, ""},
+		{with("calico"), only, "", "not among the backends"},
+		{with("cilium"), both, "", "unknown policy backend"},
+	} {
+		got, problem := BackendOf(tc.svc, tc.opts)
+		if got != tc.want || (tc.problem == "") != (problem == "") || !strings.Contains(problem, tc.problem) {
+			t.Errorf("%v with %+v: %q, %q; want %q, %q", tc.svc.Annotations[annotations.PolicyBackend], tc.opts, got, problem, tc.want, tc.problem)
+		}
+	}
+}
+
+// TestNetworkPolicyProperty: for random Services (ports, protocols, target
+// ports, IPv4 and IPv6 sources, target types) beside random policies of
+// their namespace, and random packets: the policy is written only where no
+// other policy could select the pods; written, it never admits what the
+// namespace admitted without it not, admits on a filtered port exactly the
+// sources (and with ip targets the health checks over TCP), and cuts no TCP,
+// UDP or SCTP port it was not asked to filter.
+func TestNetworkPolicyProperty(t *testing.T) {
+	rng := rand.New(rand.NewPCG(24, 1))
+	protos := []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP}
+	addrs := []netip.Addr{}
+	for i := 0; i < 8; i++ {
+		addrs = append(addrs, netip.AddrFrom4([4]byte{192, 0, 2, byte(i * 32)}), netip.AddrFrom4([4]byte{10, 0, byte(i), 1}),
+			netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::1", i)))
+	}
+	written, refused, checked := 0, 0, 0
+	for i := 0; i < 2000; i++ {
+		svc := nlbService(func(s *corev1.Service) {
+			s.Spec.Ports = nil
+			for j := rng.IntN(3) + 1; j > 0; j-- {
+				p := int32(rng.IntN(5) + 6340)
+				s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: fmt.Sprint(j), Protocol: protos[rng.IntN(2)], Port: p,
+					TargetPort: intstr.FromInt32(int32(rng.IntN(3)) * p)}) // 0: the port itself
+			}
+			s.Spec.LoadBalancerSourceRanges = nil
+			for j := rng.IntN(4); j > 0; j-- {
+				a := addrs[rng.IntN(len(addrs))]
+				s.Spec.LoadBalancerSourceRanges = append(s.Spec.LoadBalancerSourceRanges, netip.PrefixFrom(a, a.BitLen()-rng.IntN(9)).Masked().String())
+			}
+			if rng.IntN(2) == 0 {
+				ipTargets(s)
+			}
+		})
+		var others []networkingv1.NetworkPolicy
+		for j := rng.IntN(3); j > 0; j-- {
+			sel := metav1.LabelSelector{MatchLabels: map[string]string{}}
+			if rng.IntN(2) == 0 {
+				sel.MatchLabels["app"] = []string{"sfacctd", "web"}[rng.IntN(2)]
+			}
+			ns := []string{"telemetry", "other"}[rng.IntN(2)]
+			others = append(others, networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprint("p", j)},
+				Spec: networkingv1.NetworkPolicySpec{PodSelector: sel, Ingress: []networkingv1.NetworkPolicyIngressRule{{}}}})
+		}
+		in := Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/16", "fd00::/8"}, DefaultSources: []string{"0.0.0.0/0", "::/0"}}
+		out := DesiredNetworkPolicy(in, others)
+		could := slices.ContainsFunc(others, func(np networkingv1.NetworkPolicy) bool {
+			return np.Namespace == svc.Namespace && netpolicy.CouldSelect(np.Spec.PodSelector, svc.Spec.Selector)
+		})
+		if out.Policy == nil {
+			if !could || out.Refused == "" {
+				t.Fatalf("no policy for %v beside %v: refused %q, waiting %q", svc.Spec, others, out.Refused, out.Waiting)
+			}
+			refused++
+			continue
+		}
+		if could {
+			t.Fatalf("a policy written beside one that could select the pods: %v", others)
+		}
+		written++
+		sources, health, _ := admitted(in, true)
+		filtered := map[corev1.Protocol][]uint16{}
+		for _, sp := range svc.Spec.Ports {
+			n := uint16(sp.TargetPort.IntVal)
+			if n == 0 {
+				n = uint16(sp.Port)
+			}
+			filtered[sp.Protocol] = append(filtered[sp.Protocol], n)
+		}
+		ip := lbc.TargetType(svc) == lbc.TargetIP
+		pod := netpolicy.Pod{Namespace: svc.Namespace, Labels: maps.Clone(svc.Spec.Selector)}
+		if rng.IntN(2) == 0 {
+			pod.Labels["team"] = "x"
+		}
+		all := append(slices.Clone(others), *out.Policy)
+		for k := 0; k < 100; k++ {
+			p := netpolicy.Packet{Src: addrs[rng.IntN(len(addrs))], Protocol: protos[rng.IntN(3)], Port: uint16(rng.IntN(8) + 6338)}
+			before, after := netpolicy.Evaluate(others, pod, p), netpolicy.Evaluate(all, pod, p)
+			checked++
+			if after.Allowed && !before.Allowed {
+				t.Fatalf("%v: admitted with the policy (%s), not without (%s)", p, after, before)
+			}
+			onHealth := ip && p.Protocol == corev1.ProtocolTCP && slices.ContainsFunc(svc.Spec.Ports, func(sp corev1.ServicePort) bool {
+				return slices.Contains(filtered[sp.Protocol], p.Port)
+			})
+			switch {
+			case slices.Contains(filtered[p.Protocol], p.Port) || onHealth:
+				want := (slices.Contains(filtered[p.Protocol], p.Port) && sources.Contains(p.Src)) || (onHealth && health.Contains(p.Src))
+				if after.Allowed != want {
+					t.Fatalf("%v to a filtered port (sources %s, health %v): %s, want allowed=%v", p, sources.Strings(), onHealth, after, want)
+				}
+			case after.Allowed != before.Allowed:
+				t.Fatalf("%v to a port not filtered: %s with the policy, %s without", p, after, before)
+			}
+		}
+	}
+	t.Logf("%d Services: %d policies written, %d refused; %d packets checked", written+refused, written, refused, checked)
+	if written == 0 || refused == 0 {
+		t.Fatal("the random cases never wrote or never refused: the test says nothing")
+	}
+}
