@@ -65,6 +65,23 @@ func startControllerAs(t *testing.T, p *localplane.Plane, cfg *rest.Config, mana
 // startControllerWith runs the controller with the given AWS sources.
 func startControllerWith(t *testing.T, p *localplane.Plane, cfg *rest.Config, manageAll bool, opts ctrl.Options, sources *nlbpolicy.AWSSources) *controller {
 	t.Helper()
+	return startControllerFull(t, p, cfg, manageAll, opts, sources, nlbpolicy.DefaultOptions())
+}
+
+// startControllerBackends runs the controller with its defaults but the
+// policy backends given: the default first, then the others a Service may
+// choose.
+func startControllerBackends(t *testing.T, p *localplane.Plane, backends ...nlbpolicy.Backend) *controller {
+	t.Helper()
+	options := nlbpolicy.DefaultOptions()
+	options.Backend, options.Backends = backends[0], backends
+	awsCfg := p.AWS.Config()
+	return startControllerFull(t, p, p.Config, false, ctrl.Options{}, &nlbpolicy.AWSSources{AWS: &awsCfg, TTL: time.Minute}, options)
+}
+
+func startControllerFull(t *testing.T, p *localplane.Plane, cfg *rest.Config, manageAll bool, opts ctrl.Options, sources *nlbpolicy.AWSSources,
+	options nlbpolicy.Options) *controller {
+	t.Helper()
 	if err := p.CreateProductTier(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +94,7 @@ func startControllerWith(t *testing.T, p *localplane.Plane, cfg *rest.Config, ma
 	}
 	reg := prometheus.NewRegistry()
 	_, err = nlbpolicy.Setup(mgr, nlbpolicy.Config{
-		Options:       nlbpolicy.DefaultOptions(),
+		Options:       options,
 		ManageAll:     manageAll,
 		Sources:       sources,
 		SweepInterval: time.Hour,

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -62,15 +63,22 @@ func (r *Reconciler) apply(ctx context.Context, out Output, policies []calicov3.
 	staleSets := slices.DeleteFunc(slices.Clone(sets), func(s calicov3.GlobalNetworkSet) bool {
 		return slices.ContainsFunc(out.NetworkSets, func(w *calicov3.GlobalNetworkSet) bool { return w.Name == s.Name })
 	})
-	deleted, err := r.delete(ctx, stalePolicies, staleSets)
+	deleted, err := r.delete(ctx, stalePolicies, staleSets, false)
 	return writes + deleted, err
 }
 
 // delete removes generated objects in the closed order: policies from the
 // lowest order up (an Allow before the Deny behind it), then network sets.
-func (r *Reconciler) delete(ctx context.Context, policies []calicov3.GlobalNetworkPolicy, sets []calicov3.GlobalNetworkSet) (int, error) {
+// denyFirst reverses the policies' order, for when another backend enforces
+// the same sources behind them (a switch of backends): a Deny left alone
+// for a moment would refuse the listed sources the other backend admits,
+// where the Pass left alone refuses nothing the other backend does not.
+func (r *Reconciler) delete(ctx context.Context, policies []calicov3.GlobalNetworkPolicy, sets []calicov3.GlobalNetworkSet, denyFirst bool) (int, error) {
 	policies = slices.Clone(policies)
 	slices.SortStableFunc(policies, func(a, b calicov3.GlobalNetworkPolicy) int { return cmp.Compare(order(&a), order(&b)) })
+	if denyFirst {
+		slices.Reverse(policies)
+	}
 	deleted := 0
 	for i := range policies {
 		if err := r.Client.Delete(ctx, &policies[i]); client.IgnoreNotFound(err) != nil {
@@ -156,6 +164,10 @@ func sameContent(a, b client.Object) bool {
 	case *calicov3.GlobalNetworkSet:
 		b, ok := b.(*calicov3.GlobalNetworkSet)
 		return ok && equality.Semantic.DeepEqual(a.Spec, b.Spec)
+	case *networkingv1.NetworkPolicy:
+		// Its owner reference too: garbage collection is its clean-up.
+		b, ok := b.(*networkingv1.NetworkPolicy)
+		return ok && equality.Semantic.DeepEqual(a.Spec, b.Spec) && equality.Semantic.DeepEqual(a.OwnerReferences, b.OwnerReferences)
 	}
 	return false
 }
@@ -166,6 +178,8 @@ func kindOf(o client.Object) string {
 		return "GlobalNetworkPolicy"
 	case *calicov3.GlobalNetworkSet:
 		return "GlobalNetworkSet"
+	case *networkingv1.NetworkPolicy:
+		return "NetworkPolicy"
 	}
 	return "unknown"
 }
@@ -218,14 +232,4 @@ func (r *Reconciler) owned(ctx context.Context, namespace, name string) ([]calic
 		}
 	}
 	return policies.Items, sets.Items, nil
-}
-
-// deleteOwned deletes a Service's objects, in the closed order.
-func (r *Reconciler) deleteOwned(ctx context.Context, namespace, name string) error {
-	policies, sets, err := r.owned(ctx, namespace, name)
-	if err != nil {
-		return err
-	}
-	_, err = r.delete(ctx, policies, sets)
-	return err
 }

@@ -156,7 +156,7 @@ func OwnerOfName(object string) (namespace, name string, ok bool) {
 		return "", "", false
 	}
 	var base string
-	for _, suffix := range ObjectSuffixes {
+	for _, suffix := range append(slices.Clone(ObjectSuffixes), suffixNetworkPolicy) {
 		if b, cut := strings.CutSuffix(rest, suffix); cut {
 			base = b
 			break

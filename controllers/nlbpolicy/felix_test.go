@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
@@ -72,6 +73,13 @@ type felixLab struct {
 
 func startFelixLab(t *testing.T, prefix string, clientPrefixes ...string) *felixLab {
 	t.Helper()
+	return startFelixLabWith(t, prefix, []nlbpolicy.Backend{nlbpolicy.BackendCalico}, clientPrefixes...)
+}
+
+// startFelixLabWith is startFelixLab with the controller running the
+// policy backends given (the first its default); Felix also enforces IPv6.
+func startFelixLabWith(t *testing.T, prefix string, backends []nlbpolicy.Backend, clientPrefixes ...string) *felixLab {
+	t.Helper()
 	if err := netlab.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -87,12 +95,12 @@ func startFelixLab(t *testing.T, prefix string, clientPrefixes ...string) *felix
 	}
 	p, c := planeWithNLBs(t)
 	ctx := context.Background()
-	startController(t, p, false)
+	startControllerBackends(t, p, backends...)
 	var nodes corev1.NodeList
 	if err := c.List(ctx, &nodes); err != nil || len(nodes.Items) == 0 {
 		t.Fatalf("no Node in the plane (%v)", err)
 	}
-	felix, err := p.StartFelix(ctx, lab.NSPath("node"), localplane.FelixNode{Name: nodes.Items[0].Name, IP: netlab.NodeIP})
+	felix, err := p.StartFelix(ctx, lab.NSPath("node"), localplane.FelixNode{Name: nodes.Items[0].Name, IP: netlab.NodeIP, IP6: netlab.NodeIP6})
 	if err != nil {
 		t.Fatal(err)
 	}

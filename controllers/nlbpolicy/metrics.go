@@ -56,7 +56,7 @@ func (m *Metrics) write(kind, op string) { m.writes.WithLabelValues(kind, op).In
 func (m *Metrics) awsRequest(api string) { m.awsRequests.WithLabelValues(api).Inc() }
 
 // observe records a managed Service's figures.
-func (m *Metrics) observe(svc *corev1.Service, out Output, healthCheckCIDRs int) {
+func (m *Metrics) observe(svc *corev1.Service, objects, sources, healthCheckCIDRs int) {
 	protocolsPerPort := map[int32]int{}
 	for _, p := range svc.Spec.Ports {
 		protocolsPerPort[p.Port]++
@@ -66,8 +66,8 @@ func (m *Metrics) observe(svc *corev1.Service, out Output, healthCheckCIDRs int)
 		perPort = append(perPort, n)
 	}
 	stats := serviceStats{
-		objects:      len(out.Policies) + len(out.NetworkSets),
-		rulesAvoided: lbc.PerSourceRules(out.Sources.Len(), perPort, healthCheckCIDRs),
+		objects:      objects,
+		rulesAvoided: lbc.PerSourceRules(sources, perPort, healthCheckCIDRs),
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -125,6 +125,13 @@ type NetworkPolicyOutput struct {
 	// Refused says why this backend cannot enforce the Service's sources:
 	// no policy of its is written, the Service is not acknowledged.
 	Refused string
+	// Beside: refused because another NetworkPolicy could select the pods.
+	// The Service's policy, beside it, could only widen what it admits, so
+	// one it had is replaced by Closed: the same pods isolated, nothing
+	// admitted. Deleting it instead would open the pods wide the moment the
+	// other policy goes, until the controller writes its own again.
+	Beside  bool
+	Closed  *networkingv1.NetworkPolicy
 	Sources cidrset.Set
 }
 
@@ -155,6 +162,8 @@ func DesiredNetworkPolicy(in Input, others []networkingv1.NetworkPolicy) Network
 				"each other, so another policy here could only widen what it admits or open what it closes; exclude the pods "+
 				"from it (e.g. a matchExpressions NotIn on one of the Service's selector labels), or use the calico backend",
 				np.Namespace, np.Name)
+			out.Beside = true
+			out.Closed = networkPolicy(svc, nil)
 			return out
 		}
 	}
@@ -214,7 +223,14 @@ func DesiredNetworkPolicy(in Input, others []networkingv1.NetworkPolicy) Network
 	}
 	rules = append(rules, networkingv1.NetworkPolicyIngressRule{Ports: rest})
 
-	out.Policy = &networkingv1.NetworkPolicy{
+	out.Policy = networkPolicy(svc, rules)
+	return out
+}
+
+// networkPolicy is the Service's NetworkPolicy with these rules: none
+// admits nothing, and still isolates the pods.
+func networkPolicy(svc *corev1.Service, rules []networkingv1.NetworkPolicyIngressRule) *networkingv1.NetworkPolicy {
+	return &networkingv1.NetworkPolicy{
 		TypeMeta: metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: svc.Namespace, Name: NetworkPolicyName(svc.Namespace, svc.Name), Labels: ownerLabels(svc),
@@ -226,7 +242,6 @@ func DesiredNetworkPolicy(in Input, others []networkingv1.NetworkPolicy) Network
 			Ingress:     rules,
 		},
 	}
-	return out
 }
 
 func exactPorts(proto corev1.Protocol, ps []uint16) []networkingv1.NetworkPolicyPort {

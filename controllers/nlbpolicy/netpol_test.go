@@ -35,7 +35,9 @@ func TestDesiredNetworkPolicy(t *testing.T) {
 		allow []netpolicy.Packet
 		deny  []netpolicy.Packet
 	}{
-		{"ip targets", nlbService(ipTargets, func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = append(s.Spec.LoadBalancerSourceRanges, "2001:db8::/48") }),
+		{"ip targets", nlbService(ipTargets, func(s *corev1.Service) {
+			s.Spec.LoadBalancerSourceRanges = append(s.Spec.LoadBalancerSourceRanges, "2001:db8::/48")
+		}),
 			[]netpolicy.Packet{pkt("192.0.2.9", "UDP", 6343), pkt("198.51.100.1", "TCP", 4740), pkt("2001:db8::1", "UDP", 4740),
 				pkt("10.0.0.7", "TCP", 6343), pkt("fd00:10::7", "TCP", 4740), // health checks, TCP to the target ports
 				pkt("203.0.113.1", "TCP", 9100), pkt("203.0.113.1", "UDP", 6344), pkt("203.0.113.1", "UDP", 4739), pkt("203.0.113.1", "SCTP", 6343)},

@@ -13,6 +13,7 @@ import (
 
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -111,17 +112,23 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: l[annotations.OwnerNamespace], Name: l[annotations.OwnerName]}}}
 	})
-	for _, o := range []client.Object{&calicov3.GlobalNetworkPolicy{}, &calicov3.GlobalNetworkSet{}} {
-		if err := mgr.GetFieldIndexer().IndexField(context.Background(), o, ownerField, ownerOf); err != nil {
-			return fmt.Errorf("indexing %T by owner: %w", o, err)
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		For(&corev1.Service{}, builder.WithPredicates(relevant, r.own.predicate()))
+	// Only the kinds of the backends the controller runs are watched (and
+	// need RBAC): a cluster without Calico has no Calico kinds.
+	if r.Options.Allows(BackendCalico) {
+		for _, o := range []client.Object{&calicov3.GlobalNetworkPolicy{}, &calicov3.GlobalNetworkSet{}} {
+			if err := mgr.GetFieldIndexer().IndexField(context.Background(), o, ownerField, ownerOf); err != nil {
+				return fmt.Errorf("indexing %T by owner: %w", o, err)
+			}
+			b = b.Watches(o, toOwner, builder.WithPredicates(r.own.predicate()))
 		}
 	}
-	return ctrl.NewControllerManagedBy(mgr).
-		Named(ControllerName).
-		For(&corev1.Service{}, builder.WithPredicates(relevant, r.own.predicate())).
-		Watches(&calicov3.GlobalNetworkPolicy{}, toOwner, builder.WithPredicates(r.own.predicate())).
-		Watches(&calicov3.GlobalNetworkSet{}, toOwner, builder.WithPredicates(r.own.predicate())).
-		Complete(r)
+	if r.Options.Allows(BackendNetworkPolicy) {
+		b = b.Watches(&networkingv1.NetworkPolicy{}, r.networkPolicyOwners(), builder.WithPredicates(r.own.predicate()))
+	}
+	return b.Complete(r)
 }
 
 // waitRequeue is how soon a Service that is not ready yet (no NodePort, no
@@ -192,10 +199,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		r.Metrics.write("Service", "patch")
 	}
 
+	backend, problem := BackendOf(svc, r.Options)
+	if problem != "" {
+		// What either backend wrote stays: the Service stays as closed as it was.
+		r.report(svc, reasons.BackendRefused, []string{problem})
+		return reconcile.Result{}, r.acknowledge(ctx, svc, ack.Ack{Problem: problem})
+	}
+	if backend == BackendNetworkPolicy {
+		return r.reconcileNetworkPolicy(ctx, req, svc)
+	}
 	if problem := r.tierProblem(ctx); problem != "" {
 		// Policies in a tier that does not exist enforce nothing: no
 		// acknowledgement, and the existing policies stay as they are.
-		r.report(svc, []string{problem})
+		r.report(svc, reasons.BackendRefused, []string{problem})
 		if err := r.acknowledge(ctx, svc, ack.Ack{Problem: problem}); err != nil {
 			return reconcile.Result{}, fmt.Errorf("withdrawing the acknowledgement (tier): %w", err)
 		}
@@ -206,30 +222,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("listing the Service's policies: %w", err)
 	}
-	in := Input{Service: svc, HealthCheckPending: r.Sources.HealthCheckPending(svc)}
-	var resolveErr error
-	if in.HealthCheckCIDRs, resolveErr = r.Sources.HealthCheckCIDRs(ctx, svc); resolveErr == nil {
-		if in.HealthCheckBound, resolveErr = r.Sources.HealthCheckBound(ctx, svc); resolveErr == nil {
-			in.DefaultSources, resolveErr = r.Sources.DefaultSources(ctx, svc)
-		}
-	}
+	in, resolveErr := r.resolve(ctx, svc)
 	if resolveErr != nil {
-		// Policies already in place stay until AWS answers again. None is
-		// written without the NLB's health-check sources (it would refuse the
-		// health checks and take every target out): the Service waits,
-		// unacknowledged, so the provider adds no rule, and the reconcile is
-		// retried with the controller's backoff, which slows it under
-		// throttling instead of adding to it.
-		err := fmt.Errorf("resolving health-check CIDRs and default sources: %w", resolveErr)
-		if len(existingPolicies) > 0 {
-			return reconcile.Result{}, err
-		}
-		ackErr := r.acknowledge(ctx, svc, ack.Ack{Problem: "waiting: cannot ask AWS about the load balancer: " + truncate(resolveErr.Error(), 400)})
-		return reconcile.Result{}, errors.Join(err, ackErr)
+		return r.unresolved(ctx, svc, resolveErr, len(existingPolicies) > 0)
 	}
 	out := Desired(in, r.Options)
 	problems := out.Problems
-	r.report(svc, problems)
+	r.report(svc, reasons.InvalidInput, problems)
 	if out.Waiting != "" {
 		logger.V(1).Info("waiting", "reason", out.Waiting)
 		if err := r.acknowledge(ctx, svc, ack.Ack{Problem: "waiting: " + out.Waiting}); err != nil {
@@ -257,12 +256,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		enforced.Policies = append(enforced.Policies, p.Name)
 	}
 	slices.Sort(enforced.Policies)
-	r.Metrics.observe(svc, out, len(in.HealthCheckCIDRs))
+	r.Metrics.observe(svc, len(out.Policies)+len(out.NetworkSets), out.Sources.Len(), len(in.HealthCheckCIDRs))
 	if have, ok := ack.Of(svc); !ok || !ack.Same(have, enforced) {
 		if wait := r.settled(req.NamespacedName, writes > 0); wait > 0 {
 			logger.V(1).Info("acknowledgement held while Felix programs the policies", "for", wait)
 			return reconcile.Result{RequeueAfter: wait}, nil
 		}
+	}
+	// A Service switched from the other backend: its objects go once these
+	// are enforced, so the pods are never without one or the other.
+	if err := r.retire(ctx, svc, BackendCalico); err != nil {
+		return reconcile.Result{}, err
 	}
 	if err := r.acknowledge(ctx, svc, enforced); err != nil {
 		return reconcile.Result{}, fmt.Errorf("writing the acknowledgement: %w", err)
@@ -273,9 +277,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	return reconcile.Result{}, nil
 }
 
-// report emits a Warning Event when a Service's problems change, and never
-// twice for the same problems, so steady state makes no write.
-func (r *Reconciler) report(svc *corev1.Service, problems []string) {
+// report emits a Warning Event with the reason given when a Service's
+// problems change, and never twice for the same problems, so steady state
+// makes no write.
+func (r *Reconciler) report(svc *corev1.Service, reason string, problems []string) {
 	sum := fmt.Sprintf("%x", sha256.Sum256([]byte(strings.Join(problems, "\n"))))
 	r.mu.Lock()
 	last, seen := r.reported[svc.UID]
@@ -288,7 +293,7 @@ func (r *Reconciler) report(svc *corev1.Service, problems []string) {
 	for _, p := range problems {
 		log.Log.WithName("nlb-policy").Info("invalid input", "service", svc.Namespace+"/"+svc.Name, "problem", p)
 	}
-	r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, reasons.InvalidInput, "Reconcile", "%s", truncate(strings.Join(problems, "; "), 1000))
+	r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, reason, "Reconcile", "%s", truncate(strings.Join(problems, "; "), 1000))
 }
 
 func (r *Reconciler) forget(key types.NamespacedName, uid types.UID) {
@@ -306,4 +311,34 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// resolve reads what the models need from outside the Service: the
+// health checks' sources and their bound, and the default sources.
+func (r *Reconciler) resolve(ctx context.Context, svc *corev1.Service) (Input, error) {
+	in := Input{Service: svc, HealthCheckPending: r.Sources.HealthCheckPending(svc)}
+	var err error
+	if in.HealthCheckCIDRs, err = r.Sources.HealthCheckCIDRs(ctx, svc); err != nil {
+		return in, err
+	}
+	if in.HealthCheckBound, err = r.Sources.HealthCheckBound(ctx, svc); err != nil {
+		return in, err
+	}
+	in.DefaultSources, err = r.Sources.DefaultSources(ctx, svc)
+	return in, err
+}
+
+// unresolved handles a Service whose sources could not be resolved.
+// Policies already in place stay until AWS answers again. None is written
+// without the NLB's health-check sources (it would refuse the health checks
+// and take every target out): the Service waits, unacknowledged, so the
+// provider adds no rule, and the reconcile is retried with the controller's
+// backoff, which slows it under throttling instead of adding to it.
+func (r *Reconciler) unresolved(ctx context.Context, svc *corev1.Service, resolveErr error, haveObjects bool) (reconcile.Result, error) {
+	err := fmt.Errorf("resolving health-check CIDRs and default sources: %w", resolveErr)
+	if haveObjects {
+		return reconcile.Result{}, err
+	}
+	ackErr := r.acknowledge(ctx, svc, ack.Ack{Problem: "waiting: cannot ask AWS about the load balancer: " + truncate(resolveErr.Error(), 400)})
+	return reconcile.Result{}, errors.Join(err, ackErr)
 }

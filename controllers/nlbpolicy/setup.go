@@ -74,7 +74,8 @@ func Setup(mgr ctrl.Manager, cfg Config) (*Reconciler, error) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	sweeper := &Sweeper{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Interval: cfg.SweepInterval, Metrics: metrics}
+	sweeper := &Sweeper{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Interval: cfg.SweepInterval, Metrics: metrics,
+		Backends: cfg.Options.allowed()}
 	if err := mgr.Add(sweeper); err != nil {
 		return nil, err
 	}

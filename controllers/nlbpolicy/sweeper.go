@@ -6,6 +6,7 @@ import (
 
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -24,6 +25,9 @@ type Sweeper struct {
 	Reader   client.Reader
 	Interval time.Duration
 	Metrics  *Metrics
+	// Backends are the backends whose objects are swept (those the
+	// controller runs; empty: Calico's).
+	Backends []Backend
 }
 
 // NeedLeaderElection: one sweeper per cluster.
@@ -52,20 +56,9 @@ func (s *Sweeper) Start(ctx context.Context) error {
 // its generated name (OwnerOfName); it is an orphan when its Service is gone
 // (or, known by labels, is another Service of the same name).
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
-	var policies calicov3.GlobalNetworkPolicyList
-	if err := s.Client.List(ctx, &policies); err != nil {
+	objects, err := s.generated(ctx)
+	if err != nil {
 		return 0, err
-	}
-	var sets calicov3.GlobalNetworkSetList
-	if err := s.Client.List(ctx, &sets); err != nil {
-		return 0, err
-	}
-	var objects []client.Object
-	for i := range policies.Items {
-		objects = append(objects, &policies.Items[i])
-	}
-	for i := range sets.Items {
-		objects = append(objects, &sets.Items[i])
 	}
 	type owner struct{ namespace, name, uid string }
 	alive := map[owner]bool{}
@@ -74,7 +67,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		var own owner
 		if l := o.GetLabels(); l[annotations.ManagedBy] == annotations.NLBPolicyManager {
 			own = owner{l[annotations.OwnerNamespace], l[annotations.OwnerName], l[annotations.OwnerUID]}
-		} else if ns, name, ok := OwnerOfName(o.GetName()); ok {
+		} else if ns, name, ok := OwnerOfName(o.GetName()); ok && (o.GetNamespace() == "" || o.GetNamespace() == ns) {
 			own = owner{ns, name, ""} // labels stripped: any Service of that name keeps it
 		} else {
 			continue // not the controller's
@@ -104,4 +97,43 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		s.Metrics.write(kindOf(o), "delete")
 	}
 	return deleted, nil
+}
+
+// generated lists the objects of the kinds the backends write.
+func (s *Sweeper) generated(ctx context.Context) ([]client.Object, error) {
+	backends := s.Backends
+	if len(backends) == 0 {
+		backends = []Backend{BackendCalico}
+	}
+	var objects []client.Object
+	for _, b := range backends {
+		switch b {
+		case BackendCalico:
+			var policies calicov3.GlobalNetworkPolicyList
+			if err := s.Client.List(ctx, &policies); err != nil {
+				return nil, err
+			}
+			var sets calicov3.GlobalNetworkSetList
+			if err := s.Client.List(ctx, &sets); err != nil {
+				return nil, err
+			}
+			for i := range policies.Items {
+				objects = append(objects, &policies.Items[i])
+			}
+			for i := range sets.Items {
+				objects = append(objects, &sets.Items[i])
+			}
+		case BackendNetworkPolicy:
+			// Garbage collection removes them with their Service; this
+			// catches one whose owner reference was stripped.
+			var nps networkingv1.NetworkPolicyList
+			if err := s.Client.List(ctx, &nps); err != nil {
+				return nil, err
+			}
+			for i := range nps.Items {
+				objects = append(objects, &nps.Items[i])
+			}
+		}
+	}
+	return objects, nil
 }

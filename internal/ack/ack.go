@@ -31,7 +31,8 @@ type Ack struct {
 	// Digest is Digest(svc) of the Service whose policies are in place;
 	// empty when the controller could not enforce them (see Problem).
 	Digest string `json:"digest"`
-	// Policies are the names of the GlobalNetworkPolicies enforcing it.
+	// Policies are the names of the objects enforcing it: GlobalNetworkPolicies,
+	// or a NetworkPolicy of the Service's namespace.
 	Policies []string `json:"policies,omitempty"`
 	// Time is when the controller last changed the acknowledgement.
 	Time time.Time `json:"time"`
@@ -42,8 +43,8 @@ type Ack struct {
 
 // Digest is a hash of what the policies of a Service depend on: its valid
 // source ranges (aggregated), ports with their NodePorts and target ports,
-// health-check NodePort, target type, pod selector and host-endpoint
-// selector override.
+// health-check NodePort, target type, pod selector, host-endpoint selector
+// override and policy backend.
 func Digest(svc *corev1.Service) string {
 	sources, _ := cidrset.Parse(lbc.SourceRangesOf(svc))
 	type port struct {
@@ -67,10 +68,14 @@ func Digest(svc *corev1.Service) string {
 		TargetType          string
 		Selector            []string
 		HostEndpoints       string
+		// Backend is the Service's choice of policy backend, when it makes
+		// one (absent, the digest is what it was before backends existed).
+		Backend string `json:",omitempty"`
 	}{
 		Sources: sources.Strings(), Ports: ports, HealthCheckNodePort: svc.Spec.HealthCheckNodePort,
 		TargetType: lbc.TargetType(svc), Selector: selectorPairs(svc.Spec.Selector),
 		HostEndpoints: svc.Annotations[annotations.HostEndpointSelector],
+		Backend:       svc.Annotations[annotations.PolicyBackend],
 	})
 	sum := sha256.Sum256(canonical)
 	return "sha256:" + hex.EncodeToString(sum[:16])

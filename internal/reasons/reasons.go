@@ -7,7 +7,8 @@ package reasons
 
 // The nlb-policy controller's, on the Service.
 const (
-	// PoliciesApplied: the Service's Calico policies are in place (Normal).
+	// PoliciesApplied: the Service's policies (Calico's, or its NetworkPolicy)
+	// are in place (Normal).
 	PoliciesApplied = "PoliciesApplied"
 	// PoliciesNotApplied: they could not be written or enforced; the
 	// acknowledgement says nothing is (Warning).
@@ -18,6 +19,10 @@ const (
 	// NamespaceNotAllowed: the Service asks for policies in a namespace the
 	// controller is not allowed to serve (Warning).
 	NamespaceNotAllowed = "NamespaceNotAllowed"
+	// BackendRefused: the Service's policy backend cannot enforce its
+	// sources here (another NetworkPolicy selects its pods, a backend the
+	// admins do not allow, ...); nothing is acknowledged (Warning).
+	BackendRefused = "BackendRefused"
 )
 
 // The conntrack agent's.

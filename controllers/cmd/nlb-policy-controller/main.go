@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +59,8 @@ func run() error {
 		sweepInterval  = flag.Duration("orphan-sweep-interval", 5*time.Minute, "How often to delete policies whose Service is gone.")
 		maxConcurrency = flag.Int("max-concurrent-reconciles", 4, "Services reconciled in parallel.")
 		namespaces     = flag.String("namespaces", "", "Comma-separated namespaces whose Services may opt in (the admins' allow-list); a Service opted in elsewhere is not managed, and its acknowledgement and a Warning Event say why. Empty: every namespace.")
+		backend        = flag.String("policy-backend", string(nlbpolicy.BackendCalico), "What enforces a Service's sources when it does not choose: calico (GlobalNetworkPolicies in --tier) or networkpolicy (a Kubernetes NetworkPolicy in the Service's namespace, for any dataplane that enforces them). See docs/controllers/policy-backends.md.")
+		backends       = flag.String("allowed-policy-backends", "", "Comma-separated backends a Service may choose with the telemetry-platform.io/policy-backend annotation (the admins' allow-list; the controller watches and needs RBAC for each). Empty: --policy-backend alone.")
 		checkFence     = flag.Bool("check-write-fence", true, "Refuse to start unless a policy outside the controller's tier and an Allow rule in it are both refused (dry run): proves Calico's tiered RBAC and the admission policy fence this account.")
 	)
 	zapOpts := zap.Options{}
@@ -77,6 +80,23 @@ func run() error {
 		}
 	}
 
+	opts := nlbpolicy.Options{HostEndpointSelector: *hostSelector, Order: *order, NetworkSetThreshold: *netsetSize, Tier: *tier,
+		ProgrammingGrace: *grace}
+	var err error
+	if opts.Backend, err = nlbpolicy.ParseBackend(*backend); err != nil {
+		return fmt.Errorf("--policy-backend: %w", err)
+	}
+	for _, name := range lbc.SplitList(*backends) {
+		b, err := nlbpolicy.ParseBackend(name)
+		if err != nil {
+			return fmt.Errorf("--allowed-policy-backends: %w", err)
+		}
+		opts.Backends = append(opts.Backends, b)
+	}
+	if len(opts.Backends) > 0 && !slices.Contains(opts.Backends, opts.Backend) {
+		return fmt.Errorf("--allowed-policy-backends %q does not include --policy-backend %q", *backends, *backend)
+	}
+
 	metricsCfg := securemetrics.Config{Addr: *metricsAddr, Secure: *metricsSecure, CertDir: *metricsCerts}
 	if err := metricsCfg.Validate(); err != nil {
 		return err
@@ -85,16 +105,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	opts := ctrl.Options{
+	mgrOpts := ctrl.Options{
 		Scheme:                 kubeapi.Scheme(),
 		Metrics:                metricsCfg.Options(),
 		HealthProbeBindAddress: *probeAddr,
 		Controller:             config.Controller{MaxConcurrentReconciles: *maxConcurrency},
 	}
 	if *leaderElect {
-		opts = nlbpolicy.WithLeaderElection(opts, *leaderNS)
+		mgrOpts = nlbpolicy.WithLeaderElection(mgrOpts, *leaderNS)
 	}
-	mgr, err := ctrl.NewManager(cfg, nlbpolicy.WithCache(opts))
+	mgr, err := ctrl.NewManager(cfg, nlbpolicy.WithCache(mgrOpts))
 	if err != nil {
 		return err
 	}
@@ -114,7 +134,7 @@ func run() error {
 		}
 		sources.AWS = &awsCfg
 	}
-	if *checkFence {
+	if *checkFence && opts.Allows(nlbpolicy.BackendCalico) {
 		c, err := client.New(cfg, client.Options{Scheme: kubeapi.Scheme()})
 		if err != nil {
 			return err
@@ -124,8 +144,7 @@ func run() error {
 		}
 	}
 	_, err = nlbpolicy.Setup(mgr, nlbpolicy.Config{
-		Options: nlbpolicy.Options{HostEndpointSelector: *hostSelector, Order: *order, NetworkSetThreshold: *netsetSize, Tier: *tier,
-			ProgrammingGrace: *grace},
+		Options:       opts,
 		ManageAll:     *manageAll,
 		Namespaces:    lbc.SplitList(*namespaces),
 		Sources:       sources,

@@ -153,16 +153,23 @@ func (n *Node) startAgent(kube kubernetes.Interface) error {
 }
 
 // PodWorkload makes a pod namespace ("pod" or "pod2") the Calico workload
-// of pod (its namespace, name and labels; nodeName, IPs and phase are
-// filled): the Pod object on Felix's node with the namespace's addresses,
-// and the node's link to it named as Calico's CNI names it, so Felix
-// enforces the policies that select the pod (the nlb-policy controller's
-// with ip targets) on traffic to it. It returns the link's name (Felix's
-// chains for the workload are cali-tw-<name> and cali-fw-<name>).
+// of pod on this node's Felix (see Workload).
 func (n *Node) PodWorkload(ctx context.Context, kube kubernetes.Interface, ns string, pod *corev1.Pod) (string, error) {
 	if n.opts.FelixNode == "" {
 		return "", errors.New("no Felix on this node: a workload would not be enforced")
 	}
+	return Workload(ctx, kube, n.Lab, n.opts.FelixNode, ns, pod)
+}
+
+// Workload makes a lab's pod namespace ("pod" or "pod2") the Calico
+// workload of pod (its namespace, name and labels; nodeName, IPs and phase
+// are filled): the Pod object on Felix's node with the namespace's
+// addresses, and the node's link to it named as Calico's CNI names it, so
+// Felix enforces the policies that select the pod (the nlb-policy
+// controller's with ip targets, Kubernetes NetworkPolicies) on traffic to
+// it. It returns the link's name (Felix's chains for the workload are
+// cali-tw-<name> and cali-fw-<name>).
+func Workload(ctx context.Context, kube kubernetes.Interface, lab *netlab.Lab, felixNode, ns string, pod *corev1.Pod) (string, error) {
 	ip4, ip6 := netlab.PodIP, netlab.PodIP6
 	if ns == "pod2" {
 		ip4, ip6 = netlab.Pod2IP, netlab.Pod2IP6
@@ -173,7 +180,7 @@ func (n *Node) PodWorkload(ctx context.Context, kube kubernetes.Interface, ns st
 		return "", err
 	}
 	pod = pod.DeepCopy()
-	pod.Spec.NodeName = n.opts.FelixNode
+	pod.Spec.NodeName = felixNode
 	pod.Spec.AutomountServiceAccountToken = ptr.To(false)
 	if len(pod.Spec.Containers) == 0 {
 		pod.Spec.Containers = []corev1.Container{{Name: "collector", Image: "pmacct"}}
@@ -189,7 +196,7 @@ func (n *Node) PodWorkload(ctx context.Context, kube kubernetes.Interface, ns st
 		return "", fmt.Errorf("writing Pod %s/%s's addresses: %w", pod.Namespace, pod.Name, err)
 	}
 	name := calicoVethName(pod.Namespace, pod.Name)
-	return name, n.Lab.NamePodLink(ns, name)
+	return name, lab.NamePodLink(ns, name)
 }
 
 // calicoVethName is the node-side name Calico's CNI gives a pod's link and

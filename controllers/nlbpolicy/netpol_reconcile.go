@@ -1,0 +1,195 @@
+package nlbpolicy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/reasons"
+)
+
+// The NetworkPolicy backend's reconcile: the same loop as Calico's (the
+// finalizer, the sources, the acknowledgement after the programming grace),
+// with DesiredNetworkPolicy's model and one object to write.
+
+// reconcileNetworkPolicy enforces a Service that qualifies, carries the
+// finalizer and chose the NetworkPolicy backend.
+func (r *Reconciler) reconcileNetworkPolicy(ctx context.Context, req reconcile.Request, svc *corev1.Service) (reconcile.Result, error) {
+	logger := log.FromContext(ctx)
+	have, others, err := r.networkPolicies(ctx, svc.Namespace, svc.Name)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	in, resolveErr := r.resolve(ctx, svc)
+	if resolveErr != nil {
+		return r.unresolved(ctx, svc, resolveErr, have != nil)
+	}
+	out := DesiredNetworkPolicy(in, others)
+	if out.Refused != "" {
+		r.report(svc, reasons.BackendRefused, append(out.Problems, out.Refused))
+		if out.Beside && have != nil {
+			// Beside another policy selecting the pods, this one could only
+			// widen what that one admits: it keeps the pods isolated and
+			// admits nothing. Elsewhere (a target port renamed) it stays,
+			// keeping the pods as closed as they were.
+			if _, err := r.ensure(ctx, out.Closed, have); err != nil {
+				return reconcile.Result{}, fmt.Errorf("closing the NetworkPolicy beside another: %w", err)
+			}
+		}
+		return reconcile.Result{}, r.acknowledge(ctx, svc, ack.Ack{Problem: out.Refused})
+	}
+	r.report(svc, reasons.InvalidInput, out.Problems)
+	if out.Waiting != "" {
+		logger.V(1).Info("waiting", "reason", out.Waiting)
+		if err := r.acknowledge(ctx, svc, ack.Ack{Problem: "waiting: " + out.Waiting}); err != nil {
+			return reconcile.Result{}, fmt.Errorf("withdrawing the acknowledgement (waiting): %w", err)
+		}
+		return reconcile.Result{RequeueAfter: waitRequeue}, nil
+	}
+	var current client.Object
+	if have != nil {
+		current = have
+	}
+	writes, err := r.ensure(ctx, out.Policy, current)
+	if err != nil {
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, reasons.PoliciesNotApplied, "Reconcile", "%s", truncate(err.Error(), 1000))
+		ackErr := r.acknowledge(ctx, svc, ack.Ack{Problem: "NetworkPolicy not applied: " + truncate(err.Error(), 500)})
+		return reconcile.Result{}, errors.Join(fmt.Errorf("applying the NetworkPolicy: %w", err), ackErr)
+	}
+	if writes > 0 {
+		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, reasons.PoliciesApplied, "Reconcile",
+			"NetworkPolicy %s written: %d allowed source nets", out.Policy.Name, out.Sources.Len())
+		logger.Info("NetworkPolicy applied", "name", out.Policy.Name, "sources", out.Sources.Len())
+	}
+	enforced := ack.Ack{Digest: ack.Digest(svc), Problem: truncate(strings.Join(out.Problems, "; "), 500), Policies: []string{out.Policy.Name}}
+	r.Metrics.observe(svc, 1, out.Sources.Len(), len(in.HealthCheckCIDRs))
+	if have, ok := ack.Of(svc); !ok || !ack.Same(have, enforced) {
+		if wait := r.settled(req.NamespacedName, writes > 0); wait > 0 {
+			logger.V(1).Info("acknowledgement held while the dataplane programs the NetworkPolicy", "for", wait)
+			return reconcile.Result{RequeueAfter: wait}, nil
+		}
+	}
+	if err := r.retire(ctx, svc, BackendNetworkPolicy); err != nil {
+		return reconcile.Result{}, err
+	}
+	if err := r.acknowledge(ctx, svc, enforced); err != nil {
+		return reconcile.Result{}, fmt.Errorf("writing the acknowledgement: %w", err)
+	}
+	r.mu.Lock()
+	delete(r.written, req.NamespacedName)
+	r.mu.Unlock()
+	return reconcile.Result{}, nil
+}
+
+// networkPolicies reads, from the cache, a Service's own NetworkPolicy (nil
+// when there is none) and the others of its namespace.
+func (r *Reconciler) networkPolicies(ctx context.Context, namespace, name string) (*networkingv1.NetworkPolicy, []networkingv1.NetworkPolicy, error) {
+	var list networkingv1.NetworkPolicyList
+	if err := r.Client.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return nil, nil, fmt.Errorf("listing the NetworkPolicies of namespace %s: %w", namespace, err)
+	}
+	own := NetworkPolicyName(namespace, name)
+	var have *networkingv1.NetworkPolicy
+	var others []networkingv1.NetworkPolicy
+	for i := range list.Items {
+		np := &list.Items[i]
+		if np.Name == own {
+			have = np
+			continue
+		}
+		others = append(others, *np)
+	}
+	return have, others, nil
+}
+
+func (r *Reconciler) deleteNetworkPolicy(ctx context.Context, np *networkingv1.NetworkPolicy) error {
+	if err := r.Client.Delete(ctx, np); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting NetworkPolicy %s/%s: %w", np.Namespace, np.Name, err)
+	}
+	r.Metrics.write("NetworkPolicy", "delete")
+	return nil
+}
+
+// retire deletes what the backends other than keep wrote for a Service:
+// called once keep's objects are enforced, so a Service switched between
+// backends is never without either.
+func (r *Reconciler) retire(ctx context.Context, svc *corev1.Service, keep Backend) error {
+	for _, b := range r.Options.allowed() {
+		if b == keep {
+			continue
+		}
+		if err := r.deleteOwnedBy(ctx, b, svc.Namespace, svc.Name, true); err != nil {
+			return fmt.Errorf("removing the %s backend's objects after a switch to %s: %w", b, keep, err)
+		}
+	}
+	return nil
+}
+
+// deleteOwnedBy deletes what one backend wrote for a Service; switched: the
+// Service's other backend enforces it already (see delete).
+func (r *Reconciler) deleteOwnedBy(ctx context.Context, b Backend, namespace, name string, switched bool) error {
+	switch b {
+	case BackendCalico:
+		policies, sets, err := r.owned(ctx, namespace, name)
+		if err != nil {
+			return err
+		}
+		_, err = r.delete(ctx, policies, sets, switched)
+		return err
+	case BackendNetworkPolicy:
+		np := &networkingv1.NetworkPolicy{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: NetworkPolicyName(namespace, name)}, np)
+		if err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		return r.deleteNetworkPolicy(ctx, np)
+	}
+	return nil
+}
+
+// deleteOwned deletes a Service's objects, of every backend the controller
+// runs, each in its closed order.
+func (r *Reconciler) deleteOwned(ctx context.Context, namespace, name string) error {
+	for _, b := range r.Options.allowed() {
+		if err := r.deleteOwnedBy(ctx, b, namespace, name, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// networkPolicyOwners maps a NetworkPolicy event to the Services it
+// concerns: its own Service for one the controller wrote, and every managed
+// Service of its namespace for any other (it may now select their pods, or
+// no longer).
+func (r *Reconciler) networkPolicyOwners() handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		if l := o.GetLabels(); l[annotations.ManagedBy] == annotations.NLBPolicyManager && l[annotations.OwnerName] != "" {
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: l[annotations.OwnerNamespace], Name: l[annotations.OwnerName]}}}
+		}
+		var list corev1.ServiceList
+		if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+			log.FromContext(ctx).Error(err, "listing the Services a NetworkPolicy may concern", "namespace", o.GetNamespace())
+			return nil
+		}
+		var out []reconcile.Request
+		for i := range list.Items {
+			if controllerutil.ContainsFinalizer(&list.Items[i], Finalizer) {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+			}
+		}
+		return out
+	})
+}
