@@ -97,6 +97,9 @@ func TestChartAppliesToARealAPIServer(t *testing.T) {
 		"dry-run agent only": {"nlbPolicyController.enabled=false", "conntrackAgent.dryRun=true", "conntrackAgent.image.tag=v1.2.3"},
 		"metrics certificate from a Secret": {"metrics.certificate.secretName=telemetry-metrics-tls",
 			"nlbPolicyController.namespaces={telemetry,flows}"},
+		"the networkpolicy backend alone": {"nlbPolicyController.policyBackend=networkpolicy"},
+		"both backends, networkpolicy by default": {"nlbPolicyController.policyBackend=networkpolicy",
+			"nlbPolicyController.allowedPolicyBackends={networkpolicy,calico}"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			objs := render(t, set...)
@@ -107,6 +110,19 @@ func TestChartAppliesToARealAPIServer(t *testing.T) {
 				t.Fatalf("%v\nrendered: %v", err, kinds(objs))
 			}
 		})
+	}
+	// The networkpolicy backend alone needs nothing of Calico: no Tier, no
+	// RBAC on its kinds (a cluster without Calico has none to grant).
+	for _, o := range render(t, "nlbPolicyController.policyBackend=networkpolicy") {
+		if strings.Contains(o.GetAPIVersion(), "projectcalico.org") {
+			t.Errorf("the networkpolicy backend alone renders %s %s", o.GetKind(), o.GetName())
+		}
+		if o.GetKind() == "ClusterRole" && strings.Contains(o.GetName(), "nlb-policy") {
+			rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+			if b := fmt.Sprint(rules); strings.Contains(b, "projectcalico.org") || !strings.Contains(b, "networkpolicies") {
+				t.Errorf("ClusterRole %s with the networkpolicy backend alone: %s", o.GetName(), b)
+			}
+		}
 	}
 	// The ServiceMonitors render when asked (their CRD is the Prometheus Operator's, not served here).
 	objs := render(t, "metrics.serviceMonitor.enabled=true")
@@ -200,8 +216,8 @@ func TestChartAdmissionMatchesTheManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, chart := admission(objs), admission(render(t))
-	if len(want) != 6 {
-		t.Fatalf("%d admission objects in deploy/nlb-policy-controller.yaml, want 6", len(want))
+	if len(want) != 8 {
+		t.Fatalf("%d admission objects in deploy/nlb-policy-controller.yaml, want 8", len(want))
 	}
 	for name, spec := range want {
 		got, ok := chart[name]

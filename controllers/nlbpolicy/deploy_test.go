@@ -55,8 +55,8 @@ func TestDeploymentManifests(t *testing.T) {
 			admission = append(admission, o)
 		}
 	}
-	if len(admission) != 6 {
-		t.Fatalf("%d admission objects in the manifest, want three policies (Service writes, Calico writes, the acknowledgement) and their bindings", len(admission))
+	if len(admission) != 8 {
+		t.Fatalf("%d admission objects in the manifest, want four policies (Service writes, Calico writes, NetworkPolicy writes, the acknowledgement) and their bindings", len(admission))
 	}
 	as := p.ServiceAccountConfig("telemetry-system", "nlb-policy-controller")
 	sa, err := client.New(as, client.Options{})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -73,4 +74,30 @@ func CheckWriteFence(ctx context.Context, c client.Client, tier string) error {
 
 func actionOf(p *calicov3.GlobalNetworkPolicy) string {
 	return "with an " + string(p.Spec.Ingress[0].Action) + " rule"
+}
+
+// CheckNetworkPolicyFence is CheckWriteFence for the networkpolicy backend:
+// it offers, in the namespace given, a NetworkPolicy named and labelled as
+// the controller makes them but selecting every pod with a rule from
+// anywhere (dry run), which the admission policy
+// telemetry-nlb-policy-controller-networkpolicy-writes refuses. Accepted,
+// this account could open any namespace's pods that their own policies
+// close: the error wraps ErrFenceOpen and names the admission policy.
+func CheckNetworkPolicyFence(ctx context.Context, c client.Client, namespace string) error {
+	probe := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "nlb-" + fenceProbeName + suffixNetworkPolicy,
+			Labels: map[string]string{annotations.ManagedBy: annotations.NLBPolicyManager}},
+		Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{}}},
+	}
+	err := c.Create(ctx, probe, client.DryRunAll)
+	switch {
+	case err == nil:
+		return fmt.Errorf("%w: a NetworkPolicy selecting every pod of namespace %s with a rule admitting anything was accepted (dry run); "+
+			"missing: the admission policy telemetry-nlb-policy-controller-networkpolicy-writes (deploy/nlb-policy-controller.yaml, "+
+			"Helm chart): apply it; without it this account may open any pods that their namespace's policies close", ErrFenceOpen, namespace)
+	case apierrors.IsForbidden(err) || apierrors.IsInvalid(err):
+		return nil
+	}
+	return fmt.Errorf("checking the write fence (NetworkPolicy): %w", err)
 }

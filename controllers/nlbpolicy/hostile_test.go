@@ -8,11 +8,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	"github.com/projectcalico/api/pkg/lib/numorstring"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -368,4 +370,126 @@ func TestHostileTenant(t *testing.T) {
 	if err := tenant.Update(ctx, gp); !refused(err) {
 		t.Errorf("a tenant changed a generated policy: %v", err)
 	}
+}
+
+// TestStolenControllerTokenNetworkPolicies: with the controller's token and
+// the networkpolicy backend's RBAC (deploy/nlb-policy-controller-networkpolicy.yaml),
+// every NetworkPolicy write that could open what a namespace's own policies
+// close is refused by the admission policy of deploy/nlb-policy-controller.yaml,
+// while the policy the controller generates is accepted; the start-up check
+// passes under the fence and fails, naming the admission policy, without it.
+func TestStolenControllerTokenNetworkPolicies(t *testing.T) {
+	p, admin, stolen, _ := startFencedPlane(t)
+	ctx := context.Background()
+	objs, err := localplane.ReadManifests(filepath.Join(localplane.RepoRoot(), "deploy", "nlb-policy-controller-networkpolicy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ApplyManifests(ctx, localplane.RBAC(objs), false); err != nil {
+		t.Fatal(err)
+	}
+	svc := service(tenantNS, "flows", func(s *corev1.Service) { s.UID = "3f1c2d4e-0000-4000-8000-000000000002" })
+	generated := nlbpolicy.DesiredNetworkPolicy(nlbpolicy.Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/20"}}, nil).Policy
+	// Both in force: the backend's RBAC (its own kind of write accepted) and
+	// the admission policy (one selecting every pod refused).
+	eventually(t, "the backend's RBAC and admission policy in force", func() (bool, string) {
+		err := stolen.Create(ctx, generated.DeepCopy(), client.DryRunAll)
+		all := generated.DeepCopy()
+		all.Spec.PodSelector = metav1.LabelSelector{}
+		errAll := stolen.Create(ctx, all, client.DryRunAll)
+		return err == nil && refused(errAll), fmt.Sprintf("own: %v, selecting every pod: %v", err, errAll)
+	})
+	// The namespace's own default deny, which the admins wrote.
+	deny := &networkingv1.NetworkPolicy{ObjectMeta: objectMeta(tenantNS, "default-deny"),
+		Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}}}
+	if err := admin.Create(ctx, deny); err != nil {
+		t.Fatal(err)
+	}
+	mutated := func(mutate func(*networkingv1.NetworkPolicy)) func() error {
+		return func() error {
+			np := generated.DeepCopy()
+			mutate(np)
+			return stolen.Create(ctx, np)
+		}
+	}
+	for _, a := range []struct {
+		name  string
+		write func() error
+	}{
+		{"a namespace's default deny deleted", func() error { return stolen.Delete(ctx, deny.DeepCopy()) }},
+		{"a rule added to a namespace's default deny", func() error {
+			got := &networkingv1.NetworkPolicy{}
+			if err := stolen.Get(ctx, client.ObjectKeyFromObject(deny), got); err != nil {
+				return err
+			}
+			got.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{}}
+			return stolen.Update(ctx, got)
+		}},
+		{"a policy selecting every pod", mutated(func(np *networkingv1.NetworkPolicy) { np.Spec.PodSelector = metav1.LabelSelector{} })},
+		{"a policy selecting by expression", mutated(func(np *networkingv1.NetworkPolicy) {
+			np.Spec.PodSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpExists}}
+		})},
+		{"a rule from every pod of every namespace", mutated(func(np *networkingv1.NetworkPolicy) {
+			np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{
+				From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}}}})
+		})},
+		{"an egress policy", mutated(func(np *networkingv1.NetworkPolicy) {
+			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
+			np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{}}
+		})},
+		{"a policy not named as its own", mutated(func(np *networkingv1.NetworkPolicy) { np.Name = "allow-all" })},
+		{"a policy without its label", mutated(func(np *networkingv1.NetworkPolicy) { delete(np.Labels, annotations.ManagedBy) })},
+		{"a policy with an admin's label", mutated(func(np *networkingv1.NetworkPolicy) { np.Labels["role"] = "trusted" })},
+		{"a policy owned by no Service", mutated(func(np *networkingv1.NetworkPolicy) { np.OwnerReferences = nil })},
+		{"a policy owned by another Service than its labels name", mutated(func(np *networkingv1.NetworkPolicy) {
+			np.OwnerReferences[0].Name = "kube-dns"
+		})},
+	} {
+		t.Run(a.name, func(t *testing.T) {
+			if err := a.write(); !refused(err) {
+				t.Fatalf("not refused: %v", err)
+			}
+		})
+	}
+	var nps networkingv1.NetworkPolicyList
+	if err := admin.List(ctx, &nps, client.InNamespace(tenantNS)); err != nil {
+		t.Fatal(err)
+	}
+	if len(nps.Items) != 1 || nps.Items[0].Name != "default-deny" || len(nps.Items[0].Spec.Ingress) != 0 {
+		t.Errorf("the namespace's policies changed: %v", nps.Items)
+	}
+	if err := nlbpolicy.CheckNetworkPolicyFence(ctx, stolen, tenantNS); err != nil {
+		t.Errorf("the write-fence check failed under the fence: %v", err)
+	}
+	err = nlbpolicy.CheckNetworkPolicyFence(ctx, admin, tenantNS)
+	if !errors.Is(err, nlbpolicy.ErrFenceOpen) || !strings.Contains(err.Error(), "networkpolicy-writes") {
+		t.Errorf("the write-fence check of an unfenced account: %v; want ErrFenceOpen naming the admission policy", err)
+	}
+
+	// The controller itself, as its ServiceAccount with this RBAC and under
+	// this fence, with the networkpolicy backend alone (no Calico kind
+	// watched): it writes, acknowledges and deletes a Service's policy.
+	options := nlbpolicy.DefaultOptions()
+	options.Backend = nlbpolicy.BackendNetworkPolicy
+	awsCfg := p.AWS.Config()
+	startControllerFull(t, p, p.ServiceAccountConfig("telemetry-system", "nlb-policy-controller"), false, ctrl.Options{},
+		&nlbpolicy.AWSSources{AWS: &awsCfg, TTL: time.Minute}, options)
+	flows := service("default", "flows")
+	if err := admin.Create(ctx, flows); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKey{Namespace: "default", Name: nlbpolicy.NetworkPolicyName("default", "flows")}
+	eventually(t, "the NetworkPolicy written and acknowledged under the ServiceAccount", func() (bool, string) {
+		got, _ := get(t, admin, flows)
+		err := admin.Get(ctx, key, &networkingv1.NetworkPolicy{})
+		return err == nil && ack.Current(got), fmt.Sprintf("%v; %s", err, got.Annotations[annotations.Enforced])
+	})
+	if err := admin.Delete(ctx, flows); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the NetworkPolicy deleted with its Service", func() (bool, string) {
+		err := admin.Get(ctx, key, &networkingv1.NetworkPolicy{})
+		_, exists := get(t, admin, flows)
+		return apierrors.IsNotFound(err) && !exists, fmt.Sprint(err)
+	})
 }

@@ -61,7 +61,7 @@ func run() error {
 		namespaces     = flag.String("namespaces", "", "Comma-separated namespaces whose Services may opt in (the admins' allow-list); a Service opted in elsewhere is not managed, and its acknowledgement and a Warning Event say why. Empty: every namespace.")
 		backend        = flag.String("policy-backend", string(nlbpolicy.BackendCalico), "What enforces a Service's sources when it does not choose: calico (GlobalNetworkPolicies in --tier) or networkpolicy (a Kubernetes NetworkPolicy in the Service's namespace, for any dataplane that enforces them). See docs/controllers/policy-backends.md.")
 		backends       = flag.String("allowed-policy-backends", "", "Comma-separated backends a Service may choose with the telemetry-platform.io/policy-backend annotation (the admins' allow-list; the controller watches and needs RBAC for each). Empty: --policy-backend alone.")
-		checkFence     = flag.Bool("check-write-fence", true, "Refuse to start unless a policy outside the controller's tier and an Allow rule in it are both refused (dry run): proves Calico's tiered RBAC and the admission policy fence this account.")
+		checkFence     = flag.Bool("check-write-fence", true, "Refuse to start unless what fences this account is in place, proved by dry-run writes it must be refused: for the calico backend a policy outside the controller's tier and an Allow rule in it (Calico's tiered RBAC, the admission policy), for the networkpolicy backend a NetworkPolicy selecting every pod (the admission policy).")
 	)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -134,13 +134,20 @@ func run() error {
 		}
 		sources.AWS = &awsCfg
 	}
-	if *checkFence && opts.Allows(nlbpolicy.BackendCalico) {
+	if *checkFence {
 		c, err := client.New(cfg, client.Options{Scheme: kubeapi.Scheme()})
 		if err != nil {
 			return err
 		}
-		if err := nlbpolicy.CheckWriteFence(context.Background(), c, *tier); err != nil {
-			return fmt.Errorf("%w (--check-write-fence=false skips this check)", err)
+		if opts.Allows(nlbpolicy.BackendCalico) {
+			if err := nlbpolicy.CheckWriteFence(context.Background(), c, *tier); err != nil {
+				return fmt.Errorf("%w (--check-write-fence=false skips this check)", err)
+			}
+		}
+		if opts.Allows(nlbpolicy.BackendNetworkPolicy) {
+			if err := nlbpolicy.CheckNetworkPolicyFence(context.Background(), c, podNamespace()); err != nil {
+				return fmt.Errorf("%w (--check-write-fence=false skips this check)", err)
+			}
 		}
 	}
 	_, err = nlbpolicy.Setup(mgr, nlbpolicy.Config{
@@ -163,4 +170,14 @@ func run() error {
 	ctrl.Log.Info("starting", "manageAll", *manageAll, "aws", *useAWS, "hostEndpointSelector", *hostSelector,
 		"healthCheckCIDRs", strings.Join(sources.FallbackHealthCheckCIDRs, ","))
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// podNamespace is the controller's own namespace (where the NetworkPolicy
+// fence is probed, dry run): from the in-cluster service account, else
+// "default".
+func podNamespace() string {
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil && len(b) > 0 {
+		return strings.TrimSpace(string(b))
+	}
+	return "default"
 }
