@@ -55,8 +55,13 @@ type env struct {
 }
 
 // envOptions: ipv6 puts the ingress on ip targets (the NLB sends to the
-// pods, keeping IPv6 clients' addresses) and turns Felix's IPv6 on.
-type envOptions struct{ ipv6 bool }
+// pods, keeping IPv6 clients' addresses) and turns Felix's IPv6 on;
+// policyBackend is the ingress's policy_backend ("": the controller's
+// default, calico).
+type envOptions struct {
+	ipv6          bool
+	policyBackend string
+}
 
 func newEnv(t *testing.T, opts envOptions) *env {
 	if os.Getenv("TF_ACC") == "" {
@@ -150,6 +155,7 @@ module "pop" {
     selector               = { app = "collector" }
     node_security_group_id = %q
     target_type            = %q
+    policy_backend         = %s
     ports = [
       { name = "sflow", protocol = "UDP", port = 6343 },
       { name = "ipfix", protocol = "UDP", port = 4739 },
@@ -166,7 +172,7 @@ module "pop" {
 }
 `, p.ProviderBlock(),
 		filepath.Join(localplane.RepoRoot(), "examples", "modules", "telemetry-pop"), kafkaNS, collectorNS,
-		p.AWS.NodeSecurityGroupID, e.targetType(), e.op.Brokers()[0], routingName, e.mount, filepath.Join(e.volume, "ipfix-templates.json"))
+		p.AWS.NodeSecurityGroupID, e.targetType(), e.policyBackend(), e.op.Brokers()[0], routingName, e.mount, filepath.Join(e.volume, "ipfix-templates.json"))
 }
 
 func (e *env) targetType() string {
@@ -174,6 +180,14 @@ func (e *env) targetType() string {
 		return "ip"
 	}
 	return "instance"
+}
+
+// policyBackend is policy_backend's value in HCL.
+func (e *env) policyBackend() string {
+	if e.opts.policyBackend == "" {
+		return "null"
+	}
+	return fmt.Sprintf("%q", e.opts.policyBackend)
 }
 
 func (e *env) terraform(args ...string) tfdev.Result {

@@ -11,11 +11,14 @@ import (
 	"testing"
 	"time"
 
+	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pipeline"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pmacct"
@@ -223,15 +226,16 @@ func (e *env) nodePorts() map[string]uint16 {
 // TestPipelineIPv6: IPv6 exporters, with the ingress on ip targets (the NLB
 // delivers to the pods, keeping the exporters' IPv6 addresses; with instance
 // targets it cannot, and the provider refuses IPv6 sources at plan time).
-// The collector pod is a Calico workload (a Pod on Felix's node, its link
-// named as Calico's CNI names it), which the controller's policies select
-// with ip targets. sFlow and IPFIX go over IPv6 through real Felix (IPv6 on)
+// The ingress uses the networkpolicy backend: the controller writes a
+// Kubernetes NetworkPolicy and no Calico policy, and Felix enforces it (as
+// any NetworkPolicy dataplane would) on the collector pod, a Calico workload
+// (a Pod on Felix's node, its link named as Calico's CNI names it). sFlow and IPFIX go over IPv6 through real Felix (IPv6 on)
 // to the pod: each site's records land in its topic with the exporter's IPv6
 // address, and the unlisted IPv6 exporter's datagrams never reach the pod
 // (Felix refuses them; TestRoutingWithRealPmacct shows the routing alone
 // also keeps such records out of every topic).
 func TestPipelineIPv6(t *testing.T) {
-	e := newEnv(t, envOptions{ipv6: true})
+	e := newEnv(t, envOptions{ipv6: true, policyBackend: "networkpolicy"})
 	all := []pipeline.Site{
 		{Name: "ams6", Addr: netip.MustParseAddr("2001:db8:a1::1"), Index: 1},
 		{Name: "fra6", Addr: netip.MustParseAddr("2001:db8:a2::1"), Index: 2},
@@ -261,6 +265,19 @@ func TestPipelineIPv6(t *testing.T) {
 	}); err != nil {
 		rules, _ := e.node.Lab.Output("node", "ip6tables-save")
 		t.Fatalf("Felix never enforced a policy on the collector pod's link %s:\n%s", veth, rules)
+	}
+	// Enforced by the Service's NetworkPolicy alone: no Calico policy of the
+	// controller's exists.
+	var gnps calicov3.GlobalNetworkPolicyList
+	if err := e.c.List(context.Background(), &gnps, client.MatchingLabels{annotations.ManagedBy: annotations.NLBPolicyManager}); err != nil {
+		t.Fatal(err)
+	}
+	if len(gnps.Items) != 0 {
+		t.Fatalf("the networkpolicy backend, but %d Calico policies of the controller", len(gnps.Items))
+	}
+	var nps networkingv1.NetworkPolicyList
+	if err := e.c.List(context.Background(), &nps, client.InNamespace(collectorNS)); err != nil || len(nps.Items) != 1 {
+		t.Fatalf("the collectors' namespace holds %d NetworkPolicies (%v), want the Service's one", len(nps.Items), err)
 	}
 	e.startCollectors("pod")
 	// What reaches the pod from each exporter, counted in the pod.

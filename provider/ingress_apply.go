@@ -219,7 +219,7 @@ func (a *ingressApply) waitForEnforcement(ctx context.Context) *stepError {
 		timeout, _ := parseDuration(a.plan.EnforcementTimeout.ValueString())
 		if err := waitForEnforcement(ctx, a.kube, a.spec.Namespace, a.spec.Name, timeout); err != nil {
 			a.plan.PolicyEnforced = types.BoolValue(false)
-			return failed("Calico policies not acknowledged", err)
+			return failed("Policies not acknowledged", err)
 		}
 		a.plan.PolicyEnforced = types.BoolValue(true)
 	}

@@ -35,6 +35,7 @@ type ingressModel struct {
 	Scheme                   types.String   `tfsdk:"scheme"`
 	Subnets                  types.List     `tfsdk:"subnets"`
 	ExternalTrafficPolicy    types.String   `tfsdk:"external_traffic_policy"`
+	PolicyBackend            types.String   `tfsdk:"policy_backend"`
 	NodeSecurityGroupID      types.String   `tfsdk:"node_security_group_id"`
 	NLBSecurityGroup         types.Bool     `tfsdk:"nlb_security_group"`
 	NodePortRange            types.String   `tfsdk:"node_port_range"`
@@ -136,8 +137,9 @@ func (m *ingressModel) spec(ctx context.Context) (ingressSpec, knownInputs, diag
 	s := ingressSpec{
 		Name: m.Name.ValueString(), Namespace: m.Namespace.ValueString(),
 		TargetType: m.TargetType.ValueString(), Scheme: m.Scheme.ValueString(),
-		ETP:    corev1.ServiceExternalTrafficPolicy(m.ExternalTrafficPolicy.ValueString()),
-		NodeSG: m.NodeSecurityGroupID.ValueString(), NLBSecurityGroup: m.NLBSecurityGroup.ValueBool(),
+		ETP:           corev1.ServiceExternalTrafficPolicy(m.ExternalTrafficPolicy.ValueString()),
+		PolicyBackend: m.PolicyBackend.ValueString(),
+		NodeSG:        m.NodeSecurityGroupID.ValueString(), NLBSecurityGroup: m.NLBSecurityGroup.ValueBool(),
 		Selector: map[string]string{}, Annotations: map[string]string{},
 		CoverSize: int(m.CoverSize.ValueInt64()),
 	}
@@ -241,6 +243,11 @@ func (m *ingressModel) setFromService(ctx context.Context, svc *corev1.Service) 
 		m.Subnets = types.ListNull(types.StringType)
 	}
 	m.ExternalTrafficPolicy = types.StringValue(string(svc.Spec.ExternalTrafficPolicy))
+	if b, ok := ann[annotations.PolicyBackend]; ok {
+		m.PolicyBackend = types.StringValue(b)
+	} else {
+		m.PolicyBackend = types.StringNull()
+	}
 	m.setNodePorts(nodePortsFromService(svc))
 	// The node group is recorded on the Service by the provider. A Service made
 	// by hand has none: imported, the attribute stays null and the plan shows

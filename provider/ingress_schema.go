@@ -112,6 +112,16 @@ func nlbIngressSchema(ctx context.Context) schema.Schema {
 			"external_traffic_policy": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(defaultETP),
 				Validators:          []validator.String{stringvalidator.OneOf("Local", "Cluster")},
 				MarkdownDescription: "`Local` (default: no second hop, client IP kept end to end) or `Cluster`."},
+			"policy_backend": schema.StringAttribute{Optional: true,
+				Validators: []validator.String{stringvalidator.OneOf(annotations.PolicyBackendCalico, annotations.PolicyBackendNetworkPolicy)},
+				MarkdownDescription: "What enforces the sources in the cluster: `" + annotations.PolicyBackendCalico + "` (Calico " +
+					"GlobalNetworkPolicies) or `" + annotations.PolicyBackendNetworkPolicy + "` (a Kubernetes NetworkPolicy selecting " +
+					"the collector pods, for the VPC CNI's network policy agent, Cilium, GKE Dataplane V2, kube-router). Unset: the " +
+					"nlb-policy controller's default (`--policy-backend`); a backend its admins do not allow is refused and the " +
+					"apply fails naming it. `" + annotations.PolicyBackendNetworkPolicy + "` filters at the pods, so it needs the " +
+					"client's address there: `target_type = \"ip\"`, or `external_traffic_policy = \"Local\"`; it refuses a " +
+					"namespace where another NetworkPolicy may select the same pods. Changing it switches backends without a gap " +
+					"(the new one is enforced before the old goes). See the policy backends guide."},
 			"node_security_group_id": schema.StringAttribute{Required: true,
 				Validators:          []validator.String{stringvalidator.RegexMatches(sgIDPattern, "must be a security group ID (sg-...)")},
 				MarkdownDescription: "The nodes' security group, which gets one rule per protocol."},

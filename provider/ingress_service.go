@@ -80,18 +80,43 @@ func heldBy(finalizers []string) string {
 	return strings.Join(parts, "; ")
 }
 
+// refusalSettle is how long the controller's refusal of a Service's current
+// spec must stand before an apply gives up on it. A refusal can rest on
+// other objects (a namespace's NetworkPolicy) that changed a moment ago:
+// the controller re-decides within a second of such a change, so one that
+// still stands after this is the controller's answer.
+const refusalSettle = 10 * time.Second
+
 // waitForEnforcement waits until the nlb-policy controller acknowledges the
-// Service's current spec, and says what is likely wrong when it does not.
+// Service's current spec, and says what is likely wrong when it does not: at
+// once (refusalSettle) when the controller refuses that spec.
 func waitForEnforcement(ctx context.Context, c client.Client, namespace, name string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	svc := &corev1.Service{}
+	refused, refusedSince := "", time.Time{}
 	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
+		problem, ok := ack.RefusedNow(svc)
+		switch {
+		case !ok:
+			refused, refusedSince = "", time.Time{}
+		case refusedSince.IsZero():
+			refused, refusedSince = problem, time.Now()
+		case time.Since(refusedSince) >= refusalSettle:
+			return true, nil
+		}
 		return ack.Current(svc), nil
 	})
+	if refused != "" && err == nil {
+		// Refused for this very spec, and still after refusalSettle:
+		// waiting longer changes nothing.
+		return fmt.Errorf("the nlb-policy controller refuses Service %s/%s as configured: %s. No security-group rule was "+
+			"added, so the NLB admits no new source. Fix what it names and apply again (kubectl -n %s describe service %s "+
+			"shows its %s events).", namespace, name, refused, namespace, name, reasons.BackendRefused)
+	}
 	if err == nil {
 		return nil
 	}
@@ -102,11 +127,11 @@ func waitForEnforcement(ctx context.Context, c client.Client, namespace, name st
 			last = fmt.Sprintf("of an older spec, at %s", a.Time.Format(time.RFC3339))
 		}
 	}
-	return fmt.Errorf("the nlb-policy controller has not acknowledged Calico policies for the current sources and ports of "+
+	return fmt.Errorf("the nlb-policy controller has not acknowledged policies for the current sources and ports of "+
 		"Service %s/%s within %s (last acknowledgement: %s). No security-group rule was added, so the NLB admits no new "+
 		"source. Likely causes: the controller is not installed or not running (kubectl get pods -A -l "+
 		"app.kubernetes.io/name=nlb-policy-controller); its ServiceAccount is refused by RBAC or Calico's tiered RBAC, or the "+
-		"Calico CRDs are missing (its logs, and kubectl -n %s describe service %s for %s events); the Service "+
+		"Calico CRDs are missing with the calico backend (its logs, and kubectl -n %s describe service %s for %s events); the Service "+
 		"is not selected by it (annotation %s). Fix it and apply again, or raise enforcement_timeout.",
 		namespace, name, timeout, last, namespace, name, reasons.PoliciesNotApplied, annotations.NLBPolicy)
 }

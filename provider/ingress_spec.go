@@ -31,7 +31,10 @@ type ingressSpec struct {
 	Scheme          string
 	Subnets         []string
 	ETP             corev1.ServiceExternalTrafficPolicy
-	NodeSG          string
+	// PolicyBackend is the nlb-policy controller's backend for this Service
+	// (annotations.PolicyBackend); "" leaves it to the controller's default.
+	PolicyBackend string
+	NodeSG        string
 	// NLBSecurityGroup: the NLB has its own (frontend) security group, the
 	// AWS Load Balancer Controller's default since v2.6.
 	NLBSecurityGroup bool
@@ -137,7 +140,7 @@ func (p ingressPort) protocols() []string {
 var managedServiceAnnotations = []string{
 	lbc.Type, lbc.NLBTargetType, lbc.Scheme, lbc.TargetGroupAttributes, lbc.Subnets, lbc.SecurityGroups,
 	lbc.ManageBackendSecurityGroupRule, lbc.SourceRanges, lbc.IPAddressType, lbc.DisableNLBSecurityGroup,
-	annotations.NLBPolicy, annotations.NodeSecurityGroup, annotations.Enforced,
+	annotations.NLBPolicy, annotations.NodeSecurityGroup, annotations.Enforced, annotations.PolicyBackend,
 }
 
 // service renders the Service for the AWS Load Balancer Controller:
@@ -155,6 +158,9 @@ func (s ingressSpec) service(frontendSG string) *corev1ac.ServiceApplyConfigurat
 	ann[lbc.ManageBackendSecurityGroupRule] = "false"
 	ann[annotations.NLBPolicy] = annotations.Enabled
 	ann[annotations.NodeSecurityGroup] = s.NodeSG
+	if s.PolicyBackend != "" {
+		ann[annotations.PolicyBackend] = s.PolicyBackend
+	}
 	if len(s.Subnets) > 0 {
 		ann[lbc.Subnets] = strings.Join(s.Subnets, ",")
 	}

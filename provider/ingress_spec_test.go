@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
@@ -192,6 +193,17 @@ func TestServiceRendering(t *testing.T) {
 	if _, ok := ann[lbc.IPAddressType]; ok {
 		t.Error("IPv4 sources only: no dualstack")
 	}
+	if _, ok := ann[annotations.PolicyBackend]; ok {
+		t.Error("no policy_backend: the annotation must be absent (the controller's default applies)")
+	}
+	s.PolicyBackend = annotations.PolicyBackendNetworkPolicy
+	if got := s.service("sg-0front").Annotations[annotations.PolicyBackend]; got != "networkpolicy" {
+		t.Errorf("policy_backend networkpolicy rendered as %q", got)
+	}
+	if got := s.managedAnnotations("sg-0front")[annotations.PolicyBackend]; got != "networkpolicy" {
+		t.Errorf("the backend annotation is not among the managed ones (drift would not show): %q", got)
+	}
+	s.PolicyBackend = ""
 	s.NLBSecurityGroup = false
 	if ann := s.service("").Annotations; ann[lbc.DisableNLBSecurityGroup] != "true" || ann[lbc.SecurityGroups] != "" {
 		t.Errorf("node mode annotations: %v", ann)

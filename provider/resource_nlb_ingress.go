@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
 
@@ -77,6 +78,13 @@ func (r *nlbIngressResource) ValidateConfig(ctx context.Context, req resource.Va
 				"so the nodes never see the exporters' IPv6 sources and Calico cannot filter them: the only choices would be "+
 				"to drop them or to admit the NLB itself (every IPv6 client). Set target_type = \"ip\" (pods receive the "+
 				"clients' addresses), or keep IPv6 exporters out of allowed_sources.")
+	}
+	if spec.PolicyBackend == annotations.PolicyBackendNetworkPolicy && !config.TargetType.IsUnknown() && !config.ExternalTrafficPolicy.IsUnknown() &&
+		spec.TargetType == lbc.TargetInstance && spec.ETP != corev1.ServiceExternalTrafficPolicyLocal {
+		resp.Diagnostics.AddAttributeError(path.Root("policy_backend"), "The networkpolicy backend needs the client's address at the pods",
+			"With instance targets and external_traffic_policy = \"Cluster\" kube-proxy replaces the client's address by a node's "+
+				"before the pods, so a NetworkPolicy there cannot filter by source. Set external_traffic_policy = \"Local\" (or "+
+				"target_type = \"ip\"), or use policy_backend = \"calico\".")
 	}
 	if known.all() && !config.CoverSize.IsUnknown() {
 		for _, problem := range spec.quotaProblems() {

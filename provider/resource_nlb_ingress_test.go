@@ -601,6 +601,16 @@ func TestAccNLBIngressPlanTimeErrors(t *testing.T) {
 			`(?s)IPv6 sources need ip targets.*target_type = "ip"`},
 		"cover past the quota": {manyPorts(30), `["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]`,
 			`(?s)would hold 90 IPv4 rules.*set coarse_cover_size to 2 or less`},
+		// kube-proxy masquerades the client before the pods: a NetworkPolicy
+		// there sees a node's address.
+		"networkpolicy backend with instance targets and externalTrafficPolicy Cluster": {`[{ name = "a", protocol = "UDP", port = 1 }]`,
+			`["192.0.2.0/24"]`, `(?s)needs the client's address at the pods.*external_traffic_policy = "Local"`},
+		"unknown policy backend": {`[{ name = "a", protocol = "UDP", port = 1 }]`, `["192.0.2.0/24"]`, `value must be one of`},
+	}
+	extra := map[string]string{
+		"networkpolicy backend with instance targets and externalTrafficPolicy Cluster": `policy_backend = "networkpolicy"
+  external_traffic_policy = "Cluster"`,
+		"unknown policy backend": `policy_backend = "cilium"`,
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -612,7 +622,8 @@ resource "telemetry_nlb_ingress" "flows" {
   ports                  = %s
   allowed_sources        = %s
   node_security_group_id = "sg-0123"
-}`, tc.ports, tc.sources)
+  %s
+}`, tc.ports, tc.sources, extra[name])
 			resource.Test(t, resource.TestCase{
 				ProtoV6ProviderFactories: protoV6,
 				Steps:                    []resource.TestStep{{Config: cfg, PlanOnly: true, ExpectError: regexp.MustCompile(tc.want)}},

@@ -48,7 +48,7 @@ func (r *Reconciler) reconcileNetworkPolicy(ctx context.Context, req reconcile.R
 				return reconcile.Result{}, fmt.Errorf("closing the NetworkPolicy beside another: %w", err)
 			}
 		}
-		return reconcile.Result{}, r.acknowledge(ctx, svc, ack.Ack{Problem: out.Refused})
+		return reconcile.Result{}, r.acknowledge(ctx, svc, ack.Ack{Problem: out.Refused, Refused: ack.Digest(svc)})
 	}
 	r.report(svc, reasons.InvalidInput, out.Problems)
 	if out.Waiting != "" {

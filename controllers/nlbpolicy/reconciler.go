@@ -167,7 +167,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		have, acked := svc.Annotations[annotations.Enforced]
 		want := ""
 		if refused != "" {
-			want = ack.Ack{Problem: refused}.Encode()
+			want = ack.Ack{Problem: refused, Refused: ack.Digest(svc)}.Encode()
 		}
 		if controllerutil.ContainsFinalizer(svc, Finalizer) || (acked && have != want) || (!acked && want != "") {
 			patch := client.MergeFrom(svc.DeepCopy())
@@ -203,7 +203,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if problem != "" {
 		// What either backend wrote stays: the Service stays as closed as it was.
 		r.report(svc, reasons.BackendRefused, []string{problem})
-		return reconcile.Result{}, r.acknowledge(ctx, svc, ack.Ack{Problem: problem})
+		return reconcile.Result{}, r.acknowledge(ctx, svc, ack.Ack{Problem: problem, Refused: ack.Digest(svc)})
 	}
 	if backend == BackendNetworkPolicy {
 		return r.reconcileNetworkPolicy(ctx, req, svc)

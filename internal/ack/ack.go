@@ -39,6 +39,12 @@ type Ack struct {
 	// Problem says what is wrong: invalid input left out (with a Digest), or
 	// why nothing is enforced (without one).
 	Problem string `json:"problem,omitempty"`
+	// Refused is the Digest of a spec the controller refuses until something
+	// changes (a backend not allowed, another NetworkPolicy beside its own, a
+	// namespace not served): an apply waiting for this spec fails at once
+	// with Problem instead of at its timeout. Empty for what may resolve by
+	// itself (waiting for a NodePort, AWS not answering).
+	Refused string `json:"refused,omitempty"`
 }
 
 // Digest is a hash of what the policies of a Service depend on: its valid
@@ -98,10 +104,20 @@ func Current(svc *corev1.Service) bool {
 	return ok && a.Digest != "" && a.Digest == Digest(svc)
 }
 
+// RefusedNow reports whether the controller refuses the Service's current
+// spec, and why.
+func RefusedNow(svc *corev1.Service) (string, bool) {
+	a, ok := Of(svc)
+	if !ok || a.Refused == "" || a.Refused != Digest(svc) {
+		return "", false
+	}
+	return a.Problem, true
+}
+
 // Same reports whether two acknowledgements say the same, whatever their
 // times, so the controller writes only when something changed.
 func Same(a, b Ack) bool {
-	return a.Digest == b.Digest && a.Problem == b.Problem && slices.Equal(a.Policies, b.Policies)
+	return a.Digest == b.Digest && a.Problem == b.Problem && a.Refused == b.Refused && slices.Equal(a.Policies, b.Policies)
 }
 
 // Encode renders the annotation's value.

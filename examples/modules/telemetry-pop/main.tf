@@ -22,6 +22,7 @@ resource "telemetry_nlb_ingress" "flows" {
   node_security_group_id = var.collector.node_security_group_id
   wait_for_load_balancer = var.wait
   enforcement_timeout    = var.collector.enforcement_timeout
+  policy_backend         = var.collector.policy_backend
 }
 
 data "telemetry_kafka_sizing" "this" {

@@ -16,7 +16,7 @@ variable "sites" {
 }
 
 variable "collector" {
-  description = "Where the collectors run and how exporters reach them; service_name: the NLB Service's name (another than an existing Service's, to bring a new NLB up beside it); target_type: instance (the NLB sends to the nodes' NodePorts) or ip (to the pods; needed for IPv6 exporters); enforcement_timeout: how long an apply waits for the nlb-policy controller to acknowledge the sources (it fails past it, and admits no new source)."
+  description = "Where the collectors run and how exporters reach them; service_name: the NLB Service's name (another than an existing Service's, to bring a new NLB up beside it); target_type: instance (the NLB sends to the nodes' NodePorts) or ip (to the pods; needed for IPv6 exporters); enforcement_timeout: how long an apply waits for the nlb-policy controller to acknowledge the sources (it fails past it, and admits no new source); policy_backend: calico or networkpolicy (a Kubernetes NetworkPolicy, for clusters without Calico; needs target_type ip or externalTrafficPolicy Local), null for the controller's default."
   type = object({
     namespace              = string
     service_name           = optional(string, "flows")
@@ -25,6 +25,7 @@ variable "collector" {
     scheme                 = optional(string, "internet-facing")
     target_type            = optional(string, "instance")
     enforcement_timeout    = optional(string, "2m")
+    policy_backend         = optional(string)
     ports = optional(list(object({
       name     = string
       protocol = string

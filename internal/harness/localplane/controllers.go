@@ -17,7 +17,8 @@ import (
 )
 
 // StartNLBPolicyController runs the real nlb-policy controller in this
-// process against the plane, asking moto about load balancers, with its
+// process against the plane (the calico backend by default, the
+// networkpolicy backend allowed), asking moto about load balancers, with its
 // metrics in reg (nil: a private registry). stop ends it and returns the
 // manager's error.
 func (p *Plane) StartNLBPolicyController(ctx context.Context, reg prometheus.Registerer) (stop func() error, err error) {
@@ -36,7 +37,10 @@ func (p *Plane) StartNLBPolicyController(ctx context.Context, reg prometheus.Reg
 		reg = prometheus.NewRegistry()
 	}
 	cfg := p.AWS.Config()
-	if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{Options: nlbpolicy.DefaultOptions(),
+	// Calico by default; a Service may choose the NetworkPolicy backend.
+	opts := nlbpolicy.DefaultOptions()
+	opts.Backends = []nlbpolicy.Backend{nlbpolicy.BackendCalico, nlbpolicy.BackendNetworkPolicy}
+	if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{Options: opts,
 		Sources:       &nlbpolicy.AWSSources{AWS: &cfg, TTL: time.Minute},
 		SweepInterval: time.Minute, Registry: reg}); err != nil {
 		return nil, err
