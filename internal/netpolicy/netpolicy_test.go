@@ -33,7 +33,9 @@ func block(cidr string, except ...string) networkingv1.NetworkPolicyPeer {
 func TestEvaluate(t *testing.T) {
 	pod := Pod{Namespace: "t", Labels: map[string]string{"app": "sfacctd", "tier": "x"},
 		Ports: map[string]NamedPort{"sflow": {corev1.ProtocolUDP, 6343}}}
-	sflow := func(src string) Packet { return Packet{Src: netip.MustParseAddr(src), Protocol: corev1.ProtocolUDP, Port: 6343} }
+	sflow := func(src string) Packet {
+		return Packet{Src: netip.MustParseAddr(src), Protocol: corev1.ProtocolUDP, Port: 6343}
+	}
 	allowSources := policy("sources", map[string]string{"app": "sfacctd"}, networkingv1.NetworkPolicyIngressRule{
 		Ports: []networkingv1.NetworkPolicyPort{port(corev1.ProtocolUDP, 6343)},
 		From:  []networkingv1.NetworkPolicyPeer{block("192.0.2.0/24", "192.0.2.128/25"), block("2001:db8::/64")},
