@@ -53,6 +53,12 @@ variable "collector_flush_interval" {
   default     = "60s"
 }
 
+variable "policy_backend" {
+  description = "What enforces the sources in the cluster: calico or networkpolicy (a Kubernetes NetworkPolicy, for clusters without Calico); null: the nlb-policy controller's default."
+  type        = string
+  default     = null
+}
+
 variable "enforcement_timeout" {
   description = "How long an apply waits for the nlb-policy controller's acknowledgement (null: the module's 2m)."
   type        = string
@@ -99,6 +105,7 @@ module "telemetry" {
     selector               = { "app.kubernetes.io/name" = "sfacctd" }
     node_security_group_id = var.node_security_group_id
     enforcement_timeout    = var.enforcement_timeout
+    policy_backend         = var.policy_backend
   }
   # The collectors' routing: each PoP's flows to its topic.
   routing = {

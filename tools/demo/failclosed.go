@@ -26,10 +26,10 @@ func (d *demo) controllerStopped() error {
 	if err == nil {
 		return fmt.Errorf("terraform apply succeeded with the nlb-policy controller stopped: the product's fail-closed claim is false")
 	}
-	if !strings.Contains(string(res.Output), "has not acknowledged Calico policies") {
+	if !strings.Contains(string(res.Output), "has not acknowledged policies") {
 		return fmt.Errorf("terraform apply failed, but not for want of the acknowledgement: %w", err)
 	}
-	d.note("terraform apply failed after %v: \"the nlb-policy controller has not acknowledged Calico policies ...", res.Duration.Round(100*time.Millisecond))
+	d.note("terraform apply failed after %v: \"the nlb-policy controller has not acknowledged policies ...", res.Duration.Round(100*time.Millisecond))
 	d.note("  No security-group rule was added, so the NLB admits no new source.\"")
 	refusedBy, err := d.admitted(exporter)
 	if err != nil {

@@ -240,7 +240,11 @@ func (l *Lab) InNS(ns string, fn func() error) error {
 // given a route for through the client link), so tests can send from
 // listed and unlisted sources.
 func (l *Lab) AddClientAddress(p netip.Prefix) error {
-	if err := l.Run("client", "ip", "addr", "add", p.String(), "dev", "eth0"); err != nil {
+	args := []string{"ip", "addr", "add", p.String(), "dev", "eth0"}
+	if p.Addr().Is6() {
+		args = append(args, "nodad") // usable at once, not tentative
+	}
+	if err := l.Run("client", args...); err != nil {
 		return err
 	}
 	if netip.MustParsePrefix("192.0.2.0/24").Contains(p.Addr()) {

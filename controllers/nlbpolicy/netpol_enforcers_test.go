@@ -1,0 +1,515 @@
+package nlbpolicy_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pipeline"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netpolicy"
+)
+
+// The NetworkPolicy backend against real enforcers: the same checks with
+// Felix and with kube-router, each enforcing the policy the real controller
+// writes for a real Service, on packets from the lab's client namespace to
+// its pod namespace (ip targets: the NLB sends to the pod, keeping the
+// client's address).
+
+// Sources of the enforcement tests: listed ones (the lab's client), unlisted
+// ones, and one inside the NLB's subnets (health checks).
+var (
+	unlisted4 = netip.MustParseAddr("192.0.2.3")
+	unlisted6 = netip.MustParseAddr("2001:db8:2::3")
+	healthSrc = netip.MustParseAddr("10.0.33.1")
+)
+
+// npClientPrefixes are the client addresses the enforcement labs add.
+var npClientPrefixes = []string{"192.0.2.3/24", "10.0.33.1/20", "2001:db8:2::3/64"}
+
+// npRun is one enforcement test: the lab, the Service, the collector's
+// receivers (UDP 6343, IPv4 and IPv6) and the listed flows to them.
+type npRun struct {
+	t        *testing.T
+	lab      *netlab.Lab
+	c        client.Client
+	svc      *corev1.Service
+	npKey    client.ObjectKey
+	r4, r6   *netlab.Receiver
+	l4, l6   *netlab.Sender
+	enforcer func(lines int) string // its log, for failures
+}
+
+func (r *npRun) listen(addr netip.AddrPort) *netlab.Receiver {
+	r.t.Helper()
+	rc, err := r.lab.Listen("pod", addr)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(rc.Close)
+	return rc
+}
+
+func (r *npRun) send(src netip.Addr, port uint16, dst netip.AddrPort) *netlab.Sender {
+	r.t.Helper()
+	s, err := r.lab.SendFrom(netip.AddrPortFrom(src, port), dst, 10*time.Millisecond)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(s.Stop)
+	return s
+}
+
+// acknowledged waits for the acknowledgement of the Service's current spec.
+func (r *npRun) acknowledged(what string) *corev1.Service {
+	r.t.Helper()
+	var got *corev1.Service
+	eventually(r.t, what, func() (bool, string) {
+		var ok bool
+		got, ok = get(r.t, r.c, r.svc)
+		return ok && ack.Current(got), fmt.Sprint(got.Annotations[annotations.Enforced])
+	})
+	return got
+}
+
+func (r *npRun) unlistedNever(when string) {
+	r.t.Helper()
+	if n, _ := r.r4.From(unlisted4); n != 0 {
+		r.t.Fatalf("%s: %d datagrams of the unlisted IPv4 source reached the collector", when, n)
+	}
+	if n, _ := r.r6.From(unlisted6); n != 0 {
+		r.t.Fatalf("%s: %d datagrams of the unlisted IPv6 source reached the collector", when, n)
+	}
+}
+
+// startNPRun creates an ip-target Service listing the lab's client (IPv4 and
+// IPv6) and waits for its NetworkPolicy's acknowledgement.
+func startNPRun(t *testing.T, lab *netlab.Lab, c client.Client, name string) *npRun {
+	t.Helper()
+	r := &npRun{t: t, lab: lab, c: c, npKey: client.ObjectKey{Namespace: "telemetry", Name: nlbpolicy.NetworkPolicyName("telemetry", name)}}
+	r.svc = service("telemetry", name, func(s *corev1.Service) {
+		s.Annotations[lbc.NLBTargetType] = lbc.TargetIP
+		s.Spec.LoadBalancerSourceRanges = []string{netlab.ClientIP.String() + "/32", netlab.ClientIP6.String() + "/128"}
+	})
+	if err := c.Create(context.Background(), r.svc); err != nil {
+		t.Fatal(err)
+	}
+	r.acknowledged("the acknowledgement of the NetworkPolicy")
+	if err := c.Get(context.Background(), r.npKey, &networkingv1.NetworkPolicy{}); err != nil {
+		t.Fatalf("the Service's NetworkPolicy: %v", err)
+	}
+	return r
+}
+
+// basics runs the checks every enforcer must pass, once programmed says the
+// enforcer enforces a policy on the pod: listed sources reach the collector
+// (IPv4 and IPv6) and unlisted ones never do; the NLB's health checks reach
+// the target port over TCP and an unlisted source does not; the pod's other
+// ports stay open to anyone, TCP and UDP, IPv4 and IPv6; a removed source's
+// one-way flow stops (the time is logged). It leaves the IPv6 listed flow
+// running.
+func (r *npRun) basics(programmed func() (bool, string)) {
+	t, lab := r.t, r.lab
+	eventually(t, "the enforcer's rules for the collector pod", programmed)
+	collector4, collector6 := netip.AddrPortFrom(netlab.PodIP, 6343), netip.AddrPortFrom(netlab.PodIP6, 6343)
+	r.r4, r.r6 = r.listen(collector4), r.listen(collector6)
+	r.l4, r.l6 = r.send(netlab.ClientIP, 40001, collector4), r.send(netlab.ClientIP6, 40002, collector6)
+	r.send(unlisted4, 40003, collector4)
+	r.send(unlisted6, 40004, collector6)
+	eventually(t, "both listed flows at the collector", func() (bool, string) {
+		n4, _ := r.r4.From(netlab.ClientIP)
+		n6, _ := r.r6.From(netlab.ClientIP6)
+		return n4 > 0 && n6 > 0, fmt.Sprintf("IPv4 %d, IPv6 %d; %s", n4, n6, r.enforcer(5))
+	})
+	r.unlistedNever("enforced")
+
+	hl, err := lab.ListenTCP("pod", netip.AddrPortFrom(netlab.PodIP, 6343))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hl.Close() })
+	if err := lab.DialTCP(healthSrc, netip.AddrPortFrom(netlab.PodIP, 6343), 3*time.Second); err != nil {
+		t.Errorf("a health check from the NLB's subnet did not reach the target port: %v", err)
+	}
+	if err := lab.DialTCP(unlisted4, netip.AddrPortFrom(netlab.PodIP, 6343), time.Second); err == nil {
+		t.Errorf("an unlisted source reached the target port over TCP")
+	}
+	for _, addr := range []netip.AddrPort{netip.AddrPortFrom(netlab.PodIP, 9100), netip.AddrPortFrom(netlab.PodIP6, 9100)} {
+		ln, err := lab.ListenTCP("pod", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		src := unlisted4
+		if addr.Addr().Is6() {
+			src = unlisted6
+		}
+		if err := lab.DialTCP(src, addr, 3*time.Second); err != nil {
+			t.Errorf("the pod's metrics port %s is cut for %s: %v", addr, src, err)
+		}
+	}
+	other := r.listen(netip.AddrPortFrom(netlab.PodIP6, 9995))
+	r.send(unlisted6, 40005, netip.AddrPortFrom(netlab.PodIP6, 9995))
+	eventually(t, "an unlisted source's datagrams to another UDP port", func() (bool, string) {
+		n, _ := other.From(unlisted6)
+		return n > 0, "none yet"
+	})
+
+	update(t, r.c, r.svc, func(s *corev1.Service) {
+		s.Spec.LoadBalancerSourceRanges = []string{netlab.ClientIP6.String() + "/128"}
+	})
+	edited := time.Now()
+	eventually(t, "the removed source's flow to stop", func() (bool, string) {
+		_, last := r.r4.From(netlab.ClientIP)
+		return time.Since(last) > 500*time.Millisecond, fmt.Sprintf("last datagram %s ago", time.Since(last))
+	})
+	_, last := r.r4.From(netlab.ClientIP)
+	t.Logf("a removed source's one-way UDP flow stopped %.0f ms after the Service edit", last.Sub(edited).Seconds()*1000)
+	r.acknowledged("the acknowledgement of the edit")
+	r.l4.Stop()
+	r.unlistedNever("after the edit")
+}
+
+// TestNetworkPolicyBackendWithFelix: the checks of basics with real Felix
+// enforcing the NetworkPolicy on a real workload endpoint (the Pod on
+// Felix's node, its link named as Calico's CNI names it). Then: a
+// namespace's own default deny makes the controller keep its policy with no
+// rule and withdraw the acknowledgement (closed: the flow stops, nothing is
+// widened), and lifting it brings both back without a moment where the pod
+// is open; switching the Service to the calico backend and back loses no
+// datagram of a listed flow and passes none of an unlisted one; deleting the
+// Service deletes the policy.
+func TestNetworkPolicyBackendWithFelix(t *testing.T) {
+	fl := startFelixLabWith(t, "fn", []nlbpolicy.Backend{nlbpolicy.BackendNetworkPolicy, nlbpolicy.BackendCalico}, npClientPrefixes...)
+	lab, c := fl.lab, fl.c
+	ctx := context.Background()
+	r := startNPRun(t, lab, c, "np")
+	r.enforcer = fl.felix.LogTail
+	kube := kubernetes.NewForConfigOrDie(fl.plane.Config)
+	link, err := pipeline.Workload(ctx, kube, lab, fl.node.Name, "pod", &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "collector-0", Labels: map[string]string{"app": "sfacctd"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Before its link is named as a workload's, Felix does not see the pod.
+	r.basics(func() (bool, string) {
+		rules, err := fl.felix.Rules()
+		return err == nil && strings.Contains(rules, ":cali-tw-"+link), fl.felix.LogTail(5)
+	})
+
+	deny := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "default-deny"},
+		Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}}}
+	if err := c.Create(ctx, deny); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the acknowledgement withdrawn, naming the namespace's policy, and the policy closed", func() (bool, string) {
+		got, _ := get(t, c, r.svc)
+		a, _ := ack.Of(got)
+		np := &networkingv1.NetworkPolicy{}
+		err := c.Get(ctx, r.npKey, np)
+		return !ack.Current(got) && strings.Contains(a.Problem, "default-deny") && err == nil && len(np.Spec.Ingress) == 0,
+			fmt.Sprintf("%+v, policy: %v %d rules", a, err, len(np.Spec.Ingress))
+	})
+	eventually(t, "the listed flow stopped by the default deny", func() (bool, string) {
+		_, last := r.r6.From(netlab.ClientIP6)
+		return time.Since(last) > 500*time.Millisecond, fmt.Sprintf("last datagram %s ago", time.Since(last))
+	})
+	if err := c.Delete(ctx, deny); err != nil {
+		t.Fatal(err)
+	}
+	r.acknowledged("the acknowledgement back once the default deny is gone")
+	eventually(t, "the listed flow back", func() (bool, string) {
+		_, last := r.r6.From(netlab.ClientIP6)
+		return time.Since(last) < 100*time.Millisecond, fmt.Sprintf("last datagram %s ago", time.Since(last))
+	})
+	r.unlistedNever("around the default deny")
+
+	// Switching backends, both ways, under a counted listed flow.
+	r.l6.Stop()
+	for _, to := range []nlbpolicy.Backend{nlbpolicy.BackendCalico, nlbpolicy.BackendNetworkPolicy} {
+		// The receiver counts by address: what the stopped flow still had in
+		// flight arrives before the count starts.
+		eventually(t, "the previous flow drained", func() (bool, string) {
+			_, last := r.r6.From(netlab.ClientIP6)
+			return time.Since(last) > 200*time.Millisecond, fmt.Sprintf("last datagram %s ago", time.Since(last))
+		})
+		before, _ := r.r6.From(netlab.ClientIP6)
+		s := r.send(netlab.ClientIP6, 40010, netip.AddrPortFrom(netlab.PodIP6, 6343))
+		update(t, c, r.svc, func(s *corev1.Service) { s.Annotations[annotations.PolicyBackend] = string(to) })
+		got := r.acknowledged("the acknowledgement of the switch to " + string(to))
+		a, _ := ack.Of(got)
+		npErr := c.Get(ctx, r.npKey, &networkingv1.NetworkPolicy{})
+		if (to == nlbpolicy.BackendCalico) != apierrors.IsNotFound(npErr) {
+			t.Errorf("switched to %s and acknowledged (%v), the NetworkPolicy: %v", to, a.Policies, npErr)
+		}
+		if ps, _ := owned(t, c, r.svc); (to == nlbpolicy.BackendCalico) != (len(ps) > 0) {
+			t.Errorf("switched to %s and acknowledged (%v): %d Calico policies", to, a.Policies, len(ps))
+		}
+		// The flow runs on across the acknowledgement a while before it is
+		// stopped and counted: every datagram sent must have arrived.
+		time.Sleep(200 * time.Millisecond)
+		s.Stop()
+		eventually(t, "every datagram of the listed flow across the switch to "+string(to), func() (bool, string) {
+			n, _ := r.r6.From(netlab.ClientIP6)
+			return n-before == s.Sent(), fmt.Sprintf("%d of %d delivered", n-before, s.Sent())
+		})
+		r.unlistedNever("switching to " + string(to))
+	}
+
+	if err := c.Delete(ctx, r.svc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the NetworkPolicy deleted with the Service", func() (bool, string) {
+		err := c.Get(ctx, r.npKey, &networkingv1.NetworkPolicy{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	// No policy selects the pod now; then the random ones that do (all but
+	// one) have their chains.
+	eventually(t, "Felix's policy chains gone with the Service's policy", func() (bool, string) {
+		n := policyChains(t, fl.felix)
+		return n == 0, fmt.Sprintf("%d policy chains", n)
+	})
+	npDifferential(t, lab, c, func(n int) (bool, string) {
+		have := policyChains(t, fl.felix)
+		return have >= n-1, fmt.Sprintf("%d policy chains for %d policies; %s", have, n, fl.felix.LogTail(5))
+	})
+}
+
+// TestNetworkPolicyBackendWithKubeRouter: the checks of basics with real
+// kube-router (its network policy controller, --run-firewall alone, built
+// from the pinned source) enforcing the NetworkPolicy in the node namespace
+// on traffic it forwards to the pod, and a controller that runs the
+// networkpolicy backend alone (it watches no Calico kind); and kube-router
+// agrees with internal/netpolicy on random policies (npDifferential).
+func TestNetworkPolicyBackendWithKubeRouter(t *testing.T) {
+	rootBefore := rootFirewall(t)
+	if err := netlab.Check(); err != nil {
+		t.Fatal(err)
+	}
+	lab, err := netlab.New("kr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lab.Close() })
+	for _, p := range npClientPrefixes {
+		if err := lab.AddClientAddress(netip.MustParsePrefix(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, c := planeWithNLBs(t)
+	ctx := context.Background()
+	startControllerBackends(t, p, nlbpolicy.BackendNetworkPolicy)
+	const node = "kube-router-node"
+	kr, err := p.StartKubeRouter(ctx, lab.NSPath("node"), localplane.KubeRouterOptions{Node: node,
+		NodeIPs: []netip.Addr{netlab.NodeIP, netlab.NodeIP6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kr.Stop)
+	r := startNPRun(t, lab, c, "kr")
+	r.enforcer = kr.LogTail
+	// The collector pod, on kube-router's node (status.hostIP is how
+	// kube-router tells its own pods).
+	kube := kubernetes.NewForConfigOrDie(p.Config)
+	if _, err := kube.CoreV1().ServiceAccounts("telemetry").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+		Namespace: "telemetry", Name: "default"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	pod, err := kube.CoreV1().Pods("telemetry").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "collector-0", Labels: map[string]string{"app": "sfacctd"}},
+		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: new(bool),
+			Containers: []corev1.Container{{Name: "collector", Image: "pmacct"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, HostIP: netlab.NodeIP.String(),
+		HostIPs: []corev1.HostIP{{IP: netlab.NodeIP.String()}, {IP: netlab.NodeIP6.String()}},
+		PodIP:   netlab.PodIP.String(), PodIPs: []corev1.PodIP{{IP: netlab.PodIP.String()}, {IP: netlab.PodIP6.String()}}}
+	if _, err := kube.CoreV1().Pods("telemetry").UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// kube-router's chain for the pod, in both families.
+	r.basics(func() (bool, string) {
+		rules, err := kr.Rules()
+		return err == nil && strings.Count(rules, ":KUBE-POD-FW-") >= 2, kr.LogTail(5)
+	})
+	if err := c.Delete(ctx, r.svc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the NetworkPolicy deleted with the Service", func() (bool, string) {
+		err := c.Get(ctx, r.npKey, &networkingv1.NetworkPolicy{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	npDifferential(t, lab, c, func(n int) (bool, string) {
+		// A chain per policy and family.
+		rules, err := kr.Rules()
+		return err == nil && strings.Count(rules, ":KUBE-NWPLCY-") >= 2*n, kr.LogTail(5)
+	})
+	if after := rootFirewall(t); after != rootBefore {
+		t.Errorf("the root namespace's firewall changed while kube-router ran:\nbefore:\n%s\nafter:\n%s", rootBefore, after)
+	}
+}
+
+// npDifferential is the differential test of internal/netpolicy, the model
+// the NetworkPolicy backend's tests judge with: random NetworkPolicies
+// (ipBlocks with excepts, IPv4 and IPv6, single ports and ranges, rules
+// without ports or peers, a policy of other pods) selecting the lab's pod,
+// UDP flows from every client address to every port, and what the enforcer
+// lets through must be what the model allows.
+func npDifferential(t *testing.T, lab *netlab.Lab, c client.Client, programmed func(policies int) (bool, string)) {
+	t.Helper()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(24, 4))
+	var clients []netip.Addr
+	for i := 10; i < 18; i++ {
+		clients = append(clients, netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}),
+			netip.MustParseAddr(fmt.Sprintf("2001:db8:2::%x", i)))
+	}
+	for _, a := range clients {
+		bits := 24
+		if a.Is6() {
+			bits = 64
+		}
+		if err := lab.AddClientAddress(netip.PrefixFrom(a, bits)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ports := []uint16{7000, 7001, 7002, 7003, 7004}
+	block := func() networkingv1.NetworkPolicyPeer {
+		a := clients[rng.IntN(len(clients))]
+		full := 32
+		if a.Is6() {
+			full = 128
+		}
+		cidr := netip.PrefixFrom(a, full-[]int{0, 1, 2, 3, 4}[rng.IntN(5)]).Masked()
+		b := &networkingv1.IPBlock{CIDR: cidr.String()}
+		if cidr.Bits() < full && rng.IntN(2) == 0 {
+			b.Except = []string{netip.PrefixFrom(a, full).String()}
+		}
+		return networkingv1.NetworkPolicyPeer{IPBlock: b}
+	}
+	var policies []networkingv1.NetworkPolicy
+	for i := 0; i < 4; i++ {
+		np := networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: fmt.Sprintf("diff-%d", i)},
+			Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "sfacctd"}},
+				PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}}}
+		if i == 3 {
+			np.Spec.PodSelector.MatchLabels["app"] = "web" // not the pod's
+		}
+		for j := rng.IntN(2) + 1; j > 0; j-- {
+			var rule networkingv1.NetworkPolicyIngressRule
+			for k := rng.IntN(4); k > 0; k-- {
+				rule.From = append(rule.From, block())
+			}
+			switch rng.IntN(3) {
+			case 0: // every port
+			case 1:
+				p := int32(ports[rng.IntN(len(ports))])
+				rule.Ports = []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(intstr.FromInt32(p))}}
+			default:
+				p := int32(ports[rng.IntN(len(ports)-1)])
+				rule.Ports = []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(intstr.FromInt32(p)),
+					EndPort: ptr.To(p + int32(rng.IntN(2)+1))}}
+			}
+			np.Spec.Ingress = append(np.Spec.Ingress, rule)
+		}
+		if err := c.Create(ctx, &np); err != nil {
+			t.Fatal(err)
+		}
+		policies = append(policies, np)
+	}
+	eventually(t, "the enforcer's rules for the policies", func() (bool, string) { return programmed(len(policies)) })
+	type target struct {
+		addr netip.AddrPort
+		r    *netlab.Receiver
+	}
+	var targets []target
+	for _, p := range ports {
+		for _, a := range []netip.Addr{netlab.PodIP, netlab.PodIP6} {
+			r, err := lab.Listen("pod", netip.AddrPortFrom(a, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(r.Close)
+			targets = append(targets, target{netip.AddrPortFrom(a, p), r})
+		}
+	}
+	var senders []*netlab.Sender
+	for i, src := range clients {
+		for j, tg := range targets {
+			if src.Is6() != tg.addr.Addr().Is6() {
+				continue
+			}
+			s, err := lab.SendFrom(netip.AddrPortFrom(src, uint16(41000+i*len(targets)+j)), tg.addr, 50*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			senders = append(senders, s)
+		}
+	}
+	// Every flow runs until each one the model allows has arrived (or 10 s):
+	// the denied ones have sent as long, every 50 ms.
+	pod := netpolicy.Pod{Namespace: "telemetry", Labels: map[string]string{"app": "sfacctd"}}
+	allowedBy := func(src netip.Addr, tg target) netpolicy.Verdict {
+		return netpolicy.Evaluate(policies, pod, netpolicy.Packet{Src: src, Protocol: corev1.ProtocolUDP, Port: tg.addr.Port()})
+	}
+	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, false, func(context.Context) (bool, error) {
+		for _, tg := range targets {
+			for _, src := range clients {
+				if n, _ := tg.r.From(src); src.Is6() == tg.addr.Addr().Is6() && allowedBy(src, tg).Allowed && n == 0 {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
+	})
+	for _, s := range senders {
+		s.Stop()
+	}
+	compared, allowed, differ := 0, 0, 0
+	for _, tg := range targets {
+		for _, src := range clients {
+			if src.Is6() != tg.addr.Addr().Is6() {
+				continue
+			}
+			v := allowedBy(src, tg)
+			n, _ := tg.r.From(src)
+			compared++
+			if v.Allowed {
+				allowed++
+			}
+			if (n > 0) != v.Allowed {
+				differ++
+				t.Errorf("%s to %s: the enforcer passed %d datagrams, the model says %s", src, tg.addr, n, v)
+			}
+		}
+	}
+	t.Logf("the enforcer and the model agree on %d of %d flows (%d allowed by the model)", compared-differ, compared, allowed)
+	if allowed == 0 || allowed == compared {
+		t.Fatalf("the random policies allowed %d of %d flows: the comparison says nothing", allowed, compared)
+	}
+	for i := range policies {
+		if err := c.Delete(ctx, &policies[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
