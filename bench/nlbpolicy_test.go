@@ -18,10 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbv2types "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
-	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -63,7 +61,7 @@ var healthCIDRs = []string{"10.0.0.0/20", "10.0.16.0/20", "10.0.32.0/20"}
 // zero), after a resync of every Service; the controller's heap; and the
 // security-group rules the AWS Load Balancer Controller would have needed.
 // AWS is off: health-check CIDRs come from the flag. Run with -benchtime=1x.
-func BenchmarkNLBPolicyConverge(b *testing.B) { benchConverge(b, false) }
+func BenchmarkNLBPolicyConverge(b *testing.B) { benchConverge(b, false, calicoBackend) }
 
 // BenchmarkNLBPolicyConvergeAWS is BenchmarkNLBPolicyConverge with AWS in
 // the loop: moto holds the 1,000 NLBs the AWS Load Balancer Controller
@@ -71,9 +69,16 @@ func BenchmarkNLBPolicyConverge(b *testing.B) { benchConverge(b, false) }
 // load balancers; each Service's status names its NLB, and the controller
 // finds the health-check CIDRs through AWS. It also counts the AWS requests
 // of the convergence and of the steady state (telemetry_nlbpolicy_aws_requests_total).
-func BenchmarkNLBPolicyConvergeAWS(b *testing.B) { benchConverge(b, true) }
+func BenchmarkNLBPolicyConvergeAWS(b *testing.B) { benchConverge(b, true, calicoBackend) }
 
-func benchConverge(b *testing.B, withAWS bool) {
+// BenchmarkNLBPolicyConvergeNetworkPolicy is BenchmarkNLBPolicyConverge with
+// the networkpolicy backend: one Kubernetes NetworkPolicy per Service, the
+// floor a bare client writing the same NetworkPolicies.
+func BenchmarkNLBPolicyConvergeNetworkPolicy(b *testing.B) {
+	benchConverge(b, false, networkPolicyBackend)
+}
+
+func benchConverge(b *testing.B, withAWS bool, be benchBackend) {
 	p := localplane.New(b, localplane.Options{NoAWS: !withAWS})
 	admin, err := p.Client()
 	if err != nil {
@@ -104,13 +109,7 @@ func benchConverge(b *testing.B, withAWS bool) {
 			if err := admin.Get(ctx, client.ObjectKeyFromObject(svc), got); err != nil {
 				b.Fatal(err)
 			}
-			out := nlbpolicy.Desired(nlbpolicy.Input{Service: got, HealthCheckCIDRs: health}, nlbpolicy.DefaultOptions())
-			for _, s := range out.NetworkSets {
-				objects = append(objects, s)
-			}
-			for _, p := range out.Policies {
-				objects = append(objects, p)
-			}
+			objects = append(objects, be.objects(b, got, health)...)
 		}
 		cpu, reqs := cpuTimes(), must(apiRequests(p.Config))
 		start := time.Now()
@@ -133,8 +132,10 @@ func benchConverge(b *testing.B, withAWS bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		opts := nlbpolicy.DefaultOptions()
+		opts.Backend = be.backend
 		if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{
-			Options: nlbpolicy.DefaultOptions(), Sources: sources,
+			Options: opts, Sources: sources,
 			SweepInterval: time.Hour, Registry: reg,
 		}); err != nil {
 			b.Fatal(err)
@@ -152,7 +153,7 @@ func benchConverge(b *testing.B, withAWS bool) {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			peak = max(peak, ms.HeapAlloc)
-			if allWritten == 0 && countPolicies(b, admin) == 2*benchServices {
+			if allWritten == 0 && be.count(b, admin) == be.perService*benchServices {
 				allWritten = time.Since(start)
 			}
 			if allWritten != 0 {
@@ -177,7 +178,7 @@ func benchConverge(b *testing.B, withAWS bool) {
 			byLabels(b, reg, "telemetry_nlbpolicy_api_writes_total"), cpuSince(cpu, converge))
 		fmt.Fprintf(os.Stderr, "controller: API: %s\n", requestsSince(p.Config, reqs))
 		convergeRequests := counter(b, reg, "telemetry_nlbpolicy_aws_requests_total")
-		if err := sameObjects(ctx, admin, objects); err != nil {
+		if err := be.same(ctx, admin, objects); err != nil {
 			b.Fatal(err)
 		}
 		// Every Service reconciled once more with nothing to change: no write.
@@ -199,8 +200,8 @@ func benchConverge(b *testing.B, withAWS bool) {
 		// Latency of an edit: one Service's sources changed, until its
 		// network set in the API server holds the new source; 100 edits one
 		// after the other, then 100 Services edited at once.
-		single := editLatencies(b, admin, svcs[:100], health, false)
-		burst := editLatencies(b, admin, svcs[100:200], health, true)
+		single := editLatenciesOf(b, admin, svcs[:100], be, false)
+		burst := editLatenciesOf(b, admin, svcs[100:200], be, true)
 		rulesAvoided := counter(b, reg, "telemetry_nlbpolicy_security_group_rules_avoided")
 		reconcileErrors := counter(b, crmetrics.Registry.(*prometheus.Registry), "controller_runtime_reconcile_errors_total")
 		cancel()
@@ -227,9 +228,9 @@ func benchConverge(b *testing.B, withAWS bool) {
 		b.ReportMetric(steadyRequests, "steady-aws-requests")
 		fmt.Fprintf(os.Stderr, "AWS %v: %.0f requests converging (%v), %.0f in steady state\n", withAWS, convergeRequests,
 			byLabels(b, reg, "telemetry_nlbpolicy_aws_requests_total"), steadyRequests)
-		fmt.Fprintf(os.Stderr, "%d Services x %d sources: %d objects; floor %v, controller %v (x%.2f); steady-state writes %v; "+
+		fmt.Fprintf(os.Stderr, "backend %s: %d Services x %d sources: %d objects; floor %v, controller %v (x%.2f); steady-state writes %v; "+
 			"heap after %.1f MiB (peak %.1f MiB above start); AWS LBC would need %v security-group rules (%d per Service, limit %d)\n",
-			benchServices, benchSources, len(objects), floor.Round(time.Millisecond), converge.Round(time.Millisecond),
+			be.backend, benchServices, benchSources, len(objects), floor.Round(time.Millisecond), converge.Round(time.Millisecond),
 			converge.Seconds()/floor.Seconds(), steady, float64(after.HeapAlloc-min(after.HeapAlloc, before.HeapAlloc))/(1<<20),
 			float64(peak-min(peak, before.HeapAlloc))/(1<<20), rulesAvoided, lbc.PerSourceRules(benchSources, []int{1}, 3),
 			lbc.DefaultRulesPerSecurityGroup)
@@ -240,7 +241,7 @@ func benchConverge(b *testing.B, withAWS bool) {
 }
 
 // benchService is the i-th Service: 100 non-adjacent /32 sources, one UDP
-// port, instance targets; past 1,000 Services ip targets without NodePorts,
+// port, its own collectors (a selector of its own), instance targets; past 1,000 Services ip targets without NodePorts,
 // since a cluster's NodePort range (2,768 ports, two for each Service with
 // externalTrafficPolicy Local) holds about 1,380 instance-target Services.
 func benchService(i int) *corev1.Service {
@@ -254,7 +255,7 @@ func benchService(i int) *corev1.Service {
 			annotations.NLBPolicy: annotations.Enabled, lbc.ManageBackendSecurityGroupRule: "false"}},
 		Spec: corev1.ServiceSpec{
 			Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To(lbc.LoadBalancerClass),
-			Selector: map[string]string{"app": "sfacctd"}, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+			Selector: map[string]string{"app": fmt.Sprintf("sfacctd-%04d", i)}, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
 			LoadBalancerSourceRanges: ranges,
 			Ports:                    []corev1.ServicePort{{Name: "sflow", Protocol: corev1.ProtocolUDP, Port: 6343}},
 		},
@@ -294,15 +295,18 @@ func parallel(b *testing.B, n, workers int, f func(int) error) {
 	}
 }
 
-// editLatencies changes one source of each Service (the last /32 moved to
-// another address) and measures the time from the update to the network
-// set in the API server holding the new source, polled every 5 ms: the
-// Services one after the other, or all at once (burst: the times are then
-// from the first update).
-func editLatencies(b *testing.B, admin client.Client, svcs []*corev1.Service, health []string, burst bool) []time.Duration {
+// editLatenciesOf changes one source of each Service (the last /32 moved to
+// another address) and measures the time from the update to the backend's
+// object in the API server holding the new source (be.holds), polled every
+// 5 ms: the Services one after the other, or all at once (burst: the times
+// are then from the first update).
+func editLatenciesOf(b *testing.B, admin client.Client, svcs []*corev1.Service, be benchBackend, burst bool) []time.Duration {
 	b.Helper()
 	ctx := context.Background()
-	type pending struct{ set, net string }
+	type pending struct {
+		svc *corev1.Service
+		net string
+	}
 	edit := func(svc *corev1.Service) (pending, error) {
 		got := &corev1.Service{}
 		if err := admin.Get(ctx, client.ObjectKeyFromObject(svc), got); err != nil {
@@ -312,23 +316,18 @@ func editLatencies(b *testing.B, admin client.Client, svcs []*corev1.Service, he
 		last := netip.MustParsePrefix(ranges[len(ranges)-1])
 		moved := netip.PrefixFrom(last.Addr().Next(), 32).String()
 		got.Spec.LoadBalancerSourceRanges = append(slices.Clone(ranges[:len(ranges)-1]), moved)
-		out := nlbpolicy.Desired(nlbpolicy.Input{Service: got, HealthCheckCIDRs: health}, nlbpolicy.DefaultOptions())
-		if len(out.NetworkSets) != 1 {
-			return pending{}, fmt.Errorf("%s: %d network sets", svc.Name, len(out.NetworkSets))
-		}
-		return pending{out.NetworkSets[0].Name, moved}, admin.Update(ctx, got)
+		return pending{svc, moved}, admin.Update(ctx, got)
 	}
-	// wait polls until every pending set holds its new source, and returns
-	// when each was first seen so.
+	// wait polls until every pending object holds its new source, and
+	// returns when each was first seen so.
 	wait := func(start time.Time, todo []pending) []time.Duration {
 		var out []time.Duration
 		for len(todo) > 0 {
 			if time.Since(start) > time.Minute {
-				b.Fatalf("%d edits not enforced within a minute, e.g. %s", len(todo), todo[0].set)
+				b.Fatalf("%d edits not enforced within a minute, e.g. %s", len(todo), todo[0].svc.Name)
 			}
 			todo = slices.DeleteFunc(todo, func(p pending) bool {
-				set := &calicov3.GlobalNetworkSet{}
-				if err := admin.Get(ctx, client.ObjectKey{Name: p.set}, set); err != nil || !slices.Contains(set.Spec.Nets, p.net) {
+				if !be.holds(ctx, admin, p.svc, p.net) {
 					return false
 				}
 				out = append(out, time.Since(start))
@@ -414,53 +413,6 @@ func seedNLBs(b *testing.B, p *localplane.Plane, admin client.Client, svcs []*co
 	return cidrs
 }
 
-// sameObjects compares every generated policy and network set with what it
-// must be (the floor's objects): the whole spec and the controller's labels.
-func sameObjects(ctx context.Context, c client.Client, want []client.Object) error {
-	var policies calicov3.GlobalNetworkPolicyList
-	var sets calicov3.GlobalNetworkSetList
-	if err := c.List(ctx, &policies); err != nil {
-		return err
-	}
-	if err := c.List(ctx, &sets); err != nil {
-		return err
-	}
-	have := map[string]client.Object{}
-	for i := range policies.Items {
-		have["p/"+policies.Items[i].Name] = &policies.Items[i]
-	}
-	for i := range sets.Items {
-		have["s/"+sets.Items[i].Name] = &sets.Items[i]
-	}
-	if len(have) != len(want) {
-		return fmt.Errorf("%d generated objects, want %d", len(have), len(want))
-	}
-	for _, w := range want {
-		switch w := w.(type) {
-		case *calicov3.GlobalNetworkPolicy:
-			h, ok := have["p/"+w.Name].(*calicov3.GlobalNetworkPolicy)
-			if !ok || !equality.Semantic.DeepEqual(h.Spec, w.Spec) || !labelsIn(w.Labels, h.Labels) {
-				return fmt.Errorf("GlobalNetworkPolicy %s differs from what it must be", w.Name)
-			}
-		case *calicov3.GlobalNetworkSet:
-			h, ok := have["s/"+w.Name].(*calicov3.GlobalNetworkSet)
-			if !ok || !equality.Semantic.DeepEqual(h.Spec, w.Spec) || !labelsIn(w.Labels, h.Labels) {
-				return fmt.Errorf("GlobalNetworkSet %s differs from what it must be", w.Name)
-			}
-		}
-	}
-	return nil
-}
-
-func labelsIn(want, have map[string]string) bool {
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // convergeLimit ends a convergence that takes too long: 10 minutes, or
 // BENCH_CONVERGE_LIMIT (a duration) for the 10,000-Service run.
 var convergeLimit = func() time.Duration {
@@ -509,24 +461,6 @@ func countAcknowledged(b *testing.B, c client.Client) int {
 			return acked
 		}
 	}
-}
-
-// countPolicies counts the GlobalNetworkPolicies with a one-item metadata
-// list (the API server counts the rest), so polling for convergence costs the
-// API server next to nothing: a full list every 200 ms of 2,000 policies was
-// a share of the time measured.
-func countPolicies(b *testing.B, c client.Client) int {
-	b.Helper()
-	list := &metav1.PartialObjectMetadataList{}
-	list.SetGroupVersionKind(calicov3.SchemeGroupVersion.WithKind("GlobalNetworkPolicyList"))
-	if err := c.List(context.Background(), list, client.Limit(1)); err != nil {
-		b.Fatal(err)
-	}
-	n := len(list.Items)
-	if rest := list.GetRemainingItemCount(); rest != nil {
-		n += int(*rest)
-	}
-	return n
 }
 
 func must[T any](v T, err error) T {

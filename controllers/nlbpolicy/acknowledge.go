@@ -48,6 +48,31 @@ func (r *Reconciler) settled(key types.NamespacedName, wrote bool) time.Duration
 	return r.Options.ProgrammingGrace - now.Sub(since)
 }
 
+// wrote records that a Service's NetworkPolicy was just written, whether or
+// not its own acknowledgement changes (a narrowing for a sibling does not
+// change it), for its siblings' settling.
+func (r *Reconciler) wrote(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastWrite[key] = time.Now()
+}
+
+// settling is how long the programming grace of another Service's last
+// NetworkPolicy write still runs (at most the grace; 0 once it passed).
+func (r *Reconciler) settling(key types.NamespacedName) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.lastWrite[key]
+	if !ok {
+		return 0
+	}
+	left := r.Options.ProgrammingGrace - time.Since(w)
+	if left <= 0 {
+		delete(r.lastWrite, key)
+	}
+	return left
+}
+
 // tierCheckTTL is how long the tier's presence is trusted between checks.
 const tierCheckTTL = 10 * time.Second
 

@@ -122,6 +122,13 @@ type NetworkPolicyOutput struct {
 	Problems []string
 	// Waiting says why nothing can be computed yet (as Output.Waiting).
 	Waiting string
+	// Hold says why the Policy, written, does not enforce the sources yet
+	// (a sibling still opens the Service's ports): no acknowledgement until
+	// it does.
+	Hold string
+	// Siblings are the other Services whose policies may select the same
+	// pods: their writes count for this one's programming grace too.
+	Siblings []string
 	// Refused says why this backend cannot enforce the Service's sources:
 	// no policy of its is written, the Service is not acknowledged.
 	Refused string
@@ -136,7 +143,11 @@ type NetworkPolicyOutput struct {
 }
 
 // DesiredNetworkPolicy computes a Service's NetworkPolicy. others are the
-// NetworkPolicies of the Service's namespace not written for it.
+// NetworkPolicies of the Service's namespace not written for it: the
+// controller's own for other Services (siblings: several Services over the
+// same pods, e.g. an NLB brought up beside another, share them, each
+// filtering its own ports and leaving the others' closed), and any other
+// (beside which it refuses).
 func DesiredNetworkPolicy(in Input, others []networkingv1.NetworkPolicy) NetworkPolicyOutput {
 	svc := in.Service
 	var out NetworkPolicyOutput
@@ -155,17 +166,24 @@ func DesiredNetworkPolicy(in Input, others []networkingv1.NetworkPolicy) Network
 			"so a NetworkPolicy cannot filter by source; set externalTrafficPolicy: Local (or ip targets), or use the calico backend"
 		return out
 	}
+	var siblings []*networkingv1.NetworkPolicy
 	for i := range others {
 		np := &others[i]
-		if np.Namespace == svc.Namespace && netpolicy.AppliesToIngress(np) && netpolicy.CouldSelect(np.Spec.PodSelector, svc.Spec.Selector) {
-			out.Refused = fmt.Sprintf("NetworkPolicy %s/%s selects (or may select) the Service's pods: NetworkPolicies only add to "+
-				"each other, so another policy here could only widen what it admits or open what it closes; exclude the pods "+
-				"from it (e.g. a matchExpressions NotIn on one of the Service's selector labels), or use the calico backend",
-				np.Namespace, np.Name)
-			out.Beside = true
-			out.Closed = networkPolicy(svc, nil)
-			return out
+		if np.Namespace != svc.Namespace || !netpolicy.AppliesToIngress(np) || !netpolicy.CouldSelect(np.Spec.PodSelector, svc.Spec.Selector) {
+			continue
 		}
+		if isSibling(np, svc) {
+			siblings = append(siblings, np)
+			out.Siblings = append(out.Siblings, np.Labels[annotations.OwnerName])
+			continue
+		}
+		out.Refused = fmt.Sprintf("NetworkPolicy %s/%s selects (or may select) the Service's pods: NetworkPolicies only add to "+
+			"each other, so another policy here could only widen what it admits or open what it closes; exclude the pods "+
+			"from it (e.g. a matchExpressions NotIn on one of the Service's selector labels), or use the calico backend",
+			np.Namespace, np.Name)
+		out.Beside = true
+		out.Closed = networkPolicy(svc, nil)
+		return out
 	}
 
 	// The target ports, per protocol: what the pods receive, with ip
@@ -215,6 +233,18 @@ func DesiredNetworkPolicy(in Input, others []networkingv1.NetworkPolicy) Network
 		filtered[corev1.ProtocolTCP] = append(filtered[corev1.ProtocolTCP], hp...)
 		if health.Len() > 0 {
 			rules = append(rules, networkingv1.NetworkPolicyIngressRule{Ports: exactPorts(corev1.ProtocolTCP, hp), From: ipBlocks(health)})
+		}
+	}
+	// Another Service's policy over the same pods opens every port but its
+	// own to anyone: until it stops opening this Service's ports, this one
+	// filters nothing there. Its own ports stay closed here in turn.
+	for _, sib := range siblings {
+		if proto, port, ok := opensAny(sib, filtered); ok && out.Hold == "" {
+			out.Hold = fmt.Sprintf("the NetworkPolicy %s of another Service over the same pods still admits %s %d from anywhere "+
+				"(the controller narrows it next)", sib.Name, proto, port)
+		}
+		for proto, ps := range filteredBy(sib) {
+			filtered[proto] = append(filtered[proto], ps...)
 		}
 	}
 	var rest []networkingv1.NetworkPolicyPort

@@ -189,6 +189,48 @@ func (r *npRun) basics(programmed func() (bool, string)) {
 	r.unlistedNever("after the edit")
 }
 
+// siblings adds a second Service over the same pod (IPFIX, UDP 4739,
+// listing one of the run's unlisted sources): once it is acknowledged, its
+// source reaches its port and no other does, over IPv4 and IPv6, while the
+// first Service's port still admits only its own; deleted, its port is one
+// of the pod's other ports again, open to anyone.
+func (r *npRun) siblings() {
+	t, ctx := r.t, context.Background()
+	ipfix := service("telemetry", r.svc.Name+"-ipfix", func(s *corev1.Service) {
+		s.Annotations[lbc.NLBTargetType] = lbc.TargetIP
+		s.Spec.LoadBalancerSourceRanges = []string{unlisted4.String() + "/32"}
+		s.Spec.Ports = []corev1.ServicePort{{Name: "ipfix", Protocol: corev1.ProtocolUDP, Port: 4739}}
+	})
+	if err := r.c.Create(ctx, ipfix); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the second Service acknowledged", func() (bool, string) {
+		got, ok := get(t, r.c, ipfix)
+		return ok && ack.Current(got), fmt.Sprint(got.Annotations[annotations.Enforced])
+	})
+	i4, i6 := r.listen(netip.AddrPortFrom(netlab.PodIP, 4739)), r.listen(netip.AddrPortFrom(netlab.PodIP6, 4739))
+	r.send(unlisted4, 40020, netip.AddrPortFrom(netlab.PodIP, 4739))
+	r.send(netlab.ClientIP6, 40021, netip.AddrPortFrom(netlab.PodIP6, 4739))
+	r.send(unlisted6, 40022, netip.AddrPortFrom(netlab.PodIP6, 4739))
+	eventually(t, "the second Service's source at its port", func() (bool, string) {
+		n, _ := i4.From(unlisted4)
+		return n > 0, r.enforcer(5)
+	})
+	for _, src := range []netip.Addr{netlab.ClientIP6, unlisted6} {
+		if n, _ := i6.From(src); n != 0 {
+			t.Errorf("%d datagrams of %s, which the second Service does not list, reached its port", n, src)
+		}
+	}
+	r.unlistedNever("beside a second Service")
+	if err := r.c.Delete(ctx, ipfix); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the second Service's port open to anyone again once it is gone", func() (bool, string) {
+		n, _ := i6.From(unlisted6)
+		return n > 0, r.enforcer(5)
+	})
+}
+
 // TestNetworkPolicyBackendWithFelix: the checks of basics with real Felix
 // enforcing the NetworkPolicy on a real workload endpoint (the Pod on
 // Felix's node, its link named as Calico's CNI names it). Then: a
@@ -298,7 +340,8 @@ func TestNetworkPolicyBackendWithFelix(t *testing.T) {
 // kube-router (its network policy controller, --run-firewall alone, built
 // from the pinned source) enforcing the NetworkPolicy in the node namespace
 // on traffic it forwards to the pod, and a controller that runs the
-// networkpolicy backend alone (it watches no Calico kind); and kube-router
+// networkpolicy backend alone (it watches no Calico kind); a second Service
+// over the same pod (siblings); and kube-router
 // agrees with internal/netpolicy on random policies (npDifferential).
 func TestNetworkPolicyBackendWithKubeRouter(t *testing.T) {
 	rootBefore := rootFirewall(t)
@@ -352,6 +395,7 @@ func TestNetworkPolicyBackendWithKubeRouter(t *testing.T) {
 		rules, err := kr.Rules()
 		return err == nil && strings.Count(rules, ":KUBE-POD-FW-") >= 2, kr.LogTail(5)
 	})
+	r.siblings()
 	if err := c.Delete(ctx, r.svc); err != nil {
 		t.Fatal(err)
 	}

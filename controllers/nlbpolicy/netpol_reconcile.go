@@ -17,6 +17,7 @@ import (
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netpolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/reasons"
 )
 
@@ -69,14 +70,30 @@ func (r *Reconciler) reconcileNetworkPolicy(ctx context.Context, req reconcile.R
 		return reconcile.Result{}, errors.Join(fmt.Errorf("applying the NetworkPolicy: %w", err), ackErr)
 	}
 	if writes > 0 {
+		r.wrote(req.NamespacedName)
 		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, reasons.PoliciesApplied, "Reconcile",
 			"NetworkPolicy %s written: %d allowed source nets", out.Policy.Name, out.Sources.Len())
 		logger.Info("NetworkPolicy applied", "name", out.Policy.Name, "sources", out.Sources.Len())
 	}
+	if out.Hold != "" {
+		// The sibling's own reconcile (its policy's event brings this one
+		// back) narrows it; the requeue is a backstop.
+		logger.V(1).Info("waiting", "reason", out.Hold)
+		if err := r.acknowledge(ctx, svc, ack.Ack{Problem: "waiting: " + out.Hold}); err != nil {
+			return reconcile.Result{}, fmt.Errorf("withdrawing the acknowledgement (sibling): %w", err)
+		}
+		return reconcile.Result{RequeueAfter: waitRequeue}, nil
+	}
 	enforced := ack.Ack{Digest: ack.Digest(svc), Problem: truncate(strings.Join(out.Problems, "; "), 500), Policies: []string{out.Policy.Name}}
 	r.Metrics.observe(svc, 1, out.Sources.Len(), len(in.HealthCheckCIDRs))
 	if have, ok := ack.Of(svc); !ok || !ack.Same(have, enforced) {
-		if wait := r.settled(req.NamespacedName, writes > 0); wait > 0 {
+		wait := r.settled(req.NamespacedName, writes > 0)
+		for _, sib := range out.Siblings {
+			// A sibling narrowed for this Service's ports a moment ago: the
+			// dataplane programs that too before this one is acknowledged.
+			wait = max(wait, r.settling(types.NamespacedName{Namespace: svc.Namespace, Name: sib}))
+		}
+		if wait > 0 {
 			logger.V(1).Info("acknowledgement held while the dataplane programs the NetworkPolicy", "for", wait)
 			return reconcile.Result{RequeueAfter: wait}, nil
 		}
@@ -172,22 +189,28 @@ func (r *Reconciler) deleteOwned(ctx context.Context, namespace, name string) er
 
 // networkPolicyOwners maps a NetworkPolicy event to the Services it
 // concerns: its own Service for one the controller wrote, and every managed
-// Service of its namespace for any other (it may now select their pods, or
-// no longer).
+// Service of its namespace whose pods it may select (any other policy there
+// makes them refused; a sibling's ports are left closed by theirs).
 func (r *Reconciler) networkPolicyOwners() handler.EventHandler {
 	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		var out []reconcile.Request
 		if l := o.GetLabels(); l[annotations.ManagedBy] == annotations.NLBPolicyManager && l[annotations.OwnerName] != "" {
-			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: l[annotations.OwnerNamespace], Name: l[annotations.OwnerName]}}}
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: l[annotations.OwnerNamespace], Name: l[annotations.OwnerName]}})
+		}
+		np, ok := o.(*networkingv1.NetworkPolicy)
+		if !ok {
+			return out
 		}
 		var list corev1.ServiceList
 		if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
 			log.FromContext(ctx).Error(err, "listing the Services a NetworkPolicy may concern", "namespace", o.GetNamespace())
 			return nil
 		}
-		var out []reconcile.Request
 		for i := range list.Items {
-			if controllerutil.ContainsFinalizer(&list.Items[i], Finalizer) {
-				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+			svc := &list.Items[i]
+			if controllerutil.ContainsFinalizer(svc, Finalizer) && svc.Name != o.GetLabels()[annotations.OwnerName] &&
+				netpolicy.CouldSelect(np.Spec.PodSelector, svc.Spec.Selector) {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(svc)})
 			}
 		}
 		return out

@@ -11,7 +11,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
@@ -237,5 +239,68 @@ func TestNetworkPolicyProperty(t *testing.T) {
 	t.Logf("%d Services: %d policies written, %d refused; %d packets checked", written+refused, written, refused, checked)
 	if written == 0 || refused == 0 {
 		t.Fatal("the random cases never wrote or never refused: the test says nothing")
+	}
+}
+
+// TestNetworkPolicySiblings: two Services over the same pods (an NLB
+// brought up beside another, or one per protocol), each with its own
+// sources on its own port. The second's policy is held (written, not
+// acknowledged) while the first's still opens its port to anyone; once the
+// first is recomputed beside it, neither holds, and the two policies
+// together admit on each port exactly that Service's sources, leave every
+// other port open, and never admit what one of them alone would not filter.
+func TestNetworkPolicySiblings(t *testing.T) {
+	mk := func(name string, port int32, sources ...string) *corev1.Service {
+		return nlbService(ipTargets, func(s *corev1.Service) {
+			s.Name, s.UID = name, types.UID(name+"-uid")
+			s.Spec.LoadBalancerSourceRanges = sources
+			s.Spec.Ports = []corev1.ServicePort{{Name: "p", Protocol: corev1.ProtocolUDP, Port: port}}
+		})
+	}
+	a, b := mk("sflow", 6343, "192.0.2.0/24"), mk("ipfix", 4739, "198.51.100.0/24", "2001:db8::/32")
+	desired := func(svc *corev1.Service, others ...*networkingv1.NetworkPolicy) NetworkPolicyOutput {
+		var os []networkingv1.NetworkPolicy
+		for _, o := range others {
+			os = append(os, *o)
+		}
+		return DesiredNetworkPolicy(Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/24"}}, os)
+	}
+	first := desired(a)
+	second := desired(b, first.Policy)
+	if second.Policy == nil || second.Hold == "" || !strings.Contains(second.Hold, " 4739 ") {
+		t.Fatalf("the second Service beside the first, which opens its port: policy %v, hold %q", second.Policy != nil, second.Hold)
+	}
+	firstAgain := desired(a, second.Policy)
+	secondAgain := desired(b, firstAgain.Policy)
+	if firstAgain.Hold != "" || secondAgain.Hold != "" {
+		t.Fatalf("still held once both are recomputed: %q, %q", firstAgain.Hold, secondAgain.Hold)
+	}
+	if !equality.Semantic.DeepEqual(secondAgain.Policy.Spec, second.Policy.Spec) {
+		t.Error("the second Service's policy changed when the first narrowed: it would not converge in one step")
+	}
+	both := []networkingv1.NetworkPolicy{*firstAgain.Policy, *secondAgain.Policy}
+	pod := netpolicy.Pod{Namespace: "telemetry", Labels: map[string]string{"app": "sfacctd"}}
+	for _, c := range []struct {
+		src   string
+		proto corev1.Protocol
+		port  uint16
+		want  bool
+	}{
+		{"192.0.2.7", "UDP", 6343, true}, {"198.51.100.7", "UDP", 6343, false}, {"2001:db8::7", "UDP", 6343, false},
+		{"198.51.100.7", "UDP", 4739, true}, {"2001:db8::7", "UDP", 4739, true}, {"192.0.2.7", "UDP", 4739, false},
+		{"10.0.0.9", "TCP", 6343, true}, {"10.0.0.9", "TCP", 4739, true}, {"203.0.113.1", "TCP", 4739, false},
+		{"203.0.113.1", "UDP", 9995, true}, {"203.0.113.1", "TCP", 9100, true},
+	} {
+		p := netpolicy.Packet{Src: netip.MustParseAddr(c.src), Protocol: c.proto, Port: c.port}
+		if v := netpolicy.Evaluate(both, pod, p); v.Allowed != c.want {
+			t.Errorf("%v: %s, want allowed=%v", p, v, c.want)
+		}
+	}
+	// Either Service gone: the other's policy, recomputed alone, opens the
+	// port again (it was open before that Service).
+	alone := desired(a)
+	if v := netpolicy.Evaluate([]networkingv1.NetworkPolicy{*alone.Policy}, pod, netpolicy.Packet{Src: netip.MustParseAddr("203.0.113.1"),
+		Protocol: "UDP", Port: 4739}); !v.Allowed {
+		t.Errorf("the first Service alone again still closes the second's port: %s", v)
 	}
 }

@@ -88,13 +88,17 @@ type Reconciler struct {
 	// settled).
 	written map[types.NamespacedName]time.Time
 	started time.Time
+	// lastWrite is when each Service's NetworkPolicy was last written (see
+	// settling).
+	lastWrite map[types.NamespacedName]time.Time
 	// own is what the reconciler last wrote, so its own watch events are skipped.
 	own ownWrites
 }
 
 // NewReconciler returns a Reconciler with its state initialised.
 func NewReconciler(cfg ReconcilerConfig) *Reconciler {
-	return &Reconciler{ReconcilerConfig: cfg, reported: map[types.UID]string{}, written: map[types.NamespacedName]time.Time{}}
+	return &Reconciler{ReconcilerConfig: cfg, reported: map[types.UID]string{}, written: map[types.NamespacedName]time.Time{},
+		lastWrite: map[types.NamespacedName]time.Time{}}
 }
 
 // SetupWithManager watches Services (those that are NLBs or carry the
@@ -303,6 +307,7 @@ func (r *Reconciler) forget(key types.NamespacedName, uid types.UID) {
 		delete(r.reported, uid)
 	}
 	delete(r.written, key)
+	delete(r.lastWrite, key)
 	r.Metrics.forget(key)
 }
 
