@@ -261,15 +261,27 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	slices.Sort(enforced.Policies)
 	r.Metrics.observe(svc, len(out.Policies)+len(out.NetworkSets), out.Sources.Len(), len(in.HealthCheckCIDRs))
+	return r.enforced(ctx, req, svc, enforced, BackendCalico, writes > 0)
+}
+
+// enforced acknowledges what a backend enforces for a Service, once the
+// programming grace after its last write (now, if wrote) and after the
+// writes of others it names (siblings) has passed, and then retires what
+// the Service's other backend wrote for it: a Service switched between
+// backends is never without one or the other.
+func (r *Reconciler) enforced(ctx context.Context, req reconcile.Request, svc *corev1.Service, enforced ack.Ack, backend Backend,
+	wrote bool, others ...types.NamespacedName) (reconcile.Result, error) {
 	if have, ok := ack.Of(svc); !ok || !ack.Same(have, enforced) {
-		if wait := r.settled(req.NamespacedName, writes > 0); wait > 0 {
-			logger.V(1).Info("acknowledgement held while Felix programs the policies", "for", wait)
+		wait := r.settled(req.NamespacedName, wrote)
+		for _, o := range others {
+			wait = max(wait, r.settling(o))
+		}
+		if wait > 0 {
+			log.FromContext(ctx).V(1).Info("acknowledgement held while the dataplane programs the policies", "for", wait)
 			return reconcile.Result{RequeueAfter: wait}, nil
 		}
 	}
-	// A Service switched from the other backend: its objects go once these
-	// are enforced, so the pods are never without one or the other.
-	if err := r.retire(ctx, svc, BackendCalico); err != nil {
+	if err := r.retire(ctx, svc, backend); err != nil {
 		return reconcile.Result{}, err
 	}
 	if err := r.acknowledge(ctx, svc, enforced); err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -60,10 +59,8 @@ func (p *Plane) StartFelix(ctx context.Context, netnsPath string, node FelixNode
 	if err != nil {
 		return nil, err
 	}
-	for _, tool := range []string{"nsenter", "unshare", "ipset", "iptables-nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return nil, fmt.Errorf("%s not found, which Felix needs: apt-get install util-linux ipset iptables (make deps does)", tool)
-		}
+	if err := requireTools("Felix", "apt-get install util-linux ipset iptables (make deps does)", "nsenter", "unshare", "ipset", "iptables-nft"); err != nil {
+		return nil, err
 	}
 	c, err := p.Client()
 	if err != nil {
@@ -81,20 +78,13 @@ func (p *Plane) StartFelix(ctx context.Context, netnsPath string, node FelixNode
 	if err != nil {
 		return nil, err
 	}
-	script := `set -e
-mount -t tmpfs tmpfs /var/lib
-mount -t tmpfs tmpfs /run
-mkdir -p /var/lib/calico /run/calico
-exec "$@"`
-	f.cmd = exec.Command("nsenter", "--net="+netnsPath, "unshare", "--mount", "--propagation", "private",
-		"sh", "-c", script, "sh", bin)
-	f.cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"KUBECONFIG=" + p.Kubeconfig,
+	f.cmd = nodeCommand(netnsPath, bin, []string{"/var/lib/calico", "/run/calico"})
+	f.cmd.Env = append(f.cmd.Env,
+		"KUBECONFIG="+p.Kubeconfig,
 		"DATASTORE_TYPE=kubernetes", "FELIX_DATASTORETYPE=kubernetes", "CALICO_API_GROUP=projectcalico.org/v3",
-		"FELIX_FELIXHOSTNAME=" + node.Name,
+		"FELIX_FELIXHOSTNAME="+node.Name,
 		"FELIX_IPTABLESBACKEND=NFT", "FELIX_NFTABLESMODE=Disabled", "FELIX_BPFENABLED=false", "FELIX_XDPENABLED=false",
-		"FELIX_IPV6SUPPORT=" + strconv.FormatBool(node.IP6.IsValid()), "FELIX_WIREGUARDENABLED=false",
+		"FELIX_IPV6SUPPORT="+strconv.FormatBool(node.IP6.IsValid()), "FELIX_WIREGUARDENABLED=false",
 		"FELIX_HEALTHENABLED=false", "FELIX_HEALTHHOST=127.0.0.1",
 		"FELIX_PROMETHEUSMETRICSENABLED=false", "FELIX_USAGEREPORTINGENABLED=false",
 		"FELIX_LOGFILEPATH=none", "FELIX_LOGSEVERITYSYS=none", "FELIX_LOGSEVERITYSCREEN=info",
@@ -103,7 +93,7 @@ exec "$@"`
 		// The CGO-free build panics at start on a libbpf stub without it,
 		// even with BPF off (../shared/third_party/README.md).
 		"FELIX_DebugSkipCTLBCleanup=true",
-	}
+	)
 	if err := f.start(logFile); err != nil {
 		return nil, err
 	}

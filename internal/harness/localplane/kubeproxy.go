@@ -74,10 +74,8 @@ func (p *Plane) StartKubeProxy(ctx context.Context, netnsPath string, opts KubeP
 	if opts.Mode == "nftables" {
 		tools = append(tools, "nft")
 	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			return nil, fmt.Errorf("%s not found, which kube-proxy needs: make deps installs it", tool)
-		}
+	if err := requireTools("kube-proxy", "make deps installs it", tools...); err != nil {
+		return nil, err
 	}
 	c, err := p.Client()
 	if err != nil {
@@ -99,22 +97,15 @@ func (p *Plane) StartKubeProxy(ctx context.Context, netnsPath string, opts KubeP
 	for _, ip := range opts.NodeIPs {
 		nodePortAddrs = append(nodePortAddrs, netip.PrefixFrom(ip, ip.BitLen()).String())
 	}
-	script := `set -e
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /var/lib
-exec "$@"`
-	args := []string{"--net=" + netnsPath, "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", bin,
-		"--kubeconfig=" + p.Kubeconfig,
-		"--hostname-override=" + opts.Node,
-		"--proxy-mode=" + opts.Mode,
-		"--nodeport-addresses=" + strings.Join(nodePortAddrs, ","),
+	kp.cmd = nodeCommand(netnsPath, bin, nil,
+		"--kubeconfig="+p.Kubeconfig,
+		"--hostname-override="+opts.Node,
+		"--proxy-mode="+opts.Mode,
+		"--nodeport-addresses="+strings.Join(nodePortAddrs, ","),
 		"--conntrack-max-per-core=0",
 		"--conntrack-tcp-timeout-established=0", "--conntrack-tcp-timeout-close-wait=0",
 		"--metrics-bind-address=127.0.0.1:10249", "--healthz-bind-address=127.0.0.1:10256",
-		"--v=2",
-	}
-	kp.cmd = exec.Command("nsenter", args...)
-	kp.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		"--v=2")
 	if err := kp.start(logFile); err != nil {
 		return nil, err
 	}

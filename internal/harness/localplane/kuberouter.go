@@ -54,10 +54,8 @@ func (p *Plane) StartKubeRouter(ctx context.Context, netnsPath string, opts Kube
 	if bin == "" {
 		return nil, fmt.Errorf("kube-router not built: run `make kuberouter`, which builds it from ../shared/third_party/")
 	}
-	for _, tool := range []string{"nsenter", "unshare", "iptables", "ip6tables", "ipset"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return nil, fmt.Errorf("%s not found, which kube-router needs: make deps installs it", tool)
-		}
+	if err := requireTools("kube-router", "make deps installs it", "nsenter", "unshare", "iptables", "ip6tables", "ipset"); err != nil {
+		return nil, err
 	}
 	c, err := p.Client()
 	if err != nil {
@@ -75,21 +73,14 @@ func (p *Plane) StartKubeRouter(ctx context.Context, netnsPath string, opts Kube
 	if err != nil {
 		return nil, err
 	}
-	script := `set -e
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /var/lib
-exec "$@"`
-	args := []string{"--net=" + netnsPath, "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", bin,
-		"--kubeconfig=" + p.Kubeconfig,
-		"--hostname-override=" + opts.Node,
+	kr.cmd = nodeCommand(netnsPath, bin, nil,
+		"--kubeconfig="+p.Kubeconfig,
+		"--hostname-override="+opts.Node,
 		"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
 		"--enable-ipv4=true", "--enable-ipv6=true",
 		"--service-cluster-ip-range=10.96.0.0/16", "--service-cluster-ip-range=fd00:10:96::/108",
 		"--health-port=0", "--metrics-port=0",
-		"--v=1",
-	}
-	kr.cmd = exec.Command("nsenter", args...)
-	kr.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		"--v=1")
 	if err := kr.start(logFile); err != nil {
 		return nil, err
 	}

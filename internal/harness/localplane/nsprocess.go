@@ -138,3 +138,29 @@ func (p *Plane) bridgeInto(netnsPath, apiHost string) (release func(), err error
 		}
 	}), nil
 }
+
+// nodeCommand runs bin with args in the network namespace at netnsPath, as a
+// node's daemon: in a mount namespace of its own whose /run and /var/lib are
+// private tmpfs (its locks and state), so nothing outside is written. mkdirs
+// are made in them first.
+func nodeCommand(netnsPath, bin string, mkdirs []string, args ...string) *exec.Cmd {
+	script := "set -e\nmount -t tmpfs tmpfs /run\nmount -t tmpfs tmpfs /var/lib\n"
+	if len(mkdirs) > 0 {
+		script += "mkdir -p " + strings.Join(mkdirs, " ") + "\n"
+	}
+	script += `exec "$@"`
+	cmd := exec.Command("nsenter", append([]string{"--net=" + netnsPath, "unshare", "--mount", "--propagation", "private",
+		"sh", "-c", script, "sh", bin}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	return cmd
+}
+
+// requireTools says which of the tools a daemon needs is missing.
+func requireTools(daemon, install string, tools ...string) error {
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found, which %s needs: %s", tool, daemon, install)
+		}
+	}
+	return nil
+}
