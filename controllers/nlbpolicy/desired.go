@@ -101,6 +101,10 @@ type Input struct {
 	// 0.0.0.0/0 for internet-facing NLBs, the VPC's CIDRs for internal ones,
 	// as the AWS Load Balancer Controller does.
 	DefaultSources []string
+	// Services are other Services of the namespace by name: the owners of
+	// the controller's NetworkPolicies beside this Service's (the
+	// NetworkPolicy backend checks each against its owner; see isSibling).
+	Services map[string]*corev1.Service
 }
 
 // Output is the desired state for one Service.

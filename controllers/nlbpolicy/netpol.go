@@ -173,8 +173,14 @@ func DesiredNetworkPolicy(in Input, others []networkingv1.NetworkPolicy) Network
 			continue
 		}
 		if isSibling(np, svc) {
+			owner := np.Labels[annotations.OwnerName]
+			if !genuine(np, in.Services[owner], health) && out.Hold == "" {
+				out.Hold = fmt.Sprintf("the NetworkPolicy %s, labelled as the controller's for Service %s over the same pods, is not "+
+					"what the controller writes for that Service (it admits what the Service does not ask for, or the Service is "+
+					"not managed): not trusted until it is", np.Name, owner)
+			}
 			siblings = append(siblings, np)
-			out.Siblings = append(out.Siblings, np.Labels[annotations.OwnerName])
+			out.Siblings = append(out.Siblings, owner)
 			continue
 		}
 		out.Refused = fmt.Sprintf("NetworkPolicy %s/%s selects (or may select) the Service's pods: NetworkPolicies only add to "+

@@ -37,6 +37,7 @@ func (r *Reconciler) reconcileNetworkPolicy(ctx context.Context, req reconcile.R
 	if resolveErr != nil {
 		return r.unresolved(ctx, svc, resolveErr, have != nil)
 	}
+	in.Services = r.siblingOwners(ctx, svc, others)
 	out := DesiredNetworkPolicy(in, others)
 	if out.Refused != "" {
 		r.report(svc, reasons.BackendRefused, append(out.Problems, out.Refused))
@@ -119,6 +120,23 @@ func (r *Reconciler) networkPolicies(ctx context.Context, svc *corev1.Service) (
 		}
 	}
 	return have, others, nil
+}
+
+// siblingOwners reads, from the cache, the Services that the controller's
+// other policies among others name as their owners.
+func (r *Reconciler) siblingOwners(ctx context.Context, svc *corev1.Service, others []networkingv1.NetworkPolicy) map[string]*corev1.Service {
+	out := map[string]*corev1.Service{}
+	for i := range others {
+		if !isSibling(&others[i], svc) {
+			continue
+		}
+		name := others[i].Labels[annotations.OwnerName]
+		owner := &corev1.Service{}
+		if _, seen := out[name]; !seen && r.Client.Get(ctx, client.ObjectKey{Namespace: svc.Namespace, Name: name}, owner) == nil {
+			out[name] = owner
+		}
+	}
+	return out
 }
 
 func (r *Reconciler) deleteNetworkPolicy(ctx context.Context, np *networkingv1.NetworkPolicy) error {

@@ -1,12 +1,16 @@
 package nlbpolicy
 
 import (
+	"net/netip"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
 
 // Siblings: the NetworkPolicies the controller wrote for other Services of
@@ -16,12 +20,82 @@ import (
 // that rule, and a Service is acknowledged only once no sibling opens its
 // ports any more.
 
-// isSibling reports whether np is the controller's, for another Service of
-// svc's namespace.
+// isSibling reports whether np is labelled as the controller's, for another
+// Service of svc's namespace.
 func isSibling(np *networkingv1.NetworkPolicy, svc *corev1.Service) bool {
 	l := np.Labels
 	return l[annotations.ManagedBy] == annotations.NLBPolicyManager && l[annotations.OwnerNamespace] == svc.Namespace &&
 		l[annotations.OwnerName] != "" && l[annotations.OwnerName] != svc.Name
+}
+
+// genuine reports whether a sibling is what the controller makes for its
+// owner: named and owned so, the owner managed, and admitting nothing the
+// owner does not ask for (its sources and health checks, on its ports). A
+// policy written by someone else in the controller's likeness could admit
+// anything on this Service's ports: until it is genuine, the Service is not
+// acknowledged. (Its owner's policy a moment before the owner's own
+// reconcile, after an edit of its sources, is not genuine either: the hold
+// lasts until that reconcile.) health are this Service's own health-check
+// CIDRs (siblings are behind NLBs in the same subnets, as a rule; a sibling
+// whose health checks come from elsewhere holds, closed).
+func genuine(np *networkingv1.NetworkPolicy, owner *corev1.Service, health cidrset.Set) bool {
+	if owner == nil || !controllerutil.ContainsFinalizer(owner, Finalizer) || np.Name != NetworkPolicyName(owner.Namespace, owner.Name) ||
+		len(np.OwnerReferences) != 1 || np.OwnerReferences[0].UID != owner.UID || np.OwnerReferences[0].Kind != "Service" {
+		return false
+	}
+	ranges := lbc.SourceRangesOf(owner)
+	sources, _ := cidrset.Parse(ranges)
+	ports := map[corev1.Protocol][]uint16{}
+	for _, sp := range owner.Spec.Ports {
+		proto := sp.Protocol
+		if proto == "" {
+			proto = corev1.ProtocolTCP
+		}
+		n := sp.TargetPort.IntVal
+		if n == 0 {
+			n = sp.Port
+		}
+		ports[proto] = append(ports[proto], uint16(n))
+		ports[corev1.ProtocolTCP] = append(ports[corev1.ProtocolTCP], uint16(n)) // health checks
+	}
+	for _, r := range np.Spec.Ingress {
+		if len(r.From) == 0 {
+			if len(r.Ports) == 0 {
+				return false // admits everything, on every port
+			}
+			continue // the open rule: what it opens is weighed by opensAny
+		}
+		for _, p := range r.Ports {
+			if p.Protocol == nil || p.Port == nil || p.Port.StrVal != "" || p.EndPort != nil ||
+				!slices.Contains(ports[*p.Protocol], uint16(p.Port.IntVal)) {
+				return false
+			}
+		}
+		if len(r.Ports) == 0 {
+			return false
+		}
+		for _, peer := range r.From {
+			if peer.IPBlock == nil || peer.PodSelector != nil || peer.NamespaceSelector != nil || len(peer.IPBlock.Except) > 0 {
+				return false
+			}
+			cidr, err := cidrset.ParsePrefix(peer.IPBlock.CIDR)
+			if err != nil {
+				return false
+			}
+			// A Service listing no range has its NLB's default sources,
+			// which the controller resolves and this check cannot: taken as
+			// its own.
+			if len(ranges) > 0 && !within(cidr, sources) && !within(cidr, health) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// within reports whether every address of p is in s.
+func within(p netip.Prefix, s cidrset.Set) bool {
+	return slices.ContainsFunc(s.Prefixes(), func(q netip.Prefix) bool { return q.Bits() <= p.Bits() && q.Contains(p.Addr()) })
 }
 
 // openRanges are the port ranges a policy of the controller's opens to

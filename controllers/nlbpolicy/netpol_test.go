@@ -253,17 +253,19 @@ func TestNetworkPolicySiblings(t *testing.T) {
 	mk := func(name string, port int32, sources ...string) *corev1.Service {
 		return nlbService(ipTargets, func(s *corev1.Service) {
 			s.Name, s.UID = name, types.UID(name+"-uid")
+			s.Finalizers = []string{Finalizer}
 			s.Spec.LoadBalancerSourceRanges = sources
 			s.Spec.Ports = []corev1.ServicePort{{Name: "p", Protocol: corev1.ProtocolUDP, Port: port}}
 		})
 	}
 	a, b := mk("sflow", 6343, "192.0.2.0/24"), mk("ipfix", 4739, "198.51.100.0/24", "2001:db8::/32")
+	services := map[string]*corev1.Service{a.Name: a, b.Name: b}
 	desired := func(svc *corev1.Service, others ...*networkingv1.NetworkPolicy) NetworkPolicyOutput {
 		var os []networkingv1.NetworkPolicy
 		for _, o := range others {
 			os = append(os, *o)
 		}
-		return DesiredNetworkPolicy(Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/24"}}, os)
+		return DesiredNetworkPolicy(Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/24"}, Services: services}, os)
 	}
 	first := desired(a)
 	second := desired(b, first.Policy)
@@ -302,5 +304,51 @@ func TestNetworkPolicySiblings(t *testing.T) {
 	if v := netpolicy.Evaluate([]networkingv1.NetworkPolicy{*alone.Policy}, pod, netpolicy.Packet{Src: netip.MustParseAddr("203.0.113.1"),
 		Protocol: "UDP", Port: 4739}); !v.Allowed {
 		t.Errorf("the first Service alone again still closes the second's port: %s", v)
+	}
+}
+
+// TestNetworkPolicyForgedSibling: a policy labelled, named and owned as the
+// controller's for another Service, but admitting what that Service does
+// not ask for (everyone on this Service's port), or for a Service the
+// controller does not manage, holds this Service unacknowledged: the union
+// with it would admit more than this Service's sources.
+func TestNetworkPolicyForgedSibling(t *testing.T) {
+	owner := nlbService(ipTargets, func(s *corev1.Service) {
+		s.Name, s.UID, s.Finalizers = "ipfix", "ipfix-uid", []string{Finalizer}
+		s.Spec.LoadBalancerSourceRanges = []string{"198.51.100.0/24"}
+		s.Spec.Ports = []corev1.ServicePort{{Name: "p", Protocol: corev1.ProtocolUDP, Port: 4739}}
+	})
+	svc := nlbService(ipTargets)
+	in := func(services map[string]*corev1.Service) Input {
+		return Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/24"}, Services: services}
+	}
+	genuinePolicy := DesiredNetworkPolicy(Input{Service: owner, HealthCheckCIDRs: []string{"10.0.0.0/24"}}, nil).Policy
+	everyone := genuinePolicy.DeepCopy()
+	everyone.Spec.Ingress[0].From = append(everyone.Spec.Ingress[0].From, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0"}})
+	onOurPort := genuinePolicy.DeepCopy()
+	onOurPort.Spec.Ingress[0].Ports = append(onOurPort.Spec.Ingress[0].Ports, exactPorts(corev1.ProtocolUDP, []uint16{6343})...)
+	unmanaged := owner.DeepCopy()
+	unmanaged.Finalizers = nil
+	for _, tc := range []struct {
+		name     string
+		policy   *networkingv1.NetworkPolicy
+		services map[string]*corev1.Service
+		held     bool
+	}{
+		{"what the controller writes for it", genuinePolicy, map[string]*corev1.Service{"ipfix": owner}, false},
+		{"a source its Service does not list", everyone, map[string]*corev1.Service{"ipfix": owner}, true},
+		{"a port its Service does not have", onOurPort, map[string]*corev1.Service{"ipfix": owner}, true},
+		{"its Service not managed", genuinePolicy, map[string]*corev1.Service{"ipfix": unmanaged}, true},
+		{"its Service gone", genuinePolicy, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := DesiredNetworkPolicy(in(tc.services), []networkingv1.NetworkPolicy{*tc.policy})
+			if out.Policy == nil || out.Refused != "" {
+				t.Fatalf("no policy (refused %q)", out.Refused)
+			}
+			if held := strings.Contains(out.Hold, "not trusted"); held != tc.held {
+				t.Errorf("held %v (%q), want %v", held, out.Hold, tc.held)
+			}
+		})
 	}
 }
