@@ -495,3 +495,34 @@ func (s ingressSpec) loadBalancerProblems(frontendSG string, lb *awsnlb.LoadBala
 	}
 	return problems
 }
+
+// maxSourceBytes bounds the sources of one ingress, as the size they take in
+// the largest object they land in: the Service's loadBalancerSourceRanges
+// and the nlb-policy controller's NetworkPolicy (a string each, with a few
+// bytes of framing; the NetworkPolicy's is the larger). The API server's
+// store takes at most 1.5 MiB per object; measured here
+// (BenchmarkSourcesPerService, half IPv4 /32s and half IPv6 /128s of about
+// 17 characters): a Service with 80,000 sources stored and one with 90,000
+// refused; the NetworkPolicy of 70,000 written and of 80,000 refused. This
+// bound (about 1 MB) refuses at plan time well before either, whatever the
+// prefixes' lengths.
+const maxSourceBytes = 1_000_000
+
+// sourceBytesEach is a source's framing in the NetworkPolicy (an ipBlock
+// peer around the CIDR), counted on top of its text.
+const sourceBytesEach = 8
+
+// sourcesProblem says when the sources (aggregated) would not fit one
+// Service and its policies, with the next step.
+func sourcesProblem(sources cidrset.Set) string {
+	size := 0
+	for _, p := range sources.Prefixes() {
+		size += len(p.String()) + sourceBytesEach
+	}
+	if size <= maxSourceBytes {
+		return ""
+	}
+	return fmt.Sprintf("the %d sources (after aggregation) would take about %d KB in the Service and in its NetworkPolicy, over the "+
+		"%d KB this provider allows so that both stay under the API server's 1.5 MiB per object: split the sites over several "+
+		"ingresses (each its own Service and NLB, e.g. one per region), or list wider prefixes", sources.Len(), size/1000, maxSourceBytes/1000)
+}

@@ -72,6 +72,11 @@ func (r *nlbIngressResource) ValidateConfig(ctx context.Context, req resource.Va
 			resp.Diagnostics.AddAttributeError(path.Root("ports"), "Duplicate ports", problem)
 		}
 	}
+	if known.sources {
+		if problem := sourcesProblem(spec.Sources); problem != "" {
+			resp.Diagnostics.AddAttributeError(path.Root("allowed_sources"), "Too many sources for one ingress", problem)
+		}
+	}
 	if known.sources && !config.TargetType.IsUnknown() && spec.TargetType == lbc.TargetInstance && len(spec.Sources.V6()) > 0 {
 		resp.Diagnostics.AddAttributeError(path.Root("allowed_sources"), "IPv6 sources need ip targets",
 			"With instance targets the NLB's target groups are IPv4 and it translates IPv6 clients to its own IPv4 address, "+
