@@ -309,8 +309,18 @@ var benchGrace = func() time.Duration {
 }()
 
 // startBenchNLBPolicy runs the nlb-policy controller against the plane
-// with benchGrace; the function stops it.
+// with benchGrace, asking moto; the function stops it.
 func startBenchNLBPolicy(b *testing.B, p *localplane.Plane) func() {
+	b.Helper()
+	opts := nlbpolicy.DefaultOptions()
+	opts.ProgrammingGrace = benchGrace
+	cfg := p.AWS.Config()
+	return startBenchController(b, p, opts, &nlbpolicy.AWSSources{AWS: &cfg, TTL: time.Hour})
+}
+
+// startBenchController runs the nlb-policy controller against the plane
+// with the options and sources given; the function stops it.
+func startBenchController(b *testing.B, p *localplane.Plane, opts nlbpolicy.Options, sources nlbpolicy.Sources) func() {
 	b.Helper()
 	if err := p.CreateProductTier(context.Background()); err != nil {
 		b.Fatal(err)
@@ -322,10 +332,7 @@ func startBenchNLBPolicy(b *testing.B, p *localplane.Plane) func() {
 	if err != nil {
 		b.Fatal(err)
 	}
-	opts := nlbpolicy.DefaultOptions()
-	opts.ProgrammingGrace = benchGrace
-	cfg := p.AWS.Config()
-	if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{Options: opts, Sources: &nlbpolicy.AWSSources{AWS: &cfg, TTL: time.Hour},
+	if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{Options: opts, Sources: sources,
 		SweepInterval: time.Hour, Registry: prometheus.NewRegistry()}); err != nil {
 		b.Fatal(err)
 	}

@@ -12,21 +12,16 @@ import (
 	"time"
 
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
 
@@ -60,26 +55,9 @@ func BenchmarkSourcesPerService(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := p.CreateProductTier(ctx); err != nil {
-		b.Fatal(err)
-	}
-	mgr, err := ctrl.NewManager(p.Config, nlbpolicy.WithCache(ctrl.Options{
-		Scheme: kubeapi.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	}))
-	if err != nil {
-		b.Fatal(err)
-	}
 	opts := nlbpolicy.DefaultOptions()
 	opts.Backends = nlbpolicy.Backends
-	if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{Options: opts, Sources: &nlbpolicy.AWSSources{FallbackHealthCheckCIDRs: healthCIDRs},
-		SweepInterval: time.Hour, Registry: prometheus.NewRegistry()}); err != nil {
-		b.Fatal(err)
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	defer func() { cancel(); <-done }()
+	defer startBenchController(b, p, opts, &nlbpolicy.AWSSources{FallbackHealthCheckCIDRs: healthCIDRs})()
 
 	for n := 0; n < b.N; n++ {
 		for _, count := range sourceCounts {

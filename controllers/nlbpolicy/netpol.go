@@ -194,24 +194,10 @@ func DesiredNetworkPolicy(in Input, others []networkingv1.NetworkPolicy) Network
 
 	// The target ports, per protocol: what the pods receive, with ip
 	// targets from the NLB, with instance targets after kube-proxy's DNAT.
-	ports := map[corev1.Protocol][]uint16{}
-	for _, sp := range svc.Spec.Ports {
-		proto := sp.Protocol
-		if proto == "" {
-			proto = corev1.ProtocolTCP
-		}
-		n := sp.TargetPort.IntVal
-		switch {
-		case sp.TargetPort.StrVal != "":
-			out.Refused = fmt.Sprintf("port %q has the named target port %q: the networkpolicy backend needs its number to leave "+
-				"the pods' other ports open; set targetPort to the container port's number", sp.Name, sp.TargetPort.StrVal)
-			return out
-		case n == 0:
-			n = sp.Port
-		}
-		if !slices.Contains(ports[proto], uint16(n)) {
-			ports[proto] = append(ports[proto], uint16(n))
-		}
+	ports, named := targetPorts(svc)
+	if named != "" {
+		out.Refused = named
+		return out
 	}
 	if len(ports) == 0 {
 		out.Waiting = "the Service has no ports"
@@ -278,6 +264,33 @@ func networkPolicy(svc *corev1.Service, rules []networkingv1.NetworkPolicyIngres
 			Ingress:     rules,
 		},
 	}
+}
+
+// targetPorts are a Service's target ports (its port where none is given)
+// per protocol, sorted, or why one cannot be known (a named target port).
+func targetPorts(svc *corev1.Service) (map[corev1.Protocol][]uint16, string) {
+	ports := map[corev1.Protocol][]uint16{}
+	for _, sp := range svc.Spec.Ports {
+		proto := sp.Protocol
+		if proto == "" {
+			proto = corev1.ProtocolTCP
+		}
+		if sp.TargetPort.StrVal != "" {
+			return nil, fmt.Sprintf("port %q has the named target port %q: the networkpolicy backend needs its number to leave "+
+				"the pods' other ports open; set targetPort to the container port's number", sp.Name, sp.TargetPort.StrVal)
+		}
+		n := sp.TargetPort.IntVal
+		if n == 0 {
+			n = sp.Port
+		}
+		if !slices.Contains(ports[proto], uint16(n)) {
+			ports[proto] = append(ports[proto], uint16(n))
+		}
+	}
+	for _, ps := range ports {
+		slices.Sort(ps)
+	}
+	return ports, ""
 }
 
 func exactPorts(proto corev1.Protocol, ps []uint16) []networkingv1.NetworkPolicyPort {

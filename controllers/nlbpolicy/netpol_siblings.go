@@ -1,6 +1,7 @@
 package nlbpolicy
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -45,18 +46,12 @@ func genuine(np *networkingv1.NetworkPolicy, owner *corev1.Service, health cidrs
 	}
 	ranges := lbc.SourceRangesOf(owner)
 	sources, _ := cidrset.Parse(ranges)
-	ports := map[corev1.Protocol][]uint16{}
-	for _, sp := range owner.Spec.Ports {
-		proto := sp.Protocol
-		if proto == "" {
-			proto = corev1.ProtocolTCP
-		}
-		n := sp.TargetPort.IntVal
-		if n == 0 {
-			n = sp.Port
-		}
-		ports[proto] = append(ports[proto], uint16(n))
-		ports[corev1.ProtocolTCP] = append(ports[corev1.ProtocolTCP], uint16(n)) // health checks
+	ports, named := targetPorts(owner)
+	if named != "" {
+		return false
+	}
+	for _, ps := range slices.Collect(maps.Values(ports)) {
+		ports[corev1.ProtocolTCP] = append(ports[corev1.ProtocolTCP], ps...) // health checks
 	}
 	for _, r := range np.Spec.Ingress {
 		if len(r.From) == 0 {
