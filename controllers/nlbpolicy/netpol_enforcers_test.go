@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
@@ -557,5 +558,110 @@ func npDifferential(t *testing.T, lab *netlab.Lab, c client.Client, programmed f
 		if err := c.Delete(ctx, &policies[i]); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestAcknowledgementAfterFelixProgramsALongList: Felix takes seconds to
+// program tens of thousands of sources, so the acknowledgement (on which the
+// provider widens AWS) must wait longer for a long list. A collector pod
+// receives an unlisted UDP flow; a Service listing 50,000 other sources (half
+// IPv4, half IPv6) is created with the networkpolicy backend; when its
+// acknowledgement first appears (polled every 5 ms), the unlisted flow must
+// already have stopped. With the fixed 2 s grace it did not (acknowledged
+// 8.3 s after the create, enforced at 9.6 s).
+func TestAcknowledgementAfterFelixProgramsALongList(t *testing.T) {
+	// No load balancer controller: health-check sources from the flag, so
+	// the acknowledgement waits on nothing but the controller's own grace.
+	if err := netlab.Check(); err != nil {
+		t.Fatal(err)
+	}
+	lab, err := netlab.New("fg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lab.Close() })
+	if err := lab.AddClientAddress(netip.MustParsePrefix("192.0.2.3/24")); err != nil {
+		t.Fatal(err)
+	}
+	p := localplane.New(t, localplane.Options{})
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}); err != nil {
+		t.Fatal(err)
+	}
+	options := nlbpolicy.DefaultOptions()
+	options.Backend = nlbpolicy.BackendNetworkPolicy
+	startControllerFull(t, p, p.Config, false, ctrl.Options{}, &nlbpolicy.AWSSources{FallbackHealthCheckCIDRs: []string{"10.0.32.0/20"}}, options)
+	var nodes corev1.NodeList
+	if err := c.List(ctx, &nodes); err != nil || len(nodes.Items) == 0 {
+		t.Fatalf("no Node in the plane (%v)", err)
+	}
+	felix, err := p.StartFelix(ctx, lab.NSPath("node"), localplane.FelixNode{Name: nodes.Items[0].Name, IP: netlab.NodeIP, IP6: netlab.NodeIP6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(felix.Stop)
+	fl := &felixLab{lab: lab, plane: p, c: c, felix: felix, node: nodes.Items[0]}
+	kube := kubernetes.NewForConfigOrDie(fl.plane.Config)
+	link, err := pipeline.Workload(ctx, kube, fl.lab, fl.node.Name, "pod", &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "collector-0", Labels: map[string]string{"app": "sfacctd"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Felix's chains for the workload", func() (bool, string) {
+		rules, err := fl.felix.Rules()
+		return err == nil && strings.Contains(rules, ":cali-tw-"+link), fl.felix.LogTail(5)
+	})
+	collector := netip.AddrPortFrom(netlab.PodIP, 6343)
+	r, err := fl.lab.Listen("pod", collector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	s, err := fl.lab.SendFrom(netip.AddrPortFrom(unlisted4, 40030), collector, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	eventually(t, "the unlisted flow at the pod before the Service", func() (bool, string) { n, _ := r.From(unlisted4); return n > 0, "none yet" })
+
+	var sources []string
+	v4, v6 := netip.MustParseAddr("10.0.0.0"), netip.MustParseAddr("2001:db8:1::")
+	for i := 0; i < 25000; i++ {
+		sources = append(sources, netip.PrefixFrom(v4, 32).String(), netip.PrefixFrom(v6, 128).String())
+		v4, v6 = v4.Next().Next(), v6.Next().Next()
+	}
+	svc := service("telemetry", "long", func(s *corev1.Service) {
+		s.Annotations[lbc.NLBTargetType] = lbc.TargetIP
+		s.Spec.LoadBalancerSourceRanges = sources
+	})
+	start := time.Now()
+	if err := fl.c.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	var acked time.Time
+	deadline := time.Now().Add(2 * time.Minute)
+	for acked.IsZero() && time.Now().Before(deadline) {
+		got, ok := get(t, fl.c, svc)
+		if ok && ack.Current(got) {
+			acked = time.Now()
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if acked.IsZero() {
+		t.Fatal("no acknowledgement within 2 minutes")
+	}
+	// What was in flight at the acknowledgement arrives within moments.
+	time.Sleep(200 * time.Millisecond)
+	_, last := r.From(unlisted4)
+	t.Logf("50,000 sources: acknowledged %v after the create; the unlisted flow's last datagram %v after it",
+		acked.Sub(start).Round(time.Millisecond), last.Sub(start).Round(time.Millisecond))
+	if last.After(acked) {
+		t.Errorf("acknowledged %v before Felix enforced the list: the unlisted flow passed until %v after the create",
+			last.Sub(acked).Round(time.Millisecond), last.Sub(start).Round(time.Millisecond))
 	}
 }

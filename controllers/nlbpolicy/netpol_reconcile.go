@@ -71,7 +71,7 @@ func (r *Reconciler) reconcileNetworkPolicy(ctx context.Context, req reconcile.R
 		return reconcile.Result{}, errors.Join(fmt.Errorf("applying the NetworkPolicy: %w", err), ackErr)
 	}
 	if writes > 0 {
-		r.wrote(req.NamespacedName)
+		r.wrote(req.NamespacedName, out.Sources.Len())
 		r.Recorder.Eventf(svc, nil, corev1.EventTypeNormal, reasons.PoliciesApplied, "Reconcile",
 			"NetworkPolicy %s written: %d allowed source nets", out.Policy.Name, out.Sources.Len())
 		logger.Info("NetworkPolicy applied", "name", out.Policy.Name, "sources", out.Sources.Len())
@@ -93,7 +93,7 @@ func (r *Reconciler) reconcileNetworkPolicy(ctx context.Context, req reconcile.R
 	for _, sib := range out.Siblings {
 		siblings = append(siblings, types.NamespacedName{Namespace: svc.Namespace, Name: sib})
 	}
-	return r.enforced(ctx, req, svc, enforced, BackendNetworkPolicy, writes > 0, siblings...)
+	return r.enforced(ctx, req, svc, enforced, BackendNetworkPolicy, writes > 0, out.Sources.Len(), siblings...)
 }
 
 // networkPolicies reads, from the cache, a Service's own NetworkPolicy (nil

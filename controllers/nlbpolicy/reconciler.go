@@ -261,18 +261,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	slices.Sort(enforced.Policies)
 	r.Metrics.observe(svc, len(out.Policies)+len(out.NetworkSets), out.Sources.Len(), len(in.HealthCheckCIDRs))
-	return r.enforced(ctx, req, svc, enforced, BackendCalico, writes > 0)
+	return r.enforced(ctx, req, svc, enforced, BackendCalico, writes > 0, out.Sources.Len())
 }
 
 // enforced acknowledges what a backend enforces for a Service, once the
-// programming grace after its last write (now, if wrote) and after the
+// programming grace (longer for more sources) after its last write (now, if
+// wrote) and after the
 // writes of others it names (siblings) has passed, and then retires what
 // the Service's other backend wrote for it: a Service switched between
 // backends is never without one or the other.
 func (r *Reconciler) enforced(ctx context.Context, req reconcile.Request, svc *corev1.Service, enforced ack.Ack, backend Backend,
-	wrote bool, others ...types.NamespacedName) (reconcile.Result, error) {
+	wrote bool, sources int, others ...types.NamespacedName) (reconcile.Result, error) {
 	if have, ok := ack.Of(svc); !ok || !ack.Same(have, enforced) {
-		wait := r.settled(req.NamespacedName, wrote)
+		wait := r.settled(req.NamespacedName, wrote, sources)
 		for _, o := range others {
 			wait = max(wait, r.settling(o))
 		}
