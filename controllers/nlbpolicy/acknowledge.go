@@ -59,8 +59,11 @@ func (r *Reconciler) settled(key types.NamespacedName, wrote bool, sources int) 
 const perSourceGrace = 100 * time.Microsecond
 
 // grace is the programming grace for a change that wrote this many source
-// nets.
+// nets; none when ProgrammingGrace is 0 (the admins chose not to wait).
 func (o Options) grace(sources int) time.Duration {
+	if o.ProgrammingGrace <= 0 {
+		return 0
+	}
 	return o.ProgrammingGrace + time.Duration(sources)*perSourceGrace
 }
 
