@@ -80,6 +80,17 @@ func startFelixLab(t *testing.T, prefix string, clientPrefixes ...string) *felix
 // policy backends given (the first its default); Felix also enforces IPv6.
 func startFelixLabWith(t *testing.T, prefix string, backends []nlbpolicy.Backend, clientPrefixes ...string) *felixLab {
 	t.Helper()
+	return newFelixLab(t, prefix, func() (*localplane.Plane, client.Client) {
+		p, c := planeWithNLBs(t)
+		startControllerBackends(t, p, backends...)
+		return p, c
+	}, clientPrefixes...)
+}
+
+// newFelixLab is a lab with the plane and controller that start makes, and
+// Felix (IPv4 and IPv6) in the lab's node namespace as the plane's first Node.
+func newFelixLab(t *testing.T, prefix string, start func() (*localplane.Plane, client.Client), clientPrefixes ...string) *felixLab {
+	t.Helper()
 	if err := netlab.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -93,9 +104,8 @@ func startFelixLabWith(t *testing.T, prefix string, backends []nlbpolicy.Backend
 			t.Fatal(err)
 		}
 	}
-	p, c := planeWithNLBs(t)
+	p, c := start()
 	ctx := context.Background()
-	startControllerBackends(t, p, backends...)
 	var nodes corev1.NodeList
 	if err := c.List(ctx, &nodes); err != nil || len(nodes.Items) == 0 {
 		t.Fatalf("no Node in the plane (%v)", err)

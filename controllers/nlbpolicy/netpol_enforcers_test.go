@@ -307,9 +307,14 @@ func TestNetworkPolicyBackendWithFelix(t *testing.T) {
 		if ps, _ := owned(t, c, r.svc); (to == nlbpolicy.BackendCalico) != (len(ps) > 0) {
 			t.Errorf("switched to %s and acknowledged (%v): %d Calico policies", to, a.Policies, len(ps))
 		}
-		// The flow runs on across the acknowledgement a while before it is
-		// stopped and counted: every datagram sent must have arrived.
-		time.Sleep(200 * time.Millisecond)
+		// The flow runs on across the acknowledgement (ten more datagrams
+		// delivered) before it is stopped and counted: every datagram sent
+		// must have arrived.
+		atAck, _ := r.r6.From(netlab.ClientIP6)
+		eventually(t, "the listed flow past the acknowledgement", func() (bool, string) {
+			n, _ := r.r6.From(netlab.ClientIP6)
+			return n >= atAck+10, fmt.Sprintf("%d since the acknowledgement", n-atAck)
+		})
 		s.Stop()
 		eventually(t, "every datagram of the listed flow across the switch to "+string(to), func() (bool, string) {
 			n, _ := r.r6.From(netlab.ClientIP6)
@@ -572,39 +577,21 @@ func npDifferential(t *testing.T, lab *netlab.Lab, c client.Client, programmed f
 func TestAcknowledgementAfterFelixProgramsALongList(t *testing.T) {
 	// No load balancer controller: health-check sources from the flag, so
 	// the acknowledgement waits on nothing but the controller's own grace.
-	if err := netlab.Check(); err != nil {
-		t.Fatal(err)
-	}
-	lab, err := netlab.New("fg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lab.Close() })
-	if err := lab.AddClientAddress(netip.MustParsePrefix("192.0.2.3/24")); err != nil {
-		t.Fatal(err)
-	}
-	p := localplane.New(t, localplane.Options{})
-	c, err := p.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fl := newFelixLab(t, "fg", func() (*localplane.Plane, client.Client) {
+		p := localplane.New(t, localplane.Options{})
+		c, err := p.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}); err != nil {
+			t.Fatal(err)
+		}
+		options := nlbpolicy.DefaultOptions()
+		options.Backend = nlbpolicy.BackendNetworkPolicy
+		startControllerFull(t, p, p.Config, false, ctrl.Options{}, &nlbpolicy.AWSSources{FallbackHealthCheckCIDRs: []string{"10.0.32.0/20"}}, options)
+		return p, c
+	}, "192.0.2.3/24")
 	ctx := context.Background()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}); err != nil {
-		t.Fatal(err)
-	}
-	options := nlbpolicy.DefaultOptions()
-	options.Backend = nlbpolicy.BackendNetworkPolicy
-	startControllerFull(t, p, p.Config, false, ctrl.Options{}, &nlbpolicy.AWSSources{FallbackHealthCheckCIDRs: []string{"10.0.32.0/20"}}, options)
-	var nodes corev1.NodeList
-	if err := c.List(ctx, &nodes); err != nil || len(nodes.Items) == 0 {
-		t.Fatalf("no Node in the plane (%v)", err)
-	}
-	felix, err := p.StartFelix(ctx, lab.NSPath("node"), localplane.FelixNode{Name: nodes.Items[0].Name, IP: netlab.NodeIP, IP6: netlab.NodeIP6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(felix.Stop)
-	fl := &felixLab{lab: lab, plane: p, c: c, felix: felix, node: nodes.Items[0]}
 	kube := kubernetes.NewForConfigOrDie(fl.plane.Config)
 	link, err := pipeline.Workload(ctx, kube, fl.lab, fl.node.Name, "pod", &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "collector-0", Labels: map[string]string{"app": "sfacctd"}}})
@@ -655,8 +642,12 @@ func TestAcknowledgementAfterFelixProgramsALongList(t *testing.T) {
 	if acked.IsZero() {
 		t.Fatal("no acknowledgement within 2 minutes")
 	}
-	// What was in flight at the acknowledgement arrives within moments.
-	time.Sleep(200 * time.Millisecond)
+	// The unlisted flow stops at some point; when it did is compared with
+	// the acknowledgement.
+	eventually(t, "the unlisted flow stopped", func() (bool, string) {
+		_, last := r.From(unlisted4)
+		return time.Since(last) > 500*time.Millisecond, fmt.Sprintf("last datagram %s ago", time.Since(last))
+	})
 	_, last := r.From(unlisted4)
 	t.Logf("50,000 sources: acknowledged %v after the create; the unlisted flow's last datagram %v after it",
 		acked.Sub(start).Round(time.Millisecond), last.Sub(start).Round(time.Millisecond))
