@@ -57,10 +57,12 @@ type env struct {
 // envOptions: ipv6 puts the ingress on ip targets (the NLB sends to the
 // pods, keeping IPv6 clients' addresses) and turns Felix's IPv6 on;
 // policyBackend is the ingress's policy_backend ("": the controller's
-// default, calico).
+// default, calico); kubeRouter puts kube-router's network policy controller
+// on the node instead of Felix.
 type envOptions struct {
 	ipv6          bool
 	policyBackend string
+	kubeRouter    bool
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
@@ -108,8 +110,12 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	if err := e.c.List(ctx, &nodes); err != nil || len(nodes.Items) == 0 {
 		t.Fatalf("no Node in the plane (%v)", err)
 	}
-	e.node, err = pipeline.StartNode(ctx, e.p, e.kube, pipeline.Options{Prefix: "e2e", FelixNode: nodes.Items[0].Name,
-		ProxyNode: proxyNode, Brokers: e.op.Brokers(), Log: testr.New(t), IPv6: opts.ipv6})
+	nodeOpts := pipeline.Options{Prefix: "e2e", FelixNode: nodes.Items[0].Name,
+		ProxyNode: proxyNode, Brokers: e.op.Brokers(), Log: testr.New(t), IPv6: opts.ipv6}
+	if opts.kubeRouter {
+		nodeOpts.FelixNode, nodeOpts.KubeRouterNode = "", "e2e-kube-router"
+	}
+	e.node, err = pipeline.StartNode(ctx, e.p, e.kube, nodeOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -229,42 +230,93 @@ func (e *env) nodePorts() map[string]uint16 {
 // The ingress uses the networkpolicy backend: the controller writes a
 // Kubernetes NetworkPolicy and no Calico policy, and Felix enforces it (as
 // any NetworkPolicy dataplane would) on the collector pod, a Calico workload
-// (a Pod on Felix's node, its link named as Calico's CNI names it). sFlow and IPFIX go over IPv6 through real Felix (IPv6 on)
-// to the pod: each site's records land in its topic with the exporter's IPv6
-// address, and the unlisted IPv6 exporter's datagrams never reach the pod
-// (Felix refuses them; TestRoutingWithRealPmacct shows the routing alone
-// also keeps such records out of every topic).
+// (a Pod on Felix's node, its link named as Calico's CNI names it). sFlow
+// and IPFIX go over IPv6 through real Felix (IPv6 on) to the pod: each
+// site's records land in its topic with the exporter's IPv6 address, and the
+// unlisted IPv6 exporter's datagrams never reach the pod (Felix refuses
+// them; TestRoutingWithRealPmacct shows the routing alone also keeps such
+// records out of every topic).
 func TestPipelineIPv6(t *testing.T) {
 	e := newEnv(t, envOptions{ipv6: true, policyBackend: "networkpolicy"})
-	all := []pipeline.Site{
-		{Name: "ams6", Addr: netip.MustParseAddr("2001:db8:a1::1"), Index: 1},
-		{Name: "fra6", Addr: netip.MustParseAddr("2001:db8:a2::1"), Index: 2},
-	}
-	unlisted := pipeline.Site{Name: "rogue6", Addr: netip.MustParseAddr("2001:db8:99::1"), Index: 9}
+	veth := ""
+	networkPolicyPipeline(e,
+		[]pipeline.Site{
+			{Name: "ams6", Addr: netip.MustParseAddr("2001:db8:a1::1"), Index: 1},
+			{Name: "fra6", Addr: netip.MustParseAddr("2001:db8:a2::1"), Index: 2},
+		},
+		[]pipeline.Site{{Name: "rogue6", Addr: netip.MustParseAddr("2001:db8:99::1"), Index: 9}},
+		func(link string) { veth = link },
+		// Felix enforces a policy on traffic to the pod, in both families.
+		func() (bool, string) {
+			for _, save := range []string{"iptables-save", "ip6tables-save"} {
+				rules, err := e.node.Lab.Output("node", save)
+				if err != nil || !regexp.MustCompile(`-A cali-tw-`+veth+` .*-j cali-[pg]i-`).MatchString(rules) {
+					return false, rules
+				}
+			}
+			return true, ""
+		})
+}
+
+// TestPipelineWithKubeRouter: the same module and apply, the networkpolicy
+// backend, with kube-router's network policy controller as the node's only
+// enforcer (no Felix, no Calico object anywhere): an IPv4 and an IPv6 site
+// on ip targets land in their topics, and neither the unlisted IPv4 nor the
+// unlisted IPv6 exporter's datagrams reach the collector pod (kube-router
+// drops them).
+func TestPipelineWithKubeRouter(t *testing.T) {
+	e := newEnv(t, envOptions{ipv6: true, policyBackend: "networkpolicy", kubeRouter: true})
+	networkPolicyPipeline(e,
+		[]pipeline.Site{
+			{Name: "ams", Addr: netip.MustParseAddr("100.64.1.1"), Index: 1},
+			{Name: "fra6", Addr: netip.MustParseAddr("2001:db8:a2::1"), Index: 2},
+		},
+		[]pipeline.Site{
+			{Name: "rogue", Addr: netip.MustParseAddr("100.64.9.1"), Index: 8},
+			{Name: "rogue6", Addr: netip.MustParseAddr("2001:db8:99::1"), Index: 9},
+		},
+		func(string) {},
+		// kube-router's chain for the pod, in both families, and the
+		// Service's policy's.
+		func() (bool, string) {
+			rules, err := e.node.KubeRouter.Rules()
+			return err == nil && strings.Count(rules, ":KUBE-POD-FW-") >= 2 && strings.Count(rules, ":KUBE-NWPLCY-") >= 2,
+				rules + "\n" + e.node.KubeRouter.LogTail(20)
+		})
+}
+
+// networkPolicyPipeline applies the module with the listed sites (an env
+// with ip targets and the networkpolicy backend), makes the lab's pod the
+// collector pod on the enforcer's node (pod is told its link's name), waits
+// until enforced says the enforcer has programmed a policy for it, and
+// checks the pipeline through the enforcer: no Calico policy of the
+// controller's, the namespace's one NetworkPolicy, every listed site's
+// records in its topic, and no datagram of an unlisted exporter at the pod.
+func networkPolicyPipeline(e *env, all, unlisted []pipeline.Site, pod func(link string), enforced func() (bool, string)) {
+	t := e.t
+	t.Helper()
 	for i := range all {
 		e.addPoP(&all[i])
 	}
-	e.addPoP(&unlisted)
+	for i := range unlisted {
+		e.addPoP(&unlisted[i])
+	}
 	e.apply(all)
-	// The collector pod as Calico sees it on a cluster: a workload, which
-	// the controller's policies (ip targets) select.
-	veth, err := e.node.PodWorkload(context.Background(), e.kube, "pod", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+	// The collector pod as a cluster's enforcer sees it, which the
+	// controller's NetworkPolicy selects.
+	link, err := e.node.PodWorkload(context.Background(), e.kube, "pod", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
 		Namespace: collectorNS, Name: "collector-0", Labels: map[string]string{"app": "collector"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Until Felix enforces a policy on traffic to it, in both families.
+	pod(link)
+	var last string
 	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		for _, save := range []string{"iptables-save", "ip6tables-save"} {
-			rules, err := e.node.Lab.Output("node", save)
-			if err != nil || !regexp.MustCompile(`-A cali-tw-`+veth+` .*-j cali-[pg]i-`).MatchString(rules) {
-				return false, nil
-			}
-		}
-		return true, nil
+		ok, why := enforced()
+		last = why
+		return ok, nil
 	}); err != nil {
-		rules, _ := e.node.Lab.Output("node", "ip6tables-save")
-		t.Fatalf("Felix never enforced a policy on the collector pod's link %s:\n%s", veth, rules)
+		t.Fatalf("the enforcer never enforced a policy on traffic to the collector pod:\n%s", last)
 	}
 	// Enforced by the Service's NetworkPolicy alone: no Calico policy of the
 	// controller's exists.
@@ -280,32 +332,47 @@ func TestPipelineIPv6(t *testing.T) {
 		t.Fatalf("the collectors' namespace holds %d NetworkPolicies (%v), want the Service's one", len(nps.Items), err)
 	}
 	e.startCollectors("pod")
+	everyone := append(slices.Clone(all), unlisted...)
 	// What reaches the pod from each exporter, counted in the pod.
-	for _, s := range append(slices.Clone(all), unlisted) {
+	for _, s := range everyone {
 		if err := e.node.Lab.CountFrom("pod", "INPUT", s.Addr); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// The NLB with ip targets sends to the pod's address.
-	if err := e.node.StartExporters(e.pops, netip.AddrPortFrom(netlab.PodIP6, 6343), netip.AddrPortFrom(netlab.PodIP6, 4739),
-		20*time.Millisecond, t.TempDir()); err != nil {
-		t.Fatal(err)
+	// The NLB with ip targets sends to the pod's address, in the
+	// exporter's family.
+	var sites4, sites6 []*pipeline.Site
+	for _, s := range e.pops {
+		if s.Addr.Is4() {
+			sites4 = append(sites4, s)
+		} else {
+			sites6 = append(sites6, s)
+		}
 	}
-	e.waitLanded("IPv6 sites", time.Now(), all, unlisted)
-	reached := map[netip.Addr]int64{}
-	for _, s := range append(slices.Clone(all), unlisted) {
+	for _, fam := range []struct {
+		sites []*pipeline.Site
+		pod   netip.Addr
+	}{{sites4, netlab.PodIP}, {sites6, netlab.PodIP6}} {
+		if len(fam.sites) == 0 {
+			continue
+		}
+		if err := e.node.StartExporters(fam.sites, netip.AddrPortFrom(fam.pod, 6343), netip.AddrPortFrom(fam.pod, 4739),
+			20*time.Millisecond, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitLanded("through the NetworkPolicy", time.Now(), all, unlisted...)
+	for _, s := range everyone {
 		n, err := e.node.Lab.PacketsFrom("pod", "INPUT", s.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		reached[s.Addr] = n
-	}
-	if n := reached[unlisted.Addr]; n != 0 {
-		rules, _ := e.node.Lab.Output("node", "ip6tables-save", "-c")
-		t.Errorf("%d datagrams of the unlisted exporter %s reached the collector pod: Felix let them through\n%s", n, unlisted.Addr, rules)
-	}
-	for _, s := range all {
-		if reached[s.Addr] == 0 {
+		listed := slices.ContainsFunc(all, func(l pipeline.Site) bool { return l.Addr == s.Addr })
+		switch {
+		case !listed && n != 0:
+			_, rules := enforced()
+			t.Errorf("%d datagrams of the unlisted exporter %s reached the collector pod: the enforcer let them through\n%s", n, s.Addr, rules)
+		case listed && n == 0:
 			t.Errorf("the pod's counter of %s is 0 though its records landed: the count is wrong", s.Addr)
 		}
 	}

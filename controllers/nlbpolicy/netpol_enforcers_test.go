@@ -379,21 +379,8 @@ func TestNetworkPolicyBackendWithKubeRouter(t *testing.T) {
 	// The collector pod, on kube-router's node (status.hostIP is how
 	// kube-router tells its own pods).
 	kube := kubernetes.NewForConfigOrDie(p.Config)
-	if _, err := kube.CoreV1().ServiceAccounts("telemetry").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-		Namespace: "telemetry", Name: "default"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	pod, err := kube.CoreV1().Pods("telemetry").Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "collector-0", Labels: map[string]string{"app": "sfacctd"}},
-		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: new(bool),
-			Containers: []corev1.Container{{Name: "collector", Image: "pmacct"}}}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, HostIP: netlab.NodeIP.String(),
-		HostIPs: []corev1.HostIP{{IP: netlab.NodeIP.String()}, {IP: netlab.NodeIP6.String()}},
-		PodIP:   netlab.PodIP.String(), PodIPs: []corev1.PodIP{{IP: netlab.PodIP.String()}, {IP: netlab.PodIP6.String()}}}
-	if _, err := kube.CoreV1().Pods("telemetry").UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+	if _, err := pipeline.Workload(ctx, kube, lab, node, "pod", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Namespace: "telemetry", Name: "collector-0", Labels: map[string]string{"app": "sfacctd"}}}); err != nil {
 		t.Fatal(err)
 	}
 	// kube-router's chain for the pod, in both families.

@@ -48,6 +48,11 @@ type Options struct {
 	// empty: no Felix, so the path has no policy at all (a benchmark's
 	// baseline).
 	FelixNode string
+	// KubeRouterNode is the Node kube-router's network policy controller
+	// runs as (registered for it with the node's IPv4 and IPv6 addresses);
+	// empty: no kube-router. With it and without FelixNode, Kubernetes
+	// NetworkPolicies are enforced by kube-router alone.
+	KubeRouterNode string
 	// ProxyNode is the Node kube-proxy runs as, registered for it; the
 	// collectors' endpoints are on it.
 	ProxyNode string
@@ -62,7 +67,9 @@ type Options struct {
 
 // Node is a running pipeline node.
 type Node struct {
-	Lab     *netlab.Lab
+	Lab *netlab.Lab
+	// KubeRouter is the node's kube-router, if Options.KubeRouterNode.
+	KubeRouter *localplane.KubeRouter
 	opts    Options
 	stops   []func() // in reverse order at Stop
 	daemons map[string][]*pmacct.Daemon
@@ -95,6 +102,15 @@ func StartNode(ctx context.Context, p *localplane.Plane, kube kubernetes.Interfa
 			return nil, err
 		}
 		n.onStop(felix.Stop)
+	}
+	if opts.KubeRouterNode != "" {
+		kr, err := p.StartKubeRouter(ctx, n.Lab.NSPath("node"), localplane.KubeRouterOptions{Node: opts.KubeRouterNode,
+			NodeIPs: []netip.Addr{netlab.NodeIP, netlab.NodeIP6}})
+		if err != nil {
+			return nil, err
+		}
+		n.KubeRouter = kr
+		n.onStop(kr.Stop)
 	}
 	kp, err := p.StartKubeProxy(ctx, n.Lab.NSPath("node"), localplane.KubeProxyOptions{Mode: "iptables", Node: opts.ProxyNode,
 		NodeIPs: []netip.Addr{netlab.NodeIP}})
@@ -152,24 +168,30 @@ func (n *Node) startAgent(kube kubernetes.Interface) error {
 	return nil
 }
 
-// PodWorkload makes a pod namespace ("pod" or "pod2") the Calico workload
-// of pod on this node's Felix (see Workload).
+// PodWorkload makes a pod namespace ("pod" or "pod2") the pod on this
+// node's enforcer (see Workload): Felix's, else kube-router's.
 func (n *Node) PodWorkload(ctx context.Context, kube kubernetes.Interface, ns string, pod *corev1.Pod) (string, error) {
-	if n.opts.FelixNode == "" {
-		return "", errors.New("no Felix on this node: a workload would not be enforced")
+	node := n.opts.FelixNode
+	if node == "" {
+		node = n.opts.KubeRouterNode
 	}
-	return Workload(ctx, kube, n.Lab, n.opts.FelixNode, ns, pod)
+	if node == "" {
+		return "", errors.New("neither Felix nor kube-router on this node: a pod's policies would not be enforced")
+	}
+	return Workload(ctx, kube, n.Lab, node, ns, pod)
 }
 
-// Workload makes a lab's pod namespace ("pod" or "pod2") the Calico
-// workload of pod (its namespace, name and labels; nodeName, IPs and phase
-// are filled): the Pod object on Felix's node with the namespace's
-// addresses, and the node's link to it named as Calico's CNI names it, so
-// Felix enforces the policies that select the pod (the nlb-policy
-// controller's with ip targets, Kubernetes NetworkPolicies) on traffic to
-// it. It returns the link's name (Felix's chains for the workload are
+// Workload makes a lab's pod namespace ("pod" or "pod2") the pod on node
+// (its namespace, name and labels; nodeName, IPs, host IPs and phase are
+// filled): the Pod object on the node with the namespace's addresses and the
+// lab node's as its host's, and the node's link to it named as Calico's CNI
+// names it. Felix running as node enforces the policies that select the pod
+// (the nlb-policy controller's with ip targets, Kubernetes NetworkPolicies)
+// on traffic to it, as a Calico workload; kube-router running as node
+// enforces the NetworkPolicies, its pods being those whose host IP is its
+// node's. It returns the link's name (Felix's chains for the workload are
 // cali-tw-<name> and cali-fw-<name>).
-func Workload(ctx context.Context, kube kubernetes.Interface, lab *netlab.Lab, felixNode, ns string, pod *corev1.Pod) (string, error) {
+func Workload(ctx context.Context, kube kubernetes.Interface, lab *netlab.Lab, node, ns string, pod *corev1.Pod) (string, error) {
 	ip4, ip6 := netlab.PodIP, netlab.PodIP6
 	if ns == "pod2" {
 		ip4, ip6 = netlab.Pod2IP, netlab.Pod2IP6
@@ -180,7 +202,7 @@ func Workload(ctx context.Context, kube kubernetes.Interface, lab *netlab.Lab, f
 		return "", err
 	}
 	pod = pod.DeepCopy()
-	pod.Spec.NodeName = felixNode
+	pod.Spec.NodeName = node
 	pod.Spec.AutomountServiceAccountToken = ptr.To(false)
 	if len(pod.Spec.Containers) == 0 {
 		pod.Spec.Containers = []corev1.Container{{Name: "collector", Image: "pmacct"}}
@@ -192,6 +214,8 @@ func Workload(ctx context.Context, kube kubernetes.Interface, lab *netlab.Lab, f
 	created.Status.Phase = corev1.PodRunning
 	created.Status.PodIP = ip4.String()
 	created.Status.PodIPs = []corev1.PodIP{{IP: ip4.String()}, {IP: ip6.String()}}
+	created.Status.HostIP = netlab.NodeIP.String()
+	created.Status.HostIPs = []corev1.HostIP{{IP: netlab.NodeIP.String()}, {IP: netlab.NodeIP6.String()}}
 	if _, err := kube.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 		return "", fmt.Errorf("writing Pod %s/%s's addresses: %w", pod.Namespace, pod.Name, err)
 	}
