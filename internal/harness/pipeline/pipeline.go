@@ -70,9 +70,9 @@ type Node struct {
 	Lab *netlab.Lab
 	// KubeRouter is the node's kube-router, if Options.KubeRouterNode.
 	KubeRouter *localplane.KubeRouter
-	opts    Options
-	stops   []func() // in reverse order at Stop
-	daemons map[string][]*pmacct.Daemon
+	opts       Options
+	stops      []func() // in reverse order at Stop
+	daemons    map[string][]*pmacct.Daemon
 }
 
 // StartNode builds the lab and starts Felix (unless FelixNode is empty),
