@@ -105,6 +105,11 @@ type Input struct {
 	// the controller's NetworkPolicies beside this Service's (the
 	// NetworkPolicy backend checks each against its owner; see isSibling).
 	Services map[string]*corev1.Service
+	// TargetPortNumbers are the numbers the named target ports of this
+	// Service and of those in Services resolve to on their pods: by Service
+	// name, then Service port name (read from the Services' EndpointSlices).
+	// The NetworkPolicy backend filters a named port on these numbers.
+	TargetPortNumbers map[string]map[string][]uint16
 }
 
 // Output is the desired state for one Service.

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -174,7 +175,7 @@ func DesiredNetworkPolicy(in Input, others []networkingv1.NetworkPolicy) Network
 		}
 		if isSibling(np, svc) {
 			owner := np.Labels[annotations.OwnerName]
-			if !genuine(np, in.Services[owner], health) && out.Hold == "" {
+			if !genuine(np, in.Services[owner], in.TargetPortNumbers[owner], health) && out.Hold == "" {
 				out.Hold = fmt.Sprintf("the NetworkPolicy %s, labelled as the controller's for Service %s over the same pods, is not "+
 					"what the controller writes for that Service (it admits what the Service does not ask for, or the Service is "+
 					"not managed): not trusted until it is", np.Name, owner)
@@ -194,9 +195,9 @@ func DesiredNetworkPolicy(in Input, others []networkingv1.NetworkPolicy) Network
 
 	// The target ports, per protocol: what the pods receive, with ip
 	// targets from the NLB, with instance targets after kube-proxy's DNAT.
-	ports, named := targetPorts(svc)
-	if named != "" {
-		out.Refused = named
+	ports, unresolved := targetPorts(svc, in.TargetPortNumbers[svc.Name])
+	if unresolved != "" {
+		out.Waiting = unresolved
 		return out
 	}
 	if len(ports) == 0 {
@@ -266,31 +267,76 @@ func networkPolicy(svc *corev1.Service, rules []networkingv1.NetworkPolicyIngres
 	}
 }
 
-// targetPorts are a Service's target ports (its port where none is given)
-// per protocol, sorted, or why one cannot be known (a named target port).
-func targetPorts(svc *corev1.Service) (map[corev1.Protocol][]uint16, string) {
-	ports := map[corev1.Protocol][]uint16{}
+// targetPorts are a Service's target ports per protocol: a number as it
+// is; a name as every number it resolves to on the pods (resolved, by
+// Service port name: pods of two templates may differ). unresolved says
+// which name resolves to no number yet: its pods are not up, or name no
+// such port, and the pods' other ports cannot be told from it.
+func targetPorts(svc *corev1.Service, resolved map[string][]uint16) (ports map[corev1.Protocol][]uint16, unresolved string) {
+	ports = map[corev1.Protocol][]uint16{}
+	add := func(proto corev1.Protocol, n uint16) {
+		if !slices.Contains(ports[proto], n) {
+			ports[proto] = append(ports[proto], n)
+		}
+	}
 	for _, sp := range svc.Spec.Ports {
 		proto := sp.Protocol
 		if proto == "" {
 			proto = corev1.ProtocolTCP
 		}
-		if sp.TargetPort.StrVal != "" {
-			return nil, fmt.Sprintf("port %q has the named target port %q: the networkpolicy backend needs its number to leave "+
-				"the pods' other ports open; set targetPort to the container port's number", sp.Name, sp.TargetPort.StrVal)
-		}
-		n := sp.TargetPort.IntVal
-		if n == 0 {
-			n = sp.Port
-		}
-		if !slices.Contains(ports[proto], uint16(n)) {
-			ports[proto] = append(ports[proto], uint16(n))
+		switch {
+		case sp.TargetPort.StrVal != "":
+			if len(resolved[sp.Name]) == 0 {
+				return nil, fmt.Sprintf("port %q has the named target port %q, which no endpoint of the Service resolves to a "+
+					"number yet (its EndpointSlices): the networkpolicy backend filters the numbers the pods give the name; "+
+					"it is written once a pod naming the port is up", sp.Name, sp.TargetPort.StrVal)
+			}
+			for _, n := range resolved[sp.Name] {
+				add(proto, n)
+			}
+		case sp.TargetPort.IntVal != 0:
+			add(proto, uint16(sp.TargetPort.IntVal))
+		default:
+			add(proto, uint16(sp.Port))
 		}
 	}
 	for _, ps := range ports {
 		slices.Sort(ps)
 	}
 	return ports, ""
+}
+
+// hasNamedTargetPort reports whether a port of svc targets a container
+// port by name.
+func hasNamedTargetPort(svc *corev1.Service) bool {
+	return slices.ContainsFunc(svc.Spec.Ports, func(sp corev1.ServicePort) bool { return sp.TargetPort.StrVal != "" })
+}
+
+// resolvedPorts are the numbers a Service's EndpointSlices give its ports,
+// by Service port name: each slice holds endpoints whose pods resolve every
+// named target port alike, so pods of two templates make two slices.
+// Slices without endpoints (a Service with none keeps a placeholder) name no
+// port.
+func resolvedPorts(eps []discoveryv1.EndpointSlice) map[string][]uint16 {
+	out := map[string][]uint16{}
+	for _, es := range eps {
+		if len(es.Endpoints) == 0 {
+			continue
+		}
+		for _, p := range es.Ports {
+			if p.Port == nil || *p.Port < 1 || *p.Port > 65535 {
+				continue
+			}
+			name := ""
+			if p.Name != nil {
+				name = *p.Name
+			}
+			if n := uint16(*p.Port); !slices.Contains(out[name], n) {
+				out[name] = append(out[name], n)
+			}
+		}
+	}
+	return out
 }
 
 func exactPorts(proto corev1.Protocol, ps []uint16) []networkingv1.NetworkPolicyPort {

@@ -232,6 +232,49 @@ func (r *npRun) siblings() {
 	})
 }
 
+// named switches the Service's target port to a name: until an endpoint
+// resolves it, the Service waits, unacknowledged, and its policy stays as it
+// was (the unlisted sources still never reach the collector at 6343, and
+// 16343 is one of the pod's other ports, open to anyone); once the Service's
+// EndpointSlice gives the name the number 16343, the unlisted flow to 16343
+// stops, the listed IPv6 source reaches it, and the former target port,
+// 6343, is one of the pod's other ports, open to anyone. (After basics: the
+// listed source is the IPv6 client alone.)
+func (r *npRun) named(kube kubernetes.Interface, node string) {
+	t, ctx := r.t, context.Background()
+	update(t, r.c, r.svc, func(s *corev1.Service) { s.Spec.Ports[0].TargetPort = intstr.FromString("sflow") })
+	eventually(t, "the Service waiting for its named target port to resolve", func() (bool, string) {
+		got, ok := get(t, r.c, r.svc)
+		a := got.Annotations[annotations.Enforced]
+		return ok && !ack.Current(got) && strings.Contains(a, `named target port \"sflow\"`), a
+	})
+	named := r.listen(netip.AddrPortFrom(netlab.PodIP6, 16343))
+	r.send(unlisted6, 40032, netip.AddrPortFrom(netlab.PodIP6, 16343))
+	eventually(t, "an unlisted source at 16343 while the name is unresolved (another port of the pod)", func() (bool, string) {
+		n, _ := named.From(unlisted6)
+		return n > 0, r.enforcer(5)
+	})
+	r.unlistedNever("a named target port not resolved yet")
+	if err := pipeline.Endpoints(ctx, kube, r.svc.Namespace, r.svc.Name, netlab.PodIP, node, map[string]int32{"sflow": 16343}); err != nil {
+		t.Fatal(err)
+	}
+	r.acknowledged("the acknowledgement once the name resolves")
+	eventually(t, "the unlisted flow to the number the name resolves to stopped", func() (bool, string) {
+		_, last := named.From(unlisted6)
+		return time.Since(last) > 500*time.Millisecond, fmt.Sprintf("last datagram %s ago", time.Since(last))
+	})
+	stopped, _ := named.From(unlisted6)
+	r.send(netlab.ClientIP6, 40031, netip.AddrPortFrom(netlab.PodIP6, 16343))
+	eventually(t, "the listed source at the number the name resolves to, and anyone at the former target port", func() (bool, string) {
+		listed, _ := named.From(netlab.ClientIP6)
+		former, _ := r.r6.From(unlisted6)
+		return listed > 0 && former > 0, fmt.Sprintf("listed at 16343: %d, unlisted at 6343: %d; %s", listed, former, r.enforcer(5))
+	})
+	if n, _ := named.From(unlisted6); n != stopped {
+		t.Errorf("%d more datagrams of the unlisted source reached the named target port's number after its flow stopped", n-stopped)
+	}
+}
+
 // TestNetworkPolicyBackendWithFelix: the checks of basics with real Felix
 // enforcing the NetworkPolicy on a real workload endpoint (the Pod on
 // Felix's node, its link named as Calico's CNI names it). Then: a
@@ -389,6 +432,7 @@ func TestNetworkPolicyBackendWithKubeRouter(t *testing.T) {
 		return err == nil && strings.Count(rules, ":KUBE-POD-FW-") >= 2, kr.LogTail(5)
 	})
 	r.siblings()
+	r.named(kube, node)
 	if err := c.Delete(ctx, r.svc); err != nil {
 		t.Fatal(err)
 	}

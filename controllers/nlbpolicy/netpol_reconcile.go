@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,6 +41,9 @@ func (r *Reconciler) reconcileNetworkPolicy(ctx context.Context, req reconcile.R
 		return r.unresolved(ctx, svc, resolveErr, have != nil)
 	}
 	in.Services = r.siblingOwners(ctx, svc, others)
+	if in.TargetPortNumbers, err = r.targetPortNumbers(ctx, svc, in.Services); err != nil {
+		return reconcile.Result{}, err
+	}
 	out := DesiredNetworkPolicy(in, others)
 	if out.Refused != "" {
 		r.report(svc, reasons.BackendRefused, append(out.Problems, out.Refused))
@@ -139,6 +145,26 @@ func (r *Reconciler) siblingOwners(ctx context.Context, svc *corev1.Service, oth
 	return out
 }
 
+// targetPortNumbers reads, from the cached EndpointSlices, the numbers
+// the named target ports of svc and of the siblings' owners resolve to
+// (Input.TargetPortNumbers): a slice's ports are a Service port's name and
+// the number its endpoints give the target port.
+func (r *Reconciler) targetPortNumbers(ctx context.Context, svc *corev1.Service, owners map[string]*corev1.Service) (map[string]map[string][]uint16, error) {
+	out := map[string]map[string][]uint16{}
+	for _, s := range append([]*corev1.Service{svc}, slices.Collect(maps.Values(owners))...) {
+		if !hasNamedTargetPort(s) {
+			continue
+		}
+		var list discoveryv1.EndpointSliceList
+		if err := r.Client.List(ctx, &list, client.InNamespace(s.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: s.Name},
+			client.UnsafeDisableDeepCopy); err != nil {
+			return nil, fmt.Errorf("listing the EndpointSlices of Service %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		out[s.Name] = resolvedPorts(list.Items)
+	}
+	return out, nil
+}
+
 func (r *Reconciler) deleteNetworkPolicy(ctx context.Context, np *networkingv1.NetworkPolicy) error {
 	if err := r.Client.Delete(ctx, np); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("deleting NetworkPolicy %s/%s: %w", np.Namespace, np.Name, err)
@@ -193,6 +219,24 @@ func (r *Reconciler) deleteOwned(ctx context.Context, namespace, name string) er
 		}
 	}
 	return nil
+}
+
+// endpointSliceOwner maps an EndpointSlice event to its Service when that
+// is managed and has a named target port, whose numbers come from its
+// slices (its siblings follow when its policy changes).
+func (r *Reconciler) endpointSliceOwner() handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		name := o.GetLabels()[discoveryv1.LabelServiceName]
+		if name == "" {
+			return nil
+		}
+		key := types.NamespacedName{Namespace: o.GetNamespace(), Name: name}
+		svc := &corev1.Service{}
+		if err := r.Client.Get(ctx, key, svc); err != nil || !controllerutil.ContainsFinalizer(svc, Finalizer) || !hasNamedTargetPort(svc) {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: key}}
+	})
 }
 
 // networkPolicyOwners maps a NetworkPolicy event to the Services it

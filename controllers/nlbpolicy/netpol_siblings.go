@@ -38,16 +38,17 @@ func isSibling(np *networkingv1.NetworkPolicy, svc *corev1.Service) bool {
 // reconcile, after an edit of its sources, is not genuine either: the hold
 // lasts until that reconcile.) health are this Service's own health-check
 // CIDRs (siblings are behind NLBs in the same subnets, as a rule; a sibling
-// whose health checks come from elsewhere holds, closed).
-func genuine(np *networkingv1.NetworkPolicy, owner *corev1.Service, health cidrset.Set) bool {
+// whose health checks come from elsewhere holds, closed). resolved are the
+// numbers the owner's named target ports resolve to (Input.TargetPortNumbers).
+func genuine(np *networkingv1.NetworkPolicy, owner *corev1.Service, resolved map[string][]uint16, health cidrset.Set) bool {
 	if owner == nil || !controllerutil.ContainsFinalizer(owner, Finalizer) || np.Name != NetworkPolicyName(owner.Namespace, owner.Name) ||
 		len(np.OwnerReferences) != 1 || np.OwnerReferences[0].UID != owner.UID || np.OwnerReferences[0].Kind != "Service" {
 		return false
 	}
 	ranges := lbc.SourceRangesOf(owner)
 	sources, _ := cidrset.Parse(ranges)
-	ports, named := targetPorts(owner)
-	if named != "" {
+	ports, unresolved := targetPorts(owner, resolved)
+	if unresolved != "" {
 		return false
 	}
 	for _, ps := range slices.Collect(maps.Values(ports)) {

@@ -91,8 +91,6 @@ func TestDesiredNetworkPolicyRefuses(t *testing.T) {
 		{"externalTrafficPolicy Cluster with instance targets loses the client", nlbService(func(s *corev1.Service) {
 			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
 		}), nil, "externalTrafficPolicy: Local"},
-		{"a named target port", nlbService(ipTargets, func(s *corev1.Service) { s.Spec.Ports[0].TargetPort = intstr.FromString("sflow") }), nil,
-			`named target port "sflow"`},
 		{"a namespace's default deny", nlbService(ipTargets), []networkingv1.NetworkPolicy{other("default-deny", metav1.LabelSelector{})}, "default-deny"},
 		{"a policy that may select the pods", nlbService(ipTargets), []networkingv1.NetworkPolicy{
 			other("monitoring", metav1.LabelSelector{MatchLabels: map[string]string{"team": "x"}})}, "monitoring"},
@@ -249,6 +247,69 @@ func TestNetworkPolicyProperty(t *testing.T) {
 // first is recomputed beside it, neither holds, and the two policies
 // together admit on each port exactly that Service's sources, leave every
 // other port open, and never admit what one of them alone would not filter.
+// TestNetworkPolicyNamedTargetPorts: a named target port is filtered on the
+// numbers it resolves to on the pods (from the Service's EndpointSlices, as
+// Input.TargetPortNumbers), every one of them (pods of two templates during
+// a rollout), and those numbers are left out of the open rule; until it
+// resolves to none, nothing is written and the Service waits.
+func TestNetworkPolicyNamedTargetPorts(t *testing.T) {
+	svc := nlbService(ipTargets, func(s *corev1.Service) {
+		s.Spec.Ports = []corev1.ServicePort{{Name: "sflow", Protocol: "UDP", Port: 6343, TargetPort: intstr.FromString("sflow")},
+			{Name: "ipfix", Protocol: "UDP", Port: 4739, TargetPort: intstr.FromInt32(4740)}}
+	})
+	in := func(numbers map[string][]uint16) Input {
+		return Input{Service: svc, HealthCheckCIDRs: []string{"10.0.0.0/24"},
+			TargetPortNumbers: map[string]map[string][]uint16{svc.Name: numbers}}
+	}
+	for _, numbers := range []map[string][]uint16{nil, {}, {"ipfix": {4740}}, {"sflow": nil}} {
+		out := DesiredNetworkPolicy(in(numbers), nil)
+		if out.Policy != nil || out.Refused != "" || !strings.Contains(out.Waiting, `"sflow"`) {
+			t.Errorf("resolved %v: policy %v, refused %q, waiting %q; want waiting for the name", numbers, out.Policy != nil, out.Refused, out.Waiting)
+		}
+	}
+	out := DesiredNetworkPolicy(in(map[string][]uint16{"sflow": {16343, 26343}}), nil)
+	if out.Policy == nil || out.Refused != "" || out.Waiting != "" {
+		t.Fatalf("no policy: refused %q, waiting %q", out.Refused, out.Waiting)
+	}
+	ps := []networkingv1.NetworkPolicy{*out.Policy}
+	pod := netpolicy.Pod{Namespace: "telemetry", Labels: map[string]string{"app": "sfacctd"}}
+	for _, c := range []struct {
+		src   string
+		proto corev1.Protocol
+		port  uint16
+		want  bool
+	}{
+		{"192.0.2.7", "UDP", 16343, true}, {"192.0.2.7", "UDP", 26343, true}, {"192.0.2.7", "UDP", 4740, true},
+		{"203.0.113.1", "UDP", 16343, false}, {"203.0.113.1", "UDP", 26343, false}, {"203.0.113.1", "UDP", 4740, false},
+		{"10.0.0.9", "TCP", 16343, true}, {"203.0.113.1", "TCP", 26343, false}, // health checks
+		{"203.0.113.1", "UDP", 6343, true}, {"203.0.113.1", "UDP", 16344, true}, // the Service's port is not a target port
+	} {
+		p := netpolicy.Packet{Src: netip.MustParseAddr(c.src), Protocol: c.proto, Port: c.port}
+		if v := netpolicy.Evaluate(ps, pod, p); v.Allowed != c.want {
+			t.Errorf("%v: %s, want allowed=%v", p, v, c.want)
+		}
+	}
+	// A sibling with a named target port is genuine on the numbers its
+	// own name resolves to, and not trusted before they are known.
+	sib := svc.DeepCopy()
+	sib.Name, sib.UID, sib.Finalizers = "named", "named-uid", []string{Finalizer}
+	sibPolicy := DesiredNetworkPolicy(Input{Service: sib, HealthCheckCIDRs: []string{"10.0.0.0/24"},
+		TargetPortNumbers: map[string]map[string][]uint16{sib.Name: {"sflow": {16343}}}}, nil).Policy
+	other := nlbService(ipTargets, func(s *corev1.Service) {
+		s.Name, s.Spec.Ports = "other", []corev1.ServicePort{{Name: "x", Protocol: "UDP", Port: 9995}}
+	})
+	for _, tc := range []struct {
+		numbers map[string][]uint16
+		held    bool
+	}{{map[string][]uint16{"sflow": {16343}}, false}, {nil, true}, {map[string][]uint16{"sflow": {26343}}, true}} {
+		out := DesiredNetworkPolicy(Input{Service: other, HealthCheckCIDRs: []string{"10.0.0.0/24"}, Services: map[string]*corev1.Service{sib.Name: sib},
+			TargetPortNumbers: map[string]map[string][]uint16{sib.Name: tc.numbers}}, []networkingv1.NetworkPolicy{*sibPolicy})
+		if held := strings.Contains(out.Hold, "not trusted"); held != tc.held {
+			t.Errorf("the sibling's name resolving to %v: held %v (%q), want %v", tc.numbers, held, out.Hold, tc.held)
+		}
+	}
+}
+
 func TestNetworkPolicySiblings(t *testing.T) {
 	mk := func(name string, port int32, sources ...string) *corev1.Service {
 		return nlbService(ipTargets, func(s *corev1.Service) {

@@ -13,6 +13,7 @@ import (
 
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -130,7 +131,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 	}
 	if r.Options.Allows(BackendNetworkPolicy) {
-		b = b.Watches(&networkingv1.NetworkPolicy{}, r.networkPolicyOwners(), builder.WithPredicates(r.own.predicate()))
+		b = b.Watches(&networkingv1.NetworkPolicy{}, r.networkPolicyOwners(), builder.WithPredicates(r.own.predicate())).
+			Watches(&discoveryv1.EndpointSlice{}, r.endpointSliceOwner())
 	}
 	return b.Complete(r)
 }

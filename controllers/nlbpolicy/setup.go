@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -47,9 +48,31 @@ func WithLeaderElection(opts ctrl.Options, namespace string) ctrl.Options {
 // writes by merge patch, create and update), so the cache of every Service,
 // policy and network set of a large cluster holds what is used (10,000
 // Services with 100 sources each: see bench/README.md).
+//
+// EndpointSlices (read for the numbers of named target ports) are cached
+// with their ports and at most one endpoint, its addresses alone: whether a
+// slice has endpoints is all the controller reads of them, and a cluster's
+// slices list every pod.
 func WithCache(opts ctrl.Options) ctrl.Options {
 	opts.Cache.DefaultTransform = cache.TransformStripManagedFields()
+	if opts.Cache.ByObject == nil {
+		opts.Cache.ByObject = map[client.Object]cache.ByObject{}
+	}
+	opts.Cache.ByObject[&discoveryv1.EndpointSlice{}] = cache.ByObject{Transform: stripEndpoints}
 	return opts
+}
+
+// stripEndpoints is the EndpointSlices' cache transform (see WithCache).
+func stripEndpoints(o any) (any, error) {
+	es, ok := o.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return o, nil
+	}
+	es.ManagedFields = nil
+	if len(es.Endpoints) > 0 {
+		es.Endpoints = []discoveryv1.Endpoint{{Addresses: es.Endpoints[0].Addresses}}
+	}
+	return es, nil
 }
 
 // Setup adds the reconciler and the orphan sweep to the manager.
