@@ -13,16 +13,19 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/version"
 	"github.com/telemetry-platform/terraform-provider-telemetry/provider"
 )
-
-// version is set by goreleaser (-ldflags "-X main.version=...").
-var version = "dev"
 
 func main() {
 	var debug bool
 	flag.BoolVar(&debug, "debug", false, "run the provider with support for debuggers like delve")
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.String("terraform-provider-telemetry"))
+		return
+	}
 
 	quietSDKLogs()
 
@@ -34,7 +37,7 @@ func main() {
 		}
 	}
 
-	err := providerserver.Serve(context.Background(), provider.New(version), providerserver.ServeOpts{
+	err := providerserver.Serve(context.Background(), provider.New(version.Version), providerserver.ServeOpts{
 		Address: provider.Address,
 		Debug:   debug,
 	})

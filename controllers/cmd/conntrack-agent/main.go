@@ -26,6 +26,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/securemetrics"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/version"
 )
 
 func main() {
@@ -60,11 +61,17 @@ func run() error {
 		apiCheck   = flag.Duration("api-check", def.APICheck, "How often the API server is asked whether it is there; while it is not, the agent logs it and reports not ready. 0 disables.")
 		probes     = flag.String("health-probe-bind-address", "127.0.0.1:9403", "Address of /healthz and /readyz (plain HTTP: keep it on loopback, where the kubelet's probes reach it with host: 127.0.0.1, since the agent is on the host network).")
 	)
+	showVersion := flag.Bool("version", false, "Print the version and exit.")
 	logCfg := textlogger.NewConfig()
 	logCfg.AddFlags(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.String("conntrack-agent"))
+		return nil
+	}
 	logger := textlogger.NewLogger(logCfg)
 	setLoggers(logger)
+	logger.Info("starting", "version", version.Version, "revision", version.Revision())
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 	if err != nil {
@@ -83,6 +90,9 @@ func run() error {
 	defer broadcaster.Shutdown()
 
 	reg := securemetrics.Registry()
+	if err := version.Register(reg); err != nil {
+		return err
+	}
 	ct := &conntrackagent.Netlink{Workers: *workers, RecvBuffer: *recvBuf}
 	agent := conntrackagent.New(conntrackagent.Config{
 		Client: client, Conntrack: ct, NodeName: *nodeName, DryRun: *dryRun,

@@ -27,6 +27,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/securemetrics"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/version"
 )
 
 func main() {
@@ -63,9 +64,14 @@ func run() error {
 		backends       = flag.String("allowed-policy-backends", "", "Comma-separated backends a Service may choose with the telemetry-platform.io/policy-backend annotation (the admins' allow-list; the controller watches and needs RBAC for each). Empty: --policy-backend alone.")
 		checkFence     = flag.Bool("check-write-fence", true, "Refuse to start unless what fences this account is in place, proved by dry-run writes it must be refused: for the calico backend a policy outside the controller's tier and an Allow rule in it (Calico's tiered RBAC, the admission policy), for the networkpolicy backend a NetworkPolicy selecting every pod (the admission policy).")
 	)
+	showVersion := flag.Bool("version", false, "Print the version and exit.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.String("nlb-policy-controller"))
+		return nil
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
 	if err := calicopolicy.ValidateSelector(*hostSelector); err != nil {
@@ -161,13 +167,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if err := version.Register(metrics.Registry); err != nil {
+		return err
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	ctrl.Log.Info("starting", "manageAll", *manageAll, "aws", *useAWS, "hostEndpointSelector", *hostSelector,
+	ctrl.Log.Info("starting", "version", version.Version, "revision", version.Revision(), "manageAll", *manageAll, "aws", *useAWS, "hostEndpointSelector", *hostSelector,
 		"healthCheckCIDRs", strings.Join(sources.FallbackHealthCheckCIDRs, ","))
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
