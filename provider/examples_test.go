@@ -27,6 +27,7 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/tfdev"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
+	"github.com/telemetry-platform/terraform-provider-telemetry/tools/releasecheck/declared"
 )
 
 func buildTF(t *testing.T) *tfdev.Env {
@@ -43,7 +44,15 @@ func buildTF(t *testing.T) *tfdev.Env {
 // moto's credentials; a failed command fails the test.
 func example(t *testing.T, name string) func(args ...string) tfdev.Result {
 	t.Helper()
-	env := buildTF(t)
+	run := exampleWith(t, buildTF(t), name)
+	run("get", "-no-color")
+	return run
+}
+
+// exampleWith copies examples/ and returns a runner of env's CLI in
+// examples/<name>, with moto's credentials; a failed command fails the test.
+func exampleWith(t *testing.T, env *tfdev.Env, name string) func(args ...string) tfdev.Result {
+	t.Helper()
 	work := t.TempDir()
 	if err := tfdev.CopyDir(filepath.Join(localplane.RepoRoot(), "examples"), work); err != nil {
 		t.Fatal(err)
@@ -59,7 +68,6 @@ func example(t *testing.T, name string) func(args ...string) tfdev.Result {
 		}
 		return res
 	}
-	run("get", "-no-color")
 	return run
 }
 
@@ -101,9 +109,43 @@ func TestAccExamplesValidate(t *testing.T) {
 }
 
 // examples/complete, through the platform module, applies against the local
-// control plane, plans no change afterwards, and destroys cleanly.
+// control plane, plans no change afterwards, and destroys cleanly: with
+// terraform and with OpenTofu, each installing the provider as a user's
+// does, from the release archive in a filesystem mirror (`init`, no
+// dev_overrides; the example's version constraint must take the release's
+// version, and the lock file records the package).
 func TestAccExampleComplete(t *testing.T) {
 	requireAcc(t)
+	tf, err := tfdev.Terraform()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tofu, err := tfdev.OpenTofu(localplane.RepoRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	version, err := declared.Read(localplane.RepoRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cli := range []tfdev.CLI{tf, tofu} {
+		t.Run(cli.Name, func(t *testing.T) {
+			env, err := tfdev.Release(context.Background(), localplane.RepoRoot(), t.TempDir(), cli)
+			if err != nil {
+				t.Fatal(err)
+			}
+			run := exampleWith(t, env, "complete")
+			init := run("init", "-no-color", "-input=false")
+			if want := "Installed telemetry-platform/telemetry v" + version; !strings.Contains(string(init.Output), want) {
+				t.Fatalf("%s init: no %q in its output:\n%s", cli.Name, want, init.Output)
+			}
+			completeApplies(t, run)
+		})
+	}
+}
+
+// completeApplies applies examples/complete with run and checks the result.
+func completeApplies(t *testing.T, run func(args ...string) tfdev.Result) {
 	p, c := testPlaneClient(t)
 	ctx := context.Background()
 	ensureNamespaces(t, c, "kafka", "telemetry")
@@ -115,7 +157,6 @@ func TestAccExampleComplete(t *testing.T) {
 
 	vars := []string{"-var", "kubeconfig=" + p.Kubeconfig, "-var", "aws_endpoint=" + p.AWS.Endpoint,
 		"-var", "node_security_group_id=" + p.AWS.NodeSecurityGroupID}
-	run := example(t, "complete")
 	run(append([]string{"apply", "-auto-approve", "-no-color", "-input=false"}, vars...)...)
 
 	var out map[string]struct{ Value json.RawMessage }

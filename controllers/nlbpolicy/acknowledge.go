@@ -55,8 +55,12 @@ func (r *Reconciler) settled(key types.NamespacedName, wrote bool, sources int) 
 // net written. Measured with real Felix (BenchmarkSourcesProgrammed): a
 // NetworkPolicy of 50,000 sources enforced 9.6 s after its Service was
 // created, where the fixed 2 s grace had it acknowledged at 8.3 s; 10,000
-// enforced at 1.3 s. 0.1 ms a source (5 s more for 50,000) covers both.
-const perSourceGrace = 100 * time.Microsecond
+// enforced at 1.3 s. 0.1 ms a source (5 s more for 50,000) covered both
+// on an idle machine, but not on a loaded one (2 cores running a compile
+// and two test packages beside it): the 50,000-source policy was enforced
+// 0.85 s after its acknowledgement, Felix taking about 8 s after the write
+// for 3.3 s idle. 0.3 ms a source (15 s more for 50,000) keeps twice that.
+const perSourceGrace = 300 * time.Microsecond
 
 // grace is the programming grace for a change that wrote this many source
 // nets; none when ProgrammingGrace is 0 (the admins chose not to wait).

@@ -5,7 +5,8 @@
 terraform {
   required_providers {
     telemetry = {
-      source = "telemetry-platform/telemetry"
+      source  = "telemetry-platform/telemetry"
+      version = "~> 0.1.0"
     }
   }
 }
