@@ -318,3 +318,39 @@ func TestHostNetworkProbesOnLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestChartRegion: no region by default (the controller takes AWS_REGION as
+// IRSA injects it, else the node's, and refuses to start with neither); a
+// region set in the values reaches the controller as AWS_REGION.
+func TestChartRegion(t *testing.T) {
+	regionOf := func(objs []*unstructured.Unstructured) (string, bool) {
+		for _, o := range objs {
+			if o.GetKind() != "Deployment" || !strings.Contains(o.GetName(), "nlb-policy") {
+				continue
+			}
+			containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			for _, c := range containers {
+				env, _, _ := unstructured.NestedSlice(c.(map[string]any), "env")
+				for _, e := range env {
+					if m := e.(map[string]any); m["name"] == "AWS_REGION" {
+						return fmt.Sprint(m["value"]), true
+					}
+				}
+			}
+		}
+		return "", false
+	}
+	if r, ok := regionOf(render(t)); ok {
+		t.Errorf("the default values set AWS_REGION=%s: a default region is wrong everywhere else", r)
+	}
+	if r, ok := regionOf(render(t, "nlbPolicyController.aws.region=eu-west-3")); !ok || r != "eu-west-3" {
+		t.Errorf("aws.region=eu-west-3 gives AWS_REGION %q (set: %v)", r, ok)
+	}
+	plain, err := localplane.ReadManifests(filepath.Join(localplane.RepoRoot(), "deploy", "nlb-policy-controller.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := regionOf(plain); ok {
+		t.Errorf("deploy/nlb-policy-controller.yaml sets AWS_REGION=%s", r)
+	}
+}

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -54,7 +52,7 @@ func run() error {
 		tier           = flag.String("tier", defaults.Tier, "Calico tier of the generated policies (created by the Helm chart and deploy/ manifests, ending in Pass).")
 		healthCIDRs    = flag.String("health-check-cidrs", "", "Comma-separated CIDRs of NLB health checks, when AWS is not asked (e.g. the NLB subnets).")
 		vpcCIDRs       = flag.String("vpc-cidrs", "", "Comma-separated VPC CIDRs, when AWS is not asked (or has not found the NLB yet): the default sources of internal NLBs, and the bound of a Service's health-check-cidrs annotation (without it, the annotation admits nothing then).")
-		useAWS         = flag.Bool("aws", true, "Ask AWS (ELBv2, EC2) for the NLB's subnets and VPC. Credentials and region from the standard AWS environment.")
+		useAWS         = flag.Bool("aws", true, "Ask AWS (ELBv2, EC2) for the NLB's subnets and VPC. Credentials and region from the standard AWS environment (AWS_REGION), else the region from the node's instance metadata; no region is an error.")
 		awsEndpoint    = flag.String("aws-endpoint", "", "Custom AWS endpoint for ELBv2 and EC2 (an emulator, a VPC endpoint).")
 		cacheTTL       = flag.Duration("aws-cache-ttl", 10*time.Minute, "How long an NLB's subnets are cached.")
 		sweepInterval  = flag.Duration("orphan-sweep-interval", 5*time.Minute, "How often to delete policies whose Service is gone.")
@@ -131,13 +129,11 @@ func run() error {
 		TTL:                      *cacheTTL,
 	}
 	if *useAWS {
-		awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
+		awsCfg, err := nlbpolicy.LoadAWSConfig(context.Background(), *awsEndpoint)
 		if err != nil {
-			return fmt.Errorf("AWS configuration (or run with --aws=false): %w", err)
+			return err
 		}
-		if *awsEndpoint != "" {
-			awsCfg.BaseEndpoint = aws.String(*awsEndpoint)
-		}
+		ctrl.Log.Info("AWS", "region", awsCfg.Region)
 		sources.AWS = &awsCfg
 	}
 	if *checkFence {
