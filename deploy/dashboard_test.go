@@ -1,11 +1,13 @@
 package deploy
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
@@ -100,6 +102,57 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	for name := range own {
 		if !used[name] && !unshown[name] {
 			t.Errorf("%s is exported but no panel shows it (add a panel, or list it in unshown with the reason)", name)
+		}
+	}
+}
+
+// The chart's alerts (metrics.prometheusRule) read only metrics the
+// controllers export, and the one an operator needs most is there: Services
+// whose sources stay unenforced. A renamed metric fails here, not as an
+// alert that can never fire.
+func TestAlertsQueryExportedMetrics(t *testing.T) {
+	own := recorder{}
+	conntrackagent.NewMetrics(own)
+	nlbpolicy.NewMetrics(own)
+	var rules []struct{ Alert, Expr string }
+	for _, o := range render(t, "metrics.prometheusRule.enabled=true") {
+		if o.GetKind() != "PrometheusRule" {
+			continue
+		}
+		groups, _, _ := unstructured.NestedSlice(o.Object, "spec", "groups")
+		for _, g := range groups {
+			rs, _, _ := unstructured.NestedSlice(g.(map[string]any), "rules")
+			for _, r := range rs {
+				m := r.(map[string]any)
+				rules = append(rules, struct{ Alert, Expr string }{fmt.Sprint(m["alert"]), fmt.Sprint(m["expr"])})
+			}
+		}
+	}
+	alerts := map[string]bool{}
+	for _, r := range rules {
+		alerts[r.Alert] = true
+		names := dashboard.Metrics(r.Expr)
+		if len(names) == 0 {
+			t.Errorf("alert %s: %q reads no metric of the controllers", r.Alert, r.Expr)
+		}
+		for _, name := range names {
+			switch {
+			case strings.HasPrefix(name, "telemetry_"):
+				if !own[name] {
+					t.Errorf("alert %s reads %s, which neither controller exports", r.Alert, name)
+				}
+			case !registeredIn(ctrlmetrics.Registry, name):
+				t.Errorf("alert %s reads %s, which controller-runtime does not register", r.Alert, name)
+			}
+		}
+		if strings.Contains(r.Expr, "controller=") && !strings.Contains(r.Expr, `controller="`+nlbpolicy.ControllerName+`"`) {
+			t.Errorf("alert %s selects another controller than %q: %s", r.Alert, nlbpolicy.ControllerName, r.Expr)
+		}
+	}
+	for _, want := range []string{"TelemetryServicesUnenforced", "TelemetryNLBPolicyReconcileErrors", "TelemetryNLBPolicyAPIUnreachable",
+		"TelemetryConntrackDeleteFailures", "TelemetryConntrackErrors"} {
+		if !alerts[want] {
+			t.Errorf("no alert %s in the chart's PrometheusRule (alerts: %v)", want, alerts)
 		}
 	}
 }

@@ -20,9 +20,13 @@ type Metrics struct {
 	objects      prometheus.Gauge
 	rulesAvoided prometheus.Gauge
 	awsRequests  *prometheus.CounterVec
+	unenforced   prometheus.Gauge
 
 	mu       sync.Mutex
 	services map[types.NamespacedName]serviceStats
+	// pending are the Services whose last acknowledgement says their
+	// current sources are not enforced.
+	pending map[types.NamespacedName]bool
 }
 
 type serviceStats struct{ objects, rulesAvoided int }
@@ -45,9 +49,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		awsRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_nlbpolicy_aws_requests_total",
 			Help: "AWS API requests sent (each attempt, retries included), by operation: the load balancer lookups behind health-check CIDRs and default sources."},
 			[]string{"api"}),
+		unenforced: prometheus.NewGauge(prometheus.GaugeOpts{Name: "telemetry_nlbpolicy_unenforced_services",
+			Help: "Services that opted in whose current sources the controller does not acknowledge as enforced (waiting, refused, failing): their applies wait, and the AWS rules stay as they were."}),
 		services: map[types.NamespacedName]serviceStats{},
+		pending:  map[types.NamespacedName]bool{},
 	}
-	reg.MustRegister(m.writes, m.invalid, m.orphans, m.managed, m.objects, m.rulesAvoided, m.awsRequests)
+	reg.MustRegister(m.writes, m.invalid, m.orphans, m.managed, m.objects, m.rulesAvoided, m.awsRequests, m.unenforced)
 	return m
 }
 
@@ -79,7 +86,21 @@ func (m *Metrics) forget(key types.NamespacedName) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.services, key)
+	delete(m.pending, key)
 	m.refresh()
+}
+
+// acknowledged records whether a Service's acknowledgement says its current
+// sources are enforced.
+func (m *Metrics) acknowledged(key types.NamespacedName, enforced bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if enforced {
+		delete(m.pending, key)
+	} else {
+		m.pending[key] = true
+	}
+	m.unenforced.Set(float64(len(m.pending)))
 }
 
 func (m *Metrics) refresh() {
@@ -91,4 +112,5 @@ func (m *Metrics) refresh() {
 	m.managed.Set(float64(len(m.services)))
 	m.objects.Set(float64(objects))
 	m.rulesAvoided.Set(float64(rules))
+	m.unenforced.Set(float64(len(m.pending)))
 }

@@ -174,6 +174,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		want := ""
 		if refused != "" {
 			want = ack.Ack{Problem: refused, Refused: ack.Digest(svc)}.Encode()
+			// Opted in and refused: unenforced until it is allowed or
+			// opts out.
+			r.Metrics.acknowledged(req.NamespacedName, false)
 		}
 		if controllerutil.ContainsFinalizer(svc, Finalizer) || (acked && have != want) || (!acked && want != "") {
 			patch := client.MergeFrom(svc.DeepCopy())

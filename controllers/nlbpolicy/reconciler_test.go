@@ -10,6 +10,7 @@ import (
 
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -273,6 +274,9 @@ func TestNamespacesAllowList(t *testing.T) {
 	if !found {
 		t.Error("no NamespaceNotAllowed Event")
 	}
+	if n := testutil.ToFloat64(r.Metrics.unenforced); n != 1 {
+		t.Errorf("telemetry_nlbpolicy_unenforced_services = %v with the Service outside the allow-list, want 1", n)
+	}
 	r.Namespaces = []string{"platform", svc.Namespace}
 	*ops = nil
 	reconcileOnce(t, r, svc)
@@ -281,5 +285,8 @@ func TestNamespacesAllowList(t *testing.T) {
 	}
 	if !ack.Current(got) || index(*ops, "create", "-deny") < 0 {
 		t.Errorf("not managed once its namespace is listed: %v", *ops)
+	}
+	if n := testutil.ToFloat64(r.Metrics.unenforced); n != 0 {
+		t.Errorf("telemetry_nlbpolicy_unenforced_services = %v once the Service is enforced, want 0", n)
 	}
 }

@@ -49,9 +49,9 @@ func Queries(path string) ([]Query, error) {
 	return out, nil
 }
 
-// metricName matches the metric families the product's dashboards read:
-// its own and controller-runtime's.
-var metricName = regexp.MustCompile(`\b(?:telemetry|controller_runtime|workqueue)_[a-z0-9_]+`)
+// metricName matches the metric families the product's dashboards and
+// alerts read: its own, controller-runtime's and client-go's.
+var metricName = regexp.MustCompile(`\b(?:telemetry|controller_runtime|workqueue|rest_client)_[a-z0-9_]+`)
 
 // Metrics are the metric families an expression reads (a histogram's
 // _bucket, _sum and _count are its family).
