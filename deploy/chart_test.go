@@ -94,7 +94,9 @@ func TestChartAppliesToARealAPIServer(t *testing.T) {
 			"nlbPolicyController.healthCheckCIDRs={10.0.0.0/20,10.0.16.0/20}", "nlbPolicyController.leaderElection=false",
 			"nlbPolicyController.replicas=1", "conntrackAgent.enabled=false",
 			"nlbPolicyController.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/x"},
-		"dry-run agent only": {"nlbPolicyController.enabled=false", "conntrackAgent.dryRun=true", "conntrackAgent.image.tag=v1.2.3"},
+		"dry-run agent only": {"nlbPolicyController.enabled=false", "conntrackAgent.enabled=true", "conntrackAgent.dryRun=true",
+			"conntrackAgent.image.tag=v1.2.3"},
+		"both components": {"conntrackAgent.enabled=true"},
 		"metrics certificate from a Secret": {"metrics.certificate.secretName=telemetry-metrics-tls",
 			"nlbPolicyController.namespaces={telemetry,flows}"},
 		"the networkpolicy backend alone": {"nlbPolicyController.policyBackend=networkpolicy"},
@@ -125,7 +127,7 @@ func TestChartAppliesToARealAPIServer(t *testing.T) {
 		}
 	}
 	// The ServiceMonitors render when asked (their CRD is the Prometheus Operator's, not served here).
-	objs := render(t, "metrics.serviceMonitor.enabled=true")
+	objs := render(t, "metrics.serviceMonitor.enabled=true", "conntrackAgent.enabled=true")
 	var monitors []string
 	for _, o := range objs {
 		if o.GetKind() == "ServiceMonitor" {
@@ -174,7 +176,7 @@ func TestChartRBACMatchesTheManifests(t *testing.T) {
 		}
 		return out
 	}
-	chart := rules(render(t))
+	chart := rules(render(t, "conntrackAgent.enabled=true"))
 	var plain []*unstructured.Unstructured
 	for _, f := range []string{"nlb-policy-controller.yaml", "conntrack-agent.yaml"} {
 		objs, err := localplane.ReadManifests(filepath.Join(localplane.RepoRoot(), "deploy", f))
@@ -240,7 +242,7 @@ func TestChartAdmissionMatchesTheManifests(t *testing.T) {
 // Service's name, instead of skipping verification; cert-manager's
 // Certificate, when asked, names both Services.
 func TestChartMetricsCertificate(t *testing.T) {
-	objs := render(t, "metrics.serviceMonitor.enabled=true", "metrics.certificate.secretName=telemetry-metrics-tls",
+	objs := render(t, "conntrackAgent.enabled=true", "metrics.serviceMonitor.enabled=true", "metrics.certificate.secretName=telemetry-metrics-tls",
 		"metrics.certificate.certManager.enabled=true", "metrics.certificate.certManager.issuerRef.name=ca",
 		"metrics.certificate.certManager.issuerRef.kind=ClusterIssuer")
 	workloads, monitors, certificates := 0, 0, 0
@@ -285,7 +287,7 @@ func TestHostNetworkProbesOnLoopback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for path, objs := range map[string][]*unstructured.Unstructured{"chart": render(t), "deploy/conntrack-agent.yaml": plain} {
+	for path, objs := range map[string][]*unstructured.Unstructured{"chart": render(t, "conntrackAgent.enabled=true"), "deploy/conntrack-agent.yaml": plain} {
 		checked := 0
 		for _, o := range objs {
 			if o.GetKind() != "DaemonSet" && o.GetKind() != "Deployment" {
@@ -315,6 +317,16 @@ func TestHostNetworkProbesOnLoopback(t *testing.T) {
 		}
 		if checked == 0 {
 			t.Errorf("%s: no host-network container found to check", path)
+		}
+	}
+}
+
+// TestChartAgentOffByDefault: the privileged agent is not installed unless
+// asked for (it adds nothing on the AWS NLB path with current kube-proxy).
+func TestChartAgentOffByDefault(t *testing.T) {
+	for _, o := range render(t) {
+		if o.GetKind() == "DaemonSet" || strings.Contains(o.GetName(), "conntrack") {
+			t.Errorf("the default values render %s %s of the conntrack agent", o.GetKind(), o.GetName())
 		}
 	}
 }

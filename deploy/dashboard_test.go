@@ -115,7 +115,7 @@ func TestAlertsQueryExportedMetrics(t *testing.T) {
 	conntrackagent.NewMetrics(own)
 	nlbpolicy.NewMetrics(own)
 	var rules []struct{ Alert, Expr string }
-	for _, o := range render(t, "metrics.prometheusRule.enabled=true") {
+	for _, o := range render(t, "metrics.prometheusRule.enabled=true", "conntrackAgent.enabled=true") {
 		if o.GetKind() != "PrometheusRule" {
 			continue
 		}
