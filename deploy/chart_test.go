@@ -96,7 +96,8 @@ func TestChartAppliesToARealAPIServer(t *testing.T) {
 			"nlbPolicyController.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/x"},
 		"dry-run agent only": {"nlbPolicyController.enabled=false", "conntrackAgent.enabled=true", "conntrackAgent.dryRun=true",
 			"conntrackAgent.image.tag=v1.2.3"},
-		"both components": {"conntrackAgent.enabled=true"},
+		"both components, a metrics reader bound": {"conntrackAgent.enabled=true", "metrics.readers[0].name=prometheus",
+			"metrics.readers[0].namespace=monitoring"},
 		"metrics certificate from a Secret": {"metrics.certificate.secretName=telemetry-metrics-tls",
 			"nlbPolicyController.namespaces={telemetry,flows}"},
 		"the networkpolicy backend alone": {"nlbPolicyController.policyBackend=networkpolicy"},
@@ -364,5 +365,30 @@ func TestChartRegion(t *testing.T) {
 	}
 	if r, ok := regionOf(plain); ok {
 		t.Errorf("deploy/nlb-policy-controller.yaml sets AWS_REGION=%s", r)
+	}
+}
+
+// TestChartMetricsReaders: the scrapers listed in metrics.readers are bound
+// to the metrics-reader ClusterRole, and nobody is by default.
+func TestChartMetricsReaders(t *testing.T) {
+	binding := func(objs []*unstructured.Unstructured) *rbacv1.ClusterRoleBinding {
+		for _, o := range objs {
+			if o.GetKind() == "ClusterRoleBinding" && strings.HasSuffix(o.GetName(), "-metrics-reader") {
+				var b rbacv1.ClusterRoleBinding
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b); err != nil {
+					t.Fatal(err)
+				}
+				return &b
+			}
+		}
+		return nil
+	}
+	if b := binding(render(t)); b != nil {
+		t.Errorf("a metrics-reader binding by default: %v", b.Subjects)
+	}
+	b := binding(render(t, "metrics.readers[0].name=prometheus", "metrics.readers[0].namespace=monitoring"))
+	if b == nil || len(b.Subjects) != 1 || b.Subjects[0].Name != "prometheus" || b.Subjects[0].Namespace != "monitoring" ||
+		b.Subjects[0].Kind != "ServiceAccount" || !strings.HasSuffix(b.RoleRef.Name, "-metrics-reader") {
+		t.Fatalf("metrics.readers gives %+v", b)
 	}
 }
