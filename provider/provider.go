@@ -45,7 +45,9 @@ func (p *telemetryProvider) Schema(_ context.Context, _ provider.SchemaRequest, 
 			"It talks to a Kubernetes API server (the `kubernetes` block, configured like the kubernetes " +
 			"provider) and to AWS (the `aws` block, configured like the aws provider). Neither is contacted " +
 			"while validating or planning new resources: clients are built on first use, so values that are " +
-			"unknown until apply (a cluster created in the same configuration) are fine.",
+			"unknown until apply (a cluster created in the same configuration) are fine for a first apply. " +
+			"Reading resources that exist (refresh, import, later plans) needs the cluster and AWS reachable, so " +
+			"their values must be known by then.",
 		Blocks: map[string]schema.Block{
 			"kubernetes": kubernetesBlock(),
 			"aws":        awsBlock(),

@@ -1,6 +1,8 @@
 # The NLB entry point of the exporters: sFlow on UDP 6343 and IPFIX on TCP and
-# UDP 4739. However many sources are allowed, the security-group footprint
-# stays at 5 rules; per-source filtering is done by Calico at the nodes.
+# UDP 4739. The security-group footprint is bounded by the listener protocols
+# and coarse_cover_size, never by the number of sources: here 3 protocols x
+# the 3 prefixes covering the sources + 2 node rules = 11; the exact
+# per-source filtering is done in the cluster by the nlb-policy controller.
 resource "telemetry_nlb_ingress" "flows" {
   name      = "flows"
   namespace = "telemetry"
