@@ -95,9 +95,13 @@ func waitForEnforcement(ctx context.Context, c client.Client, namespace, name st
 	defer cancel()
 	svc := &corev1.Service{}
 	refused, refusedSince := "", time.Time{}
+	var incompatible error
 	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
 			return false, client.IgnoreNotFound(err)
+		}
+		if incompatible = ack.Compatible(svc); incompatible != nil {
+			return true, nil // waiting cannot help
 		}
 		problem, ok := ack.RefusedNow(svc)
 		switch {
@@ -110,6 +114,9 @@ func waitForEnforcement(ctx context.Context, c client.Client, namespace, name st
 		}
 		return ack.Current(svc), nil
 	})
+	if incompatible != nil && err == nil {
+		return fmt.Errorf("%w. No security-group rule was added, so the NLB admits no new source", incompatible)
+	}
 	if refused != "" && err == nil {
 		// Refused for this very spec, and still after refusalSettle:
 		// waiting longer changes nothing.

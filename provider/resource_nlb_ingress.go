@@ -308,6 +308,11 @@ func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest,
 		state.setCover(spec)
 	}
 	state.PolicyEnforced = types.BoolValue(ack.Current(svc))
+	if err := ack.Compatible(svc); err != nil {
+		// At refresh, so the plan fails before anything changes.
+		resp.Diagnostics.AddError("The provider and the nlb-policy controller are of incompatible releases", err.Error())
+		return
+	}
 	a, ok := r.aws(ctx, c, &resp.Diagnostics)
 	if !ok {
 		return

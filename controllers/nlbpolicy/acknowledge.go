@@ -131,6 +131,7 @@ func (r *Reconciler) tierProblem(ctx context.Context) string {
 // internal/ack); it writes only when that changed, so steady state makes no
 // write.
 func (r *Reconciler) acknowledge(ctx context.Context, svc *corev1.Service, want ack.Ack) error {
+	want.V = ack.Version
 	r.Metrics.acknowledged(client.ObjectKeyFromObject(svc), want.Digest != "" && want.Digest == ack.Digest(svc))
 	if have, ok := ack.Of(svc); ok && ack.Same(have, want) {
 		return nil

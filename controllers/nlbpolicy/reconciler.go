@@ -173,7 +173,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		have, acked := svc.Annotations[annotations.Enforced]
 		want := ""
 		if refused != "" {
-			want = ack.Ack{Problem: refused, Refused: ack.Digest(svc)}.Encode()
+			want = ack.Ack{V: ack.Version, Problem: refused, Refused: ack.Digest(svc)}.Encode()
 			// Opted in and refused: unenforced until it is allowed or
 			// opts out.
 			r.Metrics.acknowledged(req.NamespacedName, false)

@@ -26,8 +26,20 @@ import (
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/lbc"
 )
 
+// Version is the version of the acknowledgement this build writes and
+// reads: its format and how Digest is computed. A provider and a controller
+// of different releases meet on a Service only when they speak the same
+// version; one that meets another version says so at once (Compatible),
+// naming both, instead of waiting for an acknowledgement that can never
+// match. An acknowledgement without a version is version 1 (releases before
+// versioning computed the same digest). Bump it with any change to Digest
+// or to the meaning of a field, and say so in CHANGELOG.md and VERSIONING.md.
+const Version = 1
+
 // Ack is the value of annotations.Enforced, as JSON.
 type Ack struct {
+	// V is the version the controller wrote it in (Version); 0 reads as 1.
+	V int `json:"v,omitempty"`
 	// Digest is Digest(svc) of the Service whose policies are in place;
 	// empty when the controller could not enforce them (see Problem).
 	Digest string `json:"digest"`
@@ -117,7 +129,32 @@ func RefusedNow(svc *corev1.Service) (string, bool) {
 // Same reports whether two acknowledgements say the same, whatever their
 // times, so the controller writes only when something changed.
 func Same(a, b Ack) bool {
-	return a.Digest == b.Digest && a.Problem == b.Problem && a.Refused == b.Refused && slices.Equal(a.Policies, b.Policies)
+	return a.version() == b.version() && a.Digest == b.Digest && a.Problem == b.Problem && a.Refused == b.Refused &&
+		slices.Equal(a.Policies, b.Policies)
+}
+
+func (a Ack) version() int {
+	if a.V == 0 {
+		return 1
+	}
+	return a.V
+}
+
+// Compatible says, when the Service carries an acknowledgement of another
+// version than this build's, that the two cannot agree and which to
+// upgrade; nil otherwise (none, or the same version).
+func Compatible(svc *corev1.Service) error {
+	a, ok := Of(svc)
+	if !ok || a.version() == Version {
+		return nil
+	}
+	newer := "the provider"
+	if a.version() < Version {
+		newer = "the nlb-policy controller (the Helm chart)"
+	}
+	return fmt.Errorf("the nlb-policy controller writes acknowledgements of version %d on Service %s/%s, and this provider "+
+		"reads version %d: the two are of releases that cannot agree on what is enforced; upgrade %s to the other's "+
+		"release (VERSIONING.md lists which go together)", a.version(), svc.Namespace, svc.Name, Version, newer)
 }
 
 // Encode renders the annotation's value.

@@ -1,6 +1,7 @@
 package ack
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +91,26 @@ func TestCurrent(t *testing.T) {
 	s.Annotations[annotations.Enforced] = "{not json"
 	if _, ok := Of(s); ok || Current(s) {
 		t.Fatal("garbage parsed")
+	}
+}
+
+// TestCompatible: an acknowledgement of another version is incompatible,
+// naming both versions; none, or one without a version (version 1), is
+// not; and Same tells versions apart, so an upgraded controller rewrites
+// the acknowledgements of the old version.
+func TestCompatible(t *testing.T) {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "svc", Annotations: map[string]string{}}}
+	if err := Compatible(svc); err != nil {
+		t.Errorf("no acknowledgement: %v", err)
+	}
+	for v, want := range map[int]string{0: "", 1: "", 2: "version 2"} {
+		svc.Annotations[annotations.Enforced] = Ack{V: v, Digest: "sha256:x"}.Encode()
+		err := Compatible(svc)
+		if (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("version %d: %v, want %q", v, err, want)
+		}
+	}
+	if Same(Ack{V: 0, Digest: "d"}, Ack{V: 2, Digest: "d"}) || !Same(Ack{V: 0, Digest: "d"}, Ack{V: 1, Digest: "d"}) {
+		t.Error("Same does not tell version 2 from 1, or tells an unversioned acknowledgement from version 1")
 	}
 }
