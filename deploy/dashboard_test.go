@@ -78,18 +78,8 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 		}
 		for _, name := range names {
 			used[name] = true
-			switch {
-			case strings.HasPrefix(name, "telemetry_"):
-				if !own[name] {
-					t.Errorf("panel %q queries %s, which neither controller exports", q.Panel, name)
-				}
-			case !registeredIn(ctrlmetrics.Registry, name):
-				t.Errorf("panel %q queries %s, which controller-runtime does not register", q.Panel, name)
-			}
 		}
-		if strings.Contains(q.Expr, "controller=") && !strings.Contains(q.Expr, `controller="`+nlbpolicy.ControllerName+`"`) {
-			t.Errorf("panel %q selects another controller than %q: %s", q.Panel, nlbpolicy.ControllerName, q.Expr)
-		}
+		checkExported(t, fmt.Sprintf("panel %q", q.Panel), q.Expr, names, own)
 	}
 	// And the dashboard shows what matters of each: the product's metrics
 	// that no panel reads are listed here on purpose.
@@ -135,24 +125,33 @@ func TestAlertsQueryExportedMetrics(t *testing.T) {
 		if len(names) == 0 {
 			t.Errorf("alert %s: %q reads no metric of the controllers", r.Alert, r.Expr)
 		}
-		for _, name := range names {
-			switch {
-			case strings.HasPrefix(name, "telemetry_"):
-				if !own[name] {
-					t.Errorf("alert %s reads %s, which neither controller exports", r.Alert, name)
-				}
-			case !registeredIn(ctrlmetrics.Registry, name):
-				t.Errorf("alert %s reads %s, which controller-runtime does not register", r.Alert, name)
-			}
-		}
-		if strings.Contains(r.Expr, "controller=") && !strings.Contains(r.Expr, `controller="`+nlbpolicy.ControllerName+`"`) {
-			t.Errorf("alert %s selects another controller than %q: %s", r.Alert, nlbpolicy.ControllerName, r.Expr)
-		}
+		checkExported(t, "alert "+r.Alert, r.Expr, names, own)
 	}
 	for _, want := range []string{"TelemetryServicesUnenforced", "TelemetryNLBPolicyReconcileErrors", "TelemetryNLBPolicyAPIUnreachable",
 		"TelemetryConntrackDeleteFailures", "TelemetryConntrackErrors"} {
 		if !alerts[want] {
 			t.Errorf("no alert %s in the chart's PrometheusRule (alerts: %v)", want, alerts)
 		}
+	}
+}
+
+// checkExported fails for each metric an expression reads that the
+// controllers do not export (own: their NewMetrics; controller-runtime's
+// registry), and for a controller label that is not the nlb-policy
+// controller's.
+func checkExported(t *testing.T, what, expr string, names []string, own recorder) {
+	t.Helper()
+	for _, name := range names {
+		switch {
+		case strings.HasPrefix(name, "telemetry_"):
+			if !own[name] {
+				t.Errorf("%s reads %s, which neither controller exports", what, name)
+			}
+		case !registeredIn(ctrlmetrics.Registry, name):
+			t.Errorf("%s reads %s, which controller-runtime does not register", what, name)
+		}
+	}
+	if strings.Contains(expr, "controller=") && !strings.Contains(expr, `controller="`+nlbpolicy.ControllerName+`"`) {
+		t.Errorf("%s selects another controller than %q: %s", what, nlbpolicy.ControllerName, expr)
 	}
 }

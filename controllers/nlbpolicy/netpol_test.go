@@ -247,6 +247,27 @@ func TestNetworkPolicyProperty(t *testing.T) {
 // first is recomputed beside it, neither holds, and the two policies
 // together admit on each port exactly that Service's sources, leave every
 // other port open, and never admit what one of them alone would not filter.
+// flowCase is a packet to the collector pod and whether policies admit it.
+type flowCase struct {
+	src   string
+	proto corev1.Protocol
+	port  uint16
+	want  bool
+}
+
+// judgeFlows checks what policies admit to a pod labelled app=sfacctd in
+// namespace telemetry, by the model (internal/netpolicy).
+func judgeFlows(t *testing.T, ps []networkingv1.NetworkPolicy, cases []flowCase) {
+	t.Helper()
+	pod := netpolicy.Pod{Namespace: "telemetry", Labels: map[string]string{"app": "sfacctd"}}
+	for _, c := range cases {
+		p := netpolicy.Packet{Src: netip.MustParseAddr(c.src), Protocol: c.proto, Port: c.port}
+		if v := netpolicy.Evaluate(ps, pod, p); v.Allowed != c.want {
+			t.Errorf("%v: %s, want allowed=%v", p, v, c.want)
+		}
+	}
+}
+
 // TestNetworkPolicyNamedTargetPorts: a named target port is filtered on the
 // numbers it resolves to on the pods (from the Service's EndpointSlices, as
 // Input.TargetPortNumbers), every one of them (pods of two templates during
@@ -271,24 +292,12 @@ func TestNetworkPolicyNamedTargetPorts(t *testing.T) {
 	if out.Policy == nil || out.Refused != "" || out.Waiting != "" {
 		t.Fatalf("no policy: refused %q, waiting %q", out.Refused, out.Waiting)
 	}
-	ps := []networkingv1.NetworkPolicy{*out.Policy}
-	pod := netpolicy.Pod{Namespace: "telemetry", Labels: map[string]string{"app": "sfacctd"}}
-	for _, c := range []struct {
-		src   string
-		proto corev1.Protocol
-		port  uint16
-		want  bool
-	}{
+	judgeFlows(t, []networkingv1.NetworkPolicy{*out.Policy}, []flowCase{
 		{"192.0.2.7", "UDP", 16343, true}, {"192.0.2.7", "UDP", 26343, true}, {"192.0.2.7", "UDP", 4740, true},
 		{"203.0.113.1", "UDP", 16343, false}, {"203.0.113.1", "UDP", 26343, false}, {"203.0.113.1", "UDP", 4740, false},
 		{"10.0.0.9", "TCP", 16343, true}, {"203.0.113.1", "TCP", 26343, false}, // health checks
 		{"203.0.113.1", "UDP", 6343, true}, {"203.0.113.1", "UDP", 16344, true}, // the Service's port is not a target port
-	} {
-		p := netpolicy.Packet{Src: netip.MustParseAddr(c.src), Protocol: c.proto, Port: c.port}
-		if v := netpolicy.Evaluate(ps, pod, p); v.Allowed != c.want {
-			t.Errorf("%v: %s, want allowed=%v", p, v, c.want)
-		}
-	}
+	})
 	// A sibling with a named target port is genuine on the numbers its
 	// own name resolves to, and not trusted before they are known.
 	sib := svc.DeepCopy()
@@ -341,24 +350,13 @@ func TestNetworkPolicySiblings(t *testing.T) {
 	if !equality.Semantic.DeepEqual(secondAgain.Policy.Spec, second.Policy.Spec) {
 		t.Error("the second Service's policy changed when the first narrowed: it would not converge in one step")
 	}
-	both := []networkingv1.NetworkPolicy{*firstAgain.Policy, *secondAgain.Policy}
-	pod := netpolicy.Pod{Namespace: "telemetry", Labels: map[string]string{"app": "sfacctd"}}
-	for _, c := range []struct {
-		src   string
-		proto corev1.Protocol
-		port  uint16
-		want  bool
-	}{
+	judgeFlows(t, []networkingv1.NetworkPolicy{*firstAgain.Policy, *secondAgain.Policy}, []flowCase{
 		{"192.0.2.7", "UDP", 6343, true}, {"198.51.100.7", "UDP", 6343, false}, {"2001:db8::7", "UDP", 6343, false},
 		{"198.51.100.7", "UDP", 4739, true}, {"2001:db8::7", "UDP", 4739, true}, {"192.0.2.7", "UDP", 4739, false},
 		{"10.0.0.9", "TCP", 6343, true}, {"10.0.0.9", "TCP", 4739, true}, {"203.0.113.1", "TCP", 4739, false},
 		{"203.0.113.1", "UDP", 9995, true}, {"203.0.113.1", "TCP", 9100, true},
-	} {
-		p := netpolicy.Packet{Src: netip.MustParseAddr(c.src), Protocol: c.proto, Port: c.port}
-		if v := netpolicy.Evaluate(both, pod, p); v.Allowed != c.want {
-			t.Errorf("%v: %s, want allowed=%v", p, v, c.want)
-		}
-	}
+	})
+	pod := netpolicy.Pod{Namespace: "telemetry", Labels: map[string]string{"app": "sfacctd"}}
 	// Either Service gone: the other's policy, recomputed alone, opens the
 	// port again (it was open before that Service).
 	alone := desired(a)
