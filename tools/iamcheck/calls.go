@@ -82,7 +82,7 @@ func Operations(dir, pattern string) (map[string]string, error) {
 	// Functions are keyed by their full name: each package sees the others
 	// through export data, as distinct objects.
 	nodes := map[string]*node{}
-	methods := map[string][]string{}  // module methods by name
+	methods := map[string][]string{}   // module methods by name
 	methodsOf := map[string][]string{} // module methods by their receiver's type
 	var roots []string
 	named := map[string]bool{}
