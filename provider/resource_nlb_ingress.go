@@ -310,7 +310,8 @@ func (r *nlbIngressResource) Read(ctx context.Context, req resource.ReadRequest,
 	state.PolicyEnforced = types.BoolValue(ack.Current(svc))
 	if err := ack.Compatible(svc); err != nil {
 		// At refresh, so the plan fails before anything changes.
-		resp.Diagnostics.AddError("The provider and the nlb-policy controller are of incompatible releases", err.Error())
+		resp.Diagnostics.AddError("The provider and the nlb-policy controller are of incompatible releases",
+			err.Error()+". Nothing was changed. (To remove the ingress anyway: terraform destroy -refresh=false.)")
 		return
 	}
 	a, ok := r.aws(ctx, c, &resp.Diagnostics)
