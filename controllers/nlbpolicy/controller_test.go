@@ -219,10 +219,9 @@ func get(t *testing.T, c client.Client, svc *corev1.Service) (*corev1.Service, b
 	return got, true
 }
 
-// planeWithNLBs is what most controller tests run against: a plane with
-// AWS in moto, the namespace telemetry, and the LBC stand-in giving its
-// Services their NLBs, until the test ends.
-func planeWithNLBs(t *testing.T) (*localplane.Plane, client.Client) {
+// planeWithNamespace is a plane with AWS in moto and the namespace
+// telemetry.
+func planeWithNamespace(t *testing.T) (*localplane.Plane, client.Client) {
 	t.Helper()
 	p := localplane.New(t, localplane.Options{})
 	c, err := p.Client()
@@ -232,6 +231,15 @@ func planeWithNLBs(t *testing.T) (*localplane.Plane, client.Client) {
 	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}); err != nil {
 		t.Fatal(err)
 	}
+	return p, c
+}
+
+// planeWithNLBs is what most controller tests run against: a plane with
+// AWS in moto, the namespace telemetry, and the LBC stand-in giving its
+// Services their NLBs, until the test ends.
+func planeWithNLBs(t *testing.T) (*localplane.Plane, client.Client) {
+	t.Helper()
+	p, c := planeWithNamespace(t)
 	lbs := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)
 	t.Cleanup(lbs.Stop)
 	return p, c

@@ -609,14 +609,7 @@ func TestAcknowledgementAfterFelixProgramsALongList(t *testing.T) {
 	// No load balancer controller: health-check sources from the flag, so
 	// the acknowledgement waits on nothing but the controller's own grace.
 	fl := newFelixLab(t, "fg", func() (*localplane.Plane, client.Client) {
-		p := localplane.New(t, localplane.Options{})
-		c, err := p.Client()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "telemetry"}}); err != nil {
-			t.Fatal(err)
-		}
+		p, c := planeWithNamespace(t)
 		options := nlbpolicy.DefaultOptions()
 		options.Backend = nlbpolicy.BackendNetworkPolicy
 		startControllerFull(t, p, p.Config, false, ctrl.Options{}, &nlbpolicy.AWSSources{FallbackHealthCheckCIDRs: []string{"10.0.32.0/20"}}, options)
