@@ -238,33 +238,3 @@ func (r *Reconciler) endpointSliceOwner() handler.EventHandler {
 		return []reconcile.Request{{NamespacedName: key}}
 	})
 }
-
-// networkPolicyOwners maps a NetworkPolicy event to the Services it
-// concerns: its own Service for one the controller wrote, and every managed
-// Service of its namespace whose pods it may select (any other policy there
-// makes them refused; a sibling's ports are left closed by theirs).
-func (r *Reconciler) networkPolicyOwners() handler.EventHandler {
-	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-		var out []reconcile.Request
-		if l := o.GetLabels(); l[annotations.ManagedBy] == annotations.NLBPolicyManager && l[annotations.OwnerName] != "" {
-			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: l[annotations.OwnerNamespace], Name: l[annotations.OwnerName]}})
-		}
-		np, ok := o.(*networkingv1.NetworkPolicy)
-		if !ok {
-			return out
-		}
-		var list corev1.ServiceList
-		if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
-			log.FromContext(ctx).Error(err, "listing the Services a NetworkPolicy may concern", "namespace", o.GetNamespace())
-			return nil
-		}
-		for i := range list.Items {
-			svc := &list.Items[i]
-			if controllerutil.ContainsFinalizer(svc, Finalizer) && svc.Name != o.GetLabels()[annotations.OwnerName] &&
-				netpolicy.CouldSelect(np.Spec.PodSelector, svc.Spec.Selector) {
-				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(svc)})
-			}
-		}
-		return out
-	})
-}

@@ -131,7 +131,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 	}
 	if r.Options.Allows(BackendNetworkPolicy) {
-		b = b.Watches(&networkingv1.NetworkPolicy{}, r.networkPolicyOwners(), builder.WithPredicates(r.own.predicate())).
+		b = b.Watches(&networkingv1.NetworkPolicy{}, r.networkPolicyEvents()).
 			Watches(&discoveryv1.EndpointSlice{}, r.endpointSliceOwner())
 	}
 	return b.Complete(r)
