@@ -34,13 +34,14 @@ type KubeRouterOptions struct {
 	NodeIPs []netip.Addr
 }
 
-// KubeRouterBinary is where `make kuberouter` leaves kube-router
-// ($KUBEROUTER_BINARY, else bin/kuberouter/<commit>/kube-router).
+// KubeRouterBinary is where `make kuberouter` leaves kube-router's network
+// policy controller ($KUBEROUTER_BINARY, else
+// bin/kuberouter/<commit>/kube-router-netpol-<checksum of its main>).
 func KubeRouterBinary() string {
 	if b := os.Getenv("KUBEROUTER_BINARY"); b != "" {
 		return b
 	}
-	matches, _ := filepath.Glob(filepath.Join(RepoRoot(), "bin", "kuberouter", "*", "kube-router"))
+	matches, _ := filepath.Glob(filepath.Join(RepoRoot(), "bin", "kuberouter", "*", "kube-router-netpol-*"))
 	if len(matches) == 0 {
 		return ""
 	}
