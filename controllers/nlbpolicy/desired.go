@@ -206,7 +206,7 @@ func Desired(in Input, opts Options) Output {
 	sources, health, problems := admitted(in, true)
 	out.Sources, out.Problems = sources, problems
 
-	ipTargets := lbc.TargetType(svc) == lbc.TargetIP
+	ipTargets := ipTargetsOf(svc)
 	selector := opts.HostEndpointSelector
 	if ipTargets {
 		var problem string
@@ -369,8 +369,13 @@ func admitted(in Input, needHealth bool) (sources, health cidrset.Set, problems 
 	raw := lbc.SourceRangesOf(svc)
 	if len(raw) == 0 {
 		raw = in.DefaultSources
-		if len(raw) == 0 {
+		switch {
+		case len(raw) > 0:
+		case lbc.IsNLB(svc):
 			problems = append(problems, "no source ranges and no default for this scheme (internal NLB without known VPC CIDRs): no client is allowed")
+		default:
+			problems = append(problems, "no source ranges (spec.loadBalancerSourceRanges): a load balancer other than the AWS NLB "+
+				"has no default sources here, so no client is allowed; list the exporters' networks")
 		}
 	}
 	sources, errs := cidrset.Parse(raw)

@@ -152,7 +152,7 @@ type NetworkPolicyOutput struct {
 func DesiredNetworkPolicy(in Input, others []networkingv1.NetworkPolicy) NetworkPolicyOutput {
 	svc := in.Service
 	var out NetworkPolicyOutput
-	ipTargets := lbc.TargetType(svc) == lbc.TargetIP
+	ipTargets := ipTargetsOf(svc)
 	sources, health, problems := admitted(in, ipTargets)
 	out.Sources, out.Problems = sources, problems
 	if len(svc.Spec.Selector) == 0 {
@@ -160,11 +160,17 @@ func DesiredNetworkPolicy(in Input, others []networkingv1.NetworkPolicy) Network
 		return out
 	}
 	if !ipTargets && svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
-		// With instance targets and externalTrafficPolicy Cluster, kube-proxy
-		// masquerades the client: the pod sees a node's address, which no
-		// source range names.
-		out.Refused = "instance targets with externalTrafficPolicy Cluster: the pods see a node's address, not the client's, " +
-			"so a NetworkPolicy cannot filter by source; set externalTrafficPolicy: Local (or ip targets), or use the calico backend"
+		// With instance targets (any load balancer but the AWS NLB with ip
+		// targets) and externalTrafficPolicy Cluster, kube-proxy masquerades
+		// the client: the pod sees a node's address, which no source range
+		// names.
+		if lbc.IsNLB(svc) {
+			out.Refused = "instance targets with externalTrafficPolicy Cluster: the pods see a node's address, not the client's, " +
+				"so a NetworkPolicy cannot filter by source; set externalTrafficPolicy: Local (or ip targets), or use the calico backend"
+		} else {
+			out.Refused = "externalTrafficPolicy Cluster: kube-proxy masquerades the client, so the pods see a node's address and a " +
+				"NetworkPolicy cannot filter by source; set externalTrafficPolicy: Local"
+		}
 		return out
 	}
 	var siblings []*networkingv1.NetworkPolicy

@@ -102,13 +102,13 @@ func NewReconciler(cfg ReconcilerConfig) *Reconciler {
 		lastWrite: map[types.NamespacedName]time.Time{}}
 }
 
-// SetupWithManager watches Services (those that are NLBs or carry the
-// finalizer) and the generated objects, mapped back to their Service by
-// label, so a hand edit or deletion is restored.
+// SetupWithManager watches Services (NLBs, other load balancers that opt
+// in, and those that carry the finalizer) and the generated objects, mapped
+// back to their Service by label, so a hand edit or deletion is restored.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	relevant := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		svc, ok := o.(*corev1.Service)
-		return ok && (lbc.IsNLB(svc) || controllerutil.ContainsFinalizer(svc, Finalizer))
+		return ok && (lbc.IsNLB(svc) || Qualifies(svc, false) || controllerutil.ContainsFinalizer(svc, Finalizer))
 	})
 	toOwner := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		l := o.GetLabels()
@@ -209,6 +209,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 
 	backend, problem := BackendOf(svc, r.Options)
+	if problem == "" && backend == BackendCalico && !lbc.IsNLB(svc) {
+		problem = "the calico backend filters an AWS NLB's traffic at the nodes' NodePorts and the pods' addresses; a load " +
+			"balancer other than the NLB (MetalLB, kube-vip, GKE) delivers to its own address, which it does not filter: use the " +
+			"networkpolicy backend (annotation " + annotations.PolicyBackend + ": " + string(BackendNetworkPolicy) + ")"
+	}
 	if problem != "" {
 		// What either backend wrote stays: the Service stays as closed as it was.
 		r.report(svc, reasons.BackendRefused, []string{problem})
@@ -339,6 +344,13 @@ func truncate(s string, n int) string {
 // resolve reads what the models need from outside the Service: the
 // health checks' sources and their bound, and the default sources.
 func (r *Reconciler) resolve(ctx context.Context, svc *corev1.Service) (Input, error) {
+	if !lbc.IsNLB(svc) {
+		// Another load balancer (MetalLB, kube-vip, GKE's passthrough NLB):
+		// its health checks, if any, go to the nodes (kube-proxy's health
+		// check port), never to the pods, and it has no default sources:
+		// the Service lists them or admits no one. AWS is not asked.
+		return Input{Service: svc}, nil
+	}
 	in := Input{Service: svc, HealthCheckPending: r.Sources.HealthCheckPending(svc)}
 	var err error
 	if in.HealthCheckCIDRs, err = r.Sources.HealthCheckCIDRs(ctx, svc); err != nil {
