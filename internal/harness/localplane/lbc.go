@@ -43,22 +43,8 @@ type LBCOptions struct {
 	WithoutNLBSecurityGroups bool
 }
 
-// lbcArtifact finds what `make lbc` produces: the path in the environment
-// variable, else bin/lbc/<commit>/name.
-func lbcArtifact(env, name string) (string, error) {
-	if p := os.Getenv(env); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("%s=%s: %w (run `make lbc`)", env, p, err)
-		}
-		return p, nil
-	}
-	matches, _ := filepath.Glob(filepath.Join(RepoRoot(), "bin", "lbc", "*", name))
-	if len(matches) != 1 {
-		return "", fmt.Errorf("the AWS Load Balancer Controller's %s not found in bin/lbc/ (%d candidates): run `make lbc`, which "+
-			"builds it from the pinned source (../shared/third_party, or a clone of upstream at the pinned commit)", name, len(matches))
-	}
-	return matches[0], nil
-}
+// lbcArtifact finds what `make lbc` produces (builtArtifact).
+func lbcArtifact(env, name string) (string, error) { return builtArtifact(env, "lbc", name) }
 
 // StartLoadBalancerController installs the LBC's CRDs and starts it. Stop
 // ends it.
@@ -74,7 +60,7 @@ func (p *Plane) StartLoadBalancerController(ctx context.Context, opts LBCOptions
 	if err != nil {
 		return nil, err
 	}
-	if err := p.installLBCCRDs(ctx, crdDir); err != nil {
+	if err := p.installCRDDir(ctx, crdDir, "the AWS Load Balancer Controller's", "make lbc"); err != nil {
 		return nil, err
 	}
 	dir, err := os.MkdirTemp(p.Dir, "lbc-")
@@ -139,12 +125,13 @@ func (p *Plane) StartLoadBalancerController(ctx context.Context, opts LBCOptions
 	return l, nil
 }
 
-// installLBCCRDs installs the LBC's CRDs (TargetGroupBinding and the rest)
-// and waits until they are served.
-func (p *Plane) installLBCCRDs(ctx context.Context, dir string) error {
+// installCRDDir installs the CRDs of a folder (the LBC's TargetGroupBinding
+// and the rest, MetalLB's pools and advertisements) and waits until they
+// are served; whose and make name them in errors.
+func (p *Plane) installCRDDir(ctx context.Context, dir, whose, make string) error {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if len(files) == 0 {
-		return fmt.Errorf("no CRDs in %s: run `make lbc`", dir)
+		return fmt.Errorf("no CRDs in %s: run `%s`", dir, make)
 	}
 	c, err := p.Client()
 	if err != nil {
@@ -156,7 +143,7 @@ func (p *Plane) installLBCCRDs(ctx context.Context, dir string) error {
 			return err
 		}
 		if err := p.ApplyManifests(ctx, objs, false); err != nil {
-			return fmt.Errorf("installing the AWS Load Balancer Controller's CRDs: %w", err)
+			return fmt.Errorf("installing %s CRDs: %w", whose, err)
 		}
 		for _, o := range objs {
 			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {

@@ -1,0 +1,212 @@
+package localplane
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// MetalLB is MetalLB (the pinned build of `make metallb`): its controller,
+// which gives Services of type LoadBalancer addresses from IPAddressPools,
+// and its speaker, which announces them from a node, here over L2 (ARP and
+// NDP answers on the node's links). Both run in the node's network
+// namespace: the speaker must, and the controller, which only talks to the
+// API server (through the namespace's bridge), keeps its health port there
+// instead of on the machine. Each has a Pod object of its own, which both
+// read at start; memberlist stays off, so the speaker takes every Node as
+// running a speaker: announce with externalTrafficPolicy Local (only nodes
+// with a ready endpoint), or through an L2Advertisement limited to the node
+// (Pool does both).
+type MetalLB struct {
+	Namespace  string
+	Node       string
+	controller nsProcess
+	speaker    nsProcess
+}
+
+// MetalLBOptions say where MetalLB runs.
+type MetalLBOptions struct {
+	// Node is the Node the speaker runs as (registered already, as
+	// kube-proxy and kube-router do); it is labelled with
+	// kubernetes.io/hostname for advertisements to select it.
+	Node string
+	// Namespace is MetalLB's (its pools, advertisements and Pods);
+	// default metallb-system.
+	Namespace string
+}
+
+// metalLBGroup is the API group of MetalLB's CRDs.
+var metalLBGroup = schema.GroupVersion{Group: "metallb.io", Version: "v1beta1"}
+
+// builtArtifact finds what `make <part>` produces: the path in the
+// environment variable, else the one file bin/<part>/*/name.
+func builtArtifact(env, part, name string) (string, error) {
+	if p := os.Getenv(env); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s=%s: %w (run `make %s`)", env, p, err, part)
+		}
+		return p, nil
+	}
+	matches, _ := filepath.Glob(filepath.Join(RepoRoot(), "bin", part, "*", name))
+	if len(matches) != 1 {
+		return "", fmt.Errorf("%s not found in bin/%s/ (%d candidates): run `make %s`, which builds it from the pinned source "+
+			"(../shared/third_party, or a clone of upstream at the pinned commit)", name, part, len(matches), part)
+	}
+	return matches[0], nil
+}
+
+// StartMetalLB installs MetalLB's CRDs and starts its controller and speaker
+// in the network namespace at netnsPath. It returns once both have started
+// their controllers. Stop ends both.
+func (p *Plane) StartMetalLB(ctx context.Context, netnsPath string, opts MetalLBOptions) (*MetalLB, error) {
+	if opts.Namespace == "" {
+		opts.Namespace = "metallb-system"
+	}
+	controllerBin, err := builtArtifact("METALLB_CONTROLLER", "metallb", "metallb-controller")
+	if err != nil {
+		return nil, err
+	}
+	speakerBin, err := builtArtifact("METALLB_SPEAKER", "metallb", "metallb-speaker")
+	if err != nil {
+		return nil, err
+	}
+	crds, err := builtArtifact("METALLB_CRDS", "metallb", "crds")
+	if err != nil {
+		return nil, err
+	}
+	if err := p.installCRDDir(ctx, crds, "MetalLB's", "make metallb"); err != nil {
+		return nil, err
+	}
+	c, err := p.Client()
+	if err != nil {
+		return nil, err
+	}
+	node := &corev1.Node{}
+	if err := c.Get(ctx, client.ObjectKey{Name: opts.Node}, node); err != nil {
+		return nil, fmt.Errorf("the speaker's Node %s (register it first, as kube-proxy does): %w", opts.Node, err)
+	}
+	patch := client.MergeFrom(node.DeepCopy())
+	metav1.SetMetaDataLabel(&node.ObjectMeta, corev1.LabelHostname, opts.Node)
+	if err := c.Patch(ctx, node, patch); err != nil {
+		return nil, err
+	}
+	controllerPod, speakerPod := "controller-"+opts.Node, "speaker-"+opts.Node
+	if err := createOrKeep(ctx, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.Namespace}}); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{controllerPod, speakerPod} {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: opts.Namespace, Name: name,
+			Labels: map[string]string{"app": "metallb", "component": strings.SplitN(name, "-", 2)[0]}},
+			Spec: corev1.PodSpec{NodeName: opts.Node, Containers: []corev1.Container{{Name: "metallb", Image: "metallb:pinned"}}}}
+		if err := createOrKeep(ctx, c, pod); err != nil {
+			return nil, err
+		}
+	}
+	api, err := url.Parse(p.Config.Host)
+	if err != nil {
+		return nil, err
+	}
+	var ports [2]int
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	m := &MetalLB{Namespace: opts.Namespace, Node: opts.Node}
+	env := []string{"KUBECONFIG=" + p.Kubeconfig, "METALLB_NAMESPACE=" + opts.Namespace}
+	start := func(n *nsProcess, name, bin, pod string, extraEnv []string, args ...string) error {
+		logFile, err := n.prepare(p, name, netnsPath, api.Host)
+		if err != nil {
+			return err
+		}
+		n.cmd = nodeCommand(netnsPath, bin, nil, args...)
+		n.cmd.Env = append(append(n.cmd.Env, env...), append(extraEnv, "METALLB_POD_NAME="+pod)...)
+		if err := n.start(logFile); err != nil {
+			return err
+		}
+		// controller-runtime's managers log this once their caches have
+		// synced and their reconcilers run.
+		if err := n.waitFor(ctx, `"Starting workers"`, 100*time.Millisecond, func() bool {
+			return strings.Contains(n.LogTail(400), "Starting workers")
+		}); err != nil {
+			n.Stop()
+			return fmt.Errorf("%w\n%s", err, n.LogTail(40))
+		}
+		return nil
+	}
+	if err := start(&m.controller, "metallb-controller", controllerBin, controllerPod, nil,
+		"--port=0", "--webhook-mode=disabled", "--disable-cert-rotation", "--health-probe-port="+strconv.Itoa(ports[0]),
+		"--log-level=debug"); err != nil {
+		return nil, err
+	}
+	if err := start(&m.speaker, "metallb-speaker", speakerBin, speakerPod, []string{"METALLB_NODE_NAME=" + opts.Node},
+		"--port=0", "--health-probe-port="+strconv.Itoa(ports[1]), "--log-level=debug"); err != nil {
+		m.controller.Stop()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Pool creates an IPAddressPool of these addresses (prefixes or ranges,
+// IPv4 and IPv6), not assigned automatically (a Service asks for it with
+// the metallb.io/address-pool annotation), and an L2Advertisement of it
+// from the speaker's node alone.
+func (m *MetalLB) Pool(ctx context.Context, c client.Client, name string, addresses ...netip.Prefix) error {
+	var addrs []any
+	for _, a := range addresses {
+		addrs = append(addrs, a.String())
+	}
+	pool := &unstructured.Unstructured{Object: map[string]any{
+		"spec": map[string]any{"addresses": addrs, "autoAssign": false},
+	}}
+	pool.SetGroupVersionKind(metalLBGroup.WithKind("IPAddressPool"))
+	pool.SetNamespace(m.Namespace)
+	pool.SetName(name)
+	ad := &unstructured.Unstructured{Object: map[string]any{
+		"spec": map[string]any{
+			"ipAddressPools": []any{name},
+			"nodeSelectors":  []any{map[string]any{"matchLabels": map[string]any{corev1.LabelHostname: m.Node}}},
+		},
+	}}
+	ad.SetGroupVersionKind(metalLBGroup.WithKind("L2Advertisement"))
+	ad.SetNamespace(m.Namespace)
+	ad.SetName(name)
+	for _, o := range []client.Object{pool, ad} {
+		if err := createOrKeep(ctx, c, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PoolAnnotation is the annotation by which a Service asks MetalLB for an
+// address of a pool, AddressesAnnotation the one by which it asks for given
+// addresses (comma-separated, one per family).
+const (
+	PoolAnnotation      = "metallb.io/address-pool"
+	AddressesAnnotation = "metallb.io/loadBalancerIPs"
+)
+
+// LogTail is the end of both logs, for failure messages.
+func (m *MetalLB) LogTail(lines int) string {
+	return m.controller.LogTail(lines) + "\n" + m.speaker.LogTail(lines)
+}
+
+// Stop ends the speaker (its announcements stop: ARP and NDP go
+// unanswered) and the controller.
+func (m *MetalLB) Stop() {
+	m.speaker.Stop()
+	m.controller.Stop()
+}
