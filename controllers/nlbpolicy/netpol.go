@@ -173,6 +173,14 @@ func DesiredNetworkPolicy(in Input, others []networkingv1.NetworkPolicy) Network
 		}
 		return out
 	}
+	if !lbc.IsNLB(svc) && slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.NodePort != 0 }) {
+		// No cloud firewall fences them: the NodePorts admit anyone who
+		// reaches a node before the policy is enforced and after the
+		// Service is gone (measured in TestNetworkPolicyBackendWithMetalLB).
+		out.Problems = append(out.Problems, "the Service has NodePorts, which no cloud firewall fences here: they admit any source "+
+			"that reaches a node until the policy is enforced and once the Service is deleted; set "+
+			"spec.allocateLoadBalancerNodePorts: false (MetalLB and kube-vip do not use them)")
+	}
 	var siblings []*networkingv1.NetworkPolicy
 	for i := range others {
 		np := &others[i]

@@ -21,6 +21,10 @@ func metalLBService(mutate ...func(*corev1.Service)) *corev1.Service {
 	return nlbService(append([]func(*corev1.Service){func(s *corev1.Service) {
 		s.Spec.LoadBalancerClass = nil
 		s.Spec.HealthCheckNodePort = 0
+		s.Spec.AllocateLoadBalancerNodePorts = ptr(false)
+		for i := range s.Spec.Ports {
+			s.Spec.Ports[i].NodePort = 0
+		}
 		s.Spec.LoadBalancerSourceRanges = []string{"192.0.2.0/24", "2001:db8:2::/64"}
 	}}, mutate...)...)
 }
@@ -57,7 +61,8 @@ func TestQualifiesOtherLoadBalancers(t *testing.T) {
 // AWS annotation the Service carries (one saying "ip targets" on a MetalLB
 // Service would otherwise let a policy admit every client masqueraded as a
 // node whose network a source range covers); no health-check source is
-// admitted; and a Service that lists no source admits no one, and says so.
+// admitted; NodePorts, which nothing fences there, are reported; and a
+// Service that lists no source admits no one, and says so.
 func TestNetworkPolicyOtherLoadBalancers(t *testing.T) {
 	in := func(svc *corev1.Service) Input { return Input{Service: svc} }
 	cluster := metalLBService(ipTargets, func(s *corev1.Service) {
@@ -78,6 +83,14 @@ func TestNetworkPolicyOtherLoadBalancers(t *testing.T) {
 		{"10.0.0.9", "UDP", 6343, false}, // no health-check source
 		{"203.0.113.1", "UDP", 9995, true}, {"203.0.113.1", "TCP", 9100, true},
 	})
+	nodePorts := DesiredNetworkPolicy(in(metalLBService(func(s *corev1.Service) {
+		s.Spec.AllocateLoadBalancerNodePorts = nil
+		s.Spec.Ports[0].NodePort = 30001
+	})), nil)
+	if nodePorts.Policy == nil || len(nodePorts.Problems) != 1 || !strings.Contains(nodePorts.Problems[0], "allocateLoadBalancerNodePorts: false") {
+		t.Errorf("MetalLB with NodePorts: policy %v, problems %q; want a policy and the problem naming allocateLoadBalancerNodePorts",
+			nodePorts.Policy != nil, nodePorts.Problems)
+	}
 	none := DesiredNetworkPolicy(in(metalLBService(func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = nil })), nil)
 	if none.Policy == nil || len(none.Problems) != 1 || !strings.Contains(none.Problems[0], "spec.loadBalancerSourceRanges") {
 		t.Fatalf("no sources: policy %v, problems %q; want a policy and the problem naming spec.loadBalancerSourceRanges", none.Policy != nil, none.Problems)
