@@ -79,18 +79,7 @@ func nlbIngressSchema(ctx context.Context) schema.Schema {
 			"ports": schema.ListNestedAttribute{Required: true,
 				Validators:          []validator.List{listvalidator.SizeBetween(1, 50)},
 				MarkdownDescription: "Listener ports. Names and port/protocol pairs must be unique.",
-				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-					"name": schema.StringAttribute{Required: true, Validators: []validator.String{dnsLabelValidator{max: 59}},
-						MarkdownDescription: "Port name (a TCP_UDP port becomes `<name>-tcp` and `<name>-udp` in the Service)."},
-					"protocol": schema.StringAttribute{Required: true,
-						Validators:          []validator.String{stringvalidator.OneOf("UDP", "TCP", protocolTCPUDP)},
-						MarkdownDescription: "`UDP`, `TCP` or `TCP_UDP` (one NLB listener for both)."},
-					"port": schema.Int64Attribute{Required: true, Validators: []validator.Int64{int64validator.Between(1, 65535)},
-						MarkdownDescription: "Listener port, e.g. 6343 (sFlow) or 4739 (IPFIX)."},
-					"target_port": schema.Int64Attribute{Optional: true, Computed: true,
-						Validators:          []validator.Int64{int64validator.Between(1, 65535)},
-						MarkdownDescription: "Port of the collector pods. Default `port`."},
-				}},
+				NestedObject:        ingressPortsSchema(),
 			},
 			"allowed_sources": schema.SetAttribute{Required: true, ElementType: types.StringType,
 				Validators: []validator.Set{setvalidator.SizeAtLeast(1), setvalidator.ValueStringsAre(cidrValidator{})},
@@ -205,3 +194,20 @@ var (
 	sgIDPattern      = regexp.MustCompile(`^sg-[0-9a-f]+$`)
 	portRangePattern = regexp.MustCompile(`^[0-9]{1,5}-[0-9]{1,5}$`)
 )
+
+// ingressPortsSchema is a listener port, the same in telemetry_nlb_ingress
+// and telemetry_lb_ingress.
+func ingressPortsSchema() schema.NestedAttributeObject {
+	return schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+		"name": schema.StringAttribute{Required: true, Validators: []validator.String{dnsLabelValidator{max: 59}},
+			MarkdownDescription: "Port name (a TCP_UDP port becomes `<name>-tcp` and `<name>-udp` in the Service)."},
+		"protocol": schema.StringAttribute{Required: true,
+			Validators:          []validator.String{stringvalidator.OneOf("UDP", "TCP", protocolTCPUDP)},
+			MarkdownDescription: "`UDP`, `TCP` or `TCP_UDP` (one NLB listener for both)."},
+		"port": schema.Int64Attribute{Required: true, Validators: []validator.Int64{int64validator.Between(1, 65535)},
+			MarkdownDescription: "Listener port, e.g. 6343 (sFlow) or 4739 (IPFIX)."},
+		"target_port": schema.Int64Attribute{Optional: true, Computed: true,
+			Validators:          []validator.Int64{int64validator.Between(1, 65535)},
+			MarkdownDescription: "Port of the collector pods. Default `port`."},
+	}}
+}

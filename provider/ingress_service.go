@@ -27,26 +27,34 @@ import (
 // otherwise.
 // It returns the provider's annotations as written.
 func writeService(ctx context.Context, c client.Client, svc *corev1ac.ServiceApplyConfiguration) (map[string]string, error) {
+	return applyService(ctx, c, svc, managedOf)
+}
+
+// applyService is writeService for a resource whose own annotation keys are
+// the ones managed keeps of a map.
+func applyService(ctx context.Context, c client.Client, svc *corev1ac.ServiceApplyConfiguration,
+	managed func(map[string]string) map[string]string) (map[string]string, error) {
 	// Read before the apply, which fills svc with the object as the server
 	// holds it (hand-added keys included).
-	rendered := managedOf(svc.Annotations)
+	rendered := managed(svc.Annotations)
 	namespace, name := *svc.Namespace, *svc.Name
 	if err := c.Apply(ctx, svc, client.FieldOwner(annotations.ProviderManager), client.ForceOwnership); err != nil {
 		return nil, fmt.Errorf("applying Service %s/%s: %w", namespace, name, err)
 	}
-	return rendered, removeStrayAnnotations(ctx, c, namespace, name, rendered)
+	return rendered, removeStrayAnnotations(ctx, c, namespace, name, rendered, managed)
 }
 
 // removeStrayAnnotations deletes the provider's annotation keys that are on
 // the Service but not rendered (added or left by hand).
-func removeStrayAnnotations(ctx context.Context, c client.Client, namespace, name string, rendered map[string]string) error {
+func removeStrayAnnotations(ctx context.Context, c client.Client, namespace, name string, rendered map[string]string,
+	managed func(map[string]string) map[string]string) error {
 	svc := &corev1.Service{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
 		return fmt.Errorf("reading Service %s/%s: %w", namespace, name, err)
 	}
 	patch := client.MergeFrom(svc.DeepCopy())
 	stray := false
-	for k := range managedAnnotationsOf(svc) {
+	for k := range managed(svc.Annotations) {
 		if _, ok := rendered[k]; !ok {
 			delete(svc.Annotations, k)
 			stray = true
@@ -91,6 +99,12 @@ const refusalSettle = 10 * time.Second
 // Service's current spec, and says what is likely wrong when it does not: at
 // once (refusalSettle) when the controller refuses that spec.
 func waitForEnforcement(ctx context.Context, c client.Client, namespace, name string, timeout time.Duration) error {
+	return waitForAcknowledgement(ctx, c, namespace, name, timeout, "No security-group rule was added, so the NLB admits no new source.")
+}
+
+// waitForAcknowledgement is waitForEnforcement for any load balancer; held
+// says, in the errors, what stays closed meanwhile.
+func waitForAcknowledgement(ctx context.Context, c client.Client, namespace, name string, timeout time.Duration, held string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	svc := &corev1.Service{}
@@ -115,14 +129,14 @@ func waitForEnforcement(ctx context.Context, c client.Client, namespace, name st
 		return ack.Current(svc), nil
 	})
 	if incompatible != nil && err == nil {
-		return fmt.Errorf("%w. No security-group rule was added, so the NLB admits no new source", incompatible)
+		return fmt.Errorf("%w. %s", incompatible, strings.TrimSuffix(held, "."))
 	}
 	if refused != "" && err == nil {
 		// Refused for this very spec, and still after refusalSettle:
 		// waiting longer changes nothing.
-		return fmt.Errorf("the nlb-policy controller refuses Service %s/%s as configured: %s. No security-group rule was "+
-			"added, so the NLB admits no new source. Fix what it names and apply again (kubectl -n %s describe service %s "+
-			"shows its %s events).", namespace, name, refused, namespace, name, reasons.BackendRefused)
+		return fmt.Errorf("the nlb-policy controller refuses Service %s/%s as configured: %s. %s Fix what it names and "+
+			"apply again (kubectl -n %s describe service %s shows its %s events).", namespace, name, refused, held, namespace, name,
+			reasons.BackendRefused)
 	}
 	if err == nil {
 		return nil
@@ -135,10 +149,9 @@ func waitForEnforcement(ctx context.Context, c client.Client, namespace, name st
 		}
 	}
 	return fmt.Errorf("the nlb-policy controller has not acknowledged policies for the current sources and ports of "+
-		"Service %s/%s within %s (last acknowledgement: %s). No security-group rule was added, so the NLB admits no new "+
-		"source. Likely causes: the controller is not installed or not running (kubectl get pods -A -l "+
+		"Service %s/%s within %s (last acknowledgement: %s). %s Likely causes: the controller is not installed or not running (kubectl get pods -A -l "+
 		"app.kubernetes.io/name=nlb-policy-controller); its ServiceAccount is refused by RBAC or Calico's tiered RBAC, or the "+
 		"Calico CRDs are missing with the calico backend (its logs, and kubectl -n %s describe service %s for %s events); the Service "+
 		"is not selected by it (annotation %s). Fix it and apply again, or raise enforcement_timeout.",
-		namespace, name, timeout, last, namespace, name, reasons.PoliciesNotApplied, annotations.NLBPolicy)
+		namespace, name, timeout, last, held, namespace, name, reasons.PoliciesNotApplied, annotations.NLBPolicy)
 }

@@ -70,6 +70,7 @@ func (p *telemetryProvider) Resources(context.Context) []func() resource.Resourc
 	return []func() resource.Resource{
 		newSiteResource,
 		newNLBIngressResource,
+		newLBIngressResource,
 		newRoutingResource,
 	}
 }

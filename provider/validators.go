@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -127,5 +128,22 @@ func formatDuration(d time.Duration) string {
 		return fmt.Sprintf("%ds", d/time.Second)
 	default:
 		return fmt.Sprintf("%dms", d/time.Millisecond)
+	}
+}
+
+// ipValidator accepts an IPv4 or IPv6 address (no prefix, no zone).
+type ipValidator struct{}
+
+func (ipValidator) Description(context.Context) string {
+	return "must be an IPv4 or IPv6 address, e.g. 192.0.2.10 or 2001:db8::10"
+}
+func (v ipValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (v ipValidator) ValidateString(ctx context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if a, err := netip.ParseAddr(req.ConfigValue.ValueString()); err != nil || a.Zone() != "" || a.Is4In6() {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid address", fmt.Sprintf("%q %s", req.ConfigValue.ValueString(), v.Description(ctx)))
 	}
 }

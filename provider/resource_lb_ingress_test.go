@@ -1,0 +1,143 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
+)
+
+func lbIngressConfig(p *localplane.Plane, sources, extra string) string {
+	return providerConfig(p) + fmt.Sprintf(`
+resource "telemetry_lb_ingress" "flows" {
+  name      = "flows"
+  namespace = "baremetal"
+  kind      = "metallb"
+  selector  = { app = "sfacctd" }
+  ports = [
+    { name = "sflow", protocol = "UDP", port = 6343 },
+    { name = "ipfix", protocol = "TCP_UDP", port = 4739, target_port = 4740 },
+  ]
+  allowed_sources = %s
+  address_pool    = "exporters"
+%s
+}
+`, sources, extra)
+}
+
+// TestAccLBIngressMetalLB: telemetry_lb_ingress through the real CLI, the
+// real nlb-policy controller and real MetalLB (its controller allocating
+// from a pool, its speaker in a lab namespace): the apply returns once the
+// controller acknowledges the Service and MetalLB gave it an address of each
+// family of its sources, with no NodePorts and the NetworkPolicy in place;
+// imported, it reads back the same (the kind from MetalLB's annotation);
+// sources edited in place stay acknowledged, and dropping the IPv6 ones
+// replaces the Service (the API server keeps a Service's first family, so
+// only a Service of IPv4 alone leaves no family open); a setting of another
+// kind is refused at plan time; destroyed, the Service and its policy are
+// gone.
+func TestAccLBIngressMetalLB(t *testing.T) {
+	requireAcc(t)
+	if err := netlab.Check(); err != nil {
+		t.Fatal(err)
+	}
+	lab, err := netlab.New("plb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lab.Close() })
+	p, c := testPlaneClient(t)
+	ctx := context.Background()
+	ensureNamespaces(t, c, "baremetal")
+	startNLBPolicy(t, p)
+	const node = "plb-node"
+	if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	mlb, err := p.StartMetalLB(ctx, lab.NSPath("node"), localplane.MetalLBOptions{Node: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mlb.Stop)
+	pool := []netip.Prefix{netip.MustParsePrefix("192.0.2.100/32"), netip.MustParsePrefix("2001:db8:2::100/128")}
+	if err := mlb.Pool(ctx, c, "exporters", pool...); err != nil {
+		t.Fatal(err)
+	}
+	addr := "telemetry_lb_ingress.flows"
+	svcKey := client.ObjectKey{Namespace: "baremetal", Name: "flows"}
+	npKey := client.ObjectKey{Namespace: "baremetal", Name: nlbpolicy.NetworkPolicyName("baremetal", "flows")}
+	cluster := func(families ...corev1.IPFamily) resource.TestCheckFunc {
+		return func(*terraform.State) error {
+			svc := &corev1.Service{}
+			if err := c.Get(ctx, svcKey, svc); err != nil {
+				return err
+			}
+			if a := svc.Spec.AllocateLoadBalancerNodePorts; a == nil || *a || slices.ContainsFunc(svc.Spec.Ports,
+				func(p corev1.ServicePort) bool { return p.NodePort != 0 }) {
+				return fmt.Errorf("the Service has NodePorts: %v", svc.Spec.Ports)
+			}
+			if !slices.Equal(svc.Spec.IPFamilies, families) {
+				return fmt.Errorf("families %v, want %v", svc.Spec.IPFamilies, families)
+			}
+			return c.Get(ctx, npKey, &networkingv1.NetworkPolicy{})
+		}
+	}
+	enforced := statecheck.ExpectKnownValue(addr, tfjsonpath.New("policy_enforced"), knownvalue.Bool(true))
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		CheckDestroy: func(*terraform.State) error {
+			if err := c.Get(ctx, svcKey, &corev1.Service{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("the Service after destroy: %v", err)
+			}
+			if err := c.Get(ctx, npKey, &networkingv1.NetworkPolicy{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("the NetworkPolicy after destroy: %v", err)
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{
+				Config: lbIngressConfig(p, `["192.0.2.0/24", "2001:db8:2::/64"]`, ""),
+				ConfigStateChecks: []statecheck.StateCheck{enforced,
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("load_balancer_addresses"), knownvalue.ListExact([]knownvalue.Check{
+						knownvalue.StringExact("192.0.2.100"), knownvalue.StringExact("2001:db8:2::100")})),
+				},
+				Check: cluster(corev1.IPv4Protocol, corev1.IPv6Protocol),
+			},
+			{ResourceName: addr, ImportState: true, ImportStateId: "baremetal/flows", ImportStateVerify: true},
+			{
+				Config:            lbIngressConfig(p, `["192.0.2.0/24", "198.51.100.0/24", "2001:db8:2::/64"]`, ""),
+				ConfigStateChecks: []statecheck.StateCheck{enforced},
+				Check:             cluster(corev1.IPv4Protocol, corev1.IPv6Protocol),
+			},
+			{
+				Config:      lbIngressConfig(p, `["192.0.2.0/24"]`, "  internal = true"),
+				ExpectError: regexp.MustCompile(`internal is for kind "gke"`),
+			},
+			{
+				Config: lbIngressConfig(p, `["2001:db8:2::/64"]`, ""),
+				ConfigStateChecks: []statecheck.StateCheck{enforced,
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("load_balancer_addresses"), knownvalue.ListExact([]knownvalue.Check{
+						knownvalue.StringExact("2001:db8:2::100")})),
+				},
+				Check: cluster(corev1.IPv6Protocol),
+			},
+		},
+	})
+}
