@@ -75,7 +75,7 @@ func heldBy(finalizers []string) string {
 	for _, f := range finalizers {
 		switch f {
 		case annotations.NLBPolicyFinalizer:
-			parts = append(parts, fmt.Sprintf("the nlb-policy controller (finalizer %s) must be running to delete the Calico policies", f))
+			parts = append(parts, fmt.Sprintf("the nlb-policy controller (finalizer %s) must be running to delete its policies (Calico policies or the NetworkPolicy)", f))
 		case lbc.ServiceFinalizer:
 			parts = append(parts, fmt.Sprintf("the AWS Load Balancer Controller (finalizer %s) must be running to delete the NLB", f))
 		default:

@@ -339,7 +339,7 @@ func TestHeldBy(t *testing.T) {
 	}{
 		{[]string{"telemetry-platform.io/nlb-policy"}, "the nlb-policy controller", "AWS Load Balancer Controller"},
 		{[]string{"service.k8s.aws/resources"}, "AWS Load Balancer Controller", "nlb-policy"},
-		{[]string{"telemetry-platform.io/nlb-policy", "service.k8s.aws/resources"}, "nlb-policy controller (finalizer telemetry-platform.io/nlb-policy) must be running to delete the Calico policies; the AWS Load Balancer Controller", ""},
+		{[]string{"telemetry-platform.io/nlb-policy", "service.k8s.aws/resources"}, "nlb-policy controller (finalizer telemetry-platform.io/nlb-policy) must be running to delete its policies (Calico policies or the NetworkPolicy); the AWS Load Balancer Controller", ""},
 		{[]string{"example.com/x"}, "finalizer example.com/x is held by another controller", "nlb-policy"},
 		{nil, "no finalizer left", "controller"},
 	} {
