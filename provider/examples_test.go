@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/awsnlb"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/standin"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/tfdev"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/kubeapi"
@@ -109,7 +111,8 @@ func TestAccExamplesValidate(t *testing.T) {
 }
 
 // examples/complete, through the platform module, applies against the local
-// control plane, plans no change afterwards, and destroys cleanly: with
+// control plane, plans no change afterwards, moves a state from before the
+// module's platform variable in place, and destroys cleanly: with
 // terraform and with OpenTofu, each installing the provider as a user's
 // does, from the release archive in a filesystem mirror (`init`, no
 // dev_overrides; the example's version constraint must take the release's
@@ -190,6 +193,18 @@ func completeApplies(t *testing.T, run func(args ...string) tfdev.Result) {
 	if plan.ExitCode != 0 {
 		t.Fatalf("plan after apply is not empty:\n%s", plan.Output)
 	}
+	// A state from before the module's platform variable (its NLB ingress
+	// not yet counted) moves in place: the same NLB, nothing replaced.
+	const ingress = "module.telemetry.telemetry_nlb_ingress.flows"
+	run("state", "mv", ingress+"[0]", ingress)
+	moved := string(run(append([]string{"plan", "-no-color", "-input=false"}, vars...)...).Output)
+	if !strings.Contains(moved, ingress+" has moved to "+ingress+"[0]") || !strings.Contains(moved, "0 to add, 0 to change, 0 to destroy") {
+		t.Fatalf("a state from before the platform variable does not move in place:\n%s", moved)
+	}
+	run(append([]string{"apply", "-auto-approve", "-no-color", "-input=false"}, vars...)...)
+	if plan := run(append([]string{"plan", "-detailed-exitcode", "-no-color", "-input=false"}, vars...)...); plan.ExitCode != 0 {
+		t.Fatalf("plan after the move is not empty:\n%s", plan.Output)
+	}
 	run(append([]string{"destroy", "-auto-approve", "-no-color", "-input=false"}, vars...)...)
 	if err := c.List(ctx, list, client.InNamespace("kafka")); err != nil || len(list.Items) != 0 {
 		t.Fatalf("KafkaTopics left after destroy: %d (%v)", len(list.Items), err)
@@ -201,9 +216,11 @@ func completeApplies(t *testing.T, run func(args ...string) tfdev.Result) {
 
 // examples/multi-cluster applies the platform module to two clusters at
 // once through provider aliases (two local planes, each with its own API
-// server, moto and controllers): each cluster gets its region's sites and
-// nothing of the other's, its own NLB; the plan after apply is empty, and
-// destroy leaves nothing in either.
+// server and controllers): eu on AWS (moto, the LBC stand-in: its own NLB),
+// us on bare metal (real MetalLB allocating from a pool: its address, no NLB
+// in its account), the same module folder for both. Each cluster gets its
+// region's sites and nothing of the other's, both are acknowledged; the
+// plan after apply is empty, and destroy leaves nothing in either.
 func TestAccExampleMultiCluster(t *testing.T) {
 	requireAcc(t)
 	ctx := context.Background()
@@ -212,6 +229,7 @@ func TestAccExampleMultiCluster(t *testing.T) {
 		p     *localplane.Plane
 		c     client.Client
 		sites []string
+		metal bool
 	}
 	eu, euc := testPlaneClient(t)
 	us := localplane.New(t, localplane.Options{})
@@ -219,13 +237,19 @@ func TestAccExampleMultiCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clusters := []cluster{{"eu", eu, euc, []string{"ams01", "fra02", "lhr03"}}, {"us", us, usc, []string{"gru12", "iad09", "ord10", "sjc11"}}}
+	clusters := []cluster{{"eu", eu, euc, []string{"ams01", "fra02", "lhr03"}, false},
+		{"us", us, usc, []string{"gru12", "iad09", "ord10", "sjc11"}, true}}
 	var vars []string
 	for _, cl := range clusters {
 		ensureNamespaces(t, cl.c, "kafka", "telemetry")
 		startNLBPolicy(t, cl.p)
 		topics := standin.StartTopicOperator(cl.c, "telemetry")
 		defer topics.Stop()
+		if cl.metal {
+			startMetalLB(t, cl.p, cl.c, "mc", netip.MustParsePrefix("198.19.255.100/32"))
+			vars = append(vars, "-var", fmt.Sprintf(`%s={kubeconfig=%q, platform="metal", address_pool="exporters"}`, cl.name, cl.p.Kubeconfig))
+			continue
+		}
 		lbs := standin.StartLoadBalancerController(cl.c, cl.p.AWS.Config(), cl.p.AWS.VPCID)
 		defer lbs.Stop()
 		// moto serves the plane's VPC in its region (the example's defaults
@@ -241,6 +265,8 @@ func TestAccExampleMultiCluster(t *testing.T) {
 			Value map[string]struct {
 				Topics     map[string]string `json:"topics"`
 				DNSName    string            `json:"nlb_dns_name"`
+				Addresses  []string          `json:"addresses"`
+				Enforced   bool              `json:"policy_enforced"`
 				RulesModel struct {
 					Created int `json:"created"`
 				} `json:"security_group_rules"`
@@ -273,16 +299,24 @@ func TestAccExampleMultiCluster(t *testing.T) {
 		if strings.Join(got, ",") != strings.Join(want, ",") || len(o.Topics) != len(cl.sites) {
 			t.Errorf("%s: KafkaTopics %v, outputs %v; want those of %v only", cl.name, got, o.Topics, cl.sites)
 		}
-		if o.RulesModel.Created == 0 || o.Sizing.Brokers == 0 {
+		if !o.Enforced || o.Sizing.Brokers == 0 {
 			t.Errorf("%s: outputs %+v", cl.name, o)
 		}
-		// Its NLB is in its own account (moto), under the name the output gives.
+		// On AWS its NLB is in its own account (moto), under the name the
+		// output gives; on bare metal its address is MetalLB's, and its
+		// account has no load balancer and the ingress no rule.
 		lbs, err := elbv2.NewFromConfig(cl.p.AWS.Config()).DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(lbs.LoadBalancers) != 1 || aws.ToString(lbs.LoadBalancers[0].DNSName) != o.DNSName {
-			t.Errorf("%s: nlb_dns_name %q; the cluster's account has %d load balancers", cl.name, o.DNSName, len(lbs.LoadBalancers))
+		switch {
+		case cl.metal && (len(lbs.LoadBalancers) != 0 || o.DNSName != "" || o.RulesModel.Created != 0 ||
+			strings.Join(o.Addresses, ",") != "198.19.255.100"):
+			t.Errorf("%s (bare metal): addresses %v, nlb_dns_name %q, %d rules, %d load balancers in its account; want MetalLB's "+
+				"198.19.255.100 alone", cl.name, o.Addresses, o.DNSName, o.RulesModel.Created, len(lbs.LoadBalancers))
+		case !cl.metal && (len(lbs.LoadBalancers) != 1 || aws.ToString(lbs.LoadBalancers[0].DNSName) != o.DNSName || o.RulesModel.Created == 0):
+			t.Errorf("%s: nlb_dns_name %q, %d rules; the cluster's account has %d load balancers", cl.name, o.DNSName,
+				o.RulesModel.Created, len(lbs.LoadBalancers))
 		}
 	}
 	plan := run(append([]string{"plan", "-detailed-exitcode", "-no-color", "-input=false"}, vars...)...)
@@ -406,5 +440,33 @@ func TestAccExampleMigrationTwoNLB(t *testing.T) {
 	}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(old), old); err != nil {
 		t.Errorf("destroy removed the old Service: %v", err)
+	}
+}
+
+// startMetalLB runs real MetalLB for a plane, its speaker in a lab of its
+// own (prefix), with an IPAddressPool "exporters" of these addresses; all
+// stop when the test ends.
+func startMetalLB(t *testing.T, p *localplane.Plane, c client.Client, prefix string, pool ...netip.Prefix) {
+	t.Helper()
+	if err := netlab.Check(); err != nil {
+		t.Fatal(err)
+	}
+	lab, err := netlab.New(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lab.Close() })
+	ctx := context.Background()
+	node := prefix + "-node"
+	if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	mlb, err := p.StartMetalLB(ctx, lab.NSPath("node"), localplane.MetalLBOptions{Node: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mlb.Stop)
+	if err := mlb.Pool(ctx, c, "exporters", pool...); err != nil {
+		t.Fatal(err)
 	}
 }

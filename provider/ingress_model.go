@@ -167,13 +167,7 @@ func (m *ingressModel) spec(ctx context.Context) (ingressSpec, knownInputs, diag
 		diags.Append(m.Subnets.ElementsAs(ctx, &s.Subnets, false)...)
 	}
 	if !m.AllowedSources.IsUnknown() {
-		var raw []string
-		diags.Append(m.AllowedSources.ElementsAs(ctx, &raw, true)...)
-		set, errs := cidrset.Parse(raw)
-		for _, err := range errs {
-			diags.AddAttributeError(path.Root("allowed_sources"), "Invalid CIDR", err.Error())
-		}
-		s.Sources = set
+		s.Sources = parseSources(ctx, m.AllowedSources, &diags)
 		known.sources = !slices.ContainsFunc(m.AllowedSources.Elements(), attr.Value.IsUnknown)
 	}
 	s.Ports, known.ports = m.ports(ctx, &diags)
@@ -354,4 +348,16 @@ func stringList(values []string) types.List {
 		elems[i] = types.StringValue(v)
 	}
 	return types.ListValueMust(types.StringType, elems)
+}
+
+// parseSources parses allowed_sources (known), each invalid CIDR an error
+// on the attribute.
+func parseSources(ctx context.Context, sources types.Set, diags *diag.Diagnostics) cidrset.Set {
+	var raw []string
+	diags.Append(sources.ElementsAs(ctx, &raw, true)...)
+	set, errs := cidrset.Parse(raw)
+	for _, err := range errs {
+		diags.AddAttributeError(path.Root("allowed_sources"), "Invalid CIDR", err.Error())
+	}
+	return set
 }

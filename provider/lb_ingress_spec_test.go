@@ -43,7 +43,11 @@ func TestLBIngressService(t *testing.T) {
 			corev1.IPFamilyPolicySingleStack, true, nil, ""},
 		{"gke internal", func() lbIngressSpec { s := lbSpec(lbKindGKE, "10.20.0.0/16"); s.Internal = true; return s }(),
 			[]corev1.IPFamily{corev1.IPv4Protocol}, corev1.IPFamilyPolicySingleStack, false, map[string]string{gkeLBType: gkeInternal}, ""},
-		{"generic with a class", func() lbIngressSpec { s := lbSpec(lbKindGeneric, "192.0.2.0/24"); s.Class = "kube-vip.io/kube-vip-class"; return s }(),
+		{"generic with a class", func() lbIngressSpec {
+			s := lbSpec(lbKindGeneric, "192.0.2.0/24")
+			s.Class = "kube-vip.io/kube-vip-class"
+			return s
+		}(),
 			[]corev1.IPFamily{corev1.IPv4Protocol}, corev1.IPFamilyPolicySingleStack, true, nil, "kube-vip.io/kube-vip-class"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -164,13 +164,7 @@ func (m *lbIngressModel) spec(ctx context.Context, diags *diag.Diagnostics) (s l
 		diags.Append(m.Selector.ElementsAs(ctx, &s.Selector, false)...)
 	}
 	if !m.AllowedSources.IsUnknown() {
-		var raw []string
-		diags.Append(m.AllowedSources.ElementsAs(ctx, &raw, true)...)
-		set, errs := cidrset.Parse(raw)
-		for _, err := range errs {
-			diags.AddAttributeError(path.Root("allowed_sources"), "Invalid CIDR", err.Error())
-		}
-		s.Sources = set
+		s.Sources = parseSources(ctx, m.AllowedSources, diags)
 	}
 	if !m.Addresses.IsNull() && !m.Addresses.IsUnknown() {
 		var raw []string
@@ -387,17 +381,7 @@ func (m *lbIngressModel) setFromService(ctx context.Context, svc *corev1.Service
 }
 
 func (r *lbIngressResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	var state lbIngressModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ns, name, err := splitID(state.ID.ValueString())
-	if err != nil {
-		resp.Diagnostics.AddError("Invalid ID", err.Error())
-		return
-	}
-	c, _, ok := r.clients.kubeOrDiag(&resp.Diagnostics)
+	state, ns, name, c, ok := r.open(ctx, req.State.Get, &resp.Diagnostics)
 	if !ok {
 		return
 	}
@@ -418,20 +402,26 @@ func (r *lbIngressResource) Read(ctx context.Context, req resource.ReadRequest, 
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
-// Delete deletes the Service and waits until it is gone: the nlb-policy
-// controller's finalizer holds it until its NetworkPolicy is deleted.
-func (r *lbIngressResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	var state lbIngressModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
+// open reads the state, its Service's namespace and name, and the
+// Kubernetes client; ok is false (with the diagnostics) when one fails.
+func (r *lbIngressResource) open(ctx context.Context, get func(context.Context, any) diag.Diagnostics, diags *diag.Diagnostics) (
+	state lbIngressModel, ns, name string, c client.Client, ok bool) {
+	if diags.Append(get(ctx, &state)...); diags.HasError() {
+		return state, "", "", nil, false
 	}
 	ns, name, err := splitID(state.ID.ValueString())
 	if err != nil {
-		resp.Diagnostics.AddError("Invalid ID", err.Error())
-		return
+		diags.AddError("Invalid ID", err.Error())
+		return state, "", "", nil, false
 	}
-	c, _, ok := r.clients.kubeOrDiag(&resp.Diagnostics)
+	c, _, ok = r.clients.kubeOrDiag(diags)
+	return state, ns, name, c, ok
+}
+
+// Delete deletes the Service and waits until it is gone: the nlb-policy
+// controller's finalizer holds it until its NetworkPolicy is deleted.
+func (r *lbIngressResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	state, ns, name, c, ok := r.open(ctx, req.State.Get, &resp.Diagnostics)
 	if !ok {
 		return
 	}

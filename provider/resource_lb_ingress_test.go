@@ -16,12 +16,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
-	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 )
 
 func lbIngressConfig(p *localplane.Plane, sources, extra string) string {
@@ -55,31 +53,11 @@ resource "telemetry_lb_ingress" "flows" {
 // gone.
 func TestAccLBIngressMetalLB(t *testing.T) {
 	requireAcc(t)
-	if err := netlab.Check(); err != nil {
-		t.Fatal(err)
-	}
-	lab, err := netlab.New("plb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lab.Close() })
 	p, c := testPlaneClient(t)
 	ctx := context.Background()
 	ensureNamespaces(t, c, "baremetal")
 	startNLBPolicy(t, p)
-	const node = "plb-node"
-	if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	mlb, err := p.StartMetalLB(ctx, lab.NSPath("node"), localplane.MetalLBOptions{Node: node})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mlb.Stop)
-	pool := []netip.Prefix{netip.MustParsePrefix("192.0.2.100/32"), netip.MustParsePrefix("2001:db8:2::100/128")}
-	if err := mlb.Pool(ctx, c, "exporters", pool...); err != nil {
-		t.Fatal(err)
-	}
+	startMetalLB(t, p, c, "plb", netip.MustParsePrefix("192.0.2.100/32"), netip.MustParsePrefix("2001:db8:2::100/128"))
 	addr := "telemetry_lb_ingress.flows"
 	svcKey := client.ObjectKey{Namespace: "baremetal", Name: "flows"}
 	npKey := client.ObjectKey{Namespace: "baremetal", Name: nlbpolicy.NetworkPolicyName("baremetal", "flows")}

@@ -2,8 +2,10 @@
 # telemetry-pop module and one provider alias per cluster: the PoPs are split
 # between the regions, each cluster gets its own KafkaTopics, NLB ingress
 # and Kafka sizing, and the outputs say which is which. This replaces the
-# `cp -a` of GitOps folders per cluster. Against real EKS clusters set each
-# cluster's kubeconfig and node security group and leave aws_endpoint null.
+# `cp -a` of GitOps folders per cluster. Each cluster says its platform: aws
+# (an NLB; set its node security group, and leave aws_endpoint null against
+# real EKS), metal (MetalLB; set the address pool) or gcp (GKE). The same
+# module folder applies to each.
 terraform {
   required_providers {
     telemetry = {
@@ -13,12 +15,14 @@ terraform {
 }
 
 variable "eu" {
-  description = "The European cluster: its kubeconfig, AWS region and node security group (aws_endpoint: an emulator, null for AWS)."
+  description = "The European cluster: its kubeconfig, platform (aws, metal or gcp), and on aws its region and node security group (aws_endpoint: an emulator, null for AWS), on metal its MetalLB address pool."
   type = object({
     kubeconfig             = string
+    platform               = optional(string, "aws")
     region                 = optional(string, "eu-west-1")
     aws_endpoint           = optional(string)
-    node_security_group_id = string
+    node_security_group_id = optional(string)
+    address_pool           = optional(string)
   })
 }
 
@@ -26,9 +30,11 @@ variable "us" {
   description = "The American cluster, as eu."
   type = object({
     kubeconfig             = string
+    platform               = optional(string, "aws")
     region                 = optional(string, "us-east-1")
     aws_endpoint           = optional(string)
-    node_security_group_id = string
+    node_security_group_id = optional(string)
+    address_pool           = optional(string)
   })
 }
 
@@ -91,8 +97,9 @@ module "eu" {
   providers = { telemetry = telemetry.eu }
 
   kafka     = { cluster = "telemetry", namespace = "kafka" }
+  platform  = var.eu.platform
   sites     = { for name, p in local.pops : name => p.site if p.region == "eu" }
-  collector = merge(local.collector, { node_security_group_id = var.eu.node_security_group_id })
+  collector = merge(local.collector, { node_security_group_id = var.eu.node_security_group_id, address_pool = var.eu.address_pool })
 }
 
 module "us" {
@@ -100,8 +107,9 @@ module "us" {
   providers = { telemetry = telemetry.us }
 
   kafka     = { cluster = "telemetry", namespace = "kafka" }
+  platform  = var.us.platform
   sites     = { for name, p in local.pops : name => p.site if p.region == "us" }
-  collector = merge(local.collector, { node_security_group_id = var.us.node_security_group_id })
+  collector = merge(local.collector, { node_security_group_id = var.us.node_security_group_id, address_pool = var.us.address_pool })
 }
 
 output "clusters" {
@@ -109,13 +117,19 @@ output "clusters" {
   value = {
     eu = {
       topics               = module.eu.topics
+      platform             = var.eu.platform
       nlb_dns_name         = module.eu.nlb_dns_name
+      addresses            = module.eu.addresses
+      policy_enforced      = module.eu.policy_enforced
       security_group_rules = module.eu.security_group_rules
       kafka_sizing         = module.eu.kafka_sizing
     }
     us = {
       topics               = module.us.topics
+      platform             = var.us.platform
       nlb_dns_name         = module.us.nlb_dns_name
+      addresses            = module.us.addresses
+      policy_enforced      = module.us.policy_enforced
       security_group_rules = module.us.security_group_rules
       kafka_sizing         = module.us.kafka_sizing
     }

@@ -1,5 +1,6 @@
-# A platform team's module: N sites (one KafkaTopic each), one NLB ingress
-# admitting the union of their exporters, and the Kafka sizing they imply.
+# A platform team's module: N sites (one KafkaTopic each), one ingress
+# admitting the union of their exporters (an NLB on AWS, MetalLB on bare
+# metal, GKE's passthrough NLB on GCP), and the Kafka sizing they imply.
 resource "telemetry_site" "this" {
   for_each = var.sites
 
@@ -11,18 +12,48 @@ resource "telemetry_site" "this" {
   wait_for_ready            = var.wait
 }
 
+locals {
+  sources = setunion([for s in var.sites : s.flow_sources]...)
+}
+
+# On aws. A state from before the platform variable, where it was not
+# counted, moves to index 0 by itself (terraform and OpenTofu move a resource
+# that gains count so): the NLB is kept (TestAccExampleComplete).
 resource "telemetry_nlb_ingress" "flows" {
+  count = var.platform == "aws" ? 1 : 0
+
   name                   = var.collector.service_name
   namespace              = var.collector.namespace
   selector               = var.collector.selector
   ports                  = var.collector.ports
-  allowed_sources        = setunion([for s in var.sites : s.flow_sources]...)
+  allowed_sources        = local.sources
   scheme                 = var.collector.scheme
   target_type            = var.collector.target_type
   node_security_group_id = var.collector.node_security_group_id
   wait_for_load_balancer = var.wait
   enforcement_timeout    = var.collector.enforcement_timeout
   policy_backend         = var.collector.policy_backend
+
+  lifecycle {
+    precondition {
+      condition     = var.collector.node_security_group_id != null
+      error_message = "collector.node_security_group_id is required with platform aws: the nodes' security group, which the NLB's rules go to."
+    }
+  }
+}
+
+resource "telemetry_lb_ingress" "flows" {
+  count = var.platform == "aws" ? 0 : 1
+
+  name                = var.collector.service_name
+  namespace           = var.collector.namespace
+  kind                = var.platform == "metal" ? "metallb" : "gke"
+  selector            = var.collector.selector
+  ports               = var.collector.ports
+  allowed_sources     = local.sources
+  address_pool        = var.platform == "metal" ? var.collector.address_pool : null
+  enforcement_timeout = var.collector.enforcement_timeout
+  wait_for_addresses  = var.wait
 }
 
 data "telemetry_kafka_sizing" "this" {

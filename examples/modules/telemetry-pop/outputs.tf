@@ -4,18 +4,28 @@ output "topics" {
 }
 
 output "nlb_dns_name" {
-  description = "Where exporters send their flows."
-  value       = telemetry_nlb_ingress.flows.dns_name
+  description = "Where exporters send their flows on aws (the NLB's DNS name); null elsewhere."
+  value       = one(telemetry_nlb_ingress.flows[*].dns_name)
+}
+
+output "addresses" {
+  description = "Where exporters send their flows on metal and gcp (the load balancer's addresses); null on aws."
+  value       = one(telemetry_lb_ingress.flows[*].load_balancer_addresses)
+}
+
+output "policy_enforced" {
+  description = "Whether the nlb-policy controller acknowledges the ingress's current sources and ports."
+  value       = one(concat(telemetry_nlb_ingress.flows[*].policy_enforced, telemetry_lb_ingress.flows[*].policy_enforced))
 }
 
 output "security_group_rules" {
-  description = "The rules the ingress created, the coarse cover they admit, and what the per-source model would have needed."
-  value = {
-    created                      = length(telemetry_nlb_ingress.flows.security_group_rules)
-    per_source_model             = telemetry_nlb_ingress.flows.security_group_rules_per_source_model
-    coarse_cover                 = telemetry_nlb_ingress.flows.coarse_cover
-    coarse_cover_extra_addresses = telemetry_nlb_ingress.flows.coarse_cover_extra_addresses
-    policy_enforced              = telemetry_nlb_ingress.flows.policy_enforced
+  description = "On aws: the rules the ingress created, the coarse cover they admit, and what the per-source model would have needed; null elsewhere (no cloud rules)."
+  value = var.platform != "aws" ? null : {
+    created                      = length(telemetry_nlb_ingress.flows[0].security_group_rules)
+    per_source_model             = telemetry_nlb_ingress.flows[0].security_group_rules_per_source_model
+    coarse_cover                 = telemetry_nlb_ingress.flows[0].coarse_cover
+    coarse_cover_extra_addresses = telemetry_nlb_ingress.flows[0].coarse_cover_extra_addresses
+    policy_enforced              = telemetry_nlb_ingress.flows[0].policy_enforced
   }
 }
 

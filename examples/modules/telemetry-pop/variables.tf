@@ -15,13 +15,24 @@ variable "sites" {
   }))
 }
 
+variable "platform" {
+  description = "Where the cluster runs, which decides the load balancer in front of the collectors: aws (the AWS Load Balancer Controller's NLB, telemetry_nlb_ingress), metal (MetalLB, telemetry_lb_ingress) or gcp (GKE's passthrough NLB, telemetry_lb_ingress; rendered and validated only). The same folder applies to each."
+  type        = string
+  default     = "aws"
+  validation {
+    condition     = contains(["aws", "metal", "gcp"], var.platform)
+    error_message = "platform must be aws, metal or gcp."
+  }
+}
+
 variable "collector" {
-  description = "Where the collectors run and how exporters reach them; service_name: the NLB Service's name (another than an existing Service's, to bring a new NLB up beside it); target_type: instance (the NLB sends to the nodes' NodePorts) or ip (to the pods; needed for IPv6 exporters); enforcement_timeout: how long an apply waits for the nlb-policy controller to acknowledge the sources (it fails past it, and admits no new source); policy_backend: calico or networkpolicy (a Kubernetes NetworkPolicy, for clusters without Calico; needs target_type ip or externalTrafficPolicy Local), null for the controller's default."
+  description = "Where the collectors run and how exporters reach them; node_security_group_id: the nodes' security group (aws only, required there); address_pool: the MetalLB IPAddressPool (metal only); service_name: the NLB Service's name (another than an existing Service's, to bring a new NLB up beside it); target_type: instance (the NLB sends to the nodes' NodePorts) or ip (to the pods; needed for IPv6 exporters); enforcement_timeout: how long an apply waits for the nlb-policy controller to acknowledge the sources (it fails past it, and admits no new source); policy_backend: calico or networkpolicy (a Kubernetes NetworkPolicy, for clusters without Calico; needs target_type ip or externalTrafficPolicy Local), null for the controller's default."
   type = object({
     namespace              = string
     service_name           = optional(string, "flows")
     selector               = map(string)
-    node_security_group_id = string
+    node_security_group_id = optional(string)
+    address_pool           = optional(string)
     scheme                 = optional(string, "internet-facing")
     target_type            = optional(string, "instance")
     enforcement_timeout    = optional(string, "2m")
