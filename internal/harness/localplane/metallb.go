@@ -168,27 +168,55 @@ func (m *MetalLB) Pool(ctx context.Context, c client.Client, name string, addres
 	for _, a := range addresses {
 		addrs = append(addrs, a.String())
 	}
-	pool := &unstructured.Unstructured{Object: map[string]any{
-		"spec": map[string]any{"addresses": addrs, "autoAssign": false},
-	}}
-	pool.SetGroupVersionKind(metalLBGroup.WithKind("IPAddressPool"))
-	pool.SetNamespace(m.Namespace)
-	pool.SetName(name)
-	ad := &unstructured.Unstructured{Object: map[string]any{
-		"spec": map[string]any{
-			"ipAddressPools": []any{name},
-			"nodeSelectors":  []any{map[string]any{"matchLabels": map[string]any{corev1.LabelHostname: m.Node}}},
-		},
-	}}
-	ad.SetGroupVersionKind(metalLBGroup.WithKind("L2Advertisement"))
-	ad.SetNamespace(m.Namespace)
-	ad.SetName(name)
-	for _, o := range []client.Object{pool, ad} {
+	for _, o := range []client.Object{
+		metalLBObject("v1beta1", "IPAddressPool", m.Namespace, name, map[string]any{"addresses": addrs, "autoAssign": false}),
+		metalLBObject("v1beta1", "L2Advertisement", m.Namespace, name, map[string]any{"ipAddressPools": []any{name},
+			"nodeSelectors": []any{map[string]any{"matchLabels": map[string]any{corev1.LabelHostname: m.Node}}}}),
+	} {
 		if err := createOrKeep(ctx, c, o); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// BGPPool creates an IPAddressPool of these addresses (not assigned
+// automatically), a BGPPeer (v1beta2) towards each router address, from the
+// speaker's node alone, and a BGPAdvertisement of the pool: the speaker opens
+// the sessions (native BGP) and announces each address of the pool a Service
+// takes, as a /32 or /128.
+func (m *MetalLB) BGPPool(ctx context.Context, c client.Client, name string, myASN, peerASN uint32, routers []netip.Addr,
+	addresses ...netip.Prefix) error {
+	var addrs []any
+	for _, a := range addresses {
+		addrs = append(addrs, a.String())
+	}
+	onNode := []any{map[string]any{"matchLabels": map[string]any{corev1.LabelHostname: m.Node}}}
+	objs := []*unstructured.Unstructured{
+		metalLBObject("v1beta1", "IPAddressPool", m.Namespace, name, map[string]any{"addresses": addrs, "autoAssign": false}),
+		metalLBObject("v1beta1", "BGPAdvertisement", m.Namespace, name, map[string]any{"ipAddressPools": []any{name}, "nodeSelectors": onNode}),
+	}
+	for i, r := range routers {
+		objs = append(objs, metalLBObject("v1beta2", "BGPPeer", m.Namespace, fmt.Sprintf("%s-%d", name, i), map[string]any{
+			"myASN": int64(myASN), "peerASN": int64(peerASN), "peerAddress": r.String(), "nodeSelectors": onNode,
+			"holdTime": "9s", // native mode refuses keepaliveTime and connectTime
+		}))
+	}
+	for _, o := range objs {
+		if err := createOrKeep(ctx, c, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// metalLBObject is one of MetalLB's objects.
+func metalLBObject(version, kind, namespace, name string, spec map[string]any) *unstructured.Unstructured {
+	o := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
+	o.SetGroupVersionKind(schema.GroupVersionKind{Group: metalLBGroup.Group, Version: version, Kind: kind})
+	o.SetNamespace(namespace)
+	o.SetName(name)
+	return o
 }
 
 // PoolAnnotation is the annotation by which a Service asks MetalLB for an
