@@ -448,14 +448,7 @@ func TestAccExampleMigrationTwoNLB(t *testing.T) {
 // stop when the test ends.
 func startMetalLB(t *testing.T, p *localplane.Plane, c client.Client, prefix string, pool ...netip.Prefix) {
 	t.Helper()
-	if err := netlab.Check(); err != nil {
-		t.Fatal(err)
-	}
-	lab, err := netlab.New(prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lab.Close() })
+	lab := netlab.ForTest(t, prefix)
 	ctx := context.Background()
 	node := prefix + "-node"
 	if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil && !apierrors.IsAlreadyExists(err) {

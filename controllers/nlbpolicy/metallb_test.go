@@ -332,24 +332,13 @@ type bareMetal struct {
 
 func startBareMetal(t *testing.T, prefix string) *bareMetal {
 	t.Helper()
-	if err := netlab.Check(); err != nil {
-		t.Fatal(err)
-	}
-	lab, err := netlab.New(prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lab.Close() })
-	for _, p := range []string{"192.0.2.3/24", "2001:db8:2::3/64"} {
-		if err := lab.AddClientAddress(netip.MustParsePrefix(p)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	lab := netlab.ForTest(t, prefix, netip.MustParsePrefix("192.0.2.3/24"), netip.MustParsePrefix("2001:db8:2::3/64"))
 	p, c := planeWithNamespace(t)
 	ctx := context.Background()
 	startControllerBackends(t, p, nlbpolicy.BackendNetworkPolicy)
 	bm := &bareMetal{lab: lab, c: c, node: prefix + "-node", kube: kubernetes.NewForConfigOrDie(p.Config)}
 	nodeIPs := []netip.Addr{netlab.NodeIP, netlab.NodeIP6}
+	var err error
 	if bm.kp, err = p.StartKubeProxy(ctx, lab.NSPath("node"), localplane.KubeProxyOptions{Mode: "iptables", Node: bm.node, NodeIPs: nodeIPs}); err != nil {
 		t.Fatal(err)
 	}

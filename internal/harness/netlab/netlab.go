@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -566,4 +567,22 @@ func iptablesFor(a netip.Addr) string {
 		return "ip6tables"
 	}
 	return "iptables"
+}
+
+// ForTest builds a lab for a test, with these addresses added to the
+// client's link (AddClientAddress), and removes it when the test ends; what
+// is missing to build one fails the test.
+func ForTest(t testing.TB, prefix string, clientPrefixes ...netip.Prefix) *Lab {
+	t.Helper()
+	l, err := New(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	for _, p := range clientPrefixes {
+		if err := l.AddClientAddress(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
 }
