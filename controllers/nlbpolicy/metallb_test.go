@@ -293,9 +293,18 @@ func baseline(t *testing.T, r *npRun, kube kubernetes.Interface, kp *localplane.
 	update(t, r.c, r.svc, func(s *corev1.Service) {
 		s.Spec.LoadBalancerSourceRanges = []string{netlab.ClientIP6.String() + "/128"}
 	})
-	eventually(t, "an unlisted IPv4 source at the collector once the list names IPv6 nets alone", func() (bool, string) {
+	eventually(t, "kube-proxy's rules without any IPv4 source", func() (bool, string) {
+		lines := fw(kept)
+		return len(lines) == 0, strings.Join(lines, "\n")
+	})
+	// A new flow: the unlisted source's running one may be pinned to a
+	// conntrack entry that was never NATed (its first datagrams reached the
+	// node before kube-proxy had the address, which kube-proxy does not
+	// clean: the conntrack agent's case), and would then never arrive.
+	send(unlisted, 41007, lb)
+	eventually(t, "an unlisted IPv4 source's new flow at the collector once the list names IPv6 nets alone", func() (bool, string) {
 		n, _ := rc.From(unlisted)
-		return n > 0, fmt.Sprintf("none yet; rules for %s: %q", kept, fw(kept))
+		return n > 0, "none yet"
 	})
 	t.Logf("without the product: an unlisted source reached the collector through the NodePort; a source removed from " +
 		"loadBalancerSourceRanges kept its one-way flow through kube-proxy (50 datagrams and counting after its rules dropped " +
