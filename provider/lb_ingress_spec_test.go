@@ -1,12 +1,14 @@
 package provider
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/cidrset"
 )
@@ -141,6 +143,38 @@ func TestLBIngressProblems(t *testing.T) {
 		problems := strings.Join(tc.spec.problems(), "; ")
 		if (tc.want == "") != (problems == "") || !strings.Contains(problems, tc.want) {
 			t.Errorf("%s: problems %q, want %q", tc.name, problems, tc.want)
+		}
+	}
+}
+
+// TestLBIngressReadBackKeepsInternalFalse: a GKE ingress configured with
+// internal = false reads back false, not null (null would differ from the
+// configuration after every apply); true reads back from the annotation,
+// and unset stays unset.
+func TestLBIngressReadBackKeepsInternalFalse(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		configured types.Bool
+		internal   bool
+		want       types.Bool
+	}{
+		{types.BoolValue(false), false, types.BoolValue(false)},
+		{types.BoolValue(true), true, types.BoolValue(true)},
+		{types.BoolNull(), false, types.BoolNull()},
+	} {
+		s := lbSpec(lbKindGKE, "10.20.0.0/16")
+		s.Internal = tc.internal
+		svc, err := typedService(s.service())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := lbIngressModel{Kind: types.StringValue(lbKindGKE), Internal: tc.configured,
+			Ports: types.ListNull(types.ObjectType{AttrTypes: ingressPortAttrTypes}), AllowedSources: types.SetNull(types.StringType)}
+		if d := m.setFromService(ctx, svc); d.HasError() {
+			t.Fatal(d)
+		}
+		if !m.Internal.Equal(tc.want) {
+			t.Errorf("configured %v: internal read back %v, want %v", tc.configured, m.Internal, tc.want)
 		}
 	}
 }

@@ -357,10 +357,14 @@ func (m *lbIngressModel) setFromService(ctx context.Context, svc *corev1.Service
 	if c := svc.Spec.LoadBalancerClass; c != nil && m.Kind.ValueString() == lbKindGeneric {
 		m.LoadBalancerClass = types.StringValue(*c)
 	}
-	m.Internal = types.BoolNull()
-	if ann[gkeLBType] == gkeInternal {
+	// Unset stays unset unless the Service is internal; a configured false
+	// reads back false.
+	switch internal := ann[gkeLBType] == gkeInternal; {
+	case internal:
 		m.Internal = types.BoolValue(true)
-	} else if !m.Internal.IsNull() {
+	case m.Internal.IsNull() || m.Internal.IsUnknown():
+		m.Internal = types.BoolNull()
+	default:
 		m.Internal = types.BoolValue(false)
 	}
 	if m.EnforcementTimeout.IsNull() || m.EnforcementTimeout.IsUnknown() {
