@@ -110,7 +110,16 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	if err := e.c.List(ctx, &nodes); err != nil || len(nodes.Items) == 0 {
 		t.Fatalf("no Node in the plane (%v)", err)
 	}
-	nodeOpts := pipeline.Options{Prefix: "e2e", FelixNode: nodes.Items[0].Name,
+	// Each variant's lab has its own namespaces, so the tests run side by
+	// side, each on its own plane.
+	prefix := "e2e"
+	switch {
+	case opts.kubeRouter:
+		prefix = "ekr"
+	case opts.ipv6:
+		prefix = "e26"
+	}
+	nodeOpts := pipeline.Options{Prefix: prefix, FelixNode: nodes.Items[0].Name,
 		ProxyNode: proxyNode, Brokers: e.op.Brokers(), Log: testr.New(t), IPv6: opts.ipv6}
 	if opts.kubeRouter {
 		nodeOpts.FelixNode, nodeOpts.KubeRouterNode = "", "e2e-kube-router"

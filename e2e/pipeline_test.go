@@ -45,6 +45,7 @@ import (
 //     and the conntrack agent move the UDP flows to the new pod);
 //   - every apply converges (the next plan is empty) and destroy removes it all.
 func TestPipeline(t *testing.T) {
+	t.Parallel() // on a plane and in a lab of its own
 	e := newEnv(t, envOptions{})
 	all := []pipeline.Site{
 		{Name: "ams", Addr: netip.MustParseAddr("100.64.1.1"), Index: 1},
@@ -237,6 +238,7 @@ func (e *env) nodePorts() map[string]uint16 {
 // them; TestRoutingWithRealPmacct shows the routing alone also keeps such
 // records out of every topic).
 func TestPipelineIPv6(t *testing.T) {
+	t.Parallel() // on a plane and in a lab of its own
 	e := newEnv(t, envOptions{ipv6: true, policyBackend: "networkpolicy"})
 	veth := ""
 	networkPolicyPipeline(e,
@@ -265,6 +267,7 @@ func TestPipelineIPv6(t *testing.T) {
 // unlisted IPv6 exporter's datagrams reach the collector pod (kube-router
 // drops them).
 func TestPipelineWithKubeRouter(t *testing.T) {
+	t.Parallel() // on a plane and in a lab of its own
 	e := newEnv(t, envOptions{ipv6: true, policyBackend: "networkpolicy", kubeRouter: true})
 	networkPolicyPipeline(e,
 		[]pipeline.Site{

@@ -12,6 +12,7 @@ import (
 )
 
 func TestAccEnvironmentDataSource(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p := testPlane(t)
 	addr := "data.telemetry_environment.this"

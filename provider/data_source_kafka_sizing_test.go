@@ -11,6 +11,7 @@ import (
 )
 
 func TestAccKafkaSizingDataSource(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	addr := "data.telemetry_kafka_sizing.this"
 	resource.Test(t, resource.TestCase{

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -60,11 +61,12 @@ func exampleWith(t *testing.T, env *tfdev.Env, name string) func(args ...string)
 		t.Fatal(err)
 	}
 	dir := filepath.Join(work, name)
-	t.Setenv("AWS_ACCESS_KEY_ID", localplane.AccessKeyID)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", localplane.SecretAccessKey)
+	withCreds := *env
+	withCreds.Environ = append(slices.Clone(env.Environ),
+		"AWS_ACCESS_KEY_ID="+localplane.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+localplane.SecretAccessKey)
 	run := func(args ...string) tfdev.Result {
 		t.Helper()
-		res, err := env.Run(context.Background(), dir, args...)
+		res, err := withCreds.Run(context.Background(), dir, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,6 +78,7 @@ func exampleWith(t *testing.T, env *tfdev.Env, name string) func(args ...string)
 // The documentation examples stay valid: every resource and data-source
 // example, together, passes `terraform validate` with this provider.
 func TestAccExamplesValidate(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	env := buildTF(t)
 	dir := t.TempDir()
@@ -118,6 +121,7 @@ func TestAccExamplesValidate(t *testing.T) {
 // dev_overrides; the example's version constraint must take the release's
 // version, and the lock file records the package).
 func TestAccExampleComplete(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	tf, err := tfdev.Terraform()
 	if err != nil {
@@ -222,6 +226,7 @@ func completeApplies(t *testing.T, run func(args ...string) tfdev.Result) {
 // region's sites and nothing of the other's, both are acknowledged; the
 // plan after apply is empty, and destroy leaves nothing in either.
 func TestAccExampleMultiCluster(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	ctx := context.Background()
 	type cluster struct {
@@ -361,6 +366,7 @@ func TestAccExampleMultiCluster(t *testing.T) {
 // after apply is empty (the report converges) and destroy removes the new
 // NLB only.
 func TestAccExampleMigrationTwoNLB(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()

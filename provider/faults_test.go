@@ -28,6 +28,7 @@ import (
 // healthy again the next apply converges, the plan is empty, and destroy
 // leaves nothing in AWS.
 func TestAccNLBIngressAWSFaults(t *testing.T) {
+	t.Parallel()
 	p, c := ingressEnvRealLBC(t, "faults")
 	ctx := context.Background()
 	faults := awsfaults.Start(t, p.AWS.Endpoint)

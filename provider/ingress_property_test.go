@@ -40,6 +40,7 @@ import (
 // TELEMETRY_PROPERTY_SEQUENCES (default 1) and TELEMETRY_PROPERTY_STEPS
 // (default 6) run it longer.
 func TestAccIngressProperty(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	startNLBPolicy(t, p)

@@ -28,21 +28,15 @@ var protoV6 = map[string]func() (tfprotov6.ProviderServer, error){
 	"telemetry": providerserver.NewProtocol6WithError(New("test")()),
 }
 
-var (
-	planOnce sync.Once
-	plane    *localplane.Plane
-	planeErr error
-)
+// planes are the package's local control planes: each test that needs one
+// holds one for itself, so the tests that call t.Parallel run side by side
+// (three at most by default; TEST_PLANES overrides), and TestMain stops them.
+var planes = localplane.NewPool(localplane.Options{}, 3)
 
-// testPlane is the package's local control plane, started on first use and
-// stopped by TestMain.
+// testPlane is a plane of the test's own until it ends (see planes).
 func testPlane(t *testing.T) *localplane.Plane {
 	t.Helper()
-	planOnce.Do(func() { plane, planeErr = localplane.Start(context.Background(), localplane.Options{}) })
-	if planeErr != nil {
-		t.Fatalf("local control plane: %v", planeErr)
-	}
-	return plane
+	return planes.Take(t)
 }
 
 // testPlaneClient is testPlane with a client for it.
@@ -59,10 +53,8 @@ func testPlaneClient(t *testing.T) (*localplane.Plane, client.Client) {
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime
 	code := m.Run()
-	if plane != nil {
-		if err := plane.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping local control plane:", err)
-		}
+	if err := planes.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the local control planes:", err)
 	}
 	os.Exit(code)
 }
@@ -120,6 +112,7 @@ func ensureNamespaces(t *testing.T, c client.Client, names ...string) {
 // used, not silently ignored (the API server takes the certificate first):
 // a wrong token fails with the API server's refusal.
 func TestAccExplicitCredentialsReplaceTheKubeconfigs(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p := testPlane(t)
 	withToken := strings.Replace(providerConfig(p), "    config_path = ", "    token       = \"wrong-token\"\n    config_path = ", 1)

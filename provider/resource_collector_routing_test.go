@@ -43,6 +43,7 @@ const twoSites = `{
 // site removed leaves its plugin out; an ambiguous routing fails at plan
 // time; an existing ConfigMap is not overwritten; destroy removes it.
 func TestAccCollectorRouting(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()

@@ -52,6 +52,7 @@ resource "telemetry_lb_ingress" "flows" {
 // kind is refused at plan time; destroyed, the Service and its policy are
 // gone.
 func TestAccLBIngressMetalLB(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()

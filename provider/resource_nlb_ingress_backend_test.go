@@ -33,6 +33,7 @@ import (
 // refused and the apply fails at once naming it (not at its timeout), and
 // the next apply, the deny gone, converges.
 func TestAccNLBIngressPolicyBackend(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()

@@ -128,6 +128,7 @@ func deleteServiceBehindTerraform(t *testing.T, c client.Client, namespace, name
 // remain), the next apply re-creates the Service, and destroy removes
 // everything the ingress owns in AWS.
 func TestAccNLBIngressFailedCreate(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()
@@ -204,6 +205,7 @@ func TestAccNLBIngressFailedCreate(t *testing.T) {
 // collide in the Service are refused at plan time, and a managed annotation
 // removed by hand is restored.
 func TestAccNLBIngressPortsRoundTrip(t *testing.T) {
+	t.Parallel()
 	p, c := ingressEnv(t, "ports")
 	ctx := context.Background()
 	addr := "telemetry_nlb_ingress.flows"
@@ -276,6 +278,7 @@ resource "telemetry_nlb_ingress" "flows" {
 // other fails saying the Service exists and saves nothing, so it can neither
 // take the Service over nor delete it; destroy leaves nothing behind.
 func TestAccNLBIngressConcurrentCreate(t *testing.T) {
+	t.Parallel()
 	p, c := ingressEnv(t, "race")
 	ctx := context.Background()
 	ec := ec2.NewFromConfig(p.AWS.Config())
@@ -329,6 +332,7 @@ resource "telemetry_nlb_ingress" %q {
 // per-source rules the AWS Load Balancer Controller manages is the
 // migration of docs/guides (not this test).
 func TestAccNLBIngressImportHandMade(t *testing.T) {
+	t.Parallel()
 	p, c := ingressEnv(t, "handmade")
 	ctx := context.Background()
 	svc := &corev1.Service{
@@ -381,6 +385,7 @@ resource "telemetry_nlb_ingress" "flows" {
 // each apply, refresh reads back what was written and the plan is empty (the
 // test harness fails a step whose plan after apply is not).
 func TestAccNLBIngressRoundTripProperty(t *testing.T) {
+	t.Parallel()
 	p, _ := ingressEnvRealLBC(t, "property")
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(11, 12))

@@ -88,6 +88,7 @@ func bindingsReconciled(ctx context.Context, c client.Client, namespace string) 
 // and destroy removes the NLB, its target groups and the Service through the
 // LBC's finalizer.
 func TestAccNLBIngressRealLBC(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	startNLBPolicy(t, p)

@@ -58,6 +58,7 @@ type migrationMode struct {
 // the NLB is the same (ARN, DNS name), no per-source rule is left in the
 // VPC, and the plan is empty.
 func TestAccNLBIngressMigrateFromLBCRules(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	if err := netlab.Check(); err != nil {
 		t.Fatal(err)
@@ -489,6 +490,7 @@ func judgeMigration(t *testing.T, samples []fenceSample, sentBy map[netip.AddrPo
 // destroyed cleanly (it made nothing in AWS: its destroy once failed on the
 // empty node group of its state).
 func TestAccNLBIngressMigrationKeepsTheNLB(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()

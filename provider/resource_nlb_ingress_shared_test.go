@@ -21,6 +21,7 @@ import (
 // the rule to add for ever), and destroying one leaves the rule the other
 // needs (it revoked it, refusing the other's exporters until its next apply).
 func TestAccNLBIngressSharedNodeRule(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ensureNamespaces(t, c, "shared")

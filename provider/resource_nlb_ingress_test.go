@@ -136,6 +136,7 @@ func coverHolds(ctx context.Context, ec *ec2.Client, group, reportedExtra string
 }
 
 func TestAccNLBIngress(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()
@@ -369,6 +370,7 @@ func TestAccNLBIngress(t *testing.T) {
 // Service out by hand (the controller deletes its policies), the plan shows
 // it and apply restores the policies.
 func TestAccNLBIngressFailsClosed(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()
@@ -457,6 +459,7 @@ func TestAccNLBIngressFailsClosed(t *testing.T) {
 // without adopting the group: plan and apply refuse with the way forward, and
 // neither apply nor destroy changes the group's rules or deletes it.
 func TestAccNLBIngressForeignGroup(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()
@@ -531,6 +534,7 @@ resource "telemetry_nlb_ingress" "flows" {
 // frontend group, so nothing would reach the nodes; apply says so and how to
 // fix it, and the fix converges.
 func TestAccNLBIngressNLBWithoutSecurityGroups(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ensureNamespaces(t, c, "nosg")
@@ -582,6 +586,7 @@ func manyPorts(n int) string {
 }
 
 func TestAccNLBIngressPlanTimeErrors(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p := testPlane(t)
 	cases := map[string]struct{ ports, sources, want string }{

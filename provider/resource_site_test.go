@@ -85,6 +85,7 @@ func topicsGone(ctx context.Context, c client.Client, names ...string) func(*ter
 }
 
 func TestAccSite(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()
@@ -226,6 +227,7 @@ func TestAccSite(t *testing.T) {
 
 // Bad input is rejected at plan time with a message that says what is wrong.
 func TestAccSitePlanTimeErrors(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p := testPlane(t)
 	cases := map[string]struct {
@@ -260,6 +262,7 @@ resource "telemetry_site" "pop" {
 // Planning a new site makes no API call: it plans against an API server that
 // does not exist, with provider values unknown until apply.
 func TestAccSitePlanNeedsNoAPI(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6,
@@ -290,6 +293,7 @@ resource "telemetry_site" "pop" {
 // On a cluster that serves only kafka.strimzi.io/v1beta2 (Strimzi before
 // 0.49), the site uses v1beta2, found at apply time.
 func TestAccSiteOnV1beta2OnlyCluster(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p := testPlane(t)
 	ctx := context.Background()
@@ -382,6 +386,7 @@ resource "telemetry_site" "old" {
 // blocks destroy and -replace), after a warning; two resources for one
 // topic in one apply: one wins, the other fails saying so and saves nothing.
 func TestAccSiteEdges(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()
@@ -471,6 +476,7 @@ resource "telemetry_site" %q {
 // place the labels and annotations apply will add; one without the cluster
 // label is refused at import with the command that fixes it.
 func TestAccSiteImportHandMade(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	ctx := context.Background()

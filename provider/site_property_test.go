@@ -33,6 +33,7 @@ import (
 // that destroy leaves nothing. TELEMETRY_PROPERTY_SEQUENCES (default 2) and
 // TELEMETRY_PROPERTY_STEPS (default 8) run it longer.
 func TestAccSiteProperty(t *testing.T) {
+	t.Parallel()
 	requireAcc(t)
 	p, c := testPlaneClient(t)
 	op := standin.StartTopicOperator(c, "telemetry")

@@ -131,6 +131,7 @@ func receives(t *testing.T, r *netlab.Receiver, within time.Duration) time.Durat
 }
 
 func TestAgentEndToEnd(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	if err := netlab.Check(); err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,7 @@ import (
 // exactly their RBAC the agent watches, deletes a stale entry and reports it
 // in an Event, while it may not read Secrets.
 func TestDeploymentManifests(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	if err := netlab.Check(); err != nil {
 		t.Fatal(err)
 	}

@@ -253,6 +253,7 @@ type kpOutcome struct {
 }
 
 func TestAgentWithRealKubeProxy(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	if err := netlab.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -267,190 +268,200 @@ func TestAgentWithRealKubeProxy(t *testing.T) {
 	}
 	results := map[string]map[bool]kpOutcome{} // row -> agent? -> outcome
 	var mu sync.Mutex
-	for vi, version := range versions {
-		for mi, mode := range []string{"iptables", "nftables"} {
-			t.Run(version+"/"+mode, func(t *testing.T) {
-				lab, err := netlab.New(fmt.Sprintf("kp%d%d", vi, mi))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { _ = lab.Close() })
-				// The plane's Service CIDRs (localplane), routed off the node as
-				// on a real one.
-				for _, cidr := range []string{"10.96.0.0/16", "fd00:10:96::/108"} {
-					if err := lab.RouteToSink(netip.MustParsePrefix(cidr)); err != nil {
+	// Each version and mode has its own lab, kube-proxy, agent, namespaces
+	// and ports, so they run side by side (most of each is waiting for
+	// kube-proxy's syncs and the flows' windows); the group returns once all
+	// have ended, before the results are judged.
+	t.Run("proxies", func(t *testing.T) {
+		for vi, version := range versions {
+			for mi, mode := range []string{"iptables", "nftables"} {
+				t.Run(version+"/"+mode, func(t *testing.T) {
+					t.Parallel()
+					lab, err := netlab.New(fmt.Sprintf("kp%d%d", vi, mi))
+					if err != nil {
 						t.Fatal(err)
 					}
-				}
-				node := fmt.Sprintf("kp-node-%d-%d", vi, mi)
-				ctx := context.Background()
-				kpOpts := localplane.KubeProxyOptions{Version: version, Mode: mode, Node: node, NodeIPs: []netip.Addr{netlab.NodeIP, netlab.NodeIP6}}
-				kp, err := p.StartKubeProxy(ctx, lab.NSPath("node"), kpOpts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(kp.Stop)
-				for _, withAgent := range []bool{false, true} {
-					// One Kubernetes namespace per phase: each kube-proxy sees every
-					// Service, so the phases and labs use their own ports.
-					ns := fmt.Sprintf("kp-%d-%d-%v", vi, mi, withAgent)
-					if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-						t.Fatal(err)
-					}
-					var stopAgent func()
-					var agentReg *prometheus.Registry
-					if withAgent {
-						var agent *conntrackagent.Agent
-						agent, agentReg, stopAgent = startAgentIn(t, kube, lab)
-						// The agent found this kube-proxy, asking it as on a node.
-						if d := agent.Detected(); d.Mode != mode || !d.Acts() {
-							t.Fatalf("the agent detected %+v, want kube-proxy in %s mode", d, mode)
-						}
-					}
-					base := uint16(20000 + 1000*vi + 100*mi)
-					if withAgent {
-						base += 50
-					}
-					// A healthy flow per family through the whole phase: kube-proxy's
-					// rules and the agent must not cost it a packet.
-					var healthy []*kpRun
-					var sentBefore, receivedBefore []int64
-					for _, fam := range kpFamilies {
-						h := &kpRun{fam: fam, t: t, ctx: ctx, kube: kube, lab: lab, ns: ns, name: "healthy-" + fam.name[2:],
-							port: base + 40, podPort: base + 41, src: base + 42}
-						t.Cleanup(h.stop)
-						if err := errors.Join(h.createService(true), h.endpoints(fam.pod), h.flow(fam.lb)); err != nil {
+					t.Cleanup(func() { _ = lab.Close() })
+					// The plane's Service CIDRs (localplane), routed off the node as
+					// on a real one.
+					for _, cidr := range []string{"10.96.0.0/16", "fd00:10:96::/108"} {
+						if err := lab.RouteToSink(netip.MustParsePrefix(cidr)); err != nil {
 							t.Fatal(err)
 						}
-						healthy = append(healthy, h)
 					}
-					for _, h := range healthy {
-						// Counted once it flows steadily (kube-proxy's first syncs of a
-						// new Service send its first packets to the load balancer).
-						steady(t, h.receiver)
-						sentBefore, receivedBefore = append(sentBefore, h.sender.Sent()), append(receivedBefore, h.receiver.Packets())
+					node := fmt.Sprintf("kp-node-%d-%d", vi, mi)
+					ctx := context.Background()
+					kpOpts := localplane.KubeProxyOptions{Version: version, Mode: mode, Node: node, NodeIPs: []netip.Addr{netlab.NodeIP, netlab.NodeIP6}}
+					kp, err := p.StartKubeProxy(ctx, lab.NSPath("node"), kpOpts)
+					if err != nil {
+						t.Fatal(err)
 					}
-					for group := 0; group < groups; group++ {
-						if group == groupProxyDown {
-							kp.Stop()
+					t.Cleanup(kp.Stop)
+					for _, withAgent := range []bool{false, true} {
+						// One Kubernetes namespace per phase: each kube-proxy sees every
+						// Service, so the phases and labs use their own ports.
+						ns := fmt.Sprintf("kp-%d-%d-%v", vi, mi, withAgent)
+						if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+							t.Fatal(err)
 						}
-						var runs []*kpRun
-						var scs []kpScenario
-						// Both families at once: kube-proxy runs one proxier, and one
-						// cleanup, per family.
-						for i, sc := range kpScenarios {
-							if sc.group != group {
-								continue
-							}
-							for _, fam := range kpFamilies {
-								r := &kpRun{fam: fam, t: t, ctx: ctx, kube: kube, lab: lab, ns: ns, name: fmt.Sprintf("s%d-%s", i, fam.name[2:]),
-									port: base + uint16(i), podPort: base + 10 + uint16(i), src: base + 20 + uint16(i)}
-								t.Cleanup(r.stop)
-								if err := sc.before(r); err != nil {
-									t.Fatalf("%s %s: %v", sc.name, fam.name, err)
-								}
-								runs, scs = append(runs, r), append(scs, sc)
+						var stopAgent func()
+						var agentReg *prometheus.Registry
+						if withAgent {
+							var agent *conntrackagent.Agent
+							agent, agentReg, stopAgent = startAgentIn(t, kube, lab, node)
+							// The agent found this kube-proxy, asking it as on a node.
+							if d := agent.Detected(); d.Mode != mode || !d.Acts() {
+								t.Fatalf("the agent detected %+v, want kube-proxy in %s mode", d, mode)
 							}
 						}
-						if group == groupService {
-							// kube-proxy's sync of these endpoints, and with it its cleanup,
-							// must be over before the change: a sync that took in both
-							// would clean the entry, which is not what happens on a node
-							// where the address comes later.
-							waitEndpointsProgrammed(t, kp, runs)
+						base := uint16(20000 + 1000*vi + 100*mi)
+						if withAgent {
+							base += 50
 						}
-						time.Sleep(1500 * time.Millisecond) // the flows settle: pinned, or refused
-						for i, sc := range scs {
-							if sc.delivering {
-								steady(t, runs[i].receiver)
-							} else if n := runs[i].receiver.Packets(); n != 0 {
-								t.Fatalf("%s %s: %d packets reached the pod before the change: the scenario does not set up the failure", sc.name, runs[i].fam.name, n)
-							}
-						}
-						changed := make([]time.Time, len(runs))
-						sent0, received0 := make([]int64, len(runs)), make([]int64, len(runs))
-						for i, sc := range scs {
-							changed[i] = time.Now()
-							sent0[i], received0[i] = runs[i].sender.Sent(), runs[i].receiver.Packets()
-							if sc.change == nil {
-								continue
-							}
-							if err := sc.change(runs[i]); err != nil {
-								t.Fatalf("%s %s: %v", sc.name, runs[i].fam.name, err)
-							}
-						}
-						if group == groupProxyDown {
-							if kp, err = p.StartKubeProxy(ctx, lab.NSPath("node"), kpOpts); err != nil {
+						// A healthy flow per family through the whole phase: kube-proxy's
+						// rules and the agent must not cost it a packet.
+						var healthy []*kpRun
+						var sentBefore, receivedBefore []int64
+						for _, fam := range kpFamilies {
+							h := &kpRun{fam: fam, t: t, ctx: ctx, kube: kube, lab: lab, ns: ns, name: "healthy-" + fam.name[2:],
+								port: base + 40, podPort: base + 41, src: base + 42}
+							t.Cleanup(h.stop)
+							if err := errors.Join(h.createService(true), h.endpoints(fam.pod), h.flow(fam.lb)); err != nil {
 								t.Fatal(err)
 							}
-							t.Cleanup(kp.Stop)
+							healthy = append(healthy, h)
 						}
-						// The window starts once kube-proxy has written its rules for the
-						// change (its own sync takes from 0.1 s to seconds on a loaded
-						// machine): then the flow recovers within it, or never.
-						for _, r := range runs {
-							if group == groupService || group == groupRecreate {
-								waitAddressProgrammed(t, kp, r)
-							} else {
-								waitEndpointsProgrammed(t, kp, []*kpRun{r})
+						for _, h := range healthy {
+							// Counted once it flows steadily (kube-proxy's first syncs of a
+							// new Service send its first packets to the load balancer).
+							steady(t, h.receiver)
+							sentBefore, receivedBefore = append(sentBefore, h.sender.Sent()), append(receivedBefore, h.receiver.Packets())
+						}
+						for group := 0; group < groups; group++ {
+							if group == groupProxyDown {
+								kp.Stop()
+							}
+							var runs []*kpRun
+							var scs []kpScenario
+							// Both families at once: kube-proxy runs one proxier, and one
+							// cleanup, per family.
+							for i, sc := range kpScenarios {
+								if sc.group != group {
+									continue
+								}
+								for _, fam := range kpFamilies {
+									r := &kpRun{fam: fam, t: t, ctx: ctx, kube: kube, lab: lab, ns: ns, name: fmt.Sprintf("s%d-%s", i, fam.name[2:]),
+										port: base + uint16(i), podPort: base + 10 + uint16(i), src: base + 20 + uint16(i)}
+									t.Cleanup(r.stop)
+									if err := sc.before(r); err != nil {
+										t.Fatalf("%s %s: %v", sc.name, fam.name, err)
+									}
+									runs, scs = append(runs, r), append(scs, sc)
+								}
+							}
+							if group == groupService {
+								// kube-proxy's sync of these endpoints, and with it its cleanup,
+								// must be over before the change: a sync that took in both
+								// would clean the entry, which is not what happens on a node
+								// where the address comes later.
+								waitEndpointsProgrammed(t, kp, runs)
+							}
+							time.Sleep(1500 * time.Millisecond) // the flows settle: pinned, or refused
+							for i, sc := range scs {
+								if sc.delivering {
+									steady(t, runs[i].receiver)
+								} else if n := runs[i].receiver.Packets(); n != 0 {
+									t.Fatalf("%s %s: %d packets reached the pod before the change: the scenario does not set up the failure", sc.name, runs[i].fam.name, n)
+								}
+							}
+							changed := make([]time.Time, len(runs))
+							sent0, received0 := make([]int64, len(runs)), make([]int64, len(runs))
+							for i, sc := range scs {
+								changed[i] = time.Now()
+								sent0[i], received0[i] = runs[i].sender.Sent(), runs[i].receiver.Packets()
+								if sc.change == nil {
+									continue
+								}
+								if err := sc.change(runs[i]); err != nil {
+									t.Fatalf("%s %s: %v", sc.name, runs[i].fam.name, err)
+								}
+							}
+							if group == groupProxyDown {
+								if kp, err = p.StartKubeProxy(ctx, lab.NSPath("node"), kpOpts); err != nil {
+									t.Fatal(err)
+								}
+								t.Cleanup(kp.Stop)
+							}
+							// The window starts once kube-proxy has written its rules for the
+							// change (its own sync takes from 0.1 s to seconds on a loaded
+							// machine): then the flow recovers within it, or never.
+							for _, r := range runs {
+								if group == groupService || group == groupRecreate {
+									waitAddressProgrammed(t, kp, r)
+								} else {
+									waitEndpointsProgrammed(t, kp, []*kpRun{r})
+								}
+							}
+							time.Sleep(2 * time.Second)
+							lastSecond := make([]int64, len(runs))
+							for i := range runs {
+								lastSecond[i] = runs[i].receiver.Packets()
+							}
+							time.Sleep(time.Second)
+							for i, sc := range scs {
+								n := runs[i].receiver.Packets()
+								o := kpOutcome{recovered: n > 0, delivering: sc.delivering}
+								switch {
+								case sc.delivering:
+									o.recovered = n > lastSecond[i]
+									sent := runs[i].sender.Sent()
+									runs[i].sender.Stop()
+									time.Sleep(200 * time.Millisecond) // in flight
+									o.lost = (sent - sent0[i]) - (runs[i].receiver.Packets() - received0[i])
+									n = runs[i].receiver.Packets() - received0[i]
+								case o.recovered:
+									o.after = runs[i].receiver.First().Sub(changed[i]).Round(10 * time.Millisecond)
+								}
+								row := fmt.Sprintf("%s|%s|%s|%s", version, mode, runs[i].fam.name, sc.name)
+								mu.Lock()
+								if results[row] == nil {
+									results[row] = map[bool]kpOutcome{}
+								}
+								results[row][withAgent] = o
+								mu.Unlock()
+								t.Logf("%s %-40s agent=%-5v %v (%d packets)", runs[i].fam.name, sc.name, withAgent, o, n)
+								runs[i].stop()
 							}
 						}
-						time.Sleep(2 * time.Second)
-						lastSecond := make([]int64, len(runs))
-						for i := range runs {
-							lastSecond[i] = runs[i].receiver.Packets()
-						}
-						time.Sleep(time.Second)
-						for i, sc := range scs {
-							n := runs[i].receiver.Packets()
-							o := kpOutcome{recovered: n > 0, delivering: sc.delivering}
-							switch {
-							case sc.delivering:
-								o.recovered = n > lastSecond[i]
-								sent := runs[i].sender.Sent()
-								runs[i].sender.Stop()
-								time.Sleep(200 * time.Millisecond) // in flight
-								o.lost = (sent - sent0[i]) - (runs[i].receiver.Packets() - received0[i])
-								n = runs[i].receiver.Packets() - received0[i]
-							case o.recovered:
-								o.after = runs[i].receiver.First().Sub(changed[i]).Round(10 * time.Millisecond)
+						for i, h := range healthy {
+							sent := h.sender.Sent()
+							time.Sleep(200 * time.Millisecond) // in flight
+							h.sender.Stop()
+							time.Sleep(100 * time.Millisecond)
+							if got, want := h.receiver.Packets()-receivedBefore[i], sent-sentBefore[i]; got < want {
+								t.Errorf("healthy %s flow (agent=%v): %d of %d packets received", h.fam.name, withAgent, got, want)
 							}
-							row := fmt.Sprintf("%s|%s|%s|%s", version, mode, runs[i].fam.name, sc.name)
-							mu.Lock()
-							if results[row] == nil {
-								results[row] = map[bool]kpOutcome{}
+							h.stop()
+						}
+						if stopAgent != nil {
+							// The triggered passes read the index kept from the kernel's
+							// events, not a kernel dump (bench/README.md: what it saves).
+							if n := counterWith(t, agentReg, "telemetry_conntrack_pass_reads_total", "index"); n == 0 {
+								t.Errorf("no pass read the index (kernel: %v)", counterWith(t, agentReg, "telemetry_conntrack_pass_reads_total", "kernel"))
 							}
-							results[row][withAgent] = o
-							mu.Unlock()
-							t.Logf("%s %-40s agent=%-5v %v (%d packets)", runs[i].fam.name, sc.name, withAgent, o, n)
-							runs[i].stop()
+							stopAgent()
 						}
 					}
-					for i, h := range healthy {
-						sent := h.sender.Sent()
-						time.Sleep(200 * time.Millisecond) // in flight
-						h.sender.Stop()
-						time.Sleep(100 * time.Millisecond)
-						if got, want := h.receiver.Packets()-receivedBefore[i], sent-sentBefore[i]; got < want {
-							t.Errorf("healthy %s flow (agent=%v): %d of %d packets received", h.fam.name, withAgent, got, want)
-						}
-						h.stop()
+					if t.Failed() {
+						rules, _ := kp.Rules()
+						t.Logf("%s\n%s", rules, kp.LogTail(30))
 					}
-					if stopAgent != nil {
-						// The triggered passes read the index kept from the kernel's
-						// events, not a kernel dump (bench/README.md: what it saves).
-						if n := counterWith(t, agentReg, "telemetry_conntrack_pass_reads_total", "index"); n == 0 {
-							t.Errorf("no pass read the index (kernel: %v)", counterWith(t, agentReg, "telemetry_conntrack_pass_reads_total", "kernel"))
-						}
-						stopAgent()
-					}
-				}
-				if t.Failed() {
-					rules, _ := kp.Rules()
-					t.Logf("%s\n%s", rules, kp.LogTail(30))
-				}
-			})
+				})
+			}
 		}
+	})
+	if t.Failed() {
+		return // a failed run's results are incomplete
 	}
 	// The agent never makes a case worse than kube-proxy alone, and fixes
 	// every case of this list.
@@ -533,11 +544,11 @@ func steady(t *testing.T, r *netlab.Receiver) {
 	t.Fatal("the healthy flow does not reach its pod steadily")
 }
 
-func startAgentIn(t *testing.T, kube kubernetes.Interface, lab *netlab.Lab) (*conntrackagent.Agent, *prometheus.Registry, func()) {
+func startAgentIn(t *testing.T, kube kubernetes.Interface, lab *netlab.Lab, node string) (*conntrackagent.Agent, *prometheus.Registry, func()) {
 	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2, RecvBuffer: 1 << 20}
 	reg := prometheus.NewRegistry()
 	a := conntrackagent.New(conntrackagent.Config{
-		Client: kube, Conntrack: ct, NodeName: "kp", Period: time.Hour, Debounce: 50 * time.Millisecond,
+		Client: kube, Conntrack: ct, NodeName: node, Period: time.Hour, Debounce: 50 * time.Millisecond,
 		TombstoneTTL: time.Minute, Recheck: 200 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
 		IndexMax: 100_000, // triggered passes read the index kept from the kernel's events
 		Metrics:  conntrackagent.NewMetrics(reg), Log: testr.New(t),

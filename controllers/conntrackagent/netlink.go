@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netns"
 	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
@@ -297,33 +297,13 @@ func (f Flow) query() conntrack.Flow {
 	}
 }
 
-// inNetNS runs fn on an OS thread moved into the namespace.
+// inNetNS runs fn on an OS thread moved into the namespace (package netns:
+// the thread returns to the runtime only once back where it was).
 func (n *Netlink) inNetNS(fn func() error) error {
 	if n.NetNS == 0 {
 		return fn()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// The thread is not unlocked: after a namespace switch it is
-		// discarded when the goroutine ends, never reused elsewhere.
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(n.NetNS, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering the network namespace: %w", err)
-			return
-		}
-		err = fn()
-		if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-		errc <- err
-	}()
-	return <-errc
+	return netns.Do(n.NetNS, fn)
 }
 
 // LocalAddrs lists the addresses of the namespace, where NodePorts are

@@ -26,6 +26,7 @@ import (
 // meanwhile; once the API server is back the agent sees it, with no
 // restart, and deletes the stale entry: the blackholed flow reaches the pod.
 func TestAgentAPIServerOutage(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	if err := netlab.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +110,7 @@ func TestAgentAPIServerOutage(t *testing.T) {
 // as it does for an outage that begins while it runs (before: on client-go's
 // backoff, 6.7 s after an 8 s outage, 11.3 s after a 30 s one).
 func TestAgentStartsDuringAPIServerOutage(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	outage, viaOutage := newOutage(t, localplane.New(t, localplane.Options{NoAWS: true}))
 	var (
 		mu    sync.Mutex

@@ -32,6 +32,7 @@ import (
 // delivering (asserted: the gap this closes); with the agent it stops
 // within the first revocation pass, while a kept source's connection goes on.
 func TestRevocationWithFelix(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	if err := netlab.Check(); err != nil {
 		t.Fatal(err)
 	}

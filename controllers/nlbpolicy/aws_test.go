@@ -31,6 +31,7 @@ import (
 // policy, and once AWS answers every Service is enforced. Its AWS requests
 // are counted by operation.
 func TestAWSThrottling(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	p, c := planeWithNLBs(t)
 	ctx := context.Background()
 	faults := awsfaults.Start(t, p.AWS.Endpoint)
@@ -134,6 +135,7 @@ func TestAWSThrottling(t *testing.T) {
 // while a Service still names it): AWS refuses a batch that names it, the
 // controller halves the batch until it has the others.
 func TestAWSLookupsBatched(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	p, c := planeWithNLBs(t)
 	services := servicesWithNLBs(t, c, "batch", 40)
 	awsCfg := p.AWS.Config()
@@ -220,6 +222,7 @@ func servicesWithNLBs(t *testing.T, c client.Client, prefix string, n int) []*co
 // NLB's VPC, read from AWS: 0.0.0.0/0 is dropped and reported in the
 // acknowledgement's problem, a subnet of the VPC kept.
 func TestHealthCheckAnnotationBoundedByTheVPC(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	p, c := planeWithNLBs(t)
 	svc := servicesWithNLBs(t, c, "hcbound", 1)[0]
 	awsCfg := p.AWS.Config()

@@ -34,6 +34,7 @@ import (
 // policy or network set of a deleted Service (0 leaks), no Service stuck
 // on the finalizer, and the controller's own objects only.
 func TestControllerKilledAtRandom(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	p := localplane.New(t, localplane.Options{NoAWS: true})
 	c, err := p.Client()
 	if err != nil {

@@ -246,6 +246,7 @@ func planeWithNLBs(t *testing.T) (*localplane.Plane, client.Client) {
 }
 
 func TestController(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	parent := t // controllers started in subtests outlive them
 	p := localplane.New(t, localplane.Options{})
 	c, err := p.Client()
@@ -617,6 +618,7 @@ func orphanCounter(t *testing.T, ctl *controller) prometheus.Collector {
 }
 
 func TestManageAll(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	p := localplane.New(t, localplane.Options{Nodes: 1})
 	c, err := p.Client()
 	if err != nil {
@@ -674,6 +676,7 @@ func update(t *testing.T, c client.Client, svc *corev1.Service, mutate func(*cor
 // after the whole lease duration. The failover time is logged: from the stop
 // to a Service created right after it carrying the acknowledgement.
 func TestLeaderFailover(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	p := localplane.New(t, localplane.Options{})
 	c, err := p.Client()
 	if err != nil {

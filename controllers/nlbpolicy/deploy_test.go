@@ -29,6 +29,7 @@ import (
 // as its ServiceAccount, leader election included, while denying it
 // anything else.
 func TestDeploymentManifests(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	p := localplane.New(t, localplane.Options{Nodes: 1})
 	admin, err := p.Client()
 	if err != nil {

@@ -153,6 +153,7 @@ func ownPolicy(name string, action calicov3.Action) *calicov3.GlobalNetworkPolic
 // writes the controller makes are accepted; the controller's start-up check
 // passes under this fence and fails, naming what is missing, without it.
 func TestStolenControllerToken(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	_, admin, stolen, _ := startFencedPlane(t)
 	ctx := context.Background()
 
@@ -283,6 +284,7 @@ func TestStolenControllerToken(t *testing.T) {
 // and health-check CIDRs it names, the policies generated for its Service
 // hold no Allow: what they list is passed on to the cluster's own tiers.
 func TestHostileTenant(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	p, admin, _, tenant := startFencedPlane(t)
 	ctx := context.Background()
 	startControllerAs(t, p, p.ServiceAccountConfig("telemetry-system", "nlb-policy-controller"), false, ctrl.Options{})
@@ -379,6 +381,7 @@ func TestHostileTenant(t *testing.T) {
 // while the policy the controller generates is accepted; the start-up check
 // passes under the fence and fails, naming the admission policy, without it.
 func TestStolenControllerTokenNetworkPolicies(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	p, admin, stolen, _ := startFencedPlane(t)
 	ctx := context.Background()
 	objs, err := localplane.ReadManifests(filepath.Join(localplane.RepoRoot(), "deploy", "nlb-policy-controller-networkpolicy.yaml"))

@@ -57,6 +57,7 @@ var (
 // create, the edit or the delete; a source removed by an edit stops (the
 // time is logged), and after the delete nothing arrives.
 func TestNetworkPolicyBackendWithMetalLB(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	rootBefore := rootFirewall(t)
 	bm := startBareMetal(t, "mlb")
 	lab, c, kube, kp, node, logs := bm.lab, bm.c, bm.kube, bm.kp, bm.node, bm.logs
@@ -388,6 +389,7 @@ var bgpLBIP4 = netip.MustParseAddr("203.0.113.50")
 // router's namespace: behind it, as a PoP's exporters are, is one hop more
 // that changes nothing here.)
 func TestNetworkPolicyBackendWithMetalLBOverBGP(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	bm := startBareMetal(t, "mbgp")
 	lab, c := bm.lab, bm.c
 	ctx := context.Background()

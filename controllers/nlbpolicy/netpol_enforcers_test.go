@@ -285,6 +285,7 @@ func (r *npRun) named(kube kubernetes.Interface, node string) {
 // datagram of a listed flow and passes none of an unlisted one; deleting the
 // Service deletes the policy.
 func TestNetworkPolicyBackendWithFelix(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	fl := startFelixLabWith(t, "fn", []nlbpolicy.Backend{nlbpolicy.BackendNetworkPolicy, nlbpolicy.BackendCalico}, npClientPrefixes...)
 	lab, c := fl.lab, fl.c
 	ctx := context.Background()
@@ -393,6 +394,7 @@ func TestNetworkPolicyBackendWithFelix(t *testing.T) {
 // over the same pod (siblings); and kube-router
 // agrees with internal/netpolicy on random policies (npDifferential).
 func TestNetworkPolicyBackendWithKubeRouter(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	rootBefore := rootFirewall(t)
 	if err := netlab.Check(); err != nil {
 		t.Fatal(err)
@@ -606,6 +608,7 @@ func npDifferential(t *testing.T, lab *netlab.Lab, c client.Client, programmed f
 // already have stopped. With the fixed 2 s grace it did not (acknowledged
 // 8.3 s after the create, enforced at 9.6 s).
 func TestAcknowledgementAfterFelixProgramsALongList(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	// No load balancer controller: health-check sources from the flag, so
 	// the acknowledgement waits on nothing but the controller's own grace.
 	fl := newFelixLab(t, "fg", func() (*localplane.Plane, client.Client) {

@@ -16,6 +16,7 @@ import (
 // it is back (the new one acknowledged, the deleted one's policies gone and
 // its finalizer released), with no restart of the controller.
 func TestAPIServerOutage(t *testing.T) {
+	t.Parallel() // on a plane of its own
 	p, c := planeWithNLBs(t)
 	ctx := context.Background()
 	outage, err := p.NewOutage()

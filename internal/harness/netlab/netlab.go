@@ -20,14 +20,13 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netns"
 )
 
 // Addresses of the lab.
@@ -215,25 +214,10 @@ func (l *Lab) Close() error {
 	return errors.Join(errs...)
 }
 
-// InNS runs fn on an OS thread inside a namespace; the thread is discarded
-// afterwards.
+// InNS runs fn on an OS thread inside a namespace (see package netns: the
+// thread returns to the runtime only once back in the root namespace).
 func (l *Lab) InNS(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		f, err := os.Open("/run/netns/" + l.NS(ns))
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
+	return netns.DoPath("/run/netns/"+l.NS(ns), fn)
 }
 
 // AddClientAddress gives the client one more source address (in

@@ -10,13 +10,11 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
-	"runtime"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/netns"
 )
 
 // Forward makes TCP services on the root namespace's loopback (the API
@@ -111,34 +109,16 @@ func pipe(a, b net.Conn) {
 }
 
 // listenIn opens a TCP listener inside a network namespace. The socket
-// belongs to that namespace for good; the thread that opened it is
-// discarded, so no other goroutine runs in the namespace by accident.
-func listenIn(netnsPath, addr string) (net.Listener, error) {
-	type result struct {
-		l   net.Listener
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		ns, err := os.Open(netnsPath)
-		if err != nil {
-			ch <- result{nil, err}
-			return
-		}
-		defer ns.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, err}
-			return
-		}
+// belongs to that namespace for good; the thread that opened it goes back
+// to the runtime only once back in the root namespace (package netns).
+func listenIn(netnsPath, addr string) (l net.Listener, err error) {
+	err = netns.DoPath(netnsPath, func() error {
 		// Loopback is down in a new namespace until someone brings it up.
 		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-			ch <- result{nil, fmt.Errorf("ip link set lo up: %v: %s", err, out)}
-			return
+			return fmt.Errorf("ip link set lo up: %v: %s", err, out)
 		}
-		l, err := net.Listen("tcp", addr)
-		ch <- result{l, err}
-	}()
-	r := <-ch
-	return r.l, r.err
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	return l, err
 }

@@ -24,6 +24,10 @@ type Env struct {
 	Terraform string
 	CLIConfig string
 	Dir       string
+	// Environ is added to every command's environment (after the process's
+	// own, which it overrides), so tests running side by side can give their
+	// commands different variables without t.Setenv.
+	Environ []string
 }
 
 // Build compiles the provider from repoRoot into dir and writes the CLI
@@ -70,6 +74,7 @@ func (e *Env) Run(ctx context.Context, workdir string, args ...string) (Result, 
 	cmd := exec.CommandContext(ctx, e.Terraform, args...)
 	cmd.Dir = workdir
 	cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+e.CLIConfig, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")
+	cmd.Env = append(cmd.Env, e.Environ...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
