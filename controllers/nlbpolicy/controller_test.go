@@ -247,7 +247,7 @@ func planeWithNLBs(t *testing.T) (*localplane.Plane, client.Client) {
 
 func TestController(t *testing.T) {
 	t.Parallel() // on a plane of its own
-	parent := t // controllers started in subtests outlive them
+	parent := t  // controllers started in subtests outlive them
 	p := localplane.New(t, localplane.Options{})
 	c, err := p.Client()
 	if err != nil {
