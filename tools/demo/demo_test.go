@@ -23,6 +23,7 @@ func TestMain(m *testing.M) {
 // The demo stays true: it runs to the end and every step reports what it
 // should (the conntrack step needs root, as make test has).
 func TestDemo(t *testing.T) {
+	localplane.HoldSlot(t) // the demo starts its own plane
 	d := &demo{ctx: context.Background()}
 	if err := d.run(); err != nil {
 		t.Fatal(err)

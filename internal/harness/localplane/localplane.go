@@ -131,10 +131,12 @@ func Start(ctx context.Context, opts Options) (p *Plane, err error) {
 }
 
 // New starts a plane for a test or benchmark and stops it when the test ends,
-// failed or not. A missing dependency fails the test with a message saying how
+// failed or not, holding one of the machine's plane slots meanwhile (see
+// HoldSlot). A missing dependency fails the test with a message saying how
 // to get it; it never skips.
 func New(tb testing.TB, opts Options) *Plane {
 	tb.Helper()
+	HoldSlot(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	p, err := Start(ctx, opts)

@@ -20,8 +20,8 @@ import (
 // plane the next one finds, as when all shared one plane in turn.
 type Pool struct {
 	opts Options
-	// slots holds one token per plane that may exist; Take waits for one.
-	slots chan struct{}
+	// tokens holds one per plane that may exist; Take waits for one.
+	tokens chan struct{}
 
 	mu   sync.Mutex
 	free []*Plane
@@ -42,7 +42,7 @@ func NewPool(opts Options, size int) *Pool {
 	if size < 1 {
 		size = 1
 	}
-	return &Pool{opts: opts, slots: make(chan struct{}, size), held: map[string]*Plane{}}
+	return &Pool{opts: opts, tokens: make(chan struct{}, size), held: map[string]*Plane{}}
 }
 
 // Take gives the test a plane of its own until it ends (its cleanups, those
@@ -54,7 +54,8 @@ func (pool *Pool) Take(t testing.TB) *Plane {
 	if p := pool.heldByAncestor(t.Name()); p != nil {
 		return p
 	}
-	pool.slots <- struct{}{}
+	HoldSlot(t)
+	pool.tokens <- struct{}{}
 	pool.mu.Lock()
 	var p *Plane
 	if n := len(pool.free); n > 0 {
@@ -64,7 +65,7 @@ func (pool *Pool) Take(t testing.TB) *Plane {
 	if p == nil {
 		var err error
 		if p, err = Start(context.Background(), pool.opts); err != nil {
-			<-pool.slots
+			<-pool.tokens
 			t.Fatalf("local control plane: %v", err)
 		}
 		pool.mu.Lock()
@@ -79,7 +80,7 @@ func (pool *Pool) Take(t testing.TB) *Plane {
 		delete(pool.held, t.Name())
 		pool.free = append(pool.free, p)
 		pool.mu.Unlock()
-		<-pool.slots
+		<-pool.tokens
 	})
 	return p
 }
