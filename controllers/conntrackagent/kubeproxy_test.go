@@ -278,11 +278,11 @@ func TestAgentWithRealKubeProxy(t *testing.T) {
 			for mi, mode := range []string{"iptables", "nftables"} {
 				t.Run(version+"/"+mode, func(t *testing.T) {
 					t.Parallel()
-				p := localplane.New(t, localplane.Options{NoAWS: true})
-				kube, err := kubernetes.NewForConfig(p.Config)
-				if err != nil {
-					t.Fatal(err)
-				}
+					p := localplane.New(t, localplane.Options{NoAWS: true})
+					kube, err := kubernetes.NewForConfig(p.Config)
+					if err != nil {
+						t.Fatal(err)
+					}
 					lab, err := netlab.New(fmt.Sprintf("kp%d%d", vi, mi))
 					if err != nil {
 						t.Fatal(err)
