@@ -279,11 +279,14 @@ func TestPipelineWithKubeRouter(t *testing.T) {
 			{Name: "rogue6", Addr: netip.MustParseAddr("2001:db8:99::1"), Index: 9},
 		},
 		func(string) {},
-		// kube-router's chain for the pod, in both families, and the
-		// Service's policy's.
+		// kube-router's chain for the pod, in both families, running through
+		// the Service's policy (chains written by a sync before kube-router's
+		// informers had the pod's labels admit everyone: see
+		// TestNetworkPolicyBackendWithKubeRouter).
 		func() (bool, string) {
 			rules, err := e.node.KubeRouter.Rules()
-			return err == nil && strings.Count(rules, ":KUBE-POD-FW-") >= 2 && strings.Count(rules, ":KUBE-NWPLCY-") >= 2,
+			return err == nil && strings.Count(rules, ":KUBE-POD-FW-") >= 2 && strings.Count(rules, ":KUBE-NWPLCY-") >= 2 &&
+				strings.Count(rules, "run through nw policy ") >= 2,
 				rules + "\n" + e.node.KubeRouter.LogTail(20)
 		})
 }
