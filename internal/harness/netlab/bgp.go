@@ -45,7 +45,7 @@ type BGPPeer struct {
 // StartBGPRouter starts gobgpd in ns with the AS number asn, passive
 // towards each peer (the speakers open the sessions), IPv4 unicast with
 // IPv4 peers and IPv6 unicast with IPv6 ones.
-func (l *Lab) StartBGPRouter(ns string, asn uint32, routerID netip.Addr, peers ...BGPPeer) (*BGPRouter, error) {
+func (l *Lab) StartBGPRouter(ns string, asn uint32, routerID netip.Addr, peers ...BGPPeer) (r *BGPRouter, err error) {
 	for _, tool := range []string{"gobgpd", "gobgp"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return nil, fmt.Errorf("%s not found: apt-get install gobgpd (make deps does)", tool)
@@ -55,6 +55,11 @@ func (l *Lab) StartBGPRouter(ns string, asn uint32, routerID netip.Addr, peers .
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
 	var conf strings.Builder
 	fmt.Fprintf(&conf, "[global.config]\n  as = %d\n  router-id = %q\n", asn, routerID)
 	for _, p := range peers {
@@ -70,7 +75,7 @@ func (l *Lab) StartBGPRouter(ns string, asn uint32, routerID netip.Addr, peers .
 	if err := os.WriteFile(confFile, []byte(conf.String()), 0o600); err != nil {
 		return nil, err
 	}
-	r := &BGPRouter{lab: l, ns: ns, api: "127.0.0.1:50051", done: make(chan struct{}), log: filepath.Join(dir, "gobgpd.log"),
+	r = &BGPRouter{lab: l, ns: ns, api: "127.0.0.1:50051", done: make(chan struct{}), log: filepath.Join(dir, "gobgpd.log"),
 		installed: map[netip.Prefix]time.Time{}}
 	logFile, err := os.Create(r.log)
 	if err != nil {
@@ -190,4 +195,5 @@ func (r *BGPRouter) Stop() {
 	}
 	<-r.done
 	r.synced.Wait()
+	_ = os.RemoveAll(filepath.Dir(r.log)) // its configuration and log
 }
