@@ -23,4 +23,3 @@ func TestBGPRouterStopRemovesItsFiles(t *testing.T) {
 		t.Fatalf("%s is left after Stop (%v)", dir, err)
 	}
 }
-
