@@ -286,7 +286,7 @@ func TestPipelineWithKubeRouter(t *testing.T) {
 		func() (bool, string) {
 			rules, err := e.node.KubeRouter.Rules()
 			return err == nil && strings.Count(rules, ":KUBE-POD-FW-") >= 2 && strings.Count(rules, ":KUBE-NWPLCY-") >= 2 &&
-				strings.Count(rules, "run through nw policy ") >= 2,
+					strings.Count(rules, "run through nw policy ") >= 2,
 				rules + "\n" + e.node.KubeRouter.LogTail(20)
 		})
 }
