@@ -18,6 +18,7 @@ import (
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/calicopolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
@@ -219,18 +220,27 @@ func TestFelixEnforcesPolicies(t *testing.T) {
 		return time.Since(last) < 100*time.Millisecond, fmt.Sprintf("last packet %s ago", time.Since(last))
 	})
 
-	// The listed source removed: its flow stops.
+	// The listed source removed: its flow stops, and no datagram of it
+	// arrives once the edit is acknowledged (the acknowledgement means
+	// enforced). The time it took is logged, not asserted: it is Felix's
+	// programming time, which the load of the machine sets (1,016 ms once
+	// with stress-ng beside a full run, failing a one-second bound here).
 	update(t, c, svc, func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"198.51.100.200/32"} })
 	edited := time.Now()
+	eventually(t, "the edit acknowledged", func() (bool, string) {
+		got, ok := get(t, c, svc)
+		return ok && ack.Current(got), fmt.Sprint(got.Annotations[annotations.Enforced])
+	})
+	acked := time.Now()
 	eventually(t, "the removed source's flow to stop", func() (bool, string) {
 		_, last := r.From(listed)
 		return time.Since(last) > 500*time.Millisecond, fmt.Sprintf("last packet %s ago", time.Since(last))
 	})
 	_, last := r.From(listed)
-	t.Logf("a removed source's one-way UDP flow stopped %.0f ms after the Service edit (its last packet came then)",
-		last.Sub(edited).Seconds()*1000)
-	if last.Sub(edited) > time.Second {
-		t.Errorf("the removed source kept passing for %s after the edit, more than a second", last.Sub(edited))
+	t.Logf("a removed source's one-way UDP flow stopped %.0f ms after the Service edit (its last packet came then); acknowledged %.0f ms after it",
+		last.Sub(edited).Seconds()*1000, acked.Sub(edited).Seconds()*1000)
+	if last.After(acked) {
+		t.Errorf("the removed source's datagrams reached the collector %s after the edit was acknowledged as enforced", last.Sub(acked))
 	}
 
 	// The Service deleted: the policies go, and Felix's chains with them.
