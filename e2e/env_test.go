@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pipeline"
@@ -57,12 +58,14 @@ type env struct {
 // envOptions: ipv6 puts the ingress on ip targets (the NLB sends to the
 // pods, keeping IPv6 clients' addresses) and turns Felix's IPv6 on;
 // policyBackend is the ingress's policy_backend ("": the controller's
-// default, calico); kubeRouter puts kube-router's network policy controller
-// on the node instead of Felix.
+// default); kubeRouter puts kube-router's network policy controller on the
+// node instead of Felix; controllerBackends are the controller's backends,
+// its default first (nil: calico, networkpolicy allowed).
 type envOptions struct {
-	ipv6          bool
-	policyBackend string
-	kubeRouter    bool
+	ipv6               bool
+	policyBackend      string
+	kubeRouter         bool
+	controllerBackends []nlbpolicy.Backend
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
@@ -97,7 +100,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.reader.Close)
-	stopCtl, err := e.p.StartNLBPolicyController(ctx, nil)
+	stopCtl, err := e.p.StartNLBPolicyControllerWith(ctx, localplane.ControllerOptions{Backends: opts.controllerBackends})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pipeline"
@@ -260,15 +261,19 @@ func TestPipelineIPv6(t *testing.T) {
 		})
 }
 
-// TestPipelineWithKubeRouter: the same module and apply, the networkpolicy
-// backend, with kube-router's network policy controller as the node's only
-// enforcer (no Felix, no Calico object anywhere): an IPv4 and an IPv6 site
-// on ip targets land in their topics, and neither the unlisted IPv4 nor the
-// unlisted IPv6 exporter's datagrams reach the collector pod (kube-router
-// drops them).
+// TestPipelineWithKubeRouter: the same module and apply on a cluster
+// without Calico: the controller runs with the networkpolicy backend alone
+// (its default, the only one allowed, as --policy-backend=networkpolicy
+// --allowed-policy-backends=networkpolicy give it: no Calico tier, no
+// Calico kind watched), the module does not choose a backend, and
+// kube-router's network policy controller is the node's only enforcer (no
+// Felix, no Calico object anywhere): an IPv4 and an IPv6 site on ip targets
+// land in their topics, and neither the unlisted IPv4 nor the unlisted IPv6
+// exporter's datagrams reach the collector pod (kube-router drops them).
 func TestPipelineWithKubeRouter(t *testing.T) {
 	t.Parallel() // on a plane and in a lab of its own
-	e := newEnv(t, envOptions{ipv6: true, policyBackend: "networkpolicy", kubeRouter: true})
+	e := newEnv(t, envOptions{ipv6: true, kubeRouter: true,
+		controllerBackends: []nlbpolicy.Backend{nlbpolicy.BackendNetworkPolicy}})
 	networkPolicyPipeline(e,
 		[]pipeline.Site{
 			{Name: "ams", Addr: netip.MustParseAddr("100.64.1.1"), Index: 1},
@@ -332,6 +337,19 @@ func networkPolicyPipeline(e *env, all, unlisted []pipeline.Site, pod func(link 
 	}
 	if len(gnps.Items) != 0 {
 		t.Fatalf("the networkpolicy backend, but %d Calico policies of the controller", len(gnps.Items))
+	}
+	// A controller without the calico backend makes no Calico object at
+	// all: not even its tier.
+	if len(e.opts.controllerBackends) > 0 && !slices.Contains(e.opts.controllerBackends, nlbpolicy.BackendCalico) {
+		var tiers calicov3.TierList
+		if err := e.c.List(context.Background(), &tiers); err != nil {
+			t.Fatal(err)
+		}
+		for _, tier := range tiers.Items {
+			if tier.Name == nlbpolicy.DefaultTier {
+				t.Fatalf("the controller has no calico backend, but the Calico tier %s exists", tier.Name)
+			}
+		}
 	}
 	var nps networkingv1.NetworkPolicyList
 	if err := e.c.List(context.Background(), &nps, client.InNamespace(collectorNS)); err != nil || len(nps.Items) != 1 {

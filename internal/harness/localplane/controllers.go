@@ -3,6 +3,7 @@ package localplane
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,8 +23,31 @@ import (
 // metrics in reg (nil: a private registry). stop ends it and returns the
 // manager's error.
 func (p *Plane) StartNLBPolicyController(ctx context.Context, reg prometheus.Registerer) (stop func() error, err error) {
-	if err := p.CreateProductTier(ctx); err != nil {
-		return nil, err
+	return p.StartNLBPolicyControllerWith(ctx, ControllerOptions{Registry: reg})
+}
+
+// ControllerOptions change how StartNLBPolicyControllerWith runs the
+// controller.
+type ControllerOptions struct {
+	// Registry receives its metrics (nil: a private registry).
+	Registry prometheus.Registerer
+	// Backends the controller has, its default first, as its
+	// --policy-backend and --allowed-policy-backends flags give them (empty:
+	// calico, networkpolicy). Without calico it creates no Calico tier and
+	// watches no Calico kind, as on a cluster without Calico.
+	Backends []nlbpolicy.Backend
+}
+
+// StartNLBPolicyControllerWith is StartNLBPolicyController with options.
+func (p *Plane) StartNLBPolicyControllerWith(ctx context.Context, o ControllerOptions) (stop func() error, err error) {
+	backends := o.Backends
+	if len(backends) == 0 {
+		backends = []nlbpolicy.Backend{nlbpolicy.BackendCalico, nlbpolicy.BackendNetworkPolicy}
+	}
+	if slices.Contains(backends, nlbpolicy.BackendCalico) {
+		if err := p.CreateProductTier(ctx); err != nil {
+			return nil, err
+		}
 	}
 	mgr, err := ctrl.NewManager(p.Config, nlbpolicy.WithCache(ctrl.Options{
 		Scheme:     kubeapi.Scheme(),
@@ -33,13 +57,13 @@ func (p *Plane) StartNLBPolicyController(ctx context.Context, reg prometheus.Reg
 	if err != nil {
 		return nil, err
 	}
+	reg := o.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
 	cfg := p.AWS.Config()
-	// Calico by default; a Service may choose the NetworkPolicy backend.
 	opts := nlbpolicy.DefaultOptions()
-	opts.Backends = []nlbpolicy.Backend{nlbpolicy.BackendCalico, nlbpolicy.BackendNetworkPolicy}
+	opts.Backend, opts.Backends = backends[0], backends
 	if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{Options: opts,
 		Sources:       &nlbpolicy.AWSSources{AWS: &cfg, TTL: time.Minute},
 		SweepInterval: time.Minute, Registry: reg}); err != nil {
