@@ -5,5 +5,5 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
 
 {{- define "telemetry.image" -}}
-{{ .image.repository }}:{{ .image.tag | default .appVersion }}
+{{ .image.repository }}:{{ .image.tag | default .appVersion }}{{ with .image.digest }}@{{ . }}{{ end }}
 {{- end -}}
