@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/ptr"
@@ -36,6 +37,9 @@ type ControllerOptions struct {
 	// calico, networkpolicy). Without calico it creates no Calico tier and
 	// watches no Calico kind, as on a cluster without Calico.
 	Backends []nlbpolicy.Backend
+	// AWS is how the controller reaches AWS (nil: the plane's account, as
+	// AWS.Config gives it).
+	AWS *aws.Config
 }
 
 // StartNLBPolicyControllerWith is StartNLBPolicyController with options.
@@ -62,6 +66,9 @@ func (p *Plane) StartNLBPolicyControllerWith(ctx context.Context, o ControllerOp
 		reg = prometheus.NewRegistry()
 	}
 	cfg := p.AWS.Config()
+	if o.AWS != nil {
+		cfg = *o.AWS
+	}
 	opts := nlbpolicy.DefaultOptions()
 	opts.Backend, opts.Backends = backends[0], backends
 	if _, err := nlbpolicy.Setup(mgr, nlbpolicy.Config{Options: opts,

@@ -97,7 +97,7 @@ func (p *Plane) StartLoadBalancerController(ctx context.Context, opts LBCOptions
 	}
 	l.cmd = exec.Command(bin, args...)
 	l.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir,
-		"AWS_ACCESS_KEY_ID=" + AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + SecretAccessKey, "AWS_REGION=" + p.AWS.Region,
+		"AWS_ACCESS_KEY_ID=" + p.AWS.key().AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + p.AWS.key().SecretAccessKey, "AWS_REGION=" + p.AWS.Region,
 		"AWS_EC2_METADATA_DISABLED=true"}
 	l.cmd.Stdout, l.cmd.Stderr = logFile, logFile
 	if err := startChild(l.cmd); err != nil {

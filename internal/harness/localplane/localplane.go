@@ -217,15 +217,20 @@ func binaryAssets() (string, error) {
 
 // ProviderBlock is a terraform provider block of telemetry reaching this
 // plane: its kubeconfig and, unless the plane runs without AWS, moto.
-func (p *Plane) ProviderBlock() string {
-	if p.AWS.Endpoint == "" {
+func (p *Plane) ProviderBlock() string { return p.AWS.ProviderBlock(p.Kubeconfig) }
+
+// ProviderBlock is a provider block reaching the plane's API server through
+// kubeconfig and this account (none if it has no endpoint), signing with
+// its key.
+func (a AWS) ProviderBlock(kubeconfig string) string {
+	if a.Endpoint == "" {
 		return fmt.Sprintf(`
 provider "telemetry" {
   kubernetes {
     config_path = %q
   }
 }
-`, p.Kubeconfig)
+`, kubeconfig)
 	}
 	return fmt.Sprintf(`
 provider "telemetry" {
@@ -243,5 +248,5 @@ provider "telemetry" {
     }
   }
 }
-`, p.Kubeconfig, p.AWS.Region, AccessKeyID, SecretAccessKey, p.AWS.Endpoint, p.AWS.Endpoint, p.AWS.Endpoint)
+`, kubeconfig, a.Region, a.key().AccessKeyID, a.key().SecretAccessKey, a.Endpoint, a.Endpoint, a.Endpoint)
 }

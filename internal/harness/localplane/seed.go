@@ -43,13 +43,35 @@ type AWS struct {
 	Subnets             []Subnet
 	NodeSecurityGroupID string
 	Instances           []Instance
+	// Key signs the calls (empty: AccessKeyID and SecretAccessKey, which
+	// moto accepts until EnforceIAM).
+	Key Credentials
+}
+
+// Credentials are an access key.
+type Credentials struct {
+	AccessKeyID, SecretAccessKey string
+}
+
+// key is the access key the calls are signed with.
+func (a AWS) key() Credentials {
+	if a.Key.AccessKeyID == "" {
+		return Credentials{AccessKeyID, SecretAccessKey}
+	}
+	return a.Key
+}
+
+// As is the account reached with another access key.
+func (a AWS) As(key Credentials) AWS {
+	a.Key = key
+	return a
 }
 
 // Config is an SDK configuration that reaches the emulated account.
 func (a AWS) Config() aws.Config {
 	return aws.Config{
 		Region:       a.Region,
-		Credentials:  credentials.NewStaticCredentialsProvider(AccessKeyID, SecretAccessKey, ""),
+		Credentials:  credentials.NewStaticCredentialsProvider(a.key().AccessKeyID, a.key().SecretAccessKey, ""),
 		BaseEndpoint: aws.String(a.Endpoint),
 	}
 }
