@@ -56,6 +56,12 @@ func example(t *testing.T, name string) func(args ...string) tfdev.Result {
 // examples/<name>, with moto's credentials; a failed command fails the test.
 func exampleWith(t *testing.T, env *tfdev.Env, name string) func(args ...string) tfdev.Result {
 	t.Helper()
+	return exampleAs(t, env, name, localplane.Credentials{AccessKeyID: localplane.AccessKeyID, SecretAccessKey: localplane.SecretAccessKey})
+}
+
+// exampleAs is exampleWith signing AWS calls with key.
+func exampleAs(t *testing.T, env *tfdev.Env, name string, key localplane.Credentials) func(args ...string) tfdev.Result {
+	t.Helper()
 	work := t.TempDir()
 	if err := tfdev.CopyDir(filepath.Join(localplane.RepoRoot(), "examples"), work); err != nil {
 		t.Fatal(err)
@@ -63,7 +69,7 @@ func exampleWith(t *testing.T, env *tfdev.Env, name string) func(args ...string)
 	dir := filepath.Join(work, name)
 	withCreds := *env
 	withCreds.Environ = append(slices.Clone(env.Environ),
-		"AWS_ACCESS_KEY_ID="+localplane.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+localplane.SecretAccessKey)
+		"AWS_ACCESS_KEY_ID="+key.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+key.SecretAccessKey)
 	run := func(args ...string) tfdev.Result {
 		t.Helper()
 		res, err := withCreds.Run(context.Background(), dir, args...)
@@ -119,7 +125,10 @@ func TestAccExamplesValidate(t *testing.T) {
 // terraform and with OpenTofu, each installing the provider as a user's
 // does, from the release archive in a filesystem mirror (`init`, no
 // dev_overrides; the example's version constraint must take the release's
-// version, and the lock file records the package).
+// version, and the lock file records the package), and each with the IAM
+// policies of deploy/iam enforced (the CLI signing as a user with the
+// provider's, the controller as one with its own; see
+// TestAccIAMPoliciesSufficientAndMinimal for what moto evaluates).
 func TestAccExampleComplete(t *testing.T) {
 	t.Parallel()
 	requireAcc(t)
@@ -141,22 +150,38 @@ func TestAccExampleComplete(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			run := exampleWith(t, env, "complete")
+			// A plane of its own: IAM is enforced on the whole of its moto.
+			p := localplane.New(t, localplane.Options{})
+			asProvider, asController := enforceDeployIAM(t, p)
+			run := exampleAs(t, env, "complete", asProvider.Key)
 			init := run("init", "-no-color", "-input=false")
 			if want := "Installed telemetry-platform/telemetry v" + version; !strings.Contains(string(init.Output), want) {
 				t.Fatalf("%s init: no %q in its output:\n%s", cli.Name, want, init.Output)
 			}
-			completeApplies(t, run)
+			completeApplies(t, run, p, asController)
 		})
 	}
 }
 
 // completeApplies applies examples/complete with run and checks the result.
-func completeApplies(t *testing.T, run func(args ...string) tfdev.Result) {
-	p, c := testPlaneClient(t)
+// The controller signs its AWS calls as controller.
+func completeApplies(t *testing.T, run func(args ...string) tfdev.Result, p *localplane.Plane, controller localplane.AWS) {
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	ensureNamespaces(t, c, "kafka", "telemetry")
-	startNLBPolicy(t, p)
+	ctlAWS := controller.Config()
+	stop, err := p.StartNLBPolicyControllerWith(ctx, localplane.ControllerOptions{AWS: &ctlAWS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := stop(); err != nil {
+			t.Errorf("nlb-policy controller: %v", err)
+		}
+	}()
 	topics := standin.StartTopicOperator(c, "telemetry")
 	defer topics.Stop()
 	lbs := standin.StartLoadBalancerController(c, p.AWS.Config(), p.AWS.VPCID)

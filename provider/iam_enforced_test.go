@@ -126,6 +126,28 @@ var providerActions = map[string]iamScenario{
 	"ec2:UpdateSecurityGroupRuleDescriptionsIngress": atShare,
 }
 
+// enforceDeployIAM turns IAM authorization on in the plane's moto and
+// returns the account as a user with deploy/iam's provider policy and as one
+// with the controller's (each as moto can evaluate it: forMoto).
+func enforceDeployIAM(t *testing.T, p *localplane.Plane) (provider, controller localplane.AWS) {
+	t.Helper()
+	if err := p.EnforceIAM(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return iamUser(t, p, "terraform-provider", readIAMPolicy(t, "terraform-provider.json").forMoto("")),
+		iamUser(t, p, "nlb-policy-controller", readIAMPolicy(t, "nlb-policy-controller.json").forMoto(""))
+}
+
+// iamUser is the plane's account as a new IAM user with only policy.
+func iamUser(t *testing.T, p *localplane.Plane, name, policy string) localplane.AWS {
+	t.Helper()
+	key, err := p.IAMUser(context.Background(), name, policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.AWS.As(key)
+}
+
 // TestAccIAMPoliciesSufficientAndMinimal runs the provider and the
 // nlb-policy controller against moto with IAM authorization on, each
 // signing as a user whose only policy is its document in deploy/iam (the
@@ -158,19 +180,8 @@ func TestAccIAMPoliciesSufficientAndMinimal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.EnforceIAM(ctx); err != nil {
-		t.Fatal(err)
-	}
-	user := func(name, policy string) localplane.AWS {
-		t.Helper()
-		key, err := p.IAMUser(ctx, name, policy)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p.AWS.As(key)
-	}
-	asProvider := user("terraform-provider", provider.forMoto(""))
-	asController := user("nlb-policy-controller", controller.forMoto(""))
+	asProvider, asController := enforceDeployIAM(t, p)
+	user := func(name, policy string) localplane.AWS { t.Helper(); return iamUser(t, p, name, policy) }
 	// The fixed key of the plane is refused now: the switch is on.
 	fixed := p.AWS.As(localplane.Credentials{AccessKeyID: localplane.AccessKeyID, SecretAccessKey: localplane.SecretAccessKey})
 	if _, err := ec2.NewFromConfig(fixed.Config()).DescribeVpcs(ctx, &ec2.DescribeVpcsInput{}); err == nil {
