@@ -46,6 +46,10 @@ type KubeProxyOptions struct {
 	Node     string
 	NodeIPs  []netip.Addr
 	PodCIDRs []netip.Prefix
+	// MinSyncPeriod is --iptables-min-sync-period (both modes; 0: kube-proxy's
+	// default, 1 s): how long a change may wait for the next sync, as on a
+	// cluster that rate-limits kube-proxy's syncs.
+	MinSyncPeriod time.Duration
 }
 
 // KubeProxyVersions lists the kube-proxy versions `make kubeproxy` built.
@@ -97,15 +101,18 @@ func (p *Plane) StartKubeProxy(ctx context.Context, netnsPath string, opts KubeP
 	for _, ip := range opts.NodeIPs {
 		nodePortAddrs = append(nodePortAddrs, netip.PrefixFrom(ip, ip.BitLen()).String())
 	}
-	kp.cmd = nodeCommand(netnsPath, bin, nil,
-		"--kubeconfig="+p.Kubeconfig,
-		"--hostname-override="+opts.Node,
-		"--proxy-mode="+opts.Mode,
-		"--nodeport-addresses="+strings.Join(nodePortAddrs, ","),
+	args := []string{"--kubeconfig=" + p.Kubeconfig,
+		"--hostname-override=" + opts.Node,
+		"--proxy-mode=" + opts.Mode,
+		"--nodeport-addresses=" + strings.Join(nodePortAddrs, ","),
 		"--conntrack-max-per-core=0",
 		"--conntrack-tcp-timeout-established=0", "--conntrack-tcp-timeout-close-wait=0",
 		"--metrics-bind-address=127.0.0.1:10249", "--healthz-bind-address=127.0.0.1:10256",
-		"--v=2")
+		"--v=2"}
+	if opts.MinSyncPeriod > 0 {
+		args = append(args, "--iptables-min-sync-period="+opts.MinSyncPeriod.String())
+	}
+	kp.cmd = nodeCommand(netnsPath, bin, nil, args...)
 	if err := kp.start(logFile); err != nil {
 		return nil, err
 	}
