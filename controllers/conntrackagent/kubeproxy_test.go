@@ -551,7 +551,17 @@ func steady(t *testing.T, r *netlab.Receiver) {
 }
 
 func startAgentIn(t *testing.T, kube kubernetes.Interface, lab *netlab.Lab, node string) (*conntrackagent.Agent, *prometheus.Registry, func()) {
-	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2, RecvBuffer: 1 << 20}
+	return startAgentInNS(t, kube, lab, "node", node)
+}
+
+// startAgentInNS is startAgentIn on the lab's node namespace ns (node2).
+func startAgentInNS(t *testing.T, kube kubernetes.Interface, lab *netlab.Lab, ns, node string) (*conntrackagent.Agent, *prometheus.Registry, func()) {
+	handle, err := os.Open(lab.NSPath(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { handle.Close() })
+	ct := &conntrackagent.Netlink{NetNS: int(handle.Fd()), Workers: 2, RecvBuffer: 1 << 20}
 	reg := prometheus.NewRegistry()
 	a := conntrackagent.New(conntrackagent.Config{
 		Client: kube, Conntrack: ct, NodeName: node, Period: time.Hour, Debounce: 50 * time.Millisecond,
@@ -562,7 +572,7 @@ func startAgentIn(t *testing.T, kube kubernetes.Interface, lab *netlab.Lab, node
 		// on the host network reaches it.
 		Dataplane: conntrackagent.DataplaneProbe{URL: "http://127.0.0.1:10249",
 			Dial: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
-				err = lab.InNS("node", func() error {
+				err = lab.InNS(ns, func() error {
 					conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
 					return err
 				})

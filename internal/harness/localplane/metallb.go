@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,8 +33,9 @@ import (
 type MetalLB struct {
 	Namespace  string
 	Node       string
+	plane      *Plane
 	controller nsProcess
-	speaker    nsProcess
+	speakers   []*nsProcess // the first on Node; AddSpeaker's after it
 }
 
 // MetalLBOptions say where MetalLB runs.
@@ -78,10 +80,6 @@ func (p *Plane) StartMetalLB(ctx context.Context, netnsPath string, opts MetalLB
 	if err != nil {
 		return nil, err
 	}
-	speakerBin, err := builtArtifact("METALLB_SPEAKER", "metallb", "metallb-speaker")
-	if err != nil {
-		return nil, err
-	}
 	crds, err := builtArtifact("METALLB_CRDS", "metallb", "crds")
 	if err != nil {
 		return nil, err
@@ -93,70 +91,101 @@ func (p *Plane) StartMetalLB(ctx context.Context, netnsPath string, opts MetalLB
 	if err != nil {
 		return nil, err
 	}
-	node := &corev1.Node{}
-	if err := c.Get(ctx, client.ObjectKey{Name: opts.Node}, node); err != nil {
-		return nil, fmt.Errorf("the speaker's Node %s (register it first, as kube-proxy does): %w", opts.Node, err)
-	}
-	patch := client.MergeFrom(node.DeepCopy())
-	metav1.SetMetaDataLabel(&node.ObjectMeta, corev1.LabelHostname, opts.Node)
-	if err := c.Patch(ctx, node, patch); err != nil {
-		return nil, err
-	}
-	controllerPod, speakerPod := "controller-"+opts.Node, "speaker-"+opts.Node
+	m := &MetalLB{Namespace: opts.Namespace, Node: opts.Node, plane: p}
 	if err := createOrKeep(ctx, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.Namespace}}); err != nil {
 		return nil, err
 	}
-	for _, name := range []string{controllerPod, speakerPod} {
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: opts.Namespace, Name: name,
-			Labels: map[string]string{"app": "metallb", "component": strings.SplitN(name, "-", 2)[0]}},
-			Spec: corev1.PodSpec{NodeName: opts.Node, Containers: []corev1.Container{{Name: "metallb", Image: "metallb:pinned"}}}}
-		if err := createOrKeep(ctx, c, pod); err != nil {
-			return nil, err
-		}
-	}
-	api, err := url.Parse(p.Config.Host)
+	controllerPod := "controller-" + opts.Node
+	port, err := m.pod(ctx, c, controllerPod, opts.Node)
 	if err != nil {
 		return nil, err
 	}
-	var ports [2]int
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
-			return nil, err
-		}
-	}
-	m := &MetalLB{Namespace: opts.Namespace, Node: opts.Node}
-	env := []string{"KUBECONFIG=" + p.Kubeconfig, "METALLB_NAMESPACE=" + opts.Namespace}
-	start := func(n *nsProcess, name, bin, pod string, extraEnv []string, args ...string) error {
-		logFile, err := n.prepare(p, name, netnsPath, api.Host)
-		if err != nil {
-			return err
-		}
-		n.cmd = nodeCommand(netnsPath, bin, nil, args...)
-		n.cmd.Env = append(append(n.cmd.Env, env...), append(extraEnv, "METALLB_POD_NAME="+pod)...)
-		if err := n.start(logFile); err != nil {
-			return err
-		}
-		// controller-runtime's managers log this once their caches have
-		// synced and their reconcilers run.
-		if err := n.waitFor(ctx, `"Starting workers"`, 100*time.Millisecond, func() bool {
-			return strings.Contains(n.LogTail(400), "Starting workers")
-		}); err != nil {
-			n.Stop()
-			return fmt.Errorf("%w\n%s", err, n.LogTail(40))
-		}
-		return nil
-	}
-	if err := start(&m.controller, "metallb-controller", controllerBin, controllerPod, nil,
-		"--port=0", "--webhook-mode=disabled", "--disable-cert-rotation", "--health-probe-port="+strconv.Itoa(ports[0]),
+	if err := m.start(ctx, &m.controller, "metallb-controller", controllerBin, netnsPath, controllerPod, nil,
+		"--port=0", "--webhook-mode=disabled", "--disable-cert-rotation", "--health-probe-port="+strconv.Itoa(port),
 		"--log-level=debug"); err != nil {
 		return nil, err
 	}
-	if err := start(&m.speaker, "metallb-speaker", speakerBin, speakerPod, []string{"METALLB_NODE_NAME=" + opts.Node},
-		"--port=0", "--health-probe-port="+strconv.Itoa(ports[1]), "--log-level=debug"); err != nil {
+	if err := m.AddSpeaker(ctx, netnsPath, opts.Node); err != nil {
 		m.controller.Stop()
 		return nil, err
 	}
 	return m, nil
+}
+
+// AddSpeaker starts a speaker as node (registered already) in the network
+// namespace at netnsPath: a second node of the cluster announcing from its
+// own links (the first is StartMetalLB's). The node is labelled with
+// kubernetes.io/hostname.
+func (m *MetalLB) AddSpeaker(ctx context.Context, netnsPath, node string) error {
+	speakerBin, err := builtArtifact("METALLB_SPEAKER", "metallb", "metallb-speaker")
+	if err != nil {
+		return err
+	}
+	c, err := m.plane.Client()
+	if err != nil {
+		return err
+	}
+	n := &corev1.Node{}
+	if err := c.Get(ctx, client.ObjectKey{Name: node}, n); err != nil {
+		return fmt.Errorf("the speaker's Node %s (register it first, as kube-proxy does): %w", node, err)
+	}
+	patch := client.MergeFrom(n.DeepCopy())
+	metav1.SetMetaDataLabel(&n.ObjectMeta, corev1.LabelHostname, node)
+	if err := c.Patch(ctx, n, patch); err != nil {
+		return err
+	}
+	speakerPod := "speaker-" + node
+	port, err := m.pod(ctx, c, speakerPod, node)
+	if err != nil {
+		return err
+	}
+	speaker := &nsProcess{}
+	if err := m.start(ctx, speaker, "metallb-speaker-"+node, speakerBin, netnsPath, speakerPod, []string{"METALLB_NODE_NAME=" + node},
+		"--port=0", "--health-probe-port="+strconv.Itoa(port), "--log-level=debug"); err != nil {
+		return err
+	}
+	m.speakers = append(m.speakers, speaker)
+	return nil
+}
+
+// pod creates the Pod object a MetalLB process reads at start, on node, and
+// returns a free port for its health probe.
+func (m *MetalLB) pod(ctx context.Context, c client.Client, name, node string) (int, error) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: name,
+		Labels: map[string]string{"app": "metallb", "component": strings.SplitN(name, "-", 2)[0]}},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "metallb", Image: "metallb:pinned"}}}}
+	if err := createOrKeep(ctx, c, pod); err != nil {
+		return 0, err
+	}
+	return freePort()
+}
+
+// start runs a MetalLB binary in the network namespace at netnsPath as the
+// Pod pod, and waits until its controllers run.
+func (m *MetalLB) start(ctx context.Context, n *nsProcess, name, bin, netnsPath, pod string, extraEnv []string, args ...string) error {
+	api, err := url.Parse(m.plane.Config.Host)
+	if err != nil {
+		return err
+	}
+	logFile, err := n.prepare(m.plane, name, netnsPath, api.Host)
+	if err != nil {
+		return err
+	}
+	n.cmd = nodeCommand(netnsPath, bin, nil, args...)
+	env := []string{"KUBECONFIG=" + m.plane.Kubeconfig, "METALLB_NAMESPACE=" + m.Namespace, "METALLB_POD_NAME=" + pod}
+	n.cmd.Env = append(append(n.cmd.Env, env...), extraEnv...)
+	if err := n.start(logFile); err != nil {
+		return err
+	}
+	// controller-runtime's managers log this once their caches have
+	// synced and their reconcilers run.
+	if err := n.waitFor(ctx, `"Starting workers"`, 100*time.Millisecond, func() bool {
+		return strings.Contains(n.LogTail(400), "Starting workers")
+	}); err != nil {
+		n.Stop()
+		return fmt.Errorf("%w\n%s", err, n.LogTail(40))
+	}
+	return nil
 }
 
 // Pool creates an IPAddressPool of these addresses (prefixes or ranges,
@@ -187,19 +216,44 @@ func (m *MetalLB) Pool(ctx context.Context, c client.Client, name string, addres
 // takes, as a /32 or /128.
 func (m *MetalLB) BGPPool(ctx context.Context, c client.Client, name string, myASN, peerASN uint32, routers []netip.Addr,
 	addresses ...netip.Prefix) error {
+	var peers []NodePeer
+	for _, r := range routers {
+		peers = append(peers, NodePeer{Node: m.Node, Router: r})
+	}
+	return m.BGPPoolNodes(ctx, c, name, myASN, peerASN, peers, addresses...)
+}
+
+// NodePeer is a router a node's speaker opens a BGP session to.
+type NodePeer struct {
+	Node   string
+	Router netip.Addr
+}
+
+// BGPPoolNodes is BGPPool with each peer's session from its own node (a
+// BGPPeer per node and router), the pool advertised from all these nodes.
+func (m *MetalLB) BGPPoolNodes(ctx context.Context, c client.Client, name string, myASN, peerASN uint32, peers []NodePeer,
+	addresses ...netip.Prefix) error {
 	var addrs []any
 	for _, a := range addresses {
 		addrs = append(addrs, a.String())
 	}
-	onNode := []any{map[string]any{"matchLabels": map[string]any{corev1.LabelHostname: m.Node}}}
+	var nodes []any
+	for _, p := range peers {
+		if !slices.Contains(nodes, any(p.Node)) {
+			nodes = append(nodes, p.Node)
+		}
+	}
+	onNodes := []any{map[string]any{"matchExpressions": []any{map[string]any{
+		"key": corev1.LabelHostname, "operator": "In", "values": nodes}}}}
 	objs := []*unstructured.Unstructured{
 		metalLBObject("v1beta1", "IPAddressPool", m.Namespace, name, map[string]any{"addresses": addrs, "autoAssign": false}),
-		metalLBObject("v1beta1", "BGPAdvertisement", m.Namespace, name, map[string]any{"ipAddressPools": []any{name}, "nodeSelectors": onNode}),
+		metalLBObject("v1beta1", "BGPAdvertisement", m.Namespace, name, map[string]any{"ipAddressPools": []any{name}, "nodeSelectors": onNodes}),
 	}
-	for i, r := range routers {
+	for i, p := range peers {
 		objs = append(objs, metalLBObject("v1beta2", "BGPPeer", m.Namespace, fmt.Sprintf("%s-%d", name, i), map[string]any{
-			"myASN": int64(myASN), "peerASN": int64(peerASN), "peerAddress": r.String(), "nodeSelectors": onNode,
-			"holdTime": "9s", // native mode refuses keepaliveTime and connectTime
+			"myASN": int64(myASN), "peerASN": int64(peerASN), "peerAddress": p.Router.String(),
+			"nodeSelectors": []any{map[string]any{"matchLabels": map[string]any{corev1.LabelHostname: p.Node}}},
+			"holdTime":      "9s", // native mode refuses keepaliveTime and connectTime
 		}))
 	}
 	for _, o := range objs {
@@ -227,14 +281,20 @@ const (
 	AddressesAnnotation = "metallb.io/loadBalancerIPs"
 )
 
-// LogTail is the end of both logs, for failure messages.
+// LogTail is the end of every log, for failure messages.
 func (m *MetalLB) LogTail(lines int) string {
-	return m.controller.LogTail(lines) + "\n" + m.speaker.LogTail(lines)
+	out := m.controller.LogTail(lines)
+	for _, s := range m.speakers {
+		out += "\n" + s.LogTail(lines)
+	}
+	return out
 }
 
-// Stop ends the speaker (its announcements stop: ARP and NDP go
-// unanswered) and the controller.
+// Stop ends the speakers (their announcements stop: ARP and NDP go
+// unanswered, BGP sessions close) and the controller.
 func (m *MetalLB) Stop() {
-	m.speaker.Stop()
+	for _, s := range m.speakers {
+		s.Stop()
+	}
 	m.controller.Stop()
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,11 +18,13 @@ import (
 )
 
 // BGPRouter is Debian's gobgpd in one of the lab's namespaces, peering with
-// BGP speakers (MetalLB's) and installing the best path of every prefix they
-// announce into the namespace's routing table: gobgpd does not program the
-// kernel itself (FRR's zebra would), so a loop here does what a router's
-// FIB programming does, within 50 ms of gobgpd learning or withdrawing a
-// route. It needs gobgpd and gobgp (`make deps` installs them).
+// BGP speakers (MetalLB's) and installing every prefix they announce into
+// the namespace's routing table, over all the paths it has for it (ECMP, as
+// a router with multipath on: the speakers here announce equal paths):
+// gobgpd does not program the kernel itself (FRR's zebra would), so a loop
+// here does what a router's FIB programming does, within 50 ms of gobgpd
+// learning or withdrawing a path. It needs gobgpd and gobgp (`make deps`
+// installs them).
 type BGPRouter struct {
 	lab    *Lab
 	ns     string
@@ -34,6 +37,7 @@ type BGPRouter struct {
 
 	mu        sync.Mutex
 	installed map[netip.Prefix]time.Time // when each route went into the table
+	hops      map[netip.Prefix][]netip.Addr
 }
 
 // BGPPeer is a speaker the router accepts a session from.
@@ -76,7 +80,7 @@ func (l *Lab) StartBGPRouter(ns string, asn uint32, routerID netip.Addr, peers .
 		return nil, err
 	}
 	r = &BGPRouter{lab: l, ns: ns, api: "127.0.0.1:50051", done: make(chan struct{}), log: filepath.Join(dir, "gobgpd.log"),
-		installed: map[netip.Prefix]time.Time{}}
+		installed: map[netip.Prefix]time.Time{}, hops: map[netip.Prefix][]netip.Addr{}}
 	logFile, err := os.Create(r.log)
 	if err != nil {
 		return nil, err
@@ -107,46 +111,58 @@ func (r *BGPRouter) program(ctx context.Context) {
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
-		learned := map[netip.Prefix]netip.Addr{}
+		learned := map[netip.Prefix][]netip.Addr{}
 		for _, family := range []string{"ipv4", "ipv6"} {
 			out, err := r.lab.Output(r.ns, "gobgp", "-u", "127.0.0.1", "-p", "50051", "global", "rib", "-a", family, "-j")
 			if err != nil {
 				continue // gobgpd starting
 			}
-			for p, hop := range bestPaths([]byte(out)) {
-				learned[p] = hop
+			for p, hops := range nextHops([]byte(out)) {
+				learned[p] = hops
 			}
 		}
 		r.mu.Lock()
-		for p, hop := range learned {
-			if _, ok := r.installed[p]; ok {
+		for p, hops := range learned {
+			if slices.Equal(r.hops[p], hops) {
 				continue
 			}
-			if err := r.lab.Run(r.ns, "ip", "route", "replace", p.String(), "via", hop.String()); err == nil {
-				r.installed[p] = time.Now()
+			args := []string{"ip", "route", "replace", p.String()}
+			if len(hops) == 1 {
+				args = append(args, "via", hops[0].String())
+			} else {
+				for _, h := range hops {
+					args = append(args, "nexthop", "via", h.String())
+				}
+			}
+			if err := r.lab.Run(r.ns, args...); err == nil {
+				if _, ok := r.installed[p]; !ok {
+					r.installed[p] = time.Now()
+				}
+				r.hops[p] = hops
 			}
 		}
 		for p := range r.installed {
 			if _, ok := learned[p]; !ok {
 				_ = r.lab.Run(r.ns, "ip", "route", "del", p.String())
 				delete(r.installed, p)
+				delete(r.hops, p)
 			}
 		}
 		r.mu.Unlock()
 	}
 }
 
-// bestPaths reads `gobgp global rib -j`: each prefix's best path's next hop.
-func bestPaths(out []byte) map[netip.Prefix]netip.Addr {
+// nextHops reads `gobgp global rib -j`: the next hops of each prefix's
+// paths, sorted.
+func nextHops(out []byte) map[netip.Prefix][]netip.Addr {
 	var rib map[string][]struct {
-		Best  bool `json:"best"`
 		Attrs []struct {
 			NextHop string `json:"nexthop"`
 		} `json:"attrs"`
 	}
-	paths := map[netip.Prefix]netip.Addr{}
+	hops := map[netip.Prefix][]netip.Addr{}
 	if json.Unmarshal(out, &rib) != nil {
-		return paths
+		return hops
 	}
 	for prefix, ps := range rib {
 		p, err := netip.ParsePrefix(prefix)
@@ -154,17 +170,15 @@ func bestPaths(out []byte) map[netip.Prefix]netip.Addr {
 			continue
 		}
 		for _, path := range ps {
-			if !path.Best {
-				continue
-			}
 			for _, a := range path.Attrs {
-				if hop, err := netip.ParseAddr(a.NextHop); err == nil {
-					paths[p] = hop
+				if hop, err := netip.ParseAddr(a.NextHop); err == nil && !slices.Contains(hops[p], hop) {
+					hops[p] = append(hops[p], hop)
 				}
 			}
 		}
+		slices.SortFunc(hops[p], netip.Addr.Compare)
 	}
-	return paths
+	return hops
 }
 
 // Route says whether the route to p is in the namespace's table, and since
@@ -174,6 +188,14 @@ func (r *BGPRouter) Route(p netip.Prefix) (time.Time, bool) {
 	defer r.mu.Unlock()
 	at, ok := r.installed[p]
 	return at, ok
+}
+
+// NextHops are the next hops the route to p goes through now (none: no
+// route).
+func (r *BGPRouter) NextHops(p netip.Prefix) []netip.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.hops[p])
 }
 
 // Log is the end of gobgpd's log, for failure messages.
