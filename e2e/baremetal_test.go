@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/baremetal"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pipeline"
@@ -41,11 +42,8 @@ func TestModuleOnBareMetalOverBGP(t *testing.T) {
 	if os.Getenv("TF_ACC") == "" {
 		t.Fatal("TF_ACC is not set: run the tests with `make test`")
 	}
-	if err := netlab.Check(); err != nil {
-		t.Fatal(err)
-	}
 	listed, unlisted := netip.MustParseAddr("100.64.1.1"), netip.MustParseAddr("100.64.9.1")
-	lab := netlab.ForTest(t, "ebm", netip.PrefixFrom(listed, 32), netip.PrefixFrom(unlisted, 32))
+	lb := netip.MustParseAddr("203.0.113.70")
 	p := localplane.New(t, localplane.Options{NoAWS: true})
 	c, err := p.Client()
 	if err != nil {
@@ -71,50 +69,16 @@ func TestModuleOnBareMetalOverBGP(t *testing.T) {
 			t.Errorf("nlb-policy controller: %v", err)
 		}
 	})
-	const node = "ebm-node"
-	nodeIPs := []netip.Addr{netlab.NodeIP, netlab.NodeIP6}
-	kp, err := p.StartKubeProxy(ctx, lab.NSPath("node"), localplane.KubeProxyOptions{Mode: "iptables", Node: node, NodeIPs: nodeIPs})
+	site, err := baremetal.Start(ctx, p, baremetal.Options{Prefix: "ebm",
+		Exporters: []netip.Prefix{netip.PrefixFrom(listed, 32), netip.PrefixFrom(unlisted, 32)},
+		Pool:      "exporters", Addresses: []netip.Prefix{netip.PrefixFrom(lb, 32)},
+		Collector: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "telemetry", Name: "collector-0", Labels: map[string]string{"app": "collector"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(kp.Stop)
-	kr, err := p.StartKubeRouter(ctx, lab.NSPath("node"), localplane.KubeRouterOptions{Node: node, NodeIPs: nodeIPs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kr.Stop)
-	mlb, err := p.StartMetalLB(ctx, lab.NSPath("node"), localplane.MetalLBOptions{Node: node})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mlb.Stop)
-	if _, err := pipeline.Workload(ctx, kube, lab, node, "pod", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-		Namespace: "telemetry", Name: "collector-0", Labels: map[string]string{"app": "collector"}}}); err != nil {
-		t.Fatal(err)
-	}
-	// The PoP's router: no route to the Service's address but what it
-	// learns (a less specific route into a veth whose peer drops it).
-	for _, step := range [][]string{{"-4", "route", "del", "default"},
-		{"link", "add", "null0", "type", "veth", "peer", "name", "null0-drop"}, {"link", "set", "null0", "up"},
-		{"link", "set", "null0-drop", "up"},
-		{"neigh", "replace", "169.254.9.9", "lladdr", "02:00:00:00:00:09", "dev", "null0", "nud", "permanent"},
-		{"-4", "route", "add", "203.0.113.0/24", "via", "169.254.9.9", "dev", "null0", "onlink"}} {
-		if err := lab.Run("client", append([]string{"ip"}, step...)...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	router, err := lab.StartBGPRouter("client", 64512, netlab.ClientIP, netlab.BGPPeer{Addr: netlab.NodeIP, ASN: 64513})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(router.Stop)
-	lb := netip.MustParseAddr("203.0.113.70")
-	if err := mlb.BGPPool(ctx, c, "exporters", 64513, 64512, []netip.Addr{netlab.ClientIP}, netip.PrefixFrom(lb, 32)); err != nil {
-		t.Fatal(err)
-	}
-	logs := func() string {
-		return router.Log(10) + "\n" + mlb.LogTail(10) + "\n" + kr.LogTail(10) + "\n" + kp.LogTail(10)
-	}
+	t.Cleanup(site.Stop)
+	lab, router, node := site.Lab, site.Router, site.Node
+	logs := func() string { return site.Logs(10) }
 
 	// The exporters send from before anything exists.
 	receiver, err := lab.Listen("pod", netip.AddrPortFrom(netlab.PodIP, 6343))

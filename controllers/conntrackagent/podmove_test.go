@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/baremetal"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 )
@@ -70,25 +71,14 @@ func TestPodMovesBetweenNodesOverBGP(t *testing.T) {
 	if err := mlb.AddSpeaker(ctx, lab.NSPath("node2"), nodes[1].name); err != nil {
 		t.Fatal(err)
 	}
-	// The router has no route to the addresses but what it learns: a less
-	// specific route into a veth whose peer drops them.
-	for _, step := range [][]string{{"-4", "route", "del", "default"},
-		{"link", "add", "null0", "type", "veth", "peer", "name", "null0-drop"}, {"link", "set", "null0", "up"},
-		{"link", "set", "null0-drop", "up"},
-		{"neigh", "replace", "169.254.9.9", "lladdr", "02:00:00:00:00:09", "dev", "null0", "nud", "permanent"},
-		{"-4", "route", "add", "203.0.113.0/24", "via", "169.254.9.9", "dev", "null0", "onlink"}} {
-		if err := lab.Run("client", append([]string{"ip"}, step...)...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	router, err := lab.StartBGPRouter("client", 64512, netlab.ClientIP,
-		netlab.BGPPeer{Addr: netlab.NodeIP, ASN: 64513}, netlab.BGPPeer{Addr: netlab.Node2IP, ASN: 64513})
+	addrs := map[bool]netip.Addr{false: netip.MustParseAddr("203.0.113.60"), true: netip.MustParseAddr("203.0.113.61")}
+	router, err := baremetal.Router(lab, []netip.Prefix{netip.PrefixFrom(addrs[false], 32), netip.PrefixFrom(addrs[true], 32)},
+		netlab.BGPPeer{Addr: netlab.NodeIP, ASN: baremetal.ClusterASN}, netlab.BGPPeer{Addr: netlab.Node2IP, ASN: baremetal.ClusterASN})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(router.Stop)
-	addrs := map[bool]netip.Addr{false: netip.MustParseAddr("203.0.113.60"), true: netip.MustParseAddr("203.0.113.61")}
-	if err := mlb.BGPPoolNodes(ctx, c, "move", 64513, 64512,
+	if err := mlb.BGPPoolNodes(ctx, c, "move", baremetal.ClusterASN, baremetal.RouterASN,
 		[]localplane.NodePeer{{Node: nodes[0].name, Router: netlab.ClientIP}, {Node: nodes[1].name, Router: netlab.ClientNode2IP}},
 		netip.PrefixFrom(addrs[false], 32), netip.PrefixFrom(addrs[true], 32)); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/annotations"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/baremetal"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/pipeline"
@@ -393,27 +394,12 @@ func TestNetworkPolicyBackendWithMetalLBOverBGP(t *testing.T) {
 	bm := startBareMetal(t, "mbgp")
 	lab, c := bm.lab, bm.c
 	ctx := context.Background()
-	// The router drops what it has no route for: a less specific route
-	// into a veth whose peer drops it (addressed to a MAC nobody has), so
-	// the exporters' sockets open and their datagrams vanish until a /32
-	// or /128 is learnt.
-	for _, step := range [][]string{{"-4", "route", "del", "default"}, {"-6", "route", "del", "default"},
-		{"link", "add", "null0", "type", "veth", "peer", "name", "null0-drop"}, {"link", "set", "null0", "up"},
-		{"link", "set", "null0-drop", "up"},
-		{"neigh", "replace", "169.254.9.9", "lladdr", "02:00:00:00:00:09", "dev", "null0", "nud", "permanent"},
-		{"neigh", "replace", "fe80::9", "lladdr", "02:00:00:00:00:09", "dev", "null0", "nud", "permanent"},
-		{"-4", "route", "add", "203.0.113.0/24", "via", "169.254.9.9", "dev", "null0", "onlink"},
-		{"-6", "route", "add", "2001:db8:71::/64", "via", "fe80::9", "dev", "null0"}} {
-		if err := lab.Run("client", append([]string{"ip"}, step...)...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	router, err := lab.StartBGPRouter("client", 64512, netlab.ClientIP, netlab.BGPPeer{Addr: netlab.NodeIP, ASN: 64513})
+	router, err := baremetal.Router(lab, []netip.Prefix{netip.PrefixFrom(bgpLBIP4, 32)}, netlab.BGPPeer{Addr: netlab.NodeIP, ASN: baremetal.ClusterASN})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(router.Stop)
-	if err := bm.mlb.BGPPool(ctx, c, "bgp", 64513, 64512, []netip.Addr{netlab.ClientIP}, netip.PrefixFrom(bgpLBIP4, 32)); err != nil {
+	if err := bm.mlb.BGPPool(ctx, c, "bgp", baremetal.ClusterASN, baremetal.RouterASN, []netip.Addr{netlab.ClientIP}, netip.PrefixFrom(bgpLBIP4, 32)); err != nil {
 		t.Fatal(err)
 	}
 	logs := func(lines int) string { return router.Log(lines) + "\n" + bm.logs(lines) }
