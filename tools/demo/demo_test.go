@@ -39,6 +39,7 @@ func TestDemo(t *testing.T) {
 		"Stale conntrack":          "blackholed flow restored",
 		"Controller stopped":       "apply refused, new exporter refused by Calico and the NLB group",
 		"Pipeline":                 "3 PoPs' sFlow and IPFIX in their own 3 topics",
+		"Bare metal":               "unlisted exporter: 0; a flow MetalLB's early announcement pinned restored",
 	}
 	got := map[string]string{}
 	for _, row := range d.summary {

@@ -109,6 +109,12 @@ func Start(ctx context.Context, p *localplane.Plane, o Options) (s *Site, err er
 			return nil, err
 		}
 	}
+	// The node's gateway is the PoP's router, as on a site: what the node
+	// does not NAT or own goes back to it (a flow to an address announced
+	// before kube-proxy has it: forwarded, its conntrack entry confirmed).
+	if err := s.Lab.Run("node", "ip", "-4", "route", "add", "default", "via", netlab.ClientIP.String()); err != nil {
+		return nil, err
+	}
 	if s.Router, err = Router(s.Lab, o.Addresses, netlab.BGPPeer{Addr: netlab.NodeIP, ASN: ClusterASN}); err != nil {
 		return nil, err
 	}
