@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -105,32 +104,7 @@ func TestModuleOnBareMetalOverBGP(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := t.TempDir()
-	config := p.ProviderBlock() + fmt.Sprintf(`
-terraform {
-  required_providers {
-    telemetry = { source = "telemetry-platform/telemetry" }
-  }
-}
-
-module "pop" {
-  source   = %q
-  platform = "metal"
-  kafka    = { cluster = "telemetry", namespace = "kafka" }
-  sites = {
-    ams = { expected_flows_per_second = 1000, flow_sources = [%q] }
-  }
-  collector = {
-    namespace    = "telemetry"
-    selector     = { app = "collector" }
-    address_pool = "exporters"
-    ports        = [{ name = "sflow", protocol = "UDP", port = 6343 }]
-  }
-  wait = false
-}
-
-output "addresses" { value = module.pop.addresses }
-output "policy_enforced" { value = module.pop.policy_enforced }
-`, filepath.Join(localplane.RepoRoot(), "examples", "modules", "telemetry-pop"), netip.PrefixFrom(listed, 32))
+	config := baremetal.Module(p.ProviderBlock(), "telemetry", "exporters", "ams", netip.PrefixFrom(listed, 32))
 	if err := os.WriteFile(filepath.Join(work, "main.tf"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -9,15 +9,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
-	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/conntrackagent"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/baremetal"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/metricread"
@@ -72,27 +69,7 @@ func (d *demo) bareMetal() error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	config := d.plane.ProviderBlock() + fmt.Sprintf(`
-terraform {
-  required_providers {
-    telemetry = { source = "telemetry-platform/telemetry" }
-  }
-}
-
-module "pop" {
-  source   = %q
-  platform = "metal"
-  kafka    = { cluster = "telemetry", namespace = "kafka" }
-  sites    = { metal1 = { expected_flows_per_second = 1000, flow_sources = ["%s/32"] } }
-  collector = {
-    namespace    = "metal"
-    selector     = { app = "collector" }
-    address_pool = "metal"
-    ports        = [{ name = "sflow", protocol = "UDP", port = 6343 }]
-  }
-  wait = false
-}
-`, filepath.Join(localplane.RepoRoot(), "examples", "modules", "telemetry-pop"), metalListed)
+	config := baremetal.Module(d.plane.ProviderBlock(), "metal", "metal", "metal1", netip.PrefixFrom(metalListed, 32))
 	if err := os.WriteFile(filepath.Join(work, "main.tf"), []byte(config), 0o644); err != nil {
 		return err
 	}
@@ -213,16 +190,9 @@ func (d *demo) pinnedByMetalLB(site *baremetal.Site, kube kubernetes.Interface) 
 	}
 	d.note("kube-proxy's rules for %s exist; %v later the pod has 0 datagrams of the flow: adding an address is no", metalLateLB, window)
 	d.note("  endpoint change, after which kube-proxy would clean up")
-	ct := &conntrackagent.Netlink{NetNS: site.Lab.NodeNS(), Workers: 2}
-	reg := prometheus.NewRegistry()
-	agent := conntrackagent.New(conntrackagent.Config{Client: kube, Conntrack: ct, NodeName: site.Node, Period: time.Minute, Debounce: 100 * time.Millisecond,
-		TombstoneTTL: time.Minute, Recheck: 200 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
-		IndexMax: conntrackagent.DefaultIndexMax, Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()})
 	t0 := time.Now()
-	actx, stop := context.WithCancel(d.ctx)
-	done := make(chan error, 1)
-	go func() { done <- agent.Run(actx) }()
-	defer func() { stop(); <-done }()
+	reg, stop := d.startAgent(kube, site.Lab.NodeNS(), site.Node)
+	defer stop()
 	wctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
 	defer cancel()
 	at, err := r.WaitPacket(wctx, t0)

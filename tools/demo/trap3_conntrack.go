@@ -94,17 +94,12 @@ func (d *demo) conntrack() error {
 	d.note("%v later the pod has received 0 of %d packets: kube-proxy cleans conntrack only when endpoints change, so the", window, sender.Sent())
 	d.note("  never-NATed entry keeps pinning the flow, for as long as the switch sends")
 
-	ct := &conntrackagent.Netlink{NetNS: lab.NodeNS(), Workers: 2}
-	reg := prometheus.NewRegistry()
-	agent := conntrackagent.New(conntrackagent.Config{Client: kube, Conntrack: ct, NodeName: "demo-node", Period: time.Minute, Debounce: 100 * time.Millisecond,
-		TombstoneTTL: time.Minute, Recheck: 200 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
-		IndexMax: conntrackagent.DefaultIndexMax, Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()})
 	t0 := time.Now()
+	reg := prometheus.NewRegistry()
 	if !d.noAgent {
-		actx, stop := context.WithCancel(d.ctx)
-		done := make(chan error, 1)
-		go func() { done <- agent.Run(actx) }()
-		defer func() { stop(); <-done }()
+		var stop func()
+		reg, stop = d.startAgent(kube, lab.NodeNS(), "demo-node")
+		defer stop()
 	}
 	wctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
 	defer cancel()
@@ -126,6 +121,20 @@ func (d *demo) conntrack() error {
 	d.note("node's entry now, NATed to the pod: %s", firstLine(out))
 	d.result("Stale conntrack", fmt.Sprintf("blackholed flow restored %v after the agent started (kube-proxy %s alone: 0 packets in %v)", latency, kp.Version, window))
 	return nil
+}
+
+// startAgent runs the conntrack agent on the node whose network namespace
+// is nsFD until stop, its metrics in reg.
+func (d *demo) startAgent(kube kubernetes.Interface, nsFD int, node string) (reg *prometheus.Registry, stop func()) {
+	ct := &conntrackagent.Netlink{NetNS: nsFD, Workers: 2}
+	reg = prometheus.NewRegistry()
+	agent := conntrackagent.New(conntrackagent.Config{Client: kube, Conntrack: ct, NodeName: node, Period: time.Minute, Debounce: 100 * time.Millisecond,
+		TombstoneTTL: time.Minute, Recheck: 200 * time.Millisecond, RecheckMax: time.Second, LocalAddrs: ct.LocalAddrs,
+		IndexMax: conntrackagent.DefaultIndexMax, Metrics: conntrackagent.NewMetrics(reg), Log: logr.Discard()})
+	actx, cancel := context.WithCancel(d.ctx)
+	done := make(chan error, 1)
+	go func() { done <- agent.Run(actx) }()
+	return reg, func() { cancel(); <-done }
 }
 
 func firstLine(s string) string {

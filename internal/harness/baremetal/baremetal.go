@@ -11,7 +11,9 @@ package baremetal
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -186,4 +188,41 @@ func (s *Site) Stop() {
 		s.stops[i]()
 	}
 	s.stops = nil
+}
+
+// Module is a root module (after the provider block) applying
+// examples/modules/telemetry-pop with platform "metal": one site whose
+// exporters are sources, its Kafka topic in the kafka namespace of the
+// cluster "telemetry", the collectors (app=collector) in namespace behind an
+// address of MetalLB's pool, sFlow on UDP 6343, not waiting for the topic
+// (no Topic Operator needed). Outputs: addresses, policy_enforced.
+func Module(providerBlock, namespace, pool, site string, sources ...netip.Prefix) string {
+	var quoted []string
+	for _, s := range sources {
+		quoted = append(quoted, fmt.Sprintf("%q", s))
+	}
+	return providerBlock + fmt.Sprintf(`
+terraform {
+  required_providers {
+    telemetry = { source = "telemetry-platform/telemetry" }
+  }
+}
+
+module "pop" {
+  source   = %q
+  platform = "metal"
+  kafka    = { cluster = "telemetry", namespace = "kafka" }
+  sites    = { %s = { expected_flows_per_second = 1000, flow_sources = [%s] } }
+  collector = {
+    namespace    = %q
+    selector     = { app = "collector" }
+    address_pool = %q
+    ports        = [{ name = "sflow", protocol = "UDP", port = 6343 }]
+  }
+  wait = false
+}
+
+output "addresses" { value = module.pop.addresses }
+output "policy_enforced" { value = module.pop.policy_enforced }
+`, filepath.Join(localplane.RepoRoot(), "examples", "modules", "telemetry-pop"), site, strings.Join(quoted, ", "), namespace, pool)
 }
