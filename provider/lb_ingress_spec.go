@@ -37,6 +37,29 @@ const (
 	gkeInternal     = "Internal"
 )
 
+// metalLBHeldPool is the address pool a MetalLB Service names until the
+// nlb-policy controller has acknowledged it: no pool can have it (a pool's
+// name is an object name, without "/"), so MetalLB gives the Service no
+// address and its speaker announces none, while the Service's selector,
+// sources and ports are already those the controller enforces. There is no
+// cloud firewall on bare metal: the address is what lets exporters in.
+const metalLBHeldPool = "telemetry-platform.io/held-until-acknowledged"
+
+// held is the ingress as written until its first acknowledgement: for
+// MetalLB, in the held pool with no address asked for; other kinds have no
+// such hold (a generic class's controller is unknown, GKE fences the address
+// with its own firewall from the sources).
+func (s lbIngressSpec) held() (lbIngressSpec, bool) {
+	if s.Kind != lbKindMetalLB {
+		return s, false
+	}
+	s.AddressPool, s.Addresses, s.SharedIPKey = metalLBHeldPool, nil, ""
+	return s, true
+}
+
+// stillHeld says whether a live Service is held (held) and not yet released.
+func stillHeld(svc *corev1.Service) bool { return svc.Annotations[metalLBPool] == metalLBHeldPool }
+
 // lbIngressSpec is a telemetry_lb_ingress as configured.
 type lbIngressSpec struct {
 	Name, Namespace, Kind string

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
 	"strings"
 	"testing"
@@ -177,4 +178,51 @@ func TestLBIngressReadBackKeepsInternalFalse(t *testing.T) {
 			t.Errorf("configured %v: internal read back %v, want %v", tc.configured, m.Internal, tc.want)
 		}
 	}
+}
+
+// TestLBIngressHeld: held, a MetalLB ingress asks for no address (the held
+// pool, which no pool can be, no addresses, no shared-IP key) and keeps what
+// the controller enforces (sources, ports, selector, the opt-in); the kinds
+// without a hold are written as they are.
+func TestLBIngressHeld(t *testing.T) {
+	s := lbSpec(lbKindMetalLB, "192.0.2.0/24")
+	s.AddressPool, s.Addresses, s.SharedIPKey = "exporters", []netip.Addr{netip.MustParseAddr("192.0.2.100")}, "pop"
+	h, ok := s.held()
+	if !ok {
+		t.Fatal("a MetalLB ingress is not held")
+	}
+	ann := h.annotations()
+	if ann[metalLBPool] != metalLBHeldPool || ann[metalLBIPs] != "" || ann[metalLBSharedIP] != "" {
+		t.Errorf("held annotations %v: want the held pool alone", ann)
+	}
+	if !strings.Contains(metalLBHeldPool, "/") {
+		t.Errorf("the held pool %q could be a pool's name", metalLBHeldPool)
+	}
+	svc, held := *s.service(), *h.service()
+	if !equalJSON(t, svc.Spec, held.Spec) || ann[annotations.NLBPolicy] != annotations.Enabled {
+		t.Errorf("held, the Service's spec or opt-in changed:\n%+v\n%+v", svc.Spec, held.Spec)
+	}
+	live := &corev1.Service{}
+	live.Annotations = ann
+	if !stillHeld(live) {
+		t.Error("a Service in the held pool does not read as held")
+	}
+	for _, kind := range []string{lbKindGKE, lbKindGeneric} {
+		if _, ok := lbSpec(kind, "192.0.2.0/24").held(); ok {
+			t.Errorf("kind %s held: only MetalLB's has a hold", kind)
+		}
+	}
+}
+
+func equalJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	ja, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jb, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(ja) == string(jb)
 }

@@ -94,11 +94,15 @@ func lbIngressSchema() schema.Schema {
 			"only the address families the sources name, and no NodePorts (except on GKE); the `nlb-policy` controller filters " +
 			"every source at the collector pods with a Kubernetes NetworkPolicy (its `networkpolicy` backend, which must be " +
 			"among its allowed backends), and the apply waits for its acknowledgement.\n\n" +
-			"There is no cloud firewall to open here, so the promise is \"acknowledged before reported ready\": until the " +
-			"controller acknowledges, kube-proxy (which implements `loadBalancerSourceRanges` at the load balancer's address) " +
-			"refuses new flows of unlisted sources at the address, but a source removed from the list keeps its running flow " +
-			"and the pods are not filtered. See the policy backends' page for what was measured with real MetalLB, kube-proxy " +
-			"and kube-router. GKE is rendered and validated only (no GCP API runs in this project's tests).",
+			"There is no cloud firewall on bare metal: the address is what lets exporters in. With MetalLB a new Service is " +
+			"written in a pool no pool can be (`" + metalLBHeldPool + "`), so it gets no address and nothing is announced, " +
+			"until the controller has acknowledged its policy; then it is released to its pool. On an edit (the Service has " +
+			"its address) the promise is \"acknowledged before reported ready\": until the controller acknowledges, kube-proxy " +
+			"(which implements `loadBalancerSourceRanges` at the load balancer's address) refuses new flows of unlisted sources " +
+			"at the address, but a source removed from the list keeps its running flow. Other kinds have no hold (a generic " +
+			"class's controller is unknown; GKE's firewall follows the sources). See the policy backends' page for what was " +
+			"measured with real MetalLB, kube-proxy and kube-router. GKE is rendered and validated only (no GCP API runs in " +
+			"this project's tests).",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{Computed: true, PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 				MarkdownDescription: "`<namespace>/<name>` of the Service; the import ID."},
@@ -268,12 +272,34 @@ func (r *lbIngressResource) apply(ctx context.Context, plan *lbIngressModel, sta
 	if !ok {
 		return
 	}
-	if _, err := applyService(ctx, c, s.service(), lbManagedOf); err != nil {
+	// A new Service (or one a failed apply left held) gets no address until
+	// the controller has acknowledged it (held), then is released.
+	write, hold := s.held()
+	if hold {
+		live := &corev1.Service{}
+		switch err := c.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: s.Name}, live); {
+		case err == nil:
+			hold = stillHeld(live)
+		case !apierrors.IsNotFound(err):
+			diags.AddError("Cannot read the Service", err.Error())
+			return
+		}
+	}
+	if !hold {
+		write = s
+	}
+	if _, err := applyService(ctx, c, write.service(), lbManagedOf); err != nil {
 		diags.AddError("Cannot write the Service", err.Error())
 		return
 	}
 	timeout, _ := parseDuration(plan.EnforcementTimeout.ValueString())
 	waitErr := waitForAcknowledgement(ctx, c, s.Namespace, s.Name, timeout, lbHeld)
+	if waitErr == nil && hold {
+		// Acknowledged: MetalLB may give it its address now.
+		if _, err := applyService(ctx, c, s.service(), lbManagedOf); err != nil {
+			waitErr = fmt.Errorf("the controller acknowledged the Service, but releasing it to MetalLB's pool %q failed: %w", s.AddressPool, err)
+		}
+	}
 	if waitErr == nil && plan.WaitForAddresses.ValueBool() {
 		waitErr = waitForAddresses(ctx, c, s, timeout)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -16,11 +17,60 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/controllers/nlbpolicy"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/ack"
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
 )
+
+// addressedBeforeAcknowledged watches a Service (every incarnation of it)
+// until the test ends, and returns what it saw of an address in its status
+// before its first acknowledgement matching it (ack.Digest).
+func addressedBeforeAcknowledged(t *testing.T, p *localplane.Plane, namespace, name string) func() []string {
+	t.Helper()
+	kube, err := kubernetes.NewForConfig(p.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := kube.CoreV1().Services(namespace).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var early []string
+	acknowledged := map[types.UID]bool{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			svc, ok := ev.Object.(*corev1.Service)
+			if !ok {
+				continue
+			}
+			if a, ok := ack.Of(svc); ok && a.Digest == ack.Digest(svc) {
+				acknowledged[svc.UID] = true
+			}
+			if len(svc.Status.LoadBalancer.Ingress) > 0 && !acknowledged[svc.UID] {
+				mu.Lock()
+				early = append(early, fmt.Sprintf("%s (uid %s) at resourceVersion %s", svc.Status.LoadBalancer.Ingress[0].IP, svc.UID, svc.ResourceVersion))
+				mu.Unlock()
+			}
+		}
+	}()
+	stop := sync.OnceFunc(func() { w.Stop(); cancel(); <-done })
+	t.Cleanup(stop)
+	return func() []string {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(early)
+	}
+}
 
 func lbIngressConfig(p *localplane.Plane, sources, extra string) string {
 	return providerConfig(p) + fmt.Sprintf(`
@@ -50,7 +100,9 @@ resource "telemetry_lb_ingress" "flows" {
 // replaces the Service (the API server keeps a Service's first family, so
 // only a Service of IPv4 alone leaves no family open); a setting of another
 // kind is refused at plan time; destroyed, the Service and its policy are
-// gone.
+// gone. Through all of it, MetalLB gives a Service no address (so its
+// speaker announces none) before the controller has acknowledged it: there
+// is no cloud firewall in front of it.
 func TestAccLBIngressMetalLB(t *testing.T) {
 	t.Parallel()
 	requireAcc(t)
@@ -59,6 +111,12 @@ func TestAccLBIngressMetalLB(t *testing.T) {
 	ensureNamespaces(t, c, "baremetal")
 	startNLBPolicy(t, p)
 	startMetalLB(t, p, c, "plb", netip.MustParsePrefix("192.0.2.100/32"), netip.MustParsePrefix("2001:db8:2::100/128"))
+	early := addressedBeforeAcknowledged(t, p, "baremetal", "flows")
+	defer func() {
+		if e := early(); len(e) > 0 {
+			t.Errorf("MetalLB gave the Service an address before the controller acknowledged it: %v", e)
+		}
+	}()
 	addr := "telemetry_lb_ingress.flows"
 	svcKey := client.ObjectKey{Namespace: "baremetal", Name: "flows"}
 	npKey := client.ObjectKey{Namespace: "baremetal", Name: nlbpolicy.NetworkPolicyName("baremetal", "flows")}
