@@ -21,7 +21,7 @@ import (
 // them (settled); the provider widens AWS on nothing less.
 
 // settled says how long a change must still wait before it is acknowledged:
-// Options.ProgrammingGrace after the Service's objects were last written (now,
+// the backend's grace (Options.grace) after the Service's objects were last written (now,
 // if wrote), or after the first reconcile of this controller (a leader that
 // takes over does not know what its predecessor wrote a moment ago).
 //
@@ -34,7 +34,7 @@ import (
 //
 // The grace grows with the sources written (Options.grace): Felix takes
 // seconds to program tens of thousands of them.
-func (r *Reconciler) settled(key types.NamespacedName, wrote bool, sources int) time.Duration {
+func (r *Reconciler) settled(key types.NamespacedName, backend Backend, wrote bool, sources int) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
@@ -48,7 +48,7 @@ func (r *Reconciler) settled(key types.NamespacedName, wrote bool, sources int) 
 	if w, ok := r.written[key]; ok && w.After(since) {
 		since = w
 	}
-	return r.Options.grace(sources) - now.Sub(since)
+	return r.Options.grace(backend, sources) - now.Sub(since)
 }
 
 // perSourceGrace is how much longer the programming grace is per source
@@ -62,13 +62,18 @@ func (r *Reconciler) settled(key types.NamespacedName, wrote bool, sources int) 
 // for 3.3 s idle. 0.3 ms a source (15 s more for 50,000) keeps twice that.
 const perSourceGrace = 300 * time.Microsecond
 
-// grace is the programming grace for a change that wrote this many source
-// nets; none when ProgrammingGrace is 0 (the admins chose not to wait).
-func (o Options) grace(sources int) time.Duration {
-	if o.ProgrammingGrace <= 0 {
+// grace is the programming grace for a change of a backend that wrote this
+// many source nets; none when the backend's grace is 0 (the admins chose not
+// to wait).
+func (o Options) grace(backend Backend, sources int) time.Duration {
+	base := o.ProgrammingGrace
+	if backend == BackendNetworkPolicy {
+		base = o.NetworkPolicyGrace
+	}
+	if base <= 0 {
 		return 0
 	}
-	return o.ProgrammingGrace + time.Duration(sources)*perSourceGrace
+	return base + time.Duration(sources)*perSourceGrace
 }
 
 // wrote records that a Service's NetworkPolicy was just written, whether or
@@ -77,7 +82,7 @@ func (o Options) grace(sources int) time.Duration {
 func (r *Reconciler) wrote(key types.NamespacedName, sources int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.lastWrite[key] = time.Now().Add(r.Options.grace(sources))
+	r.lastWrite[key] = time.Now().Add(r.Options.grace(BackendNetworkPolicy, sources))
 }
 
 // settling is how long the programming grace of another Service's last

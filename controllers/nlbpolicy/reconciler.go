@@ -283,7 +283,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 func (r *Reconciler) enforced(ctx context.Context, req reconcile.Request, svc *corev1.Service, enforced ack.Ack, backend Backend,
 	wrote bool, sources int, others ...types.NamespacedName) (reconcile.Result, error) {
 	if have, ok := ack.Of(svc); !ok || !ack.Same(have, enforced) {
-		wait := r.settled(req.NamespacedName, wrote, sources)
+		wait := r.settled(req.NamespacedName, backend, wrote, sources)
 		for _, o := range others {
 			wait = max(wait, r.settling(o))
 		}

@@ -70,8 +70,8 @@ func recordingReconciler(t *testing.T, objs ...client.Object) (*Reconciler, clie
 		Sources: staticSources{health: []string{"10.0.0.0/20"}}, Options: DefaultOptions(),
 		Metrics: NewMetrics(prometheus.NewRegistry()),
 	})
-	// No Felix here: acknowledge at once (TestAcknowledgementHeld covers the grace).
-	r.Options.ProgrammingGrace = 0
+	// No dataplane here: acknowledge at once (TestAcknowledgementHeld covers the grace).
+	r.Options.ProgrammingGrace, r.Options.NetworkPolicyGrace = 0, 0
 	return r, c, &ops
 }
 
@@ -190,7 +190,7 @@ func TestAcknowledgementHeld(t *testing.T) {
 		t.Fatal("acknowledged in the reconcile that wrote the policies")
 	}
 	// The grace, with its share for each of the Service's 2 source nets.
-	if grace := r.Options.grace(2); res.RequeueAfter <= 0 || res.RequeueAfter > grace {
+	if grace := r.Options.grace(BackendCalico, 2); res.RequeueAfter <= 0 || res.RequeueAfter > grace {
 		t.Fatalf("requeued after %v, want the rest of the grace (%v)", res.RequeueAfter, grace)
 	}
 	reconcileOnce(t, r, svc)
@@ -223,14 +223,14 @@ func TestAcknowledgementHeld(t *testing.T) {
 	// Reconciled again until it acknowledges: not before the grace has
 	// run from its start, and not long after.
 	for !acked() {
-		if time.Since(started) > r.Options.grace(2)+10*time.Second {
+		if time.Since(started) > r.Options.grace(BackendCalico, 2)+10*time.Second {
 			t.Fatal("the new controller did not acknowledge after the grace")
 		}
 		time.Sleep(20 * time.Millisecond)
 		reconcileOnce(t, next, svc)
 	}
-	if took := time.Since(started); took < r.Options.grace(2) {
-		t.Fatalf("the new controller acknowledged %v after its start, within the grace (%v)", took, r.Options.grace(2))
+	if took := time.Since(started); took < r.Options.grace(BackendCalico, 2) {
+		t.Fatalf("the new controller acknowledged %v after its start, within the grace (%v)", took, r.Options.grace(BackendCalico, 2))
 	}
 }
 
@@ -288,5 +288,32 @@ func TestNamespacesAllowList(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(r.Metrics.unenforced); n != 0 {
 		t.Errorf("telemetry_nlbpolicy_unenforced_services = %v once the Service is enforced, want 0", n)
+	}
+}
+
+// TestGracePerBackend: each backend waits its own grace (the NetworkPolicy
+// enforcers are slower than Felix), plus the same per source net; a grace of
+// 0 is no wait.
+func TestGracePerBackend(t *testing.T) {
+	o := DefaultOptions()
+	for _, tc := range []struct {
+		backend Backend
+		sources int
+		want    time.Duration
+	}{
+		{BackendCalico, 0, DefaultProgrammingGrace},
+		{BackendNetworkPolicy, 0, DefaultNetworkPolicyGrace},
+		{BackendNetworkPolicy, 10_000, DefaultNetworkPolicyGrace + 10_000*perSourceGrace},
+	} {
+		if got := o.grace(tc.backend, tc.sources); got != tc.want {
+			t.Errorf("%s, %d sources: %v, want %v", tc.backend, tc.sources, got, tc.want)
+		}
+	}
+	if DefaultNetworkPolicyGrace <= DefaultProgrammingGrace {
+		t.Errorf("the networkpolicy backend's default grace %v is not longer than Felix's %v", DefaultNetworkPolicyGrace, DefaultProgrammingGrace)
+	}
+	o.NetworkPolicyGrace = 0
+	if got := o.grace(BackendNetworkPolicy, 100); got != 0 {
+		t.Errorf("a grace of 0 waits %v", got)
 	}
 }

@@ -49,6 +49,7 @@ func run() error {
 		order          = flag.Float64("policy-order", defaults.Order, "Order of the policies that pass the listed sources on; the Deny policies get order+1.")
 		netsetSize     = flag.Int("network-set-threshold", defaults.NetworkSetThreshold, "Past this many source nets, put them in a GlobalNetworkSet.")
 		grace          = flag.Duration("programming-grace", defaults.ProgrammingGrace, "How long a change's policies stay in the API server before the Service is acknowledged (Felix programs them in the meantime; the provider widens AWS only after).")
+		npGrace        = flag.Duration("networkpolicy-programming-grace", defaults.NetworkPolicyGrace, "--programming-grace for the networkpolicy backend: how long a Service's NetworkPolicy stays in the API server before it is acknowledged (the cluster's NetworkPolicy enforcer programs it in the meantime).")
 		tier           = flag.String("tier", defaults.Tier, "Calico tier of the generated policies (created by the Helm chart and deploy/ manifests, ending in Pass).")
 		healthCIDRs    = flag.String("health-check-cidrs", "", "Comma-separated CIDRs of NLB health checks, when AWS is not asked (e.g. the NLB subnets).")
 		vpcCIDRs       = flag.String("vpc-cidrs", "", "Comma-separated VPC CIDRs, when AWS is not asked (or has not found the NLB yet): the default sources of internal NLBs, and the bound of a Service's health-check-cidrs annotation (without it, the annotation admits nothing then).")
@@ -85,7 +86,7 @@ func run() error {
 	}
 
 	opts := nlbpolicy.Options{HostEndpointSelector: *hostSelector, Order: *order, NetworkSetThreshold: *netsetSize, Tier: *tier,
-		ProgrammingGrace: *grace}
+		ProgrammingGrace: *grace, NetworkPolicyGrace: *npGrace}
 	var err error
 	if opts.Backend, err = nlbpolicy.ParseBackend(*backend); err != nil {
 		return fmt.Errorf("--policy-backend: %w", err)
