@@ -171,9 +171,9 @@ func benchConverge(b *testing.B, withAWS bool, be benchBackend) {
 		converge := time.Since(start)
 		stopProfile()
 		fmt.Fprintf(os.Stderr, "controller: every policy written after %v (x%.2f the floor), every Service acknowledged after %v (x%.2f; "+
-			"--programming-grace %v); %.0f reconciles, writes %v; CPU: %s\n",
+			"programming grace %v calico, %v networkpolicy); %.0f reconciles, writes %v; CPU: %s\n",
 			allWritten.Round(time.Millisecond), allWritten.Seconds()/floor.Seconds(), converge.Round(time.Millisecond), converge.Seconds()/floor.Seconds(),
-			nlbpolicy.DefaultProgrammingGrace,
+			nlbpolicy.DefaultProgrammingGrace, nlbpolicy.DefaultNetworkPolicyGrace,
 			counterWith(b, crmetrics.Registry.(*prometheus.Registry), "controller_runtime_reconcile_total", nlbpolicy.ControllerName)-reconciles,
 			byLabels(b, reg, "telemetry_nlbpolicy_api_writes_total"), cpuSince(cpu, converge))
 		fmt.Fprintf(os.Stderr, "controller: API: %s\n", requestsSince(p.Config, reqs))
