@@ -294,11 +294,15 @@ func (r *lbIngressResource) apply(ctx context.Context, plan *lbIngressModel, sta
 	}
 	timeout, _ := parseDuration(plan.EnforcementTimeout.ValueString())
 	waitErr := waitForAcknowledgement(ctx, c, s.Namespace, s.Name, timeout, lbHeld)
-	if waitErr == nil && hold {
+	switch {
+	case waitErr == nil && hold:
 		// Acknowledged: MetalLB may give it its address now.
 		if _, err := applyService(ctx, c, s.service(), lbManagedOf); err != nil {
 			waitErr = fmt.Errorf("the controller acknowledged the Service, but releasing it to MetalLB's pool %q failed: %w", s.AddressPool, err)
 		}
+	case hold:
+		waitErr = fmt.Errorf("%w. The Service stays without an address (in the pool %q, which MetalLB has not) until the "+
+			"controller acknowledges it; the next apply releases it then", waitErr, metalLBHeldPool)
 	}
 	if waitErr == nil && plan.WaitForAddresses.ValueBool() {
 		waitErr = waitForAddresses(ctx, c, s, timeout)

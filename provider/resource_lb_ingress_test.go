@@ -178,3 +178,50 @@ func TestAccLBIngressMetalLB(t *testing.T) {
 		},
 	})
 }
+
+// TestAccLBIngressHeldUntilAcknowledged: with no nlb-policy controller to
+// acknowledge it, a MetalLB ingress's apply fails at its enforcement
+// timeout, saying why, and the Service it wrote stays held: in a pool no
+// pool can be, without an address (MetalLB has announced nothing); once the
+// controller runs, the next apply releases it and MetalLB gives it its
+// address.
+func TestAccLBIngressHeldUntilAcknowledged(t *testing.T) {
+	t.Parallel()
+	requireAcc(t)
+	p, c := testPlaneClient(t)
+	ctx := context.Background()
+	ensureNamespaces(t, c, "baremetal")
+	startMetalLB(t, p, c, "phld", netip.MustParsePrefix("192.0.2.100/32"))
+	svcKey := client.ObjectKey{Namespace: "baremetal", Name: "flows"}
+	config := lbIngressConfig(p, `["192.0.2.0/24"]`, `  enforcement_timeout = "5s"`)
+	// With the controller: its grace (5 s for the networkpolicy backend) and its start.
+	patient := lbIngressConfig(p, `["192.0.2.0/24"]`, `  enforcement_timeout = "1m"`)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{
+			{
+				Config:      config,
+				ExpectError: regexp.MustCompile(`(?s)stays without an address.*next apply releases it`),
+			},
+			{
+				PreConfig: func() {
+					svc := &corev1.Service{}
+					if err := c.Get(ctx, svcKey, svc); err != nil {
+						t.Fatal(err)
+					}
+					if !stillHeld(svc) || len(svc.Status.LoadBalancer.Ingress) != 0 {
+						t.Fatalf("unacknowledged, the Service is in pool %q with addresses %v: want it held, without an address",
+							svc.Annotations[metalLBPool], svc.Status.LoadBalancer.Ingress)
+					}
+					startNLBPolicy(t, p)
+				},
+				Config: patient,
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("telemetry_lb_ingress.flows", tfjsonpath.New("policy_enforced"), knownvalue.Bool(true)),
+					statecheck.ExpectKnownValue("telemetry_lb_ingress.flows", tfjsonpath.New("load_balancer_addresses"),
+						knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("192.0.2.100")})),
+				},
+			},
+		},
+	})
+}
