@@ -24,12 +24,9 @@ import (
 
 func helmBinary(t *testing.T) string {
 	t.Helper()
-	bin := os.Getenv("HELM")
-	if bin == "" {
-		bin = filepath.Join(localplane.RepoRoot(), "bin", "tools", "helm")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("helm not found at %s: `make helm` builds it (`make test` does), or set HELM", bin)
+	bin, err := localplane.HelmBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -112,3 +112,16 @@ func (p *Plane) ServiceAccountKubeconfig(namespace, name string) (string, error)
 	path := filepath.Join(p.Dir, "kubeconfig-"+namespace+"-"+name)
 	return path, clientcmd.WriteToFile(*cfg, path)
 }
+
+// HelmBinary is the helm the tests render the chart with: $HELM, else the
+// one `make helm` links into bin/tools (make test does).
+func HelmBinary() (string, error) {
+	bin := os.Getenv("HELM")
+	if bin == "" {
+		bin = filepath.Join(RepoRoot(), "bin", "tools", "helm")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("helm not found at %s: `make helm` builds it (`make test` does), or set HELM", bin)
+	}
+	return bin, nil
+}
