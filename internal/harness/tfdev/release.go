@@ -126,10 +126,8 @@ func Release(ctx context.Context, repoRoot, dir string, cli CLI) (*Env, error) {
 		return nil, fmt.Errorf(".goreleaser.yml: no provider build and archive this harness can follow (binary %q, archive %q)", binary, archive)
 	}
 	bin := filepath.Join(dir, "build", binary)
-	build := exec.CommandContext(ctx, "go", append(append([]string{"build"}, args...), "-o", bin, main)...)
-	build.Dir = repoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the provider as the release does: %v\n%s", err, out)
+	if err := goBuild(ctx, repoRoot, bin, main, args...); err != nil {
+		return nil, fmt.Errorf("building the provider as the release does: %w", err)
 	}
 	mirror := filepath.Join(dir, "mirror")
 	for _, host := range registryHosts {

@@ -30,8 +30,8 @@ type Env struct {
 	Environ []string
 }
 
-// Build compiles the provider from repoRoot into dir and writes the CLI
-// configuration there. TF_ACC_TERRAFORM_PATH, else terraform on PATH, is the
+// Build compiles the provider from repoRoot into dir (once per process:
+// later calls link to that binary) and writes the CLI configuration there. TF_ACC_TERRAFORM_PATH, else terraform on PATH, is the
 // terraform binary.
 func Build(ctx context.Context, repoRoot, dir string) (*Env, error) {
 	tf := os.Getenv("TF_ACC_TERRAFORM_PATH")
@@ -41,10 +41,8 @@ func Build(ctx context.Context, repoRoot, dir string) (*Env, error) {
 			return nil, errors.New("terraform not found: put it on PATH or set TF_ACC_TERRAFORM_PATH (nothing is downloaded)")
 		}
 	}
-	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "terraform-provider-telemetry"), ".")
-	build.Dir = repoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the provider: %v\n%s", err, out)
+	if err := goBuild(ctx, repoRoot, filepath.Join(dir, "terraform-provider-telemetry"), "."); err != nil {
+		return nil, fmt.Errorf("building the provider: %w", err)
 	}
 	cfg := filepath.Join(dir, "terraform.tfrc")
 	rc := fmt.Sprintf(`provider_installation {
