@@ -2,9 +2,12 @@ package localplane_test
 
 import (
 	"context"
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -20,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/localplane"
+	"github.com/telemetry-platform/terraform-provider-telemetry/internal/harness/netlab"
 )
 
 func TestPlane(t *testing.T) {
@@ -143,6 +147,82 @@ func TestPlane(t *testing.T) {
 			t.Fatalf("kubeconfig client: %v", err)
 		}
 	})
+}
+
+// TestMetalLBStartsFromItsOwnConfiguration: a test that starts MetalLB on
+// a plane an earlier test ran MetalLB on (the pools share planes) gets the
+// pool it asks for, not the earlier test's pool of the same name: real
+// MetalLB gives a dual-stack Service an address of each family of the new
+// pool. (It failed a provider test in CI: the earlier pool, IPv4 alone, was
+// kept, and MetalLB gave the dual-stack Service nothing.)
+func TestMetalLBStartsFromItsOwnConfiguration(t *testing.T) {
+	t.Parallel()
+	p := localplane.New(t, localplane.Options{NoAWS: true})
+	ctx := context.Background()
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab := netlab.ForTest(t, "lpmlb")
+	node := "lpmlb-node"
+	if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil {
+		t.Fatal(err)
+	}
+	v4, v6 := netip.MustParsePrefix("192.0.2.100/32"), netip.MustParsePrefix("2001:db8:2::100/128")
+	// The earlier test: a pool of the same name, of other addresses, and a
+	// pool of another name overlapping the next one's (MetalLB refuses a
+	// configuration whose pools overlap).
+	earlier, err := p.StartMetalLB(ctx, lab.NSPath("node"), localplane.MetalLBOptions{Node: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := earlier.Pool(ctx, c, "exporters", netip.MustParsePrefix("198.19.255.100/32")); err != nil {
+		t.Fatal(err)
+	}
+	if err := earlier.Pool(ctx, c, "other", v6); err != nil {
+		t.Fatal(err)
+	}
+	earlier.Stop()
+
+	mlb, err := p.StartMetalLB(ctx, lab.NSPath("node"), localplane.MetalLBOptions{Node: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mlb.Stop)
+	if err := mlb.Pool(ctx, c, "exporters", v4, v6); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "lpmlb"}}); err != nil {
+		t.Fatal(err)
+	}
+	dual := corev1.IPFamilyPolicyRequireDualStack
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "lpmlb", Name: "flows",
+			Annotations: map[string]string{localplane.PoolAnnotation: "exporters"}},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, IPFamilyPolicy: &dual,
+			AllocateLoadBalancerNodePorts: aws.Bool(false), Selector: map[string]string{"app": "sfacctd"},
+			Ports: []corev1.ServicePort{{Name: "sflow", Protocol: corev1.ProtocolUDP, Port: 6343}}},
+	}
+	if err := c.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{v4.Addr().String(), v6.Addr().String()}
+	var got []string
+	deadline := time.Now().Add(time.Minute)
+	for !slices.Equal(got, want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("MetalLB gave the Service %v, want %v from the pool it was given\n%s", got, want, mlb.LogTail(6))
+		}
+		time.Sleep(200 * time.Millisecond)
+		if err := c.Get(ctx, client.ObjectKeyFromObject(svc), svc); err != nil {
+			t.Fatal(err)
+		}
+		got = nil
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			got = append(got, in.IP)
+		}
+		slices.Sort(got)
+	}
 }
 
 func TestStopRemovesEverything(t *testing.T) {

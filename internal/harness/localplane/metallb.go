@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -70,8 +71,10 @@ func builtArtifact(env, part, name string) (string, error) {
 }
 
 // StartMetalLB installs MetalLB's CRDs and starts its controller and speaker
-// in the network namespace at netnsPath. It returns once both have started
-// their controllers. Stop ends both.
+// in the network namespace at netnsPath, with none of the configuration an
+// earlier MetalLB on the plane had (its test's pools and peers are deleted
+// first). It returns once both have started their controllers. Stop ends
+// both.
 func (p *Plane) StartMetalLB(ctx context.Context, netnsPath string, opts MetalLBOptions) (*MetalLB, error) {
 	if opts.Namespace == "" {
 		opts.Namespace = "metallb-system"
@@ -93,6 +96,9 @@ func (p *Plane) StartMetalLB(ctx context.Context, netnsPath string, opts MetalLB
 	}
 	m := &MetalLB{Namespace: opts.Namespace, Node: opts.Node, plane: p}
 	if err := createOrKeep(ctx, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.Namespace}}); err != nil {
+		return nil, err
+	}
+	if err := m.clearConfiguration(ctx, c); err != nil {
 		return nil, err
 	}
 	controllerPod := "controller-" + opts.Node
@@ -148,6 +154,32 @@ func (m *MetalLB) AddSpeaker(ctx context.Context, netnsPath, node string) error 
 	return nil
 }
 
+// metalLBConfigKinds are the kinds of MetalLB's configuration that Pool,
+// BGPPool and BGPPoolNodes write, by version.
+var metalLBConfigKinds = []schema.GroupVersionKind{
+	metalLBGroup.WithKind("IPAddressPool"),
+	metalLBGroup.WithKind("L2Advertisement"),
+	metalLBGroup.WithKind("BGPAdvertisement"),
+	{Group: metalLBGroup.Group, Version: "v1beta2", Kind: "BGPPeer"},
+}
+
+// clearConfiguration deletes the configuration an earlier MetalLB on the
+// plane was given (tests share planes through a Pool): a new MetalLB starts
+// with none, then has exactly the pools, advertisements and peers its test
+// asks for. A kept pool of the same name but other addresses, or one
+// overlapping the new one (MetalLB then refuses the whole configuration),
+// left a dual-stack Service without an address.
+func (m *MetalLB) clearConfiguration(ctx context.Context, c client.Client) error {
+	for _, gvk := range metalLBConfigKinds {
+		o := &unstructured.Unstructured{}
+		o.SetGroupVersionKind(gvk)
+		if err := c.DeleteAllOf(ctx, o, client.InNamespace(m.Namespace)); err != nil {
+			return fmt.Errorf("deleting an earlier MetalLB's %s objects: %w", gvk.Kind, err)
+		}
+	}
+	return nil
+}
+
 // pod creates the Pod object a MetalLB process reads at start, on node, and
 // returns a free port for its health probe.
 func (m *MetalLB) pod(ctx context.Context, c client.Client, name, node string) (int, error) {
@@ -197,16 +229,32 @@ func (m *MetalLB) Pool(ctx context.Context, c client.Client, name string, addres
 	for _, a := range addresses {
 		addrs = append(addrs, a.String())
 	}
-	for _, o := range []client.Object{
+	for _, o := range []*unstructured.Unstructured{
 		metalLBObject("v1beta1", "IPAddressPool", m.Namespace, name, map[string]any{"addresses": addrs, "autoAssign": false}),
 		metalLBObject("v1beta1", "L2Advertisement", m.Namespace, name, map[string]any{"ipAddressPools": []any{name},
 			"nodeSelectors": []any{map[string]any{"matchLabels": map[string]any{corev1.LabelHostname: m.Node}}}}),
 	} {
-		if err := createOrKeep(ctx, c, o); err != nil {
+		if err := createOrReplace(ctx, c, o); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// createOrReplace creates one of MetalLB's objects, or gives the one of its
+// name this spec.
+func createOrReplace(ctx context.Context, c client.Client, o *unstructured.Unstructured) error {
+	err := c.Create(ctx, o)
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(o.GroupVersionKind())
+	if err := c.Get(ctx, client.ObjectKeyFromObject(o), live); err != nil {
+		return err
+	}
+	live.Object["spec"] = o.Object["spec"]
+	return c.Update(ctx, live)
 }
 
 // BGPPool creates an IPAddressPool of these addresses (not assigned
@@ -257,7 +305,7 @@ func (m *MetalLB) BGPPoolNodes(ctx context.Context, c client.Client, name string
 		}))
 	}
 	for _, o := range objs {
-		if err := createOrKeep(ctx, c, o); err != nil {
+		if err := createOrReplace(ctx, c, o); err != nil {
 			return err
 		}
 	}
