@@ -125,13 +125,31 @@ func TestModuleOnBareMetalOverBGP(t *testing.T) {
 	if err := pipeline.Endpoints(ctx, kube, "telemetry", "flows", netlab.PodIP, node, map[string]int32{"sflow": 6343}); err != nil {
 		t.Fatal(err)
 	}
+	// With wait = false (no topic operator runs here) the apply does not
+	// wait for MetalLB's address either: the state has it after the
+	// address is in the Service's status and a refresh read it.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		svc, err := kube.CoreV1().Services("telemetry").Get(ctx, "flows", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(svc.Status.LoadBalancer.Ingress) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("MetalLB gave the Service no address within a minute of the apply\n%s", logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	terraform("apply", "-refresh-only", "-auto-approve", "-no-color", "-input=false")
 	out := string(terraform("output", "-no-color").Output)
 	if !strings.Contains(out, `"`+lb.String()+`"`) || !strings.Contains(out, "policy_enforced = true") {
 		t.Fatalf("outputs after apply, want MetalLB's %s and the policy enforced:\n%s", lb, out)
 	}
 	route := netip.PrefixFrom(lb, 32)
 	var first time.Time
-	deadline := time.Now().Add(time.Minute)
+	deadline = time.Now().Add(time.Minute)
 	for {
 		if n, at := receiver.From(listed); n > 0 {
 			first = at

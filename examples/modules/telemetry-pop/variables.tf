@@ -49,7 +49,7 @@ variable "collector" {
 }
 
 variable "wait" {
-  description = "Wait for the topics to be Ready and the NLB to exist."
+  description = "Wait for the topics to be Ready, the NLB to exist and (platform metal or gke) the load balancer to give the collectors their addresses; false leaves `addresses` empty until a refresh reads them."
   type        = bool
   default     = true
 }
