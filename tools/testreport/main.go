@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -25,13 +27,22 @@ type event struct {
 	Package string
 	Test    string
 	Elapsed float64 // seconds
+	Output  string
 }
 
 type result struct {
 	name    string
 	action  string
 	elapsed time.Duration
+	// waited is how long the test and its subtests waited for a plane
+	// slot (summed: parallel subtests' waits overlap, so it is capped at
+	// elapsed).
+	waited time.Duration
 }
+
+// slotWait matches the line localplane's HoldSlot logs when a test waited
+// for one of the machine's plane slots (internal/harness/localplane/slots.go).
+var slotWait = regexp.MustCompile(`waited ([0-9.]+) s for one of the machine's \d+ plane slots`)
 
 func main() {
 	slowest := flag.Int("slowest", 10, "how many of the slowest tests to list")
@@ -59,14 +70,26 @@ func main() {
 }
 
 // read collects the final result of every package and every top-level
-// test (subtests are counted in their parent's time).
+// test (subtests are counted in their parent's time, and so are their
+// waits for a plane slot).
 func read(r io.Reader) (packages, tests []result, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	waits := map[string]time.Duration{} // by package and top-level test
 	for sc.Scan() {
 		var e event
 		if json.Unmarshal(sc.Bytes(), &e) != nil {
 			continue // gotestsum may interleave non-JSON lines (build errors)
+		}
+		top, _, _ := strings.Cut(e.Test, "/")
+		key := shortPackage(e.Package) + "." + top
+		if e.Action == "output" && e.Test != "" {
+			if m := slotWait.FindStringSubmatch(e.Output); m != nil {
+				if s, err := strconv.ParseFloat(m[1], 64); err == nil {
+					waits[key] += time.Duration(s * float64(time.Second))
+				}
+			}
+			continue
 		}
 		if e.Action != "pass" && e.Action != "fail" {
 			continue
@@ -77,7 +100,8 @@ func read(r io.Reader) (packages, tests []result, err error) {
 			res.name = e.Package
 			packages = append(packages, res)
 		case !strings.Contains(e.Test, "/"):
-			res.name = shortPackage(e.Package) + "." + e.Test
+			res.name = key
+			res.waited = min(waits[key], res.elapsed)
 			tests = append(tests, res)
 		}
 	}
@@ -90,8 +114,9 @@ func shortPackage(p string) string {
 
 func write(w io.Writer, packages, tests []result, slowest int) {
 	byTime := func(a, b result) int { return int(b.elapsed - a.elapsed) }
+	byRunning := func(a, b result) int { return int((b.elapsed - b.waited) - (a.elapsed - a.waited)) }
 	slices.SortFunc(packages, byTime)
-	slices.SortFunc(tests, byTime)
+	slices.SortFunc(tests, byRunning)
 	fmt.Fprintln(w, ">> wall time by package (they run in parallel: the run takes about the longest, not the sum)")
 	for _, p := range packages {
 		if p.elapsed < time.Second && p.action == "pass" {
@@ -99,9 +124,13 @@ func write(w io.Writer, packages, tests []result, slowest int) {
 		}
 		fmt.Fprintf(w, "   %-4s %9s  %s\n", p.action, p.elapsed.Round(100*time.Millisecond), shortPackage(p.name))
 	}
-	fmt.Fprintf(w, ">> the %d slowest tests\n", min(slowest, len(tests)))
+	fmt.Fprintf(w, ">> the %d slowest tests (by their time less their waits for a plane slot)\n", min(slowest, len(tests)))
 	for _, t := range tests[:min(slowest, len(tests))] {
-		fmt.Fprintf(w, "   %-4s %9s  %s\n", t.action, t.elapsed.Round(100*time.Millisecond), t.name)
+		waited := ""
+		if t.waited >= time.Second {
+			waited = fmt.Sprintf(" (%s of it waiting for a plane slot)", t.waited.Round(time.Second))
+		}
+		fmt.Fprintf(w, "   %-4s %9s  %s%s\n", t.action, t.elapsed.Round(100*time.Millisecond), t.name, waited)
 	}
 }
 

@@ -60,3 +60,27 @@ func TestFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestSlotWaits: a test's waits for a plane slot (its own and its
+// subtests', as localplane logs them) are shown beside its time and left
+// out of the ranking: the slowest tests are those that took long running.
+func TestSlotWaits(t *testing.T) {
+	in := strings.NewReader(`{"Action":"output","Package":"m/a","Test":"TestA","Output":"    slots.go:88: waited 5.5 s for one of the machine's 3 plane slots (TEST_SLOTS)\n"}
+{"Action":"output","Package":"m/a","Test":"TestA/sub","Output":"    kubeproxy_test.go:281: waited 2.5 s for one of the machine's 3 plane slots (TEST_SLOTS)\n"}
+{"Action":"pass","Package":"m/a","Test":"TestA/sub","Elapsed":4}
+{"Action":"pass","Package":"m/a","Test":"TestA","Elapsed":10}
+{"Action":"pass","Package":"m/a","Test":"TestB","Elapsed":5}
+{"Action":"pass","Package":"m/a","Elapsed":16}
+`)
+	packages, tests, err := read(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	write(&out, packages, tests, 5)
+	got := out.String()
+	want := "pass        5s  m/a.TestB\n   pass       10s  m/a.TestA (8s of it waiting for a plane slot)\n"
+	if !strings.Contains(got, want) {
+		t.Errorf("report lacks %q:\n%s", want, got)
+	}
+}

@@ -84,6 +84,7 @@ func holdSlot(tb testing.TB) error {
 			time.Sleep(slotPoll)
 			continue
 		}
+		// tools/testreport reads this line (the slowest tests less their waits).
 		if d := time.Since(waited); d > time.Second {
 			tb.Logf("waited %.1f s for one of the machine's %d plane slots (%s)", d.Seconds(), n, SlotsEnv)
 		}
