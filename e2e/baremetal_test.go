@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -128,19 +129,11 @@ func TestModuleOnBareMetalOverBGP(t *testing.T) {
 	// With wait = false (no topic operator runs here) the apply does not
 	// wait for MetalLB's address either: the state has it after the
 	// address is in the Service's status and a refresh read it.
-	deadline := time.Now().Add(time.Minute)
-	for {
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		svc, err := kube.CoreV1().Services("telemetry").Get(ctx, "flows", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(svc.Status.LoadBalancer.Ingress) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("MetalLB gave the Service no address within a minute of the apply\n%s", logs())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil && len(svc.Status.LoadBalancer.Ingress) > 0, err
+	}); err != nil {
+		t.Fatalf("MetalLB gave the Service no address within a minute of the apply: %v\n%s", err, logs())
 	}
 	terraform("apply", "-refresh-only", "-auto-approve", "-no-color", "-input=false")
 	out := string(terraform("output", "-no-color").Output)
@@ -149,7 +142,7 @@ func TestModuleOnBareMetalOverBGP(t *testing.T) {
 	}
 	route := netip.PrefixFrom(lb, 32)
 	var first time.Time
-	deadline = time.Now().Add(time.Minute)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		if n, at := receiver.From(listed); n > 0 {
 			first = at

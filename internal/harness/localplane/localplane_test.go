@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -208,20 +209,18 @@ func TestMetalLBStartsFromItsOwnConfiguration(t *testing.T) {
 	}
 	want := []string{v4.Addr().String(), v6.Addr().String()}
 	var got []string
-	deadline := time.Now().Add(time.Minute)
-	for !slices.Equal(got, want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("MetalLB gave the Service %v, want %v from the pool it was given\n%s", got, want, mlb.LogTail(6))
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(svc), svc); err != nil {
-			t.Fatal(err)
+			return false, err
 		}
 		got = nil
 		for _, in := range svc.Status.LoadBalancer.Ingress {
 			got = append(got, in.IP)
 		}
 		slices.Sort(got)
+		return slices.Equal(got, want), nil
+	}); err != nil {
+		t.Fatalf("MetalLB gave the Service %v, want %v from the pool it was given (%v)\n%s", got, want, err, mlb.LogTail(6))
 	}
 }
 
