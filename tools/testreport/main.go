@@ -34,6 +34,8 @@ type result struct {
 	name    string
 	action  string
 	elapsed time.Duration
+	// held is, for a package, how long its tests held plane slots.
+	held time.Duration
 	// waited is how long the test and its subtests waited for a plane
 	// slot (summed: parallel subtests' waits overlap, so it is capped at
 	// elapsed).
@@ -43,6 +45,12 @@ type result struct {
 // slotWait matches the line localplane's HoldSlot logs when a test waited
 // for one of the machine's plane slots (internal/harness/localplane/slots.go).
 var slotWait = regexp.MustCompile(`waited ([0-9.]+) s for one of the machine's \d+ plane slots`)
+
+// slotHeld matches the line HoldSlot logs when a test gives its slot back.
+var slotHeld = regexp.MustCompile(`held one of the machine's (\d+) plane slots for ([0-9.]+) s`)
+
+// slotCount is the number of plane slots the run's lines name (0 if none).
+var slotCount int
 
 func main() {
 	slowest := flag.Int("slowest", 10, "how many of the slowest tests to list")
@@ -76,6 +84,7 @@ func read(r io.Reader) (packages, tests []result, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	waits := map[string]time.Duration{} // by package and top-level test
+	held := map[string]time.Duration{}  // by package
 	for sc.Scan() {
 		var e event
 		if json.Unmarshal(sc.Bytes(), &e) != nil {
@@ -85,9 +94,11 @@ func read(r io.Reader) (packages, tests []result, err error) {
 		key := shortPackage(e.Package) + "." + top
 		if e.Action == "output" && e.Test != "" {
 			if m := slotWait.FindStringSubmatch(e.Output); m != nil {
-				if s, err := strconv.ParseFloat(m[1], 64); err == nil {
-					waits[key] += time.Duration(s * float64(time.Second))
-				}
+				waits[key] += seconds(m[1])
+			}
+			if m := slotHeld.FindStringSubmatch(e.Output); m != nil {
+				held[e.Package] += seconds(m[2])
+				slotCount, _ = strconv.Atoi(m[1])
 			}
 			continue
 		}
@@ -98,6 +109,7 @@ func read(r io.Reader) (packages, tests []result, err error) {
 		switch {
 		case e.Test == "":
 			res.name = e.Package
+			res.held = held[e.Package]
 			packages = append(packages, res)
 		case !strings.Contains(e.Test, "/"):
 			res.name = key
@@ -106,6 +118,11 @@ func read(r io.Reader) (packages, tests []result, err error) {
 		}
 	}
 	return packages, tests, sc.Err()
+}
+
+func seconds(s string) time.Duration {
+	f, _ := strconv.ParseFloat(s, 64)
+	return time.Duration(f * float64(time.Second))
 }
 
 func shortPackage(p string) string {
@@ -118,11 +135,24 @@ func write(w io.Writer, packages, tests []result, slowest int) {
 	slices.SortFunc(packages, byTime)
 	slices.SortFunc(tests, byRunning)
 	fmt.Fprintln(w, ">> wall time by package (they run in parallel: the run takes about the longest, not the sum)")
+	var held, longest time.Duration
 	for _, p := range packages {
+		held += p.held
+		longest = max(longest, p.elapsed)
 		if p.elapsed < time.Second && p.action == "pass" {
 			continue
 		}
-		fmt.Fprintf(w, "   %-4s %9s  %s\n", p.action, p.elapsed.Round(100*time.Millisecond), shortPackage(p.name))
+		slots := ""
+		if p.held > 0 {
+			slots = fmt.Sprintf(" (plane slots held %s)", p.held.Round(time.Second))
+		}
+		fmt.Fprintf(w, "   %-4s %9s  %s%s\n", p.action, p.elapsed.Round(100*time.Millisecond), shortPackage(p.name), slots)
+	}
+	// With every slot busy the run is bound by them: the share says how
+	// near it came (the longest package stands for the tests' wall time).
+	if held > 0 && slotCount > 0 && longest > 0 {
+		fmt.Fprintf(w, ">> plane slots held %s in all: %.0f%% of %d slots over %s\n", held.Round(time.Second),
+			100*held.Seconds()/(float64(slotCount)*longest.Seconds()), slotCount, longest.Round(time.Second))
 	}
 	fmt.Fprintf(w, ">> the %d slowest tests (by their time less their waits for a plane slot)\n", min(slowest, len(tests)))
 	for _, t := range tests[:min(slowest, len(tests))] {

@@ -84,3 +84,36 @@ func TestSlotWaits(t *testing.T) {
 		t.Errorf("report lacks %q:\n%s", want, got)
 	}
 }
+
+// TestSlotsHeld: the time each package's tests held a plane slot (as
+// localplane logs it when a test gives one back) is summed beside the
+// package, and the whole run's share of the slots' time closes the table.
+func TestSlotsHeld(t *testing.T) {
+	in := strings.NewReader(`{"Action":"output","Package":"m/a","Test":"TestA","Output":"    slots.go:101: held one of the machine's 3 plane slots for 20.5 s\n"}
+{"Action":"output","Package":"m/a","Test":"TestA/sub","Output":"    slots.go:101: held one of the machine's 3 plane slots for 9.5 s\n"}
+{"Action":"pass","Package":"m/a","Test":"TestA","Elapsed":25}
+{"Action":"output","Package":"m/b","Test":"TestB","Output":"    slots.go:101: held one of the machine's 3 plane slots for 60 s\n"}
+{"Action":"pass","Package":"m/b","Test":"TestB","Elapsed":60}
+{"Action":"pass","Package":"m/a","Elapsed":30}
+{"Action":"pass","Package":"m/b","Elapsed":60}
+{"Action":"pass","Package":"m/c","Elapsed":2}
+`)
+	packages, tests, err := read(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	write(&out, packages, tests, 5)
+	got := out.String()
+	for _, want := range []string{
+		"pass      1m0s  m/b (plane slots held 1m0s)\n",
+		"pass       30s  m/a (plane slots held 30s)\n",
+		"pass        2s  m/c\n",
+		// 90 s held of 3 slots over the longest package's 60 s.
+		">> plane slots held 1m30s in all: 50% of 3 slots over 1m0s\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+}

@@ -94,14 +94,20 @@ func loadCalico() (calicoObjects, error) {
 	return out, nil
 }
 
-// installCalico creates the admission policies and what calico-node and
-// kube-controllers would create: the built-in tiers.
-func installCalico(ctx context.Context, c client.Client, objs calicoObjects) error {
+// createCalicoAdmission creates Calico's admission policies (and their
+// bindings) from its manifest.
+func createCalicoAdmission(ctx context.Context, c client.Client, objs calicoObjects) error {
 	for _, u := range objs.admission {
 		if err := c.Create(ctx, u.DeepCopy()); err != nil {
-			return fmt.Errorf("creating %s %s: %w", u.GetKind(), u.GetName(), err)
+			return fmt.Errorf("creating Calico's %s %s: %w", u.GetKind(), u.GetName(), err)
 		}
 	}
+	return nil
+}
+
+// createCalicoTiers creates what calico-node and kube-controllers would
+// create: the built-in tiers.
+func createCalicoTiers(ctx context.Context, c client.Client) error {
 	for _, t := range []struct {
 		name   string
 		order  float64
@@ -114,7 +120,7 @@ func installCalico(ctx context.Context, c client.Client, objs calicoObjects) err
 		tier := &calicov3.Tier{ObjectMeta: metav1.ObjectMeta{Name: t.name},
 			Spec: calicov3.TierSpec{Order: ptr.To(t.order), DefaultAction: ptr.To(t.action)}}
 		if err := c.Create(ctx, tier); err != nil {
-			return fmt.Errorf("creating tier %s: %w", t.name, err)
+			return fmt.Errorf("creating Calico's tier %s: %w", t.name, err)
 		}
 	}
 	return nil
