@@ -12,6 +12,7 @@ import (
 
 	calicov3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
 	corev1 "k8s.io/api/core/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -140,6 +141,13 @@ func (p *Plane) prepareFelixCluster(ctx context.Context, c client.Client, node F
 	asNode := rest.CopyConfig(p.Config)
 	asNode.Impersonate = rest.ImpersonationConfig{UserName: calicoNode,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}}
+	// The binding is in force once the API server's RBAC caches have it,
+	// a moment after the create (a create straight after was refused on a
+	// loaded machine).
+	if err := p.AwaitAllowed(ctx, asNode.Impersonate, authorizationv1.ResourceAttributes{
+		Verb: "create", Group: calicov3.GroupName, Resource: "clusterinformations"}); err != nil {
+		return err
+	}
 	nodeClient, err := client.New(asNode, client.Options{Scheme: c.Scheme()})
 	if err != nil {
 		return err

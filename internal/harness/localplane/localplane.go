@@ -38,6 +38,11 @@ type Options struct {
 	NoAWS bool
 }
 
+// APIServerLogEnv names a folder where each plane's kube-apiserver writes
+// its log (at -v=3: every request and its latency), for finding why a test
+// waited; unset, the log is discarded.
+const APIServerLogEnv = "LOCALPLANE_APISERVER_LOGS"
+
 // Plane is a running local control plane.
 type Plane struct {
 	// Config reaches the API server as cluster admin.
@@ -115,6 +120,16 @@ func Start(ctx context.Context, opts Options) (p *Plane, err error) {
 	// Dual-stack, as the IPv6 tests of the conntrack agent need IPv6 Services
 	// (single-stack IPv4 stays the default family).
 	p.env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16,fd00:10:96::/108")
+	if dir := os.Getenv(APIServerLogEnv); dir != "" {
+		f, err := os.CreateTemp(dir, "kube-apiserver-*.log")
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close() // the process holds its own descriptor
+		p.env.ControlPlane.GetAPIServer().Out = f
+		p.env.ControlPlane.GetAPIServer().Err = f
+		p.env.ControlPlane.GetAPIServer().Configure().Set("v", "3")
+	}
 	if p.Config, err = p.env.Start(); err != nil {
 		p.env = nil
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)

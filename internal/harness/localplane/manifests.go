@@ -8,9 +8,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -82,6 +87,31 @@ func (p *Plane) ServiceAccountConfig(namespace, name string) *rest.Config {
 		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
 	}
 	return cfg
+}
+
+// AwaitAllowed returns once the API server authorizes as for what: RBAC
+// objects just created are in force only once its caches have them, so a
+// request made as the subject straight after can still be refused.
+func (p *Plane) AwaitAllowed(ctx context.Context, as rest.ImpersonationConfig, what authorizationv1.ResourceAttributes) error {
+	cs, err := kubernetes.NewForConfig(p.Config)
+	if err != nil {
+		return err
+	}
+	var last string
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{User: as.UserName, Groups: as.Groups, ResourceAttributes: &what}}, metav1.CreateOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		last = sar.Status.Reason
+		return sar.Status.Allowed, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s may not %s %s.%s (%s): %w", as.UserName, what.Verb, what.Resource, what.Group, last, err)
+	}
+	return nil
 }
 
 // RBAC keeps the ServiceAccounts, roles and bindings of a manifest set.
