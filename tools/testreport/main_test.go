@@ -11,7 +11,7 @@ import (
 // subtests folded into their parent, non-JSON lines skipped, a failure shown
 // as one.
 func TestReport(t *testing.T) {
-	in := strings.NewReader(`{"Action":"run","Package":"m/a","Test":"TestA"}
+	got := report(t, `{"Action":"run","Package":"m/a","Test":"TestA"}
 {"Action":"pass","Package":"m/a","Test":"TestA/sub","Elapsed":9}
 {"Action":"pass","Package":"m/a","Test":"TestA","Elapsed":10}
 {"Action":"fail","Package":"m/b","Test":"TestB","Elapsed":30.5}
@@ -19,13 +19,6 @@ func TestReport(t *testing.T) {
 {"Action":"pass","Package":"m/a","Elapsed":12}
 {"Action":"fail","Package":"m/b","Elapsed":31}
 `)
-	packages, tests, err := read(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	write(&out, packages, tests, 5)
-	got := out.String()
 	for _, want := range []string{"fail       31s  m/b\n   pass       12s  m/a", "fail     30.5s  m/b.TestB\n   pass       10s  m/a.TestA"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("report lacks %q:\n%s", want, got)
@@ -65,20 +58,13 @@ func TestFailures(t *testing.T) {
 // subtests', as localplane logs them) are shown beside its time and left
 // out of the ranking: the slowest tests are those that took long running.
 func TestSlotWaits(t *testing.T) {
-	in := strings.NewReader(`{"Action":"output","Package":"m/a","Test":"TestA","Output":"    slots.go:88: waited 5.5 s for one of the machine's 3 plane slots (TEST_SLOTS)\n"}
+	got := report(t, `{"Action":"output","Package":"m/a","Test":"TestA","Output":"    slots.go:88: waited 5.5 s for one of the machine's 3 plane slots (TEST_SLOTS)\n"}
 {"Action":"output","Package":"m/a","Test":"TestA/sub","Output":"    kubeproxy_test.go:281: waited 2.5 s for one of the machine's 3 plane slots (TEST_SLOTS)\n"}
 {"Action":"pass","Package":"m/a","Test":"TestA/sub","Elapsed":4}
 {"Action":"pass","Package":"m/a","Test":"TestA","Elapsed":10}
 {"Action":"pass","Package":"m/a","Test":"TestB","Elapsed":5}
 {"Action":"pass","Package":"m/a","Elapsed":16}
 `)
-	packages, tests, err := read(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	write(&out, packages, tests, 5)
-	got := out.String()
 	want := "pass        5s  m/a.TestB\n   pass       10s  m/a.TestA (8s of it waiting for a plane slot)\n"
 	if !strings.Contains(got, want) {
 		t.Errorf("report lacks %q:\n%s", want, got)
@@ -89,7 +75,7 @@ func TestSlotWaits(t *testing.T) {
 // localplane logs it when a test gives one back) is summed beside the
 // package, and the whole run's share of the slots' time closes the table.
 func TestSlotsHeld(t *testing.T) {
-	in := strings.NewReader(`{"Action":"output","Package":"m/a","Test":"TestA","Output":"    slots.go:101: held one of the machine's 3 plane slots for 20.5 s\n"}
+	got := report(t, `{"Action":"output","Package":"m/a","Test":"TestA","Output":"    slots.go:101: held one of the machine's 3 plane slots for 20.5 s\n"}
 {"Action":"output","Package":"m/a","Test":"TestA/sub","Output":"    slots.go:101: held one of the machine's 3 plane slots for 9.5 s\n"}
 {"Action":"pass","Package":"m/a","Test":"TestA","Elapsed":25}
 {"Action":"output","Package":"m/b","Test":"TestB","Output":"    slots.go:101: held one of the machine's 3 plane slots for 60 s\n"}
@@ -98,13 +84,6 @@ func TestSlotsHeld(t *testing.T) {
 {"Action":"pass","Package":"m/b","Elapsed":60}
 {"Action":"pass","Package":"m/c","Elapsed":2}
 `)
-	packages, tests, err := read(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	write(&out, packages, tests, 5)
-	got := out.String()
 	for _, want := range []string{
 		"pass      1m0s  m/b (plane slots held 1m0s)\n",
 		"pass       30s  m/a (plane slots held 30s)\n",
@@ -116,4 +95,16 @@ func TestSlotsHeld(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, got)
 		}
 	}
+}
+
+// report is what write prints for the events in, listing 5 tests.
+func report(t *testing.T, in string) string {
+	t.Helper()
+	packages, tests, err := read(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	write(&out, packages, tests, 5)
+	return out.String()
 }
