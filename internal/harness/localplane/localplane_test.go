@@ -22,8 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -45,11 +43,9 @@ func TestPlane(t *testing.T) {
 	// here with no retry), and no CRD is still within the API server's hold
 	// on creates (its Established time, in whole seconds, plus 2 s).
 	t.Run("handed over warm", func(t *testing.T) {
-		rc, err := rest.RESTClientFor(restConfigForLists(p.Config))
-		if err != nil {
-			t.Fatal(err)
-		}
-		crds, err := apiextensionsclient.NewForConfigOrDie(p.Config).ApiextensionsV1().CustomResourceDefinitions().List(ctx, metav1.ListOptions{})
+		cs := apiextensionsclient.NewForConfigOrDie(p.Config)
+		rc := cs.Discovery().RESTClient() // a bare client: paths as given
+		crds, err := cs.ApiextensionsV1().CustomResourceDefinitions().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,13 +284,4 @@ func TestMissingBinariesSayHowToBuild(t *testing.T) {
 func protocol(name string) *numorstring.Protocol {
 	p := numorstring.ProtocolFromString(name)
 	return &p
-}
-
-// restConfigForLists is cfg for a bare REST client of JSON lists.
-func restConfigForLists(cfg *rest.Config) *rest.Config {
-	cfg = rest.CopyConfig(cfg)
-	cfg.GroupVersion = &schema.GroupVersion{}
-	cfg.APIPath = "/apis"
-	cfg.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
-	return cfg
 }

@@ -3,9 +3,9 @@ package localplane
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,23 +28,17 @@ func warmCaches(ctx context.Context, cfg *rest.Config, crds []*apiextensionsv1.C
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(crds))
-	for i, crd := range crds {
+	var g errgroup.Group
+	for _, crd := range crds {
 		gvr := schema.GroupVersionResource{Group: crd.Spec.Group, Version: storageVersion(crd), Resource: crd.Spec.Names.Plural}
-		wg.Go(func() {
+		g.Go(func() error {
 			if _, err := mc.Resource(gvr).List(ctx, metav1.ListOptions{ResourceVersion: "0"}); err != nil {
-				errs[i] = fmt.Errorf("listing %s to warm its cache: %w", gvr, err)
+				return fmt.Errorf("listing %s to warm its cache: %w", gvr, err)
 			}
+			return nil
 		})
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return g.Wait()
 }
 
 // storageVersion is the version a CRD stores (the first served one if none
